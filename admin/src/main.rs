@@ -1,0 +1,247 @@
+//! Operator CLI: manages tables, accounts, systems, API clients and signing keys, locally or
+//! on AWS, configured by the same environment as the functions (`source .dev/env` locally).
+
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+
+use shared::config::{self, AuthConfig, Tables};
+use shared::domain::{AccountId, ClientId, ScopeSet, SystemGuid};
+use shared::store::StoreError;
+use shared::store::dynamo::DynamoStore;
+
+#[derive(Parser)]
+#[command(name = "admin", about = "Operate the end-user data ingestion API")]
+struct Cli {
+    /// Print one JSON object instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Tables.
+    Tables {
+        #[command(subcommand)]
+        command: TablesCmd,
+    },
+    /// Accounts (tenants).
+    Account {
+        #[command(subcommand)]
+        command: AccountCmd,
+    },
+    /// Systems of an account (segments live in a system).
+    System {
+        #[command(subcommand)]
+        command: SystemCmd,
+    },
+    /// OAuth2 API clients.
+    Client {
+        #[command(subcommand)]
+        command: ClientCmd,
+    },
+    /// Token signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum TablesCmd {
+    /// Create every table that does not exist yet (idempotent).
+    Create,
+}
+
+#[derive(Subcommand)]
+enum AccountCmd {
+    Create {
+        account_id: String,
+        /// Most attributes the account may hold across all its integrations.
+        #[arg(long, default_value_t = 100)]
+        attribute_limit: i64,
+        /// Requests per second the account may make (with a burst of the same size).
+        #[arg(long, default_value_t = 100)]
+        rate_limit: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum SystemCmd {
+    Create {
+        #[arg(long)]
+        account: String,
+        /// Use this GUID instead of a new one.
+        #[arg(long)]
+        guid: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientCmd {
+    /// Create a client; its secret is shown once.
+    Create {
+        #[arg(long)]
+        account: String,
+        /// Space-separated scopes, e.g. "endUserUpdate:write segments:write"; "all" for every one.
+        #[arg(long)]
+        scopes: String,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    List {
+        #[arg(long)]
+        account: String,
+    },
+    /// Issue a new secret; the old one stops working at once.
+    RotateSecret { client_id: String },
+    /// Refuse every further token request of this client.
+    Disable { client_id: String },
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Make a new signing key current; old keys keep verifying until their tokens expire.
+    Rotate {
+        /// How long the previous keys stay published (default: token lifetime + 10 minutes).
+        #[arg(long)]
+        retire_after: Option<i64>,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let sdk = config::aws_sdk_config().await;
+    let store = DynamoStore::new(config::dynamodb_client(&sdk), Tables::from_env());
+    match run(&store, cli.command).await {
+        Ok((value, text)) => {
+            if cli.json {
+                println!("{value}");
+            } else {
+                println!("{text}");
+            }
+        }
+        Err(message) => {
+            if cli.json {
+                println!("{}", json!({ "error": message }));
+            } else {
+                eprintln!("error: {message}");
+            }
+            std::process::exit(1);
+        }
+    }
+}
+
+type Outcome = Result<(Value, String), String>;
+
+fn store_err(e: StoreError) -> String {
+    e.to_string()
+}
+
+fn account_id(s: &str) -> Result<AccountId, String> {
+    AccountId::parse(s).map_err(|e| e.to_string())
+}
+
+async fn run(store: &DynamoStore, command: Command) -> Outcome {
+    let now = shared::now_epoch();
+    match command {
+        Command::Tables { command: TablesCmd::Create } => {
+            let created = store.create_tables().await.map_err(store_err)?;
+            let all: Vec<String> = store.tables().named().iter().map(|(_, n)| n.to_string()).collect();
+            let text = format!("tables ready: {} (created now: {})", all.join(", "), created.len());
+            Ok((json!({ "tables": all, "created": created }), text))
+        }
+        Command::Account { command: AccountCmd::Create { account_id: id, attribute_limit, rate_limit } } => {
+            if attribute_limit < 1 || rate_limit < 1 {
+                return Err("--attribute-limit and --rate-limit must be at least 1".into());
+            }
+            let id = account_id(&id)?;
+            let rec = store.create_account(&id, attribute_limit, rate_limit, now).await.map_err(store_err)?;
+            let text = format!("account {} created", rec.account_id);
+            Ok((serde_json::to_value(rec).expect("serializable"), text))
+        }
+        Command::System { command: SystemCmd::Create { account, guid } } => {
+            let account = account_id(&account)?;
+            let guid = match guid {
+                Some(g) => SystemGuid::parse(&g).map_err(|e| e.to_string())?,
+                None => SystemGuid::generate(),
+            };
+            store.create_system(&account, guid, now).await.map_err(store_err)?;
+            Ok((json!({ "systemGuid": guid.to_string(), "accountId": account.as_str() }), format!("system {guid} created")))
+        }
+        Command::Client { command } => client(store, command, now).await,
+        Command::Keys { command: KeysCmd::Rotate { retire_after } } => {
+            let retire = retire_after.unwrap_or(AuthConfig::from_env().token_ttl_secs + 600);
+            let key = store.rotate_signing_key(now, retire).await.map_err(store_err)?;
+            Ok((json!({ "kid": key.kid, "previousKeysRetireAfterSeconds": retire }), format!("signing key {} is now current", key.kid)))
+        }
+    }
+}
+
+async fn client(store: &DynamoStore, command: ClientCmd, now: i64) -> Outcome {
+    match command {
+        ClientCmd::Create { account, scopes, name } => {
+            let account = account_id(&account)?;
+            let scopes = if scopes.trim() == "all" {
+                ScopeSet::all()
+            } else {
+                ScopeSet::parse(&scopes).map_err(|e| e.to_string())?
+            };
+            if scopes.is_empty() {
+                return Err("--scopes must name at least one scope".into());
+            }
+            let (rec, secret) = store.create_client(&account, &name, scopes, now).await.map_err(store_err)?;
+            let value = json!({
+                "clientId": rec.client_id.as_str(),
+                "clientSecret": secret.expose(),
+                "scopes": scopes.to_string(),
+                "accountId": account.as_str(),
+                "name": name,
+            });
+            let text = format!(
+                "client created\n  clientId:     {}\n  clientSecret: {}   (shown once; only its hash is stored)\n  scopes:       {}",
+                rec.client_id,
+                secret.expose(),
+                scopes
+            );
+            Ok((value, text))
+        }
+        ClientCmd::List { account } => {
+            let account = account_id(&account)?;
+            let clients = store.list_clients(&account).await.map_err(store_err)?;
+            let list: Vec<Value> = clients
+                .iter()
+                .map(|c| {
+                    json!({
+                        "clientId": c.client_id.as_str(),
+                        "name": c.name,
+                        "scopes": c.scopes.to_string(),
+                        "disabled": c.disabled,
+                        "createdAt": c.created_at,
+                    })
+                })
+                .collect();
+            let text = clients
+                .iter()
+                .map(|c| format!("{}  {}  [{}]{}", c.client_id, c.name, c.scopes, if c.disabled { "  (disabled)" } else { "" }))
+                .collect::<Vec<_>>()
+                .join("\n");
+            Ok((json!({ "accountId": account.as_str(), "clients": list }), text))
+        }
+        ClientCmd::RotateSecret { client_id } => {
+            let id = ClientId::parse(&client_id).map_err(|e| e.to_string())?;
+            let secret = store.rotate_client_secret(&id).await.map_err(store_err)?;
+            Ok((
+                json!({ "clientId": id.as_str(), "clientSecret": secret.expose() }),
+                format!("new secret for {id}: {}   (shown once)", secret.expose()),
+            ))
+        }
+        ClientCmd::Disable { client_id } => {
+            let id = ClientId::parse(&client_id).map_err(|e| e.to_string())?;
+            store.disable_client(&id).await.map_err(store_err)?;
+            Ok((json!({ "clientId": id.as_str(), "disabled": true }), format!("client {id} disabled")))
+        }
+    }
+}

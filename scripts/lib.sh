@@ -1,0 +1,56 @@
+# Shared by the make targets: the tool venv and the local DynamoDB-compatible server (moto).
+# shellcheck shell=bash
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+
+# Installs the Python tools on first use (and again when requirements-dev.txt changes).
+ensure_venv() {
+  local stamp="$VENV/.requirements.sha256"
+  local want
+  want="$(sha256sum "$ROOT/requirements-dev.txt" | cut -d' ' -f1)"
+  if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return 0
+  fi
+  echo "==> installing tools into .venv (first use only)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/requirements-dev.txt"
+  echo "$want" > "$stamp"
+}
+
+# A free TCP port on 127.0.0.1.
+free_port() {
+  "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# start_moto PORT LOGFILE: starts moto in the background, waits until it answers, sets MOTO_PID.
+start_moto() {
+  local port="$1" log="$2"
+  if curl -s -o /dev/null "http://127.0.0.1:$port/moto-api/"; then
+    echo "error: something already listens on 127.0.0.1:$port (stop it, or pick another port)" >&2
+    return 1
+  fi
+  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+  MOTO_PID=$!
+  for _ in $(seq 1 100); do
+    if curl -s -o /dev/null "http://127.0.0.1:$port/moto-api/"; then
+      return 0
+    fi
+    if ! kill -0 "$MOTO_PID" 2>/dev/null; then
+      echo "error: moto_server exited; see $log" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+  echo "error: moto_server did not answer on port $port; see $log" >&2
+  return 1
+}
+
+# Environment that points the SDK (Rust and Python) at a local server.
+local_aws_env() {
+  local port="$1"
+  export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$port"
+  export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+  export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
+  export AWS_EC2_METADATA_DISABLED=true
+}

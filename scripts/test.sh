@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# `make test`: every test the project has. Installs its tools on first use, starts its own
+# local DynamoDB-compatible server on a free port, and stops it afterwards.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+ensure_venv
+export PATH="$VENV/bin:$PATH"
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "==> template lint"
+cfn-lint template.yaml
+sam validate --lint --template-file template.yaml
+
+mkdir -p target
+port="$(free_port)"
+start_moto "$port" target/moto-test.log
+trap 'kill "$MOTO_PID" 2>/dev/null || true' EXIT
+local_aws_env "$port"
+echo "==> cargo test (local DynamoDB-compatible server on 127.0.0.1:$port)"
+cargo test --workspace --locked

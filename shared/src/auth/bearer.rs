@@ -1,0 +1,122 @@
+//! Bearer-token checks for every endpoint but the token endpoint (RFC 6750).
+
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::JwkSet;
+use tokio::sync::RwLock;
+
+use super::jwt::{self, IssuerPolicy, TokenError};
+use crate::config::AuthConfig;
+use crate::domain::{AccountId, Scope, ScopeSet};
+use crate::store::{PublicKeyStore, StoreError};
+
+/// Who is calling, once the token checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub account: AccountId,
+    pub client_id: String,
+    pub scopes: ScopeSet,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BearerError {
+    #[error("no bearer token was sent")]
+    Missing,
+    #[error(transparent)]
+    Invalid(#[from] TokenError),
+    #[error("the token lacks the scope '{0}'")]
+    InsufficientScope(Scope),
+    #[error("the signing keys could not be loaded")]
+    Unavailable(#[source] StoreError),
+}
+
+/// Keys are re-read this often even when every `kid` is known, so a retired key stops
+/// verifying without a redeploy.
+const MAX_KEY_AGE: Duration = Duration::from_secs(600);
+/// An unknown `kid` triggers at most one re-read per interval, so a flood of forged tokens
+/// cannot turn into a flood of reads.
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+
+struct KeyCache {
+    set: JwkSet,
+    loaded_at: Option<Instant>,
+}
+
+/// Verifies bearer tokens against the published keys, cached across warm invocations.
+pub struct Authenticator<S> {
+    store: S,
+    issuer: IssuerPolicy,
+    audience: String,
+    cache: RwLock<KeyCache>,
+}
+
+impl<S: PublicKeyStore> Authenticator<S> {
+    pub fn new(store: S, config: &AuthConfig) -> Self {
+        Self {
+            store,
+            issuer: IssuerPolicy::from_config(config.issuer.as_deref()),
+            audience: config.audience.clone(),
+            cache: RwLock::new(KeyCache { set: JwkSet { keys: Vec::new() }, loaded_at: None }),
+        }
+    }
+
+    /// Checks the `Authorization` header and that the token grants `required`.
+    /// `domain` is the API Gateway domain the request arrived on.
+    pub async fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        domain: Option<&str>,
+        required: Scope,
+    ) -> Result<Principal, BearerError> {
+        let token = bearer_token(authorization)?;
+        let issuer = self.issuer.resolve(domain).ok_or(TokenError::Issuer)?;
+        // Cheap header checks first: a token that can never verify costs no key read.
+        jwt::peek_kid(token)?;
+
+        self.refresh_if(|c| c.loaded_at.is_none_or(|t| t.elapsed() > MAX_KEY_AGE)).await?;
+        let mut result = {
+            let cache = self.cache.read().await;
+            jwt::verify(token, &cache.set, &issuer, &self.audience)
+        };
+        if matches!(result, Err(TokenError::UnknownKey)) {
+            let refreshed = self
+                .refresh_if(|c| c.loaded_at.is_none_or(|t| t.elapsed() > MIN_REFRESH_INTERVAL))
+                .await?;
+            if refreshed {
+                let cache = self.cache.read().await;
+                result = jwt::verify(token, &cache.set, &issuer, &self.audience);
+            }
+        }
+        let (claims, scopes, account) = result?;
+        if !scopes.contains(required) {
+            return Err(BearerError::InsufficientScope(required));
+        }
+        Ok(Principal { account, client_id: claims.client_id, scopes })
+    }
+
+    async fn refresh_if(&self, stale: impl Fn(&KeyCache) -> bool) -> Result<bool, BearerError> {
+        if !stale(&*self.cache.read().await) {
+            return Ok(false);
+        }
+        let mut cache = self.cache.write().await;
+        if !stale(&cache) {
+            return Ok(false); // another task refreshed while we waited
+        }
+        let keys = self.store.public_keys(crate::now_epoch()).await.map_err(BearerError::Unavailable)?;
+        *cache = KeyCache { set: JwkSet { keys }, loaded_at: Some(Instant::now()) };
+        Ok(true)
+    }
+}
+
+fn bearer_token(authorization: Option<&str>) -> Result<&str, BearerError> {
+    let header = authorization.map(str::trim).ok_or(BearerError::Missing)?;
+    let (scheme, token) = header.split_once(' ').unwrap_or((header, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(BearerError::Missing);
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(TokenError::Malformed.into());
+    }
+    Ok(token)
+}

@@ -1,0 +1,93 @@
+//! What a function reads from its environment, once per cold start.
+
+use crate::store::schema::{self, TableDef};
+
+/// The physical names of the tables, as deployed (CloudFormation generates them) or as set
+/// locally by `.dev/env`. Each falls back to the table's default name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tables {
+    pub config: String,
+    pub keys: String,
+}
+
+impl Tables {
+    pub fn from_env() -> Self {
+        Self { config: name_from_env(&schema::CONFIG), keys: name_from_env(&schema::KEYS) }
+    }
+
+    /// Every table prefixed, so that tests sharing one local server never see each other.
+    pub fn with_prefix(prefix: &str) -> Self {
+        Self {
+            config: format!("{prefix}{}", schema::CONFIG.default_name),
+            keys: format!("{prefix}{}", schema::KEYS.default_name),
+        }
+    }
+
+    /// Each table definition with its physical name.
+    pub fn named(&self) -> Vec<(&'static TableDef, &str)> {
+        vec![(&schema::CONFIG, self.config.as_str()), (&schema::KEYS, self.keys.as_str())]
+    }
+}
+
+fn name_from_env(def: &TableDef) -> String {
+    std::env::var(def.env_var)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| def.default_name.to_string())
+}
+
+/// Token settings shared by the issuer (token function) and every verifier.
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    /// `iss` of every token. `None` derives `https://<domain>` from API Gateway's request
+    /// context, for stacks deployed without a custom domain (the template cannot pass the
+    /// API's own URL to its functions without a circular dependency).
+    pub issuer: Option<String>,
+    /// `aud` of every token.
+    pub audience: String,
+    /// Lifetime of an access token in seconds (the seeds show 86400).
+    pub token_ttl_secs: i64,
+}
+
+pub const DEFAULT_AUDIENCE: &str = "end-user-data-api";
+pub const DEFAULT_TOKEN_TTL_SECS: i64 = 86_400;
+
+impl AuthConfig {
+    pub fn from_env() -> Self {
+        let issuer = std::env::var("TOKEN_ISSUER")
+            .ok()
+            .map(|s| s.trim_end_matches('/').to_string())
+            .filter(|s| !s.is_empty());
+        let audience = std::env::var("TOKEN_AUDIENCE")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| DEFAULT_AUDIENCE.to_string());
+        let token_ttl_secs = std::env::var("TOKEN_TTL_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(DEFAULT_TOKEN_TTL_SECS);
+        Self { issuer, audience, token_ttl_secs }
+    }
+}
+
+/// The SDK configuration from the standard AWS environment (region, credentials, and
+/// `AWS_ENDPOINT_URL_DYNAMODB` for the local server).
+pub async fn aws_sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
+}
+
+/// A DynamoDB client with retries tuned for a 30 s API Gateway budget: the SDK's standard
+/// retry mode (exponential backoff with jitter, throttling-aware) with a few more attempts.
+pub fn dynamodb_client(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
+    let conf = aws_sdk_dynamodb::config::Builder::from(sdk)
+        .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::standard().with_max_attempts(5))
+        .timeout_config(
+            aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+                .operation_attempt_timeout(std::time::Duration::from_secs(3))
+                .operation_timeout(std::time::Duration::from_secs(10))
+                .build(),
+        )
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(conf)
+}

@@ -1,0 +1,9 @@
+//! The rules of the product, free of AWS and HTTP types.
+
+pub mod ids;
+pub mod scope;
+pub mod secret;
+
+pub use ids::{AccountId, ClientId, IdError, SystemGuid};
+pub use scope::{Scope, ScopeSet};
+pub use secret::{ClientSecret, SecretHash};

@@ -1,0 +1,84 @@
+//! Storage behind narrow traits; [`dynamo::DynamoStore`] implements them on DynamoDB.
+
+pub mod dynamo;
+pub mod schema;
+
+use std::future::Future;
+
+use jsonwebtoken::jwk::Jwk;
+
+use crate::domain::{AccountId, ClientId, ScopeSet, SecretHash};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Throttled past retries, timed out, or the service answered 5xx: nothing is known to
+    /// have been applied by the failing request.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// A stored item does not have the shape this code writes.
+    #[error("stored item is corrupt: {0}")]
+    Corrupt(String),
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientRecord {
+    pub client_id: ClientId,
+    pub account: AccountId,
+    pub name: String,
+    pub secret_hash: SecretHash,
+    pub scopes: ScopeSet,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+/// Failed authentications of one client id in the current window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureWindow {
+    pub count: u32,
+    pub window_start: i64,
+}
+
+#[derive(Debug, Default)]
+pub struct ClientLookup {
+    pub client: Option<ClientRecord>,
+    pub failures: Option<FailureWindow>,
+}
+
+/// What the token endpoint needs: one read per request, one write per failure.
+pub trait ClientStore: Send + Sync {
+    fn client_with_failures(
+        &self,
+        id: &ClientId,
+    ) -> impl Future<Output = Result<ClientLookup, StoreError>> + Send;
+
+    fn record_failure(
+        &self,
+        id: &ClientId,
+        now: i64,
+        window_secs: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The published (public) keys, as a verifier or the JWKS document needs them.
+pub trait PublicKeyStore: Send + Sync {
+    fn public_keys(&self, now: i64) -> impl Future<Output = Result<Vec<Jwk>, StoreError>> + Send;
+}
+
+/// A private key as stored.
+#[derive(Clone)]
+pub struct StoredSigningKey {
+    pub kid: String,
+    pub private_pem: String,
+    pub created_at: i64,
+}
+
+/// The private keys; only the token function's role may read them.
+pub trait SigningKeyStore: Send + Sync {
+    fn current_signing_key(
+        &self,
+    ) -> impl Future<Output = Result<Option<StoredSigningKey>, StoreError>> + Send;
+}

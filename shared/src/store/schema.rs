@@ -1,0 +1,52 @@
+//! The one place the tables are defined. `admin tables create` and the tests create them from
+//! here, and a test fails if `template.yaml` disagrees.
+//!
+//! Every table uses generic string keys `pk`/`sk` so that one table holds several item types,
+//! each documented in `docs/TABLES.md`.
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct TableDef {
+    /// The resource name in `template.yaml`.
+    pub logical_id: &'static str,
+    /// The environment variable that carries the physical name to the functions.
+    pub env_var: &'static str,
+    /// The physical name used locally when the variable is unset.
+    pub default_name: &'static str,
+    pub hash_key: &'static str,
+    pub range_key: Option<&'static str>,
+    pub indexes: &'static [IndexDef],
+    /// The attribute holding an epoch-seconds expiry, if the table uses DynamoDB TTL.
+    pub ttl_attribute: Option<&'static str>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct IndexDef {
+    pub name: &'static str,
+    pub hash_key: &'static str,
+    pub range_key: Option<&'static str>,
+}
+
+/// Accounts, systems, API clients (with their failed-login counters) and the public half of
+/// the signing keys. Every function may read it; only the admin tool writes most of it.
+pub const CONFIG: TableDef = TableDef {
+    logical_id: "ConfigTable",
+    env_var: "CONFIG_TABLE",
+    default_name: "ingest-config",
+    hash_key: "pk",
+    range_key: Some("sk"),
+    indexes: &[IndexDef { name: "byAccount", hash_key: "gsi1pk", range_key: Some("gsi1sk") }],
+    ttl_attribute: Some("expiresAt"),
+};
+
+/// Private signing keys. Kept apart so that IAM can let only the token function read them.
+pub const KEYS: TableDef = TableDef {
+    logical_id: "SigningKeysTable",
+    env_var: "KEYS_TABLE",
+    default_name: "ingest-signing-keys",
+    hash_key: "pk",
+    range_key: Some("sk"),
+    indexes: &[],
+    ttl_attribute: None,
+};
+
+pub const ALL: &[&TableDef] = &[&CONFIG, &KEYS];
