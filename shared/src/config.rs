@@ -12,7 +12,10 @@ pub struct Tables {
 
 impl Tables {
     pub fn from_env() -> Self {
-        Self { config: name_from_env(&schema::CONFIG), keys: name_from_env(&schema::KEYS) }
+        Self {
+            config: name_from_env(&schema::CONFIG),
+            keys: name_from_env(&schema::KEYS),
+        }
     }
 
     /// Every table prefixed, so that tests sharing one local server never see each other.
@@ -25,7 +28,10 @@ impl Tables {
 
     /// Each table definition with its physical name.
     pub fn named(&self) -> Vec<(&'static TableDef, &str)> {
-        vec![(&schema::CONFIG, self.config.as_str()), (&schema::KEYS, self.keys.as_str())]
+        vec![
+            (&schema::CONFIG, self.config.as_str()),
+            (&schema::KEYS, self.keys.as_str()),
+        ]
     }
 }
 
@@ -67,14 +73,20 @@ impl AuthConfig {
             .and_then(|s| s.parse().ok())
             .filter(|n| *n > 0)
             .unwrap_or(DEFAULT_TOKEN_TTL_SECS);
-        Self { issuer, audience, token_ttl_secs }
+        Self {
+            issuer,
+            audience,
+            token_ttl_secs,
+        }
     }
 }
 
 /// The SDK configuration from the standard AWS environment (region, credentials, and
 /// `AWS_ENDPOINT_URL_DYNAMODB` for the local server).
 pub async fn aws_sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await
 }
 
 /// A DynamoDB client with retries tuned for a 30 s API Gateway budget: the SDK's standard

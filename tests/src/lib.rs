@@ -1,1 +1,225 @@
+//! Harness for the integration tests: a real local DynamoDB-compatible server (started by
+//! `make test`, found through `AWS_ENDPOINT_URL_DYNAMODB`), one fresh set of tables per test,
+//! API Gateway v2 events built from JSON, and a counter of DynamoDB requests.
 
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use lambda_http::{Body, Request, Response};
+use serde_json::{Value, json};
+
+use shared::config::{AuthConfig, Tables};
+use shared::domain::{AccountId, ClientSecret, ScopeSet};
+use shared::store::dynamo::DynamoStore;
+
+pub const ISSUER: &str = "https://api.test.example";
+pub const AUDIENCE: &str = "end-user-data-api";
+
+/// Counts every DynamoDB HTTP request (retries included) by operation name.
+#[derive(Debug, Clone, Default)]
+pub struct RequestCounter(Arc<Mutex<Vec<String>>>);
+
+impl RequestCounter {
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+    pub fn reset(&self) {
+        self.0.lock().unwrap().clear();
+    }
+}
+
+impl Intercept for RequestCounter {
+    fn name(&self) -> &'static str {
+        "RequestCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let op = cfg
+            .load::<Metadata>()
+            .map(|m| m.name().to_string())
+            .unwrap_or_default();
+        self.0.lock().unwrap().push(op);
+        Ok(())
+    }
+}
+
+/// A client of the local server with a request counter attached.
+pub async fn dynamodb(counter: &RequestCounter) -> aws_sdk_dynamodb::Client {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok(),
+        "integration tests need a local DynamoDB-compatible server: run them with `make test`"
+    );
+    let sdk = shared::config::aws_sdk_config().await;
+    let base = shared::config::dynamodb_client(&sdk);
+    let conf = base
+        .config()
+        .to_builder()
+        .interceptor(counter.clone())
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(conf)
+}
+
+pub fn auth_config() -> AuthConfig {
+    AuthConfig {
+        issuer: Some(ISSUER.into()),
+        audience: AUDIENCE.into(),
+        token_ttl_secs: 86_400,
+    }
+}
+
+/// One test's world: its own tables, an account with a client holding every scope, and a
+/// current signing key.
+pub struct Stack {
+    pub store: DynamoStore,
+    pub counter: RequestCounter,
+    pub account: AccountId,
+    pub client_id: String,
+    pub client_secret: ClientSecret,
+}
+
+impl Stack {
+    pub async fn new() -> Self {
+        let counter = RequestCounter::default();
+        let prefix = format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let store = DynamoStore::new(dynamodb(&counter).await, Tables::with_prefix(&prefix));
+        store.create_tables().await.expect("tables");
+        let account = AccountId::parse("acme").unwrap();
+        let now = shared::now_epoch();
+        store
+            .create_account(&account, 100, 100, now)
+            .await
+            .expect("account");
+        let (client, secret) = store
+            .create_client(&account, "test", ScopeSet::all(), now)
+            .await
+            .expect("client");
+        store.rotate_signing_key(now, 3600).await.expect("key");
+        counter.reset();
+        Self {
+            store,
+            counter,
+            account,
+            client_id: client.client_id.to_string(),
+            client_secret: secret,
+        }
+    }
+
+    /// Another account with its own all-scopes client, in the same tables.
+    pub async fn other_account(&self, id: &str) -> (AccountId, String, ClientSecret) {
+        let account = AccountId::parse(id).unwrap();
+        let now = shared::now_epoch();
+        self.store
+            .create_account(&account, 100, 100, now)
+            .await
+            .expect("account");
+        let (client, secret) = self
+            .store
+            .create_client(&account, "other", ScopeSet::all(), now)
+            .await
+            .expect("client");
+        self.counter.reset();
+        (account, client.client_id.to_string(), secret)
+    }
+
+    pub fn basic(&self) -> String {
+        basic(&self.client_id, self.client_secret.expose())
+    }
+}
+
+pub fn basic(id: &str, secret: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    )
+}
+
+/// An API Gateway HTTP API (payload 2.0) event, as API Gateway sends it.
+pub fn event(
+    method: &str,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Value {
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let headers: serde_json::Map<String, Value> = headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), json!(v)))
+        .collect();
+    json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "local",
+            "domainName": "api.test.example",
+            "domainPrefix": "api",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "203.0.113.195",
+                "userAgent": "integration-tests"
+            },
+            "requestId": format!("req-{}", uuid::Uuid::new_v4().simple()),
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "23/Nov/2026:09:00:00 +0000",
+            "timeEpoch": 1795424400000u64
+        },
+        "body": body,
+        "isBase64Encoded": false
+    })
+}
+
+pub fn request(event: &Value) -> Request {
+    lambda_http::request::from_str(&event.to_string()).expect("valid API Gateway v2 event")
+}
+
+pub fn req(method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Request {
+    request(&event(method, path, headers, body))
+}
+
+/// Status, headers and JSON body of a response.
+pub struct Answer {
+    pub status: u16,
+    pub headers: lambda_http::http::HeaderMap,
+    pub body: Value,
+    pub raw: Vec<u8>,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub fn answer(resp: Response<Body>) -> Answer {
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let raw = resp.body().as_ref().to_vec();
+    let body = if raw.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&raw).expect("JSON body")
+    };
+    Answer {
+        status,
+        headers,
+        body,
+        raw,
+    }
+}

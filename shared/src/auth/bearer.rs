@@ -40,6 +40,8 @@ const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 struct KeyCache {
     set: JwkSet,
     loaded_at: Option<Instant>,
+    /// When an unknown `kid` last caused a re-read.
+    miss_refreshed_at: Option<Instant>,
 }
 
 /// Verifies bearer tokens against the published keys, cached across warm invocations.
@@ -56,7 +58,11 @@ impl<S: PublicKeyStore> Authenticator<S> {
             store,
             issuer: IssuerPolicy::from_config(config.issuer.as_deref()),
             audience: config.audience.clone(),
-            cache: RwLock::new(KeyCache { set: JwkSet { keys: Vec::new() }, loaded_at: None }),
+            cache: RwLock::new(KeyCache {
+                set: JwkSet { keys: Vec::new() },
+                loaded_at: None,
+                miss_refreshed_at: None,
+            }),
         }
     }
 
@@ -73,14 +79,21 @@ impl<S: PublicKeyStore> Authenticator<S> {
         // Cheap header checks first: a token that can never verify costs no key read.
         jwt::peek_kid(token)?;
 
-        self.refresh_if(|c| c.loaded_at.is_none_or(|t| t.elapsed() > MAX_KEY_AGE)).await?;
+        let expired = |c: &KeyCache| c.loaded_at.is_none_or(|t| t.elapsed() > MAX_KEY_AGE);
+        self.refresh_if(expired, false).await?;
         let mut result = {
             let cache = self.cache.read().await;
             jwt::verify(token, &cache.set, &issuer, &self.audience)
         };
         if matches!(result, Err(TokenError::UnknownKey)) {
             let refreshed = self
-                .refresh_if(|c| c.loaded_at.is_none_or(|t| t.elapsed() > MIN_REFRESH_INTERVAL))
+                .refresh_if(
+                    |c| {
+                        c.miss_refreshed_at
+                            .is_none_or(|t| t.elapsed() > MIN_REFRESH_INTERVAL)
+                    },
+                    true,
+                )
                 .await?;
             if refreshed {
                 let cache = self.cache.read().await;
@@ -91,10 +104,18 @@ impl<S: PublicKeyStore> Authenticator<S> {
         if !scopes.contains(required) {
             return Err(BearerError::InsufficientScope(required));
         }
-        Ok(Principal { account, client_id: claims.client_id, scopes })
+        Ok(Principal {
+            account,
+            client_id: claims.client_id,
+            scopes,
+        })
     }
 
-    async fn refresh_if(&self, stale: impl Fn(&KeyCache) -> bool) -> Result<bool, BearerError> {
+    async fn refresh_if(
+        &self,
+        stale: impl Fn(&KeyCache) -> bool,
+        on_miss: bool,
+    ) -> Result<bool, BearerError> {
         if !stale(&*self.cache.read().await) {
             return Ok(false);
         }
@@ -102,8 +123,17 @@ impl<S: PublicKeyStore> Authenticator<S> {
         if !stale(&cache) {
             return Ok(false); // another task refreshed while we waited
         }
-        let keys = self.store.public_keys(crate::now_epoch()).await.map_err(BearerError::Unavailable)?;
-        *cache = KeyCache { set: JwkSet { keys }, loaded_at: Some(Instant::now()) };
+        let keys = self
+            .store
+            .public_keys(crate::now_epoch())
+            .await
+            .map_err(BearerError::Unavailable)?;
+        let now = Instant::now();
+        cache.set = JwkSet { keys };
+        cache.loaded_at = Some(now);
+        if on_miss {
+            cache.miss_refreshed_at = Some(now);
+        }
         Ok(true)
     }
 }

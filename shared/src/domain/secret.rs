@@ -94,7 +94,11 @@ mod tests {
         let b = ClientSecret::generate();
         assert_ne!(a, b);
         assert_eq!(a.expose().len(), 43);
-        assert!(a.expose().bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(
+            a.expose()
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
     }
 
     #[test]

@@ -27,12 +27,18 @@ impl RequestInfo {
             .filter(|id| !id.is_empty())
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let raw = req.raw_http_path();
-        let path = if raw.is_empty() { req.uri().path() } else { raw };
+        let path = if raw.is_empty() {
+            req.uri().path()
+        } else {
+            raw
+        };
         Self {
             request_id,
             method: req.method().as_str().to_string(),
             segments: split_path(path),
-            domain: ctx.and_then(|c| c.domain_name.clone()).filter(|d| !d.is_empty()),
+            domain: ctx
+                .and_then(|c| c.domain_name.clone())
+                .filter(|d| !d.is_empty()),
             source_ip: ctx.and_then(|c| c.http.source_ip.clone()),
         }
     }
@@ -48,7 +54,11 @@ impl RequestInfo {
 pub fn split_path(path: &str) -> Vec<String> {
     path.split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .collect()
 }
 
@@ -63,7 +73,10 @@ mod tests {
 
     #[test]
     fn split_decodes_each_segment_once() {
-        assert_eq!(split_path("/public/v1/user/john%40x.io"), ["public", "v1", "user", "john@x.io"]);
+        assert_eq!(
+            split_path("/public/v1/user/john%40x.io"),
+            ["public", "v1", "user", "john@x.io"]
+        );
         assert_eq!(split_path("/a/%2525/"), ["a", "%25"]);
         assert_eq!(split_path("/"), Vec::<String>::new());
     }

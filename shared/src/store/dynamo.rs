@@ -43,21 +43,29 @@ fn n(v: i64) -> AttributeValue {
 fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
     match item.get(name) {
         Some(AttributeValue::S(v)) => Ok(v),
-        _ => Err(StoreError::Corrupt(format!("attribute '{name}' missing or not a string"))),
+        _ => Err(StoreError::Corrupt(format!(
+            "attribute '{name}' missing or not a string"
+        ))),
     }
 }
 
 fn get_n(item: &Item, name: &str) -> Result<i64, StoreError> {
     match item.get(name) {
-        Some(AttributeValue::N(v)) => {
-            v.parse().map_err(|_| StoreError::Corrupt(format!("attribute '{name}' is not an integer")))
-        }
-        _ => Err(StoreError::Corrupt(format!("attribute '{name}' missing or not a number"))),
+        Some(AttributeValue::N(v)) => v
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("attribute '{name}' is not an integer"))),
+        _ => Err(StoreError::Corrupt(format!(
+            "attribute '{name}' missing or not a number"
+        ))),
     }
 }
 
 fn opt_n(item: &Item, name: &str) -> Result<Option<i64>, StoreError> {
-    if item.contains_key(name) { get_n(item, name).map(Some) } else { Ok(None) }
+    if item.contains_key(name) {
+        get_n(item, name).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 /// Maps any SDK failure that callers do not handle themselves. The cause is logged where the
@@ -67,10 +75,17 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("").to_string();
+    let code = e
+        .as_service_error()
+        .and_then(|s| s.code())
+        .unwrap_or("")
+        .to_string();
     let detail = match e.as_service_error() {
         Some(service) => format!("{op}: {code}: {}", service.message().unwrap_or("")),
-        None => format!("{op}: {}", aws_smithy_runtime_api::client::result::SdkError::<E, R>::to_string(&e)),
+        None => format!(
+            "{op}: {}",
+            aws_smithy_runtime_api::client::result::SdkError::<E, R>::to_string(&e)
+        ),
     };
     match code.as_str() {
         "ResourceNotFoundException" => StoreError::Corrupt(detail),
@@ -167,14 +182,23 @@ impl DynamoStore {
                 GlobalSecondaryIndex::builder()
                     .index_name(ix.name)
                     .set_key_schema(Some(key_schema(ix.hash_key, ix.range_key)))
-                    .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::All)
+                            .build(),
+                    )
                     .build()
                     .expect("index is complete"),
             );
         }
         let created = match req.send().await {
             Ok(_) => true,
-            Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("ResourceInUseException") => false,
+            Err(e)
+                if e.as_service_error().and_then(|s| s.code())
+                    == Some("ResourceInUseException") =>
+            {
+                false
+            }
             Err(e) => return Err(sdk_error("CreateTable", e)),
         };
         self.wait_active(name).await?;
@@ -205,13 +229,18 @@ impl DynamoStore {
                 .send()
                 .await
                 .map_err(|e| sdk_error("DescribeTable", e))?;
-            let active = out.table().and_then(|t| t.table_status()).map(|s| s.as_str() == "ACTIVE");
+            let active = out
+                .table()
+                .and_then(|t| t.table_status())
+                .map(|s| s.as_str() == "ACTIVE");
             if active == Some(true) {
                 return Ok(());
             }
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
-        Err(StoreError::Unavailable(format!("table {name} did not become active")))
+        Err(StoreError::Unavailable(format!(
+            "table {name} did not become active"
+        )))
     }
 
     pub async fn create_account(
@@ -248,7 +277,10 @@ impl DynamoStore {
         }
     }
 
-    pub async fn get_account(&self, account: &AccountId) -> Result<Option<AccountRecord>, StoreError> {
+    pub async fn get_account(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<AccountRecord>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -330,7 +362,8 @@ impl DynamoStore {
             ("systemGuid".to_string(), s(guid.to_string())),
             ("createdAt".to_string(), n(now)),
         ]);
-        self.put_under_account(account, item, format!("system {guid}")).await
+        self.put_under_account(account, item, format!("system {guid}"))
+            .await
     }
 
     /// Creates a client; the secret is returned once and only its hash is stored.
@@ -364,7 +397,8 @@ impl DynamoStore {
             ("disabled".to_string(), AttributeValue::Bool(false)),
             ("createdAt".to_string(), n(now)),
         ]);
-        self.put_under_account(account, item, format!("client {}", record.client_id)).await?;
+        self.put_under_account(account, item, format!("client {}", record.client_id))
+            .await?;
         Ok((record, secret))
     }
 
@@ -396,15 +430,22 @@ impl DynamoStore {
     /// A new secret for an existing client; the old one stops working at once.
     pub async fn rotate_client_secret(&self, id: &ClientId) -> Result<ClientSecret, StoreError> {
         let secret = ClientSecret::generate();
-        self.update_client(id, "SET secretHash = :v", s(secret.hash().to_base64())).await?;
+        self.update_client(id, "SET secretHash = :v", s(secret.hash().to_base64()))
+            .await?;
         Ok(secret)
     }
 
     pub async fn disable_client(&self, id: &ClientId) -> Result<(), StoreError> {
-        self.update_client(id, "SET disabled = :v", AttributeValue::Bool(true)).await
+        self.update_client(id, "SET disabled = :v", AttributeValue::Bool(true))
+            .await
     }
 
-    async fn update_client(&self, id: &ClientId, expr: &str, value: AttributeValue) -> Result<(), StoreError> {
+    async fn update_client(
+        &self,
+        id: &ClientId,
+        expr: &str,
+        value: AttributeValue,
+    ) -> Result<(), StoreError> {
         let res = self
             .client
             .update_item()
@@ -418,7 +459,9 @@ impl DynamoStore {
             .await;
         match res {
             Ok(_) => Ok(()),
-            Err(e) if is_conditional_failure(&e) => Err(StoreError::NotFound(format!("client {id}"))),
+            Err(e) if is_conditional_failure(&e) => {
+                Err(StoreError::NotFound(format!("client {id}")))
+            }
             Err(e) => Err(sdk_error("UpdateItem", e)),
         }
     }
@@ -431,7 +474,8 @@ impl DynamoStore {
         now: i64,
         retire_after_secs: i64,
     ) -> Result<crate::auth::GeneratedKey, StoreError> {
-        let key = crate::auth::keys::generate().map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let key =
+            crate::auth::keys::generate().map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let jwk_json = serde_json::to_string(&key.public_jwk)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let previous_public = self.query_all(&self.tables.config, JWKS_PK).await?;
@@ -520,10 +564,20 @@ impl DynamoStore {
 
 fn key_schema(hash: &str, range: Option<&str>) -> Vec<KeySchemaElement> {
     let mut v = vec![
-        KeySchemaElement::builder().attribute_name(hash).key_type(KeyType::Hash).build().expect("complete"),
+        KeySchemaElement::builder()
+            .attribute_name(hash)
+            .key_type(KeyType::Hash)
+            .build()
+            .expect("complete"),
     ];
     if let Some(r) = range {
-        v.push(KeySchemaElement::builder().attribute_name(r).key_type(KeyType::Range).build().expect("complete"));
+        v.push(
+            KeySchemaElement::builder()
+                .attribute_name(r)
+                .key_type(KeyType::Range)
+                .build()
+                .expect("complete"),
+        );
     }
     v
 }
@@ -534,7 +588,8 @@ fn client_from_item(item: &Item) -> Result<ClientRecord, StoreError> {
         client_id: ClientId::parse(get_s(item, "clientId")?).map_err(|_| corrupt("clientId"))?,
         account: AccountId::parse(get_s(item, "accountId")?).map_err(|_| corrupt("accountId"))?,
         name: get_s(item, "name")?.to_string(),
-        secret_hash: SecretHash::from_base64(get_s(item, "secretHash")?).ok_or_else(|| corrupt("secretHash"))?,
+        secret_hash: SecretHash::from_base64(get_s(item, "secretHash")?)
+            .ok_or_else(|| corrupt("secretHash"))?,
         scopes: ScopeSet::parse(get_s(item, "scopes")?).map_err(|_| corrupt("scopes"))?,
         disabled: matches!(item.get("disabled"), Some(AttributeValue::Bool(true))),
         created_at: get_n(item, "createdAt")?,
@@ -570,7 +625,12 @@ impl ClientStore for DynamoStore {
         Ok(lookup)
     }
 
-    async fn record_failure(&self, id: &ClientId, now: i64, window_secs: i64) -> Result<(), StoreError> {
+    async fn record_failure(
+        &self,
+        id: &ClientId,
+        now: i64,
+        window_secs: i64,
+    ) -> Result<(), StoreError> {
         // Count within the open window; when it has closed, start a new one.
         let res = self
             .client
