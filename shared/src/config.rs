@@ -8,6 +8,7 @@ use crate::store::schema::{self, TableDef};
 pub struct Tables {
     pub config: String,
     pub keys: String,
+    pub end_users: String,
 }
 
 impl Tables {
@@ -15,6 +16,7 @@ impl Tables {
         Self {
             config: name_from_env(&schema::CONFIG),
             keys: name_from_env(&schema::KEYS),
+            end_users: name_from_env(&schema::END_USERS),
         }
     }
 
@@ -23,6 +25,7 @@ impl Tables {
         Self {
             config: format!("{prefix}{}", schema::CONFIG.default_name),
             keys: format!("{prefix}{}", schema::KEYS.default_name),
+            end_users: format!("{prefix}{}", schema::END_USERS.default_name),
         }
     }
 

@@ -1,8 +1,10 @@
 //! The rules of the product, free of AWS and HTTP types.
 
 pub mod ids;
+pub mod integration;
 pub mod scope;
 pub mod secret;
+pub mod user_data;
 
 pub use ids::{AccountId, ClientId, IdError, SystemGuid};
 pub use scope::{Scope, ScopeSet};

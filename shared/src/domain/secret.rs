@@ -7,6 +7,22 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use std::fmt;
 
+/// `N` bytes from the system CSPRNG.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system CSPRNG is available");
+    bytes
+}
+
+/// An integration token: 64 lowercase hex characters (256 random bits), the `token` of the
+/// user-data payloads. Stored only as its SHA-256.
+pub fn new_integration_token() -> String {
+    random_bytes::<32>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// A client secret in clear. Its `Debug` never shows it, so it cannot leak into a log line.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClientSecret(String);
@@ -16,9 +32,7 @@ impl ClientSecret {
     pub const MAX_LEN: usize = 256;
 
     pub fn generate() -> Self {
-        let mut bytes = [0u8; 32];
-        aws_lc_rs::rand::fill(&mut bytes).expect("the system CSPRNG is available");
-        Self(URL_SAFE_NO_PAD.encode(bytes))
+        Self(URL_SAFE_NO_PAD.encode(random_bytes::<32>()))
     }
 
     pub fn from_presented(s: &str) -> Option<Self> {
@@ -99,6 +113,17 @@ mod tests {
                 .bytes()
                 .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
         );
+    }
+
+    #[test]
+    fn integration_tokens_are_64_lowercase_hex() {
+        let t = new_integration_token();
+        assert_eq!(t.len(), 64);
+        assert!(
+            t.bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        );
+        assert_ne!(t, new_integration_token());
     }
 
     #[test]

@@ -48,8 +48,9 @@ pub enum ApiError {
     RouteNotFound { method: String, path: String },
     #[error("method {method} is not allowed here")]
     MethodNotAllowed { method: String, allow: &'static str },
-    #[error("{0}")]
-    Conflict(String),
+    /// 409: the request is valid but the current state refuses it.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     #[error("the request body exceeds {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("unsupported content type: {0}")]
@@ -79,7 +80,7 @@ impl ApiError {
             Self::NotFound(_) => (404, "not_found"),
             Self::RouteNotFound { .. } => (404, "route_not_found"),
             Self::MethodNotAllowed { .. } => (405, "method_not_allowed"),
-            Self::Conflict(_) => (409, "conflict"),
+            Self::Conflict { code, .. } => (409, code),
             Self::PayloadTooLarge { .. } => (413, "payload_too_large"),
             Self::UnsupportedMediaType(_) => (415, "unsupported_media_type"),
             Self::RateLimited { .. } => (429, "rate_limited"),

@@ -3,6 +3,8 @@
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 
+use super::ApiError;
+
 /// The parts of a request every handler uses, read once.
 #[derive(Debug, Clone)]
 pub struct RequestInfo {
@@ -60,6 +62,46 @@ pub fn split_path(path: &str) -> Vec<String> {
                 .into_owned()
         })
         .collect()
+}
+
+/// The JSON body of a request: 415 unless the content type is JSON (or absent), 413 past
+/// `max_bytes`, 400 `invalid_json` with the parser's line and column.
+pub fn json_body<T: serde::de::DeserializeOwned>(
+    req: &Request,
+    max_bytes: usize,
+) -> Result<T, ApiError> {
+    if let Some(ct) = header(req, "content-type") {
+        let media = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if media != "application/json" && !media.ends_with("+json") {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "'{media}': send application/json"
+            )));
+        }
+    }
+    let body = req.body().as_ref();
+    if body.len() > max_bytes {
+        return Err(ApiError::PayloadTooLarge { limit: max_bytes });
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        if body.is_empty() {
+            ApiError::invalid(
+                "invalid_json",
+                "the request body is empty; send a JSON object",
+            )
+        } else if e.classify() == serde_json::error::Category::Data {
+            ApiError::invalid(
+                "invalid_body",
+                format!("the body does not have the expected shape: {e}"),
+            )
+        } else {
+            ApiError::invalid("invalid_json", format!("the body is not valid JSON: {e}"))
+        }
+    })
 }
 
 /// A header's value, if present and valid UTF-8.

@@ -24,7 +24,7 @@ use super::{
 use crate::config::Tables;
 use crate::domain::{AccountId, ClientId, ClientSecret, ScopeSet, SecretHash, SystemGuid};
 
-type Item = HashMap<String, AttributeValue>;
+pub(crate) type Item = HashMap<String, AttributeValue>;
 
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
@@ -32,15 +32,15 @@ pub struct DynamoStore {
     tables: Tables,
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn n(v: i64) -> AttributeValue {
+pub(crate) fn n(v: i64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
+pub(crate) fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
     match item.get(name) {
         Some(AttributeValue::S(v)) => Ok(v),
         _ => Err(StoreError::Corrupt(format!(
@@ -49,7 +49,7 @@ fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
     }
 }
 
-fn get_n(item: &Item, name: &str) -> Result<i64, StoreError> {
+pub(crate) fn get_n(item: &Item, name: &str) -> Result<i64, StoreError> {
     match item.get(name) {
         Some(AttributeValue::N(v)) => v
             .parse()
@@ -60,7 +60,7 @@ fn get_n(item: &Item, name: &str) -> Result<i64, StoreError> {
     }
 }
 
-fn opt_n(item: &Item, name: &str) -> Result<Option<i64>, StoreError> {
+pub(crate) fn opt_n(item: &Item, name: &str) -> Result<Option<i64>, StoreError> {
     if item.contains_key(name) {
         get_n(item, name).map(Some)
     } else {
@@ -93,7 +93,7 @@ where
     }
 }
 
-fn is_conditional_failure<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+pub(crate) fn is_conditional_failure<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
     e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException")
 }
 
@@ -107,7 +107,7 @@ fn is_cancelled_by_condition<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> 
 const JWKS_PK: &str = "JWKS";
 const SIGNING_PK: &str = "SIGNING";
 
-fn account_pk(account: &AccountId) -> String {
+pub(crate) fn account_pk(account: &AccountId) -> String {
     format!("ACCOUNT#{account}")
 }
 
@@ -259,6 +259,7 @@ impl DynamoStore {
             .item("accountId", s(account.as_str()))
             .item("attributeLimit", n(attribute_limit))
             .item("rateLimit", n(rate_limit))
+            .item("attributeHeadroom", n(attribute_limit))
             .item("createdAt", n(now))
             .condition_expression("attribute_not_exists(pk)")
             .send()

@@ -1,6 +1,9 @@
 //! Storage behind narrow traits; [`dynamo::DynamoStore`] implements them on DynamoDB.
 
+pub mod batch;
 pub mod dynamo;
+pub mod end_users;
+pub mod integrations;
 pub mod schema;
 
 use std::future::Future;

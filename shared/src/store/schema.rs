@@ -53,4 +53,17 @@ pub const KEYS: TableDef = TableDef {
     ttl_attribute: None,
 };
 
-pub const ALL: &[&TableDef] = &[&CONFIG, &KEYS];
+/// End-user data: one partition per end user (`<accountId>#<userId>`), one item per
+/// integration that wrote attributes for the user (and, with segments, one per membership),
+/// so that the page-load read of a user is a single Query.
+pub const END_USERS: TableDef = TableDef {
+    logical_id: "EndUsersTable",
+    env_var: "END_USERS_TABLE",
+    default_name: "ingest-end-users",
+    hash_key: "pk",
+    range_key: Some("sk"),
+    indexes: &[],
+    ttl_attribute: None,
+};
+
+pub const ALL: &[&TableDef] = &[&CONFIG, &KEYS, &END_USERS];

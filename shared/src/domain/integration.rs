@@ -1,0 +1,501 @@
+//! Integrations: what the seeds' "integration wizard" creates. An integration names the
+//! payload path of the user identifier and the properties to import (path, attribute name,
+//! type). Definitions are parsed once into [`Integration`], whose paths are compiled for the
+//! hot path of `POST /public/v1/user/data`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::http::ErrorDetail;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AttrType {
+    String,
+    Number,
+    Date,
+    Boolean,
+}
+
+impl AttrType {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "String" => Some(Self::String),
+            "Number" => Some(Self::Number),
+            "Date" => Some(Self::Date),
+            "Boolean" => Some(Self::Boolean),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::String => "String",
+            Self::Number => "Number",
+            Self::Date => "Date",
+            Self::Boolean => "Boolean",
+        }
+    }
+}
+
+impl fmt::Display for AttrType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A dot-separated path into a payload item. It matches a literal key that contains the dots
+/// (`"properties.ID"`) first, and nested objects (`{"nested": {"field": 1}}`) second.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropertyPath {
+    raw: String,
+    segments: Vec<String>,
+}
+
+impl PropertyPath {
+    pub const MAX_LEN: usize = 256;
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() || s.chars().count() > Self::MAX_LEN {
+            return Err(format!(
+                "a path must be 1 to {} characters long",
+                Self::MAX_LEN
+            ));
+        }
+        if s.split('.').any(str::is_empty) {
+            return Err("a path may not start or end with '.', nor contain '..'".into());
+        }
+        Ok(Self {
+            raw: s.to_string(),
+            segments: s.split('.').map(str::to_string).collect(),
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    /// The value at this path in `item`, if any.
+    pub fn resolve<'a>(&self, item: &'a serde_json::Map<String, Value>) -> Option<&'a Value> {
+        if let Some(v) = item.get(&self.raw) {
+            return Some(v);
+        }
+        if self.segments.len() == 1 {
+            return None;
+        }
+        let mut current = item.get(&self.segments[0])?;
+        for seg in &self.segments[1..] {
+            current = current.as_object()?.get(seg)?;
+        }
+        Some(current)
+    }
+}
+
+/// An imported property.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Property {
+    pub path: PropertyPath,
+    /// The attribute name it is stored under.
+    pub name: String,
+    pub attr_type: AttrType,
+}
+
+/// A validated integration definition (what create and patch accept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Definition {
+    pub name: String,
+    pub user_identifier: PropertyPath,
+    pub properties: Vec<Property>,
+}
+
+pub const MAX_NAME_LEN: usize = 200;
+pub const MAX_ATTRIBUTE_NAME_LEN: usize = 128;
+pub const MAX_PROPERTIES: usize = 100;
+
+/// The wire form of a property, as `POST /public/v1/integrations` takes and returns it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PropertyDto {
+    pub path: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub attr_type: AttrType,
+}
+
+impl Definition {
+    /// Validates a create body (`name`, `userIdentifierProperty`, `properties`); every
+    /// problem is reported, with its path.
+    pub fn from_json(body: &Value) -> Result<Self, Vec<ErrorDetail>> {
+        let mut errors = Vec::new();
+        let Some(obj) = body.as_object() else {
+            return Err(vec![ErrorDetail::at("", "the body must be a JSON object")]);
+        };
+        let name = parse_name(obj.get("name"), &mut errors);
+        let user_identifier = match obj.get("userIdentifierProperty") {
+            Some(Value::String(s)) => PropertyPath::parse(s)
+                .map_err(|e| errors.push(ErrorDetail::at("userIdentifierProperty", e)))
+                .ok(),
+            _ => {
+                errors.push(ErrorDetail::at(
+                    "userIdentifierProperty",
+                    "required: a string path",
+                ));
+                None
+            }
+        };
+        let properties = parse_properties(obj.get("properties"), &mut errors);
+        for key in obj.keys() {
+            if !matches!(
+                key.as_str(),
+                "name" | "userIdentifierProperty" | "properties"
+            ) {
+                errors.push(ErrorDetail::at(key.clone(), "unknown field"));
+            }
+        }
+        match (name, user_identifier, properties) {
+            (Some(name), Some(user_identifier), Some(properties)) if errors.is_empty() => {
+                let def = Definition {
+                    name,
+                    user_identifier,
+                    properties,
+                };
+                def.check_identifier_not_imported()?;
+                Ok(def)
+            }
+            _ => Err(errors),
+        }
+    }
+
+    /// Applies a PATCH body (`name` and/or the whole new `properties` list).
+    pub fn patched(&self, body: &Value) -> Result<Self, Vec<ErrorDetail>> {
+        let Some(obj) = body.as_object() else {
+            return Err(vec![ErrorDetail::at("", "the body must be a JSON object")]);
+        };
+        let mut errors = Vec::new();
+        let mut next = self.clone();
+        if obj.contains_key("name") {
+            if let Some(n) = parse_name(obj.get("name"), &mut errors) {
+                next.name = n;
+            }
+        }
+        if obj.contains_key("properties") {
+            if let Some(p) = parse_properties(obj.get("properties"), &mut errors) {
+                next.properties = p;
+            }
+        }
+        for key in obj.keys() {
+            if !matches!(key.as_str(), "name" | "properties") {
+                let reason = if key == "userIdentifierProperty" {
+                    "the user identifier property cannot change; create a new integration"
+                } else {
+                    "unknown field"
+                };
+                errors.push(ErrorDetail::at(key.clone(), reason));
+            }
+        }
+        if !obj.contains_key("name") && !obj.contains_key("properties") && errors.is_empty() {
+            errors.push(ErrorDetail::at("", "send 'name' and/or 'properties'"));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        next.check_identifier_not_imported()?;
+        Ok(next)
+    }
+
+    fn check_identifier_not_imported(&self) -> Result<(), Vec<ErrorDetail>> {
+        let clash: Vec<ErrorDetail> = self
+            .properties
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.path == self.user_identifier)
+            .map(|(i, _)| {
+                ErrorDetail::at(
+                    format!("properties[{i}].path"),
+                    "the user identifier cannot also be a property",
+                )
+            })
+            .collect();
+        if clash.is_empty() { Ok(()) } else { Err(clash) }
+    }
+
+    pub fn property_dtos(&self) -> Vec<PropertyDto> {
+        self.properties
+            .iter()
+            .map(|p| PropertyDto {
+                path: p.path.as_str().to_string(),
+                name: p.name.clone(),
+                attr_type: p.attr_type,
+            })
+            .collect()
+    }
+
+    pub fn from_stored(
+        name: String,
+        user_identifier: &str,
+        properties: Vec<PropertyDto>,
+    ) -> Result<Self, String> {
+        let user_identifier = PropertyPath::parse(user_identifier)?;
+        let properties = properties
+            .into_iter()
+            .map(|p| {
+                Ok(Property {
+                    path: PropertyPath::parse(&p.path)?,
+                    name: p.name,
+                    attr_type: p.attr_type,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Self {
+            name,
+            user_identifier,
+            properties,
+        })
+    }
+
+    /// The types of this definition's attributes, by name.
+    pub fn types(&self) -> BTreeMap<String, AttrType> {
+        self.properties
+            .iter()
+            .map(|p| (p.name.clone(), p.attr_type))
+            .collect()
+    }
+
+    /// Refuses a change of type for any attribute ever defined (`known`); returns the
+    /// registry of every name ever used, with its type.
+    pub fn merge_types(
+        &self,
+        known: &BTreeMap<String, AttrType>,
+    ) -> Result<BTreeMap<String, AttrType>, Vec<ErrorDetail>> {
+        let mut errors = Vec::new();
+        let mut all = known.clone();
+        for (i, p) in self.properties.iter().enumerate() {
+            match known.get(&p.name) {
+                Some(t) if *t != p.attr_type => errors.push(ErrorDetail::at(
+                    format!("properties[{i}].type"),
+                    format!(
+                        "attribute '{}' is a {t}; the type of an attribute cannot change",
+                        p.name
+                    ),
+                )),
+                _ => {
+                    all.insert(p.name.clone(), p.attr_type);
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(all)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn parse_name(v: Option<&Value>, errors: &mut Vec<ErrorDetail>) -> Option<String> {
+    match v {
+        Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= MAX_NAME_LEN => {
+            Some(s.clone())
+        }
+        _ => {
+            errors.push(ErrorDetail::at(
+                "name",
+                format!("required: a string of 1 to {MAX_NAME_LEN} characters"),
+            ));
+            None
+        }
+    }
+}
+
+fn parse_properties(v: Option<&Value>, errors: &mut Vec<ErrorDetail>) -> Option<Vec<Property>> {
+    let Some(list) = v.and_then(Value::as_array) else {
+        errors.push(ErrorDetail::at(
+            "properties",
+            "required: a list of {path, name, type}",
+        ));
+        return None;
+    };
+    if list.is_empty() || list.len() > MAX_PROPERTIES {
+        errors.push(ErrorDetail::at(
+            "properties",
+            format!("must hold 1 to {MAX_PROPERTIES} properties"),
+        ));
+        return None;
+    }
+    let before = errors.len();
+    let mut out: Vec<Property> = Vec::with_capacity(list.len());
+    for (i, p) in list.iter().enumerate() {
+        let at = |field: &str| format!("properties[{i}]{field}");
+        let Some(obj) = p.as_object() else {
+            errors.push(ErrorDetail::at(
+                at(""),
+                "must be an object {path, name, type}",
+            ));
+            continue;
+        };
+        let path = match obj.get("path") {
+            Some(Value::String(s)) => PropertyPath::parse(s)
+                .map_err(|e| errors.push(ErrorDetail::at(at(".path"), e)))
+                .ok(),
+            _ => {
+                errors.push(ErrorDetail::at(at(".path"), "required: a string path"));
+                None
+            }
+        };
+        let name = match obj.get("name") {
+            None | Some(Value::Null) => path.as_ref().map(|p| p.as_str().to_string()),
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => {
+                errors.push(ErrorDetail::at(at(".name"), "must be a string"));
+                None
+            }
+        };
+        if let Some(n) = &name
+            && (n.trim().is_empty() || n.chars().count() > MAX_ATTRIBUTE_NAME_LEN)
+        {
+            errors.push(ErrorDetail::at(
+                at(".name"),
+                format!("an attribute name must be 1 to {MAX_ATTRIBUTE_NAME_LEN} characters"),
+            ));
+        }
+        let attr_type = match obj.get("type") {
+            Some(Value::String(s)) => AttrType::parse(s).or_else(|| {
+                errors.push(ErrorDetail::at(
+                    at(".type"),
+                    "must be one of String, Number, Date, Boolean",
+                ));
+                None
+            }),
+            _ => {
+                errors.push(ErrorDetail::at(
+                    at(".type"),
+                    "required: one of String, Number, Date, Boolean",
+                ));
+                None
+            }
+        };
+        for key in obj.keys() {
+            if !matches!(key.as_str(), "path" | "name" | "type") {
+                errors.push(ErrorDetail::at(at(&format!(".{key}")), "unknown field"));
+            }
+        }
+        if let (Some(path), Some(name), Some(attr_type)) = (path, name, attr_type) {
+            if out.iter().any(|q| q.name == name) {
+                errors.push(ErrorDetail::at(
+                    at(".name"),
+                    format!("attribute name '{name}' is used twice"),
+                ));
+            }
+            if out.iter().any(|q| q.path == path) {
+                errors.push(ErrorDetail::at(
+                    at(".path"),
+                    format!("path '{}' is imported twice", path.as_str()),
+                ));
+            }
+            out.push(Property {
+                path,
+                name,
+                attr_type,
+            });
+        }
+    }
+    (errors.len() == before).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn seed() -> Value {
+        json!({"name": "Update Customer Attributes", "userIdentifierProperty": "Email",
+               "properties": [{"path": "Type", "name": "Customer_Type", "type": "String"},
+                              {"path": "Status", "name": "Customer_Status", "type": "String"}]})
+    }
+
+    #[test]
+    fn seed_definition_parses() {
+        let d = Definition::from_json(&seed()).unwrap();
+        assert_eq!(d.user_identifier.as_str(), "Email");
+        assert_eq!(d.properties[0].name, "Customer_Type");
+        assert_eq!(d.properties[1].attr_type, AttrType::String);
+    }
+
+    #[test]
+    fn name_defaults_to_path() {
+        let d = Definition::from_json(
+            &json!({"name": "n", "userIdentifierProperty": "properties.ID",
+            "properties": [{"path": "nested.field", "type": "Number"}]}),
+        )
+        .unwrap();
+        assert_eq!(d.properties[0].name, "nested.field");
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let errs = Definition::from_json(&json!({"userIdentifierProperty": "a..b",
+            "properties": [{"path": "x", "type": "Text"}, {"path": "x", "name": "y", "type": "Number"}, 3], "extra": 1}))
+        .unwrap_err();
+        let paths: Vec<_> = errs.iter().map(|e| e.path.clone().unwrap()).collect();
+        for p in [
+            "name",
+            "userIdentifierProperty",
+            "properties[0].type",
+            "properties[2]",
+            "extra",
+        ] {
+            assert!(paths.contains(&p.to_string()), "{p} missing from {paths:?}");
+        }
+    }
+
+    #[test]
+    fn duplicates_and_identifier_clash_refused() {
+        let dup = json!({"name": "n", "userIdentifierProperty": "id",
+            "properties": [{"path": "a", "name": "A", "type": "String"}, {"path": "b", "name": "A", "type": "String"}]});
+        assert!(Definition::from_json(&dup).is_err());
+        let clash = json!({"name": "n", "userIdentifierProperty": "id", "properties": [{"path": "id", "type": "String"}]});
+        assert!(Definition::from_json(&clash).is_err());
+        let empty = json!({"name": "n", "userIdentifierProperty": "id", "properties": []});
+        assert!(Definition::from_json(&empty).is_err());
+    }
+
+    #[test]
+    fn property_count_edges() {
+        let props = |n: usize| -> Vec<Value> {
+            (0..n)
+                .map(|i| json!({"path": format!("p{i}"), "type": "String"}))
+                .collect()
+        };
+        let body = |n| json!({"name": "n", "userIdentifierProperty": "id", "properties": props(n)});
+        assert!(Definition::from_json(&body(100)).is_ok());
+        assert!(Definition::from_json(&body(101)).is_err());
+    }
+
+    #[test]
+    fn types_never_change() {
+        let d = Definition::from_json(&seed()).unwrap();
+        let known = d.merge_types(&BTreeMap::new()).unwrap();
+        let changed = d
+            .patched(&json!({"properties": [{"path": "Type", "name": "Customer_Type", "type": "Number"}]}))
+            .unwrap();
+        let errs = changed.merge_types(&known).unwrap_err();
+        assert!(errs[0].reason.contains("Customer_Type"));
+        // Removed, then re-added with another type: still refused.
+        let removed = d.patched(&json!({"properties": [{"path": "Status", "name": "Customer_Status", "type": "String"}]})).unwrap();
+        let known2 = removed.merge_types(&known).unwrap();
+        assert!(changed.merge_types(&known2).is_err());
+    }
+
+    #[test]
+    fn paths_match_literal_dotted_keys_first_then_nested() {
+        let p = PropertyPath::parse("properties.ID").unwrap();
+        let item = json!({"properties.ID": "lit", "properties": {"ID": "nested"}});
+        assert_eq!(p.resolve(item.as_object().unwrap()), Some(&json!("lit")));
+        let item = json!({"properties": {"ID": "nested"}});
+        assert_eq!(p.resolve(item.as_object().unwrap()), Some(&json!("nested")));
+        let item = json!({"properties": "flat"});
+        assert_eq!(p.resolve(item.as_object().unwrap()), None);
+        assert!(PropertyPath::parse(".a").is_err());
+        assert!(PropertyPath::parse("").is_err());
+    }
+}

@@ -1,0 +1,609 @@
+//! `POST /public/v1/user/data`: the envelope, and the all-or-nothing validation of its items
+//! against an integration. Pure: no I/O, so the whole request is judged before anything is
+//! written.
+
+use std::collections::{BTreeSet, HashSet};
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::integration::{AttrType, Definition};
+use crate::http::ErrorDetail;
+
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+pub const MAX_USERS: usize = 100;
+pub const MAX_USER_ID_CHARS: usize = 100;
+/// Longest String value, in UTF-8 bytes: 100 attributes of it keep an item far below
+/// DynamoDB's 400 KB, and a 100-user request of 20 such values still fits in 2 MB.
+pub const MAX_STRING_BYTES: usize = 1024;
+
+/// An end user's identifier: 1 to 100 characters; integers are kept in decimal form, so the
+/// user `123` and the user `"123"` are the same user.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(String);
+
+impl UserId {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let n = s.chars().count();
+        if n == 0 || n > MAX_USER_ID_CHARS {
+            return Err(format!(
+                "a user id must be 1 to {MAX_USER_ID_CHARS} characters long"
+            ));
+        }
+        Ok(Self(s.to_string()))
+    }
+
+    fn from_json(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::String(s) => Self::parse(s),
+            Value::Number(n) if n.is_i64() || n.is_u64() => Self::parse(&n.to_string()),
+            Value::Null => Err("null is not allowed".into()),
+            _ => Err("the user identifier must be a string or an integer".into()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A typed attribute value, ready to store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttrValue {
+    String(String),
+    /// A finite decimal in DynamoDB's number range, as text.
+    Number(String),
+    /// `YYYY-MM-DD`, a real calendar date.
+    Date(String),
+    Boolean(bool),
+}
+
+impl AttrValue {
+    pub fn to_json(&self) -> Value {
+        match self {
+            AttrValue::String(s) | AttrValue::Date(s) => Value::String(s.clone()),
+            AttrValue::Number(n) => n
+                .parse::<serde_json::Number>()
+                .map(Value::Number)
+                .unwrap_or(Value::String(n.clone())),
+            AttrValue::Boolean(b) => Value::Bool(*b),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One user: the properties sent are set, the others kept.
+    Merge,
+    /// Several users: each user's attributes of this integration become exactly those sent.
+    Replace,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Merge => "merge",
+            Mode::Replace => "replace",
+        }
+    }
+}
+
+/// The request body as sent.
+#[derive(Debug, Deserialize)]
+pub struct Envelope {
+    pub token: Option<Value>,
+    pub data: Option<Value>,
+    #[serde(rename = "updateExistingOnly", default)]
+    pub update_existing_only: Option<Value>,
+}
+
+/// The envelope once its shape is right: the token, the items, the flag.
+#[derive(Debug)]
+pub struct Request {
+    pub token: String,
+    pub data: Vec<Value>,
+    pub update_existing_only: bool,
+}
+
+impl Envelope {
+    /// Checks the envelope's shape; the items themselves are judged by [`validate`].
+    pub fn into_request(self, token_required: bool) -> Result<Request, Vec<ErrorDetail>> {
+        let mut errors = Vec::new();
+        let token = match self.token {
+            Some(Value::String(t)) if !t.is_empty() => t,
+            None if !token_required => String::new(),
+            _ => {
+                errors.push(ErrorDetail::at(
+                    "token",
+                    "required: the integration token (a string)",
+                ));
+                String::new()
+            }
+        };
+        let data = match self.data {
+            Some(Value::Array(items)) if items.is_empty() => {
+                errors.push(ErrorDetail::at("data", "must hold at least one user"));
+                Vec::new()
+            }
+            Some(Value::Array(items)) if items.len() > MAX_USERS => {
+                errors.push(ErrorDetail::at(
+                    "data",
+                    format!("at most {MAX_USERS} users per request, got {}", items.len()),
+                ));
+                Vec::new()
+            }
+            Some(Value::Array(items)) => items,
+            _ => {
+                errors.push(ErrorDetail::at("data", "required: a list of user objects"));
+                Vec::new()
+            }
+        };
+        let update_existing_only = match self.update_existing_only {
+            None | Some(Value::Bool(false)) => false,
+            Some(Value::Bool(true)) => true,
+            Some(_) => {
+                errors.push(ErrorDetail::at(
+                    "updateExistingOnly",
+                    "must be true or false",
+                ));
+                false
+            }
+        };
+        if errors.is_empty() {
+            Ok(Request {
+                token,
+                data,
+                update_existing_only,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// One user's validated update: values by property index of the integration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserUpdate {
+    pub user_id: UserId,
+    pub values: Vec<(usize, AttrValue)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Validated {
+    pub mode: Mode,
+    pub users: Vec<UserUpdate>,
+    /// Payload fields that are not imported, as paths, sorted and once each.
+    pub ignored_fields: Vec<String>,
+}
+
+/// Judges every item; on any problem, every problem is returned and nothing may be written.
+pub fn validate(def: &Definition, data: &[Value]) -> Result<Validated, Vec<ErrorDetail>> {
+    let mut errors = Vec::new();
+    let mut users = Vec::with_capacity(data.len());
+    let mut seen: HashSet<UserId> = HashSet::with_capacity(data.len());
+    let mut ignored = BTreeSet::new();
+    let consumed: Vec<&str> = std::iter::once(def.user_identifier.as_str())
+        .chain(def.properties.iter().map(|p| p.path.as_str()))
+        .collect();
+
+    for (index, item) in data.iter().enumerate() {
+        let err = |path: &str, reason: String| ErrorDetail {
+            index: Some(index),
+            path: Some(path.to_string()),
+            reason,
+        };
+        let Some(obj) = item.as_object() else {
+            errors.push(ErrorDetail {
+                index: Some(index),
+                path: None,
+                reason: "each user must be a JSON object".into(),
+            });
+            continue;
+        };
+        let id_path = def.user_identifier.as_str();
+        let user_id = match def.user_identifier.resolve(obj) {
+            None => {
+                errors.push(err(id_path, "the user identifier is missing".into()));
+                None
+            }
+            Some(v) => UserId::from_json(v)
+                .map_err(|e| errors.push(err(id_path, e)))
+                .ok(),
+        };
+        let mut values = Vec::with_capacity(def.properties.len());
+        for (pi, prop) in def.properties.iter().enumerate() {
+            match prop.path.resolve(obj) {
+                None => {}
+                Some(v) => match typed(prop.attr_type, v) {
+                    Ok(value) => values.push((pi, value)),
+                    Err(reason) => errors.push(err(prop.path.as_str(), reason)),
+                },
+            }
+        }
+        let item_had_errors = errors.last().is_some_and(|e| e.index == Some(index));
+        if values.is_empty() && !item_had_errors {
+            errors.push(ErrorDetail {
+                index: Some(index),
+                path: None,
+                reason:
+                    "at least one imported property with a value is required besides the identifier"
+                        .into(),
+            });
+        }
+        collect_ignored(obj, "", &consumed, &mut ignored);
+        if let Some(user_id) = user_id {
+            if !seen.insert(user_id.clone()) {
+                errors.push(err(
+                    id_path,
+                    format!(
+                        "user '{}' appears more than once in this request",
+                        user_id.as_str()
+                    ),
+                ));
+            }
+            users.push(UserUpdate { user_id, values });
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mode = if users.len() == 1 {
+        Mode::Merge
+    } else {
+        Mode::Replace
+    };
+    Ok(Validated {
+        mode,
+        users,
+        ignored_fields: ignored.into_iter().collect(),
+    })
+}
+
+fn collect_ignored(
+    obj: &Map<String, Value>,
+    prefix: &str,
+    consumed: &[&str],
+    out: &mut BTreeSet<String>,
+) {
+    for (key, value) in obj {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        if consumed.iter().any(|c| *c == path) {
+            continue;
+        }
+        let leads_to_consumed = consumed.iter().any(|c| {
+            c.len() > path.len() && c.starts_with(&path) && c.as_bytes()[path.len()] == b'.'
+        });
+        match value {
+            Value::Object(inner) if leads_to_consumed => {
+                collect_ignored(inner, &path, consumed, out)
+            }
+            _ => {
+                out.insert(path);
+            }
+        }
+    }
+}
+
+/// Checks a value against its type.
+pub fn typed(t: AttrType, v: &Value) -> Result<AttrValue, String> {
+    if v.is_null() {
+        return Err("null is not allowed".into());
+    }
+    match (t, v) {
+        (AttrType::String, Value::String(s)) => {
+            if s.len() > MAX_STRING_BYTES {
+                Err(format!(
+                    "a String value may hold at most {MAX_STRING_BYTES} bytes"
+                ))
+            } else {
+                Ok(AttrValue::String(s.clone()))
+            }
+        }
+        (AttrType::Number, Value::Number(n)) => check_number(&n.to_string()).map(AttrValue::Number),
+        (AttrType::Number, Value::String(s)) => check_number(s).map(AttrValue::Number),
+        (AttrType::Date, Value::String(s)) => check_date(s).map(|()| AttrValue::Date(s.clone())),
+        (AttrType::Boolean, Value::Bool(b)) => Ok(AttrValue::Boolean(*b)),
+        (t, other) => Err(format!("expected a {}, got {}", expected(t), kind(other))),
+    }
+}
+
+fn expected(t: AttrType) -> &'static str {
+    match t {
+        AttrType::String => "String (a JSON string)",
+        AttrType::Number => "Number (a JSON number or a string holding a decimal number)",
+        AttrType::Date => "Date (a string YYYY-MM-DD)",
+        AttrType::Boolean => "Boolean (true or false)",
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A finite decimal that DynamoDB can store exactly: at most 38 significant digits, magnitude
+/// between 1e-130 and 1e126.
+fn check_number(s: &str) -> Result<String, String> {
+    let bad = || format!("'{}' is not a finite decimal number", truncate(s));
+    let b = s.as_bytes();
+    let mut i = 0;
+    if b.first() == Some(&b'-') {
+        i += 1;
+    }
+    let int_start = i;
+    while i < b.len() && b[i].is_ascii_digit() {
+        i += 1;
+    }
+    if i == int_start {
+        return Err(bad());
+    }
+    let mut digits: String = s[int_start..i].to_string();
+    if i < b.len() && b[i] == b'.' {
+        i += 1;
+        let frac_start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == frac_start {
+            return Err(bad());
+        }
+        digits.push_str(&s[frac_start..i]);
+    }
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        i += 1;
+        if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+            i += 1;
+        }
+        let exp_start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == exp_start {
+            return Err(bad());
+        }
+    }
+    if i != b.len() {
+        return Err(bad());
+    }
+    let significant = digits.trim_start_matches('0').trim_end_matches('0').len();
+    if significant > 38 {
+        return Err(format!(
+            "'{}' has more than 38 significant digits",
+            truncate(s)
+        ));
+    }
+    let value: f64 = s.parse().map_err(|_| bad())?;
+    if !value.is_finite() || (value != 0.0 && !(1e-130..1e126).contains(&value.abs())) {
+        return Err(format!(
+            "'{}' is outside the storable range (1e-130 to 1e126)",
+            truncate(s)
+        ));
+    }
+    Ok(s.to_string())
+}
+
+fn check_date(s: &str) -> Result<(), String> {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    if s.len() == 10 && time::Date::parse(s, &fmt).is_ok() {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{}' is not a real date in the form YYYY-MM-DD",
+            truncate(s)
+        ))
+    }
+}
+
+fn truncate(s: &str) -> String {
+    if s.chars().count() > 40 {
+        format!("{}…", s.chars().take(40).collect::<String>())
+    } else {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn seed_def() -> Definition {
+        Definition::from_json(
+            &json!({"name": "Update Customer Attributes", "userIdentifierProperty": "Email",
+            "properties": [{"path": "Type", "name": "Customer_Type", "type": "String"},
+                           {"path": "Status", "name": "Customer_Status", "type": "String"}]}),
+        )
+        .unwrap()
+    }
+
+    fn typed_def() -> Definition {
+        Definition::from_json(&json!({"name": "t", "userIdentifierProperty": "properties.ID",
+            "properties": [{"path": "n", "type": "Number"}, {"path": "d", "type": "Date"},
+                           {"path": "b", "type": "Boolean"}, {"path": "nested.field", "name": "F", "type": "Number"}]}))
+        .unwrap()
+    }
+
+    fn items(v: Value) -> Vec<Value> {
+        v.as_array().unwrap().clone()
+    }
+
+    #[test]
+    fn seed_single_user_is_a_merge() {
+        let v = validate(
+            &seed_def(),
+            &items(json!([{"Email": "[email protected]", "Status": "New", "Type": "Internal"}])),
+        )
+        .unwrap();
+        assert_eq!(v.mode, Mode::Merge);
+        assert_eq!(v.users[0].user_id.as_str(), "[email protected]");
+        assert_eq!(
+            v.users[0].values,
+            vec![
+                (0, AttrValue::String("Internal".into())),
+                (1, AttrValue::String("New".into()))
+            ]
+        );
+        assert!(v.ignored_fields.is_empty());
+    }
+
+    #[test]
+    fn several_users_replace_and_ignored_fields_are_reported() {
+        let v = validate(
+            &seed_def(),
+            &items(json!([
+                {"Email": "a@x.io", "Status": "New", "extra": 1},
+                {"Email": "b@x.io", "Type": "External", "meta": {"k": 1}}
+            ])),
+        )
+        .unwrap();
+        assert_eq!(v.mode, Mode::Replace);
+        assert_eq!(v.ignored_fields, ["extra", "meta"]);
+    }
+
+    #[test]
+    fn seed_nested_and_literal_dotted_paths() {
+        let v = validate(&typed_def(), &items(json!([{"properties.ID": "[email protected]", "field1": "value", "field2": 123, "nested": {"field": 456, "other": 1}}]))).unwrap();
+        assert_eq!(
+            v.users[0].values,
+            vec![(3, AttrValue::Number("456".into()))]
+        );
+        assert_eq!(v.ignored_fields, ["field1", "field2", "nested.other"]);
+    }
+
+    #[test]
+    fn types_are_checked() {
+        for (t, ok) in [
+            (AttrType::Number, json!(12)),
+            (AttrType::Number, json!(-1.5)),
+            (AttrType::Number, json!("12.50")),
+            (AttrType::Number, json!("1e5")),
+            (AttrType::Date, json!("2024-02-29")),
+            (AttrType::Boolean, json!(false)),
+            (AttrType::String, json!("")),
+            (AttrType::String, json!("x".repeat(1024))),
+        ] {
+            assert!(typed(t, &ok).is_ok(), "{t} {ok}");
+        }
+        for (t, bad) in [
+            (AttrType::Number, json!("12a")),
+            (AttrType::Number, json!("NaN")),
+            (AttrType::Number, json!("")),
+            (AttrType::Number, json!(" 1")),
+            (AttrType::Number, json!("1.")),
+            (AttrType::Number, json!(true)),
+            (AttrType::Number, json!("1e200")),
+            (AttrType::Number, json!("1".repeat(39))),
+            (AttrType::Date, json!("2024-02-30")),
+            (AttrType::Date, json!("2023-02-29")),
+            (AttrType::Date, json!("24-01-01")),
+            (AttrType::Date, json!("2024-1-01")),
+            (AttrType::Date, json!(20240101)),
+            (AttrType::Boolean, json!("true")),
+            (AttrType::String, json!(5)),
+            (AttrType::String, json!({"a": 1})),
+            (AttrType::String, json!(["a"])),
+            (AttrType::String, json!("x".repeat(1025))),
+            (AttrType::String, Value::Null),
+        ] {
+            assert!(typed(t, &bad).is_err(), "{t} {bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn every_error_is_listed_with_index_and_path() {
+        let errs = validate(
+            &typed_def(),
+            &items(json!([
+                {"properties.ID": "ok", "n": 1},
+                {"properties.ID": null, "n": "x"},
+                {"n": 1},
+                {"properties.ID": "only-id"},
+                {"properties.ID": "z", "nested": {"field": null}},
+                "not an object",
+                {"properties.ID": "ok", "d": "2024-02-30"},
+            ])),
+        )
+        .unwrap_err();
+        let got: Vec<(Option<usize>, Option<&str>)> =
+            errs.iter().map(|e| (e.index, e.path.as_deref())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some(1), Some("properties.ID")),
+                (Some(1), Some("n")),
+                (Some(2), Some("properties.ID")),
+                (Some(3), None),
+                (Some(4), Some("nested.field")),
+                (Some(5), None),
+                (Some(6), Some("d")),
+                (Some(6), Some("properties.ID")),
+            ]
+        );
+        assert!(errs[7].reason.contains("more than once"));
+    }
+
+    #[test]
+    fn user_id_edges() {
+        let def = seed_def();
+        let one = |id: Value| validate(&def, &[json!({"Email": id, "Type": "x"})]);
+        assert!(one(json!("a".repeat(100))).is_ok());
+        assert!(one(json!("a".repeat(101))).is_err());
+        assert!(one(json!("é".repeat(100))).is_ok(), "characters, not bytes");
+        assert!(one(json!("")).is_err());
+        assert_eq!(one(json!(123)).unwrap().users[0].user_id.as_str(), "123");
+        assert!(one(json!(1.5)).is_err());
+        assert!(one(json!(true)).is_err());
+        assert!(one(json!({"a": 1})).is_err());
+        // 123 and "123" are one user: twice in one request is refused.
+        assert!(
+            validate(
+                &def,
+                &[
+                    json!({"Email": 123, "Type": "x"}),
+                    json!({"Email": "123", "Type": "y"})
+                ]
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn envelope_edges() {
+        let parse = |v: Value| {
+            serde_json::from_value::<Envelope>(v)
+                .unwrap()
+                .into_request(true)
+        };
+        let hundred: Vec<Value> = (0..100).map(|i| json!({"Email": i})).collect();
+        assert_eq!(
+            parse(json!({"token": "t", "data": hundred}))
+                .unwrap()
+                .data
+                .len(),
+            100
+        );
+        let more: Vec<Value> = (0..101).map(|i| json!({"Email": i})).collect();
+        assert!(parse(json!({"token": "t", "data": more})).is_err());
+        assert!(parse(json!({"token": "t", "data": []})).is_err());
+        assert!(parse(json!({"token": "t", "data": null})).is_err());
+        assert!(parse(json!({"token": "t", "data": {}})).is_err());
+        assert!(parse(json!({"data": [{}]})).is_err());
+        assert!(parse(json!({"token": 5, "data": [{}]})).is_err());
+        assert!(parse(json!({"token": "t", "data": [{}], "updateExistingOnly": "yes"})).is_err());
+        assert!(
+            parse(json!({"token": "t", "data": [{}], "updateExistingOnly": true}))
+                .unwrap()
+                .update_existing_only
+        );
+    }
+}

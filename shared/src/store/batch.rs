@@ -1,0 +1,109 @@
+//! BatchWriteItem at DynamoDB's limit (25 requests per call), with `UnprocessedItems` retried
+//! under capped exponential backoff with full jitter, and bounded concurrency.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::WriteRequest;
+use tokio::task::JoinSet;
+
+use super::StoreError;
+use super::dynamo::sdk_error;
+
+/// DynamoDB refuses more than 25 requests per BatchWriteItem (the local server accepts 26).
+pub const MAX_BATCH: usize = 25;
+const MAX_ATTEMPTS: u32 = 10;
+const BASE_DELAY: Duration = Duration::from_millis(25);
+const MAX_DELAY: Duration = Duration::from_millis(1_000);
+
+/// Full-jitter backoff: a random delay in [0, min(cap, base * 2^attempt)].
+pub fn backoff(attempt: u32) -> Duration {
+    let ceiling = BASE_DELAY
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(MAX_DELAY);
+    let mut r = [0u8; 4];
+    let _ = aws_lc_rs::rand::fill(&mut r);
+    ceiling.mul_f64(f64::from(u32::from_le_bytes(r)) / f64::from(u32::MAX))
+}
+
+/// Writes every request, `concurrency` calls at a time. Succeeds only when all are applied;
+/// on failure, some may have been applied: callers only send requests that a retry of the
+/// same API call writes again identically (puts of whole items, deletes).
+pub async fn write_all(
+    client: &Client,
+    table: &str,
+    requests: Vec<WriteRequest>,
+    concurrency: usize,
+) -> Result<(), StoreError> {
+    let mut chunks: Vec<Vec<WriteRequest>> = Vec::with_capacity(requests.len().div_ceil(MAX_BATCH));
+    let mut it = requests.into_iter().peekable();
+    while it.peek().is_some() {
+        chunks.push(it.by_ref().take(MAX_BATCH).collect());
+    }
+    let mut pending = chunks.into_iter();
+    let mut running = JoinSet::new();
+    let mut first_error = None;
+    loop {
+        while running.len() < concurrency.max(1) && first_error.is_none() {
+            let Some(chunk) = pending.next() else { break };
+            let (client, table) = (client.clone(), table.to_string());
+            running.spawn(async move { write_chunk(&client, &table, chunk).await });
+        }
+        match running.join_next().await {
+            None => break,
+            Some(Ok(Ok(()))) => {}
+            Some(Ok(Err(e))) => {
+                first_error.get_or_insert(e);
+            }
+            Some(Err(join)) => {
+                first_error.get_or_insert(StoreError::Unavailable(format!(
+                    "batch task failed: {join}"
+                )));
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+async fn write_chunk(
+    client: &Client,
+    table: &str,
+    chunk: Vec<WriteRequest>,
+) -> Result<(), StoreError> {
+    debug_assert!(chunk.len() <= MAX_BATCH);
+    let mut items = HashMap::from([(table.to_string(), chunk)]);
+    for attempt in 0..MAX_ATTEMPTS {
+        let out = client
+            .batch_write_item()
+            .set_request_items(Some(items))
+            .send()
+            .await
+            .map_err(|e| sdk_error("BatchWriteItem", e))?;
+        match out.unprocessed_items {
+            Some(rest) if rest.values().any(|v| !v.is_empty()) => {
+                items = rest;
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            _ => return Ok(()),
+        }
+    }
+    Err(StoreError::Unavailable(format!(
+        "BatchWriteItem: items still unprocessed after {MAX_ATTEMPTS} attempts"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped_and_grows() {
+        for attempt in 0..40 {
+            assert!(backoff(attempt) <= MAX_DELAY);
+        }
+        let samples: Vec<Duration> = (0..200).map(|_| backoff(0)).collect();
+        assert!(samples.iter().all(|d| *d <= BASE_DELAY));
+        assert!(samples.iter().any(|d| *d != samples[0]), "jittered");
+    }
+}

@@ -1,0 +1,288 @@
+//! End-user data in the end-users table.
+//!
+//! Partition `<accountId>#<userId>`; item `A#<integrationId>` holds that integration's
+//! attributes as top-level attributes named `a:<attribute name>` (the prefix keeps customer
+//! names apart from ours), plus `integrationId` and `updatedAt`. A user's whole object is one
+//! Query; a merge is one UpdateItem; a replace is one PutItem per user, batched by 25.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, WriteRequest,
+};
+use serde_json::Value;
+
+use super::dynamo::{DynamoStore, Item, get_s, is_conditional_failure, s, sdk_error};
+use super::{StoreError, batch};
+use crate::domain::AccountId;
+use crate::domain::user_data::{AttrValue, UserId};
+
+const ATTR_PREFIX: &str = "a:";
+/// Up to 4 batches of 25 for a 100-user request: all at once.
+const WRITE_CONCURRENCY: usize = 4;
+
+/// One integration's attributes of a user, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAttributes {
+    pub integration_id: String,
+    pub updated_at: String,
+    pub values: BTreeMap<String, Value>,
+}
+
+/// One user's write: attribute names with their values.
+pub struct UserWrite<'a> {
+    pub user_id: &'a UserId,
+    pub values: Vec<(&'a str, &'a AttrValue)>,
+}
+
+fn user_pk(account: &AccountId, user: &str) -> String {
+    format!("{account}#{user}")
+}
+
+fn attrs_sk(integration_id: &str) -> String {
+    format!("A#{integration_id}")
+}
+
+fn to_av(v: &AttrValue) -> AttributeValue {
+    match v {
+        AttrValue::String(x) | AttrValue::Date(x) => AttributeValue::S(x.clone()),
+        AttrValue::Number(x) => AttributeValue::N(x.clone()),
+        AttrValue::Boolean(b) => AttributeValue::Bool(*b),
+    }
+}
+
+fn to_json(v: &AttributeValue) -> Option<Value> {
+    match v {
+        AttributeValue::S(x) => Some(Value::String(x.clone())),
+        AttributeValue::N(x) => x.parse::<serde_json::Number>().ok().map(Value::Number),
+        AttributeValue::Bool(b) => Some(Value::Bool(*b)),
+        _ => None,
+    }
+}
+
+impl DynamoStore {
+    /// Sets the given attributes of one user, keeping the others. With `only_existing`, writes
+    /// nothing (and returns false) unless the user already has attributes of this integration.
+    pub async fn merge_user(
+        &self,
+        account: &AccountId,
+        integration_id: &str,
+        user: &UserWrite<'_>,
+        only_existing: bool,
+        now: &str,
+    ) -> Result<bool, StoreError> {
+        let mut expr = String::from("SET integrationId = :i, updatedAt = :u");
+        let mut req = self
+            .client()
+            .update_item()
+            .table_name(&self.tables().end_users)
+            .key("pk", s(user_pk(account, user.user_id.as_str())))
+            .key("sk", s(attrs_sk(integration_id)))
+            .expression_attribute_values(":i", s(integration_id))
+            .expression_attribute_values(":u", s(now));
+        for (i, (name, value)) in user.values.iter().enumerate() {
+            expr.push_str(&format!(", #a{i} = :v{i}"));
+            req = req
+                .expression_attribute_names(format!("#a{i}"), format!("{ATTR_PREFIX}{name}"))
+                .expression_attribute_values(format!(":v{i}"), to_av(value));
+        }
+        if only_existing {
+            req = req.condition_expression("attribute_exists(pk)");
+        }
+        match req.update_expression(expr).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if only_existing && is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(sdk_error("UpdateItem", e)),
+        }
+    }
+
+    /// Makes each user's attributes of this integration exactly those given. Returns the users
+    /// skipped because `only_existing` was set and they had no attributes of this integration.
+    pub async fn replace_users(
+        &self,
+        account: &AccountId,
+        integration_id: &str,
+        users: &[UserWrite<'_>],
+        only_existing: bool,
+        now: &str,
+    ) -> Result<Vec<UserId>, StoreError> {
+        let mut skipped = Vec::new();
+        let existing = if only_existing {
+            Some(self.existing_users(account, integration_id, users).await?)
+        } else {
+            None
+        };
+        let mut requests = Vec::with_capacity(users.len());
+        for user in users {
+            let pk = user_pk(account, user.user_id.as_str());
+            if existing.as_ref().is_some_and(|e| !e.contains_key(&pk)) {
+                skipped.push(user.user_id.clone());
+                continue;
+            }
+            let mut item: Item = HashMap::with_capacity(user.values.len() + 4);
+            item.insert("pk".into(), s(pk));
+            item.insert("sk".into(), s(attrs_sk(integration_id)));
+            item.insert("integrationId".into(), s(integration_id));
+            item.insert("updatedAt".into(), s(now));
+            for (name, value) in &user.values {
+                item.insert(format!("{ATTR_PREFIX}{name}"), to_av(value));
+            }
+            let put = PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .expect("item is set");
+            requests.push(WriteRequest::builder().put_request(put).build());
+        }
+        batch::write_all(
+            self.client(),
+            &self.tables().end_users,
+            requests,
+            WRITE_CONCURRENCY,
+        )
+        .await?;
+        Ok(skipped)
+    }
+
+    /// The partition keys (of `users`) that hold an item of this integration.
+    async fn existing_users(
+        &self,
+        account: &AccountId,
+        integration_id: &str,
+        users: &[UserWrite<'_>],
+    ) -> Result<HashMap<String, ()>, StoreError> {
+        let mut found = HashMap::new();
+        for chunk in users.chunks(100) {
+            let keys: Vec<Item> = chunk
+                .iter()
+                .map(|u| {
+                    HashMap::from([
+                        ("pk".to_string(), s(user_pk(account, u.user_id.as_str()))),
+                        ("sk".to_string(), s(attrs_sk(integration_id))),
+                    ])
+                })
+                .collect();
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .projection_expression("pk")
+                    .consistent_read(true)
+                    .build()
+                    .expect("keys are set"),
+            );
+            let mut attempt = 0;
+            while let Some(req) = request.take() {
+                let out = self
+                    .client()
+                    .batch_get_item()
+                    .request_items(&self.tables().end_users, req)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("BatchGetItem", e))?;
+                for item in out.responses.unwrap_or_default().into_values().flatten() {
+                    found.insert(get_s(&item, "pk")?.to_string(), ());
+                }
+                request = out
+                    .unprocessed_keys
+                    .and_then(|mut m| m.remove(&self.tables().end_users));
+                if request.is_some() {
+                    attempt += 1;
+                    if attempt > 10 {
+                        return Err(StoreError::Unavailable(
+                            "BatchGetItem: keys still unprocessed".into(),
+                        ));
+                    }
+                    tokio::time::sleep(batch::backoff(attempt)).await;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Every item of a user's partition (strongly consistent: a read returns what the last
+    /// acknowledged write wrote).
+    pub(crate) async fn user_items(
+        &self,
+        account: &AccountId,
+        user_id: &str,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client()
+                .query()
+                .table_name(&self.tables().end_users)
+                .key_condition_expression("pk = :p")
+                .expression_attribute_values(":p", s(user_pk(account, user_id)))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            out.extend(page.items.unwrap_or_default());
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// The user's attributes, per integration.
+    pub async fn read_user(
+        &self,
+        account: &AccountId,
+        user_id: &str,
+    ) -> Result<Vec<StoredAttributes>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.user_items(account, user_id).await? {
+            if !get_s(&item, "sk")?.starts_with("A#") {
+                continue;
+            }
+            let values = item
+                .iter()
+                .filter_map(|(k, v)| Some((k.strip_prefix(ATTR_PREFIX)?.to_string(), to_json(v)?)))
+                .collect();
+            out.push(StoredAttributes {
+                integration_id: get_s(&item, "integrationId")?.to_string(),
+                updated_at: get_s(&item, "updatedAt")?.to_string(),
+                values,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Erases every item of the user. Returns how many were deleted (0 for an unknown user).
+    pub async fn delete_user(
+        &self,
+        account: &AccountId,
+        user_id: &str,
+    ) -> Result<usize, StoreError> {
+        let items = self.user_items(account, user_id).await?;
+        let count = items.len();
+        let requests = items
+            .into_iter()
+            .map(|item| {
+                let key = HashMap::from([
+                    ("pk".to_string(), item["pk"].clone()),
+                    ("sk".to_string(), item["sk"].clone()),
+                ]);
+                WriteRequest::builder()
+                    .delete_request(
+                        DeleteRequest::builder()
+                            .set_key(Some(key))
+                            .build()
+                            .expect("key is set"),
+                    )
+                    .build()
+            })
+            .collect();
+        batch::write_all(
+            self.client(),
+            &self.tables().end_users,
+            requests,
+            WRITE_CONCURRENCY,
+        )
+        .await?;
+        Ok(count)
+    }
+}

@@ -1,0 +1,310 @@
+//! Integrations in the config table.
+//!
+//! - `ACCOUNT#<accountId>` / `INTEGRATION#<integrationId>`: the definition, the registry of
+//!   every attribute name it ever used with its type, the token's hash, a version;
+//! - `ITOKEN#<sha256(token)>` / `ITOKEN`: a copy of the definition keyed by the token, so that
+//!   `POST /public/v1/user/data` finds the integration with one GetItem;
+//! - the account item's `attributeHeadroom`: the attribute cap minus the attributes in use,
+//!   decremented in the same transaction as every change, under the condition that it stays
+//!   non-negative. Concurrent edits therefore cannot overshoot the cap.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+
+use super::StoreError;
+use super::dynamo::{DynamoStore, Item, account_pk, get_n, get_s, n, s, sdk_error};
+use crate::domain::AccountId;
+use crate::domain::integration::{AttrType, Definition, PropertyDto};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntegrationRecord {
+    pub integration_id: String,
+    pub account: AccountId,
+    pub definition: Definition,
+    /// Every attribute name this integration ever defined, with its (immutable) type.
+    pub attribute_types: BTreeMap<String, AttrType>,
+    /// Hex SHA-256 of the integration token; the token itself is never stored.
+    pub token_hash: String,
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntegrationWriteError {
+    #[error("the account's attribute limit would be exceeded")]
+    AttributeLimit,
+    #[error("the integration changed concurrently")]
+    Conflict,
+    #[error("the integration or its account does not exist")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn integration_sk(id: &str) -> String {
+    format!("INTEGRATION#{id}")
+}
+
+fn token_pk(hash: &str) -> String {
+    format!("ITOKEN#{hash}")
+}
+
+fn definition_attrs(rec: &IntegrationRecord) -> Vec<(&'static str, AttributeValue)> {
+    let props = serde_json::to_string(&rec.definition.property_dtos()).expect("serializable");
+    vec![
+        ("integrationId", s(&rec.integration_id)),
+        ("accountId", s(rec.account.as_str())),
+        ("name", s(&rec.definition.name)),
+        (
+            "userIdentifierProperty",
+            s(rec.definition.user_identifier.as_str()),
+        ),
+        ("properties", s(props)),
+        (
+            "attributeTypes",
+            s(serde_json::to_string(&rec.attribute_types).expect("serializable")),
+        ),
+        ("tokenHash", s(&rec.token_hash)),
+        ("version", n(rec.version)),
+        ("createdAt", n(rec.created_at)),
+        ("updatedAt", n(rec.updated_at)),
+    ]
+}
+
+fn record_from_item(item: &Item) -> Result<IntegrationRecord, StoreError> {
+    let corrupt = |e: String| StoreError::Corrupt(format!("integration item: {e}"));
+    let props: Vec<PropertyDto> =
+        serde_json::from_str(get_s(item, "properties")?).map_err(|e| corrupt(e.to_string()))?;
+    let definition = Definition::from_stored(
+        get_s(item, "name")?.to_string(),
+        get_s(item, "userIdentifierProperty")?,
+        props,
+    )
+    .map_err(corrupt)?;
+    Ok(IntegrationRecord {
+        integration_id: get_s(item, "integrationId")?.to_string(),
+        account: AccountId::parse(get_s(item, "accountId")?).map_err(|e| corrupt(e.to_string()))?,
+        definition,
+        attribute_types: serde_json::from_str(get_s(item, "attributeTypes")?)
+            .map_err(|e| corrupt(e.to_string()))?,
+        token_hash: get_s(item, "tokenHash")?.to_string(),
+        version: get_n(item, "version")?,
+        created_at: get_n(item, "createdAt")?,
+        updated_at: get_n(item, "updatedAt")?,
+    })
+}
+
+impl DynamoStore {
+    fn put_integration(
+        &self,
+        rec: &IntegrationRecord,
+        condition: Option<(&str, i64)>,
+    ) -> TransactWriteItem {
+        let mut item: Item = definition_attrs(rec)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        item.insert("pk".into(), s(account_pk(&rec.account)));
+        item.insert("sk".into(), s(integration_sk(&rec.integration_id)));
+        let mut put = Put::builder()
+            .table_name(&self.tables().config)
+            .set_item(Some(item));
+        put = match condition {
+            None => put.condition_expression("attribute_not_exists(pk)"),
+            Some((expr, version)) => put
+                .condition_expression(expr)
+                .expression_attribute_values(":v", n(version)),
+        };
+        TransactWriteItem::builder()
+            .put(put.build().expect("put is complete"))
+            .build()
+    }
+
+    fn put_token_item(&self, rec: &IntegrationRecord) -> TransactWriteItem {
+        let mut item: Item = definition_attrs(rec)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        item.insert("pk".into(), s(token_pk(&rec.token_hash)));
+        item.insert("sk".into(), s("ITOKEN"));
+        let put = Put::builder()
+            .table_name(&self.tables().config)
+            .set_item(Some(item))
+            .build()
+            .expect("complete");
+        TransactWriteItem::builder().put(put).build()
+    }
+
+    /// Moves the account's attribute headroom by `-used` (used > 0 consumes headroom).
+    fn consume_headroom(&self, account: &AccountId, used: i64) -> TransactWriteItem {
+        let mut update = Update::builder()
+            .table_name(&self.tables().config)
+            .key("pk", s(account_pk(account)))
+            .key("sk", s("ACCOUNT"))
+            .update_expression("ADD attributeHeadroom :d")
+            .expression_attribute_values(":d", n(-used));
+        update = if used > 0 {
+            update
+                .condition_expression("attributeHeadroom >= :need")
+                .expression_attribute_values(":need", n(used))
+        } else {
+            update.condition_expression("attribute_exists(pk)")
+        };
+        TransactWriteItem::builder()
+            .update(update.build().expect("update is complete"))
+            .build()
+    }
+
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), IntegrationWriteError> {
+        let res = self
+            .client()
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) => match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(t)) => {
+                    let failed: Vec<bool> = t
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code() == Some("ConditionalCheckFailed"))
+                        .collect();
+                    match failed.as_slice() {
+                        // Item 0 is always the account's headroom.
+                        [true, ..] => Err(IntegrationWriteError::AttributeLimit),
+                        [_, true, ..] => Err(IntegrationWriteError::Conflict),
+                        _ => Err(
+                            StoreError::Unavailable(format!("transaction cancelled: {t}")).into(),
+                        ),
+                    }
+                }
+                _ => Err(sdk_error("TransactWriteItems", e).into()),
+            },
+        }
+    }
+
+    pub async fn create_integration(
+        &self,
+        rec: &IntegrationRecord,
+    ) -> Result<(), IntegrationWriteError> {
+        let used = rec.definition.properties.len() as i64;
+        self.transact(vec![
+            self.consume_headroom(&rec.account, used),
+            self.put_integration(rec, None),
+            self.put_token_item(rec),
+        ])
+        .await
+    }
+
+    /// Replaces `old` by `new` (same id and token), if nobody changed it meanwhile.
+    pub async fn update_integration(
+        &self,
+        old: &IntegrationRecord,
+        new: &IntegrationRecord,
+    ) -> Result<(), IntegrationWriteError> {
+        let used = new.definition.properties.len() as i64 - old.definition.properties.len() as i64;
+        self.transact(vec![
+            self.consume_headroom(&old.account, used),
+            self.put_integration(new, Some(("version = :v", old.version))),
+            self.put_token_item(new),
+        ])
+        .await
+    }
+
+    pub async fn delete_integration(
+        &self,
+        rec: &IntegrationRecord,
+    ) -> Result<(), IntegrationWriteError> {
+        let freed = rec.definition.properties.len() as i64;
+        let delete_def = Delete::builder()
+            .table_name(&self.tables().config)
+            .key("pk", s(account_pk(&rec.account)))
+            .key("sk", s(integration_sk(&rec.integration_id)))
+            .condition_expression("version = :v")
+            .expression_attribute_values(":v", n(rec.version))
+            .build()
+            .expect("complete");
+        let delete_token = Delete::builder()
+            .table_name(&self.tables().config)
+            .key("pk", s(token_pk(&rec.token_hash)))
+            .key("sk", s("ITOKEN"))
+            .build()
+            .expect("complete");
+        self.transact(vec![
+            self.consume_headroom(&rec.account, -freed),
+            TransactWriteItem::builder().delete(delete_def).build(),
+            TransactWriteItem::builder().delete(delete_token).build(),
+        ])
+        .await
+    }
+
+    pub async fn get_integration(
+        &self,
+        account: &AccountId,
+        id: &str,
+    ) -> Result<Option<IntegrationRecord>, StoreError> {
+        let out = self
+            .client()
+            .get_item()
+            .table_name(&self.tables().config)
+            .key("pk", s(account_pk(account)))
+            .key("sk", s(integration_sk(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        out.item.as_ref().map(record_from_item).transpose()
+    }
+
+    /// The integration a token belongs to (one strongly consistent GetItem).
+    pub async fn integration_by_token(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<IntegrationRecord>, StoreError> {
+        let out = self
+            .client()
+            .get_item()
+            .table_name(&self.tables().config)
+            .key("pk", s(token_pk(token_hash)))
+            .key("sk", s("ITOKEN"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        out.item.as_ref().map(record_from_item).transpose()
+    }
+
+    pub async fn list_integrations(
+        &self,
+        account: &AccountId,
+    ) -> Result<Vec<IntegrationRecord>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .client()
+                .query()
+                .table_name(&self.tables().config)
+                .key_condition_expression("pk = :p AND begins_with(sk, :s)")
+                .expression_attribute_values(":p", s(account_pk(account)))
+                .expression_attribute_values(":s", s("INTEGRATION#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            for item in page.items() {
+                out.push(record_from_item(item)?);
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+}
