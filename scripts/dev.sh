@@ -15,9 +15,18 @@ ensure_venv
 export PATH="$VENV/bin:$PATH"
 mkdir -p .dev
 
+if curl -s -o /dev/null "http://127.0.0.1:$API_PORT/"; then
+  echo "error: something already listens on 127.0.0.1:$API_PORT (another make dev?)" >&2
+  exit 1
+fi
 start_moto "$DB_PORT" .dev/moto.log
-cleanup() { kill "$MOTO_PID" 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
+WATCH_PID=""
+cleanup() {
+  [ -n "$WATCH_PID" ] && kill "$WATCH_PID" 2>/dev/null
+  kill "$MOTO_PID" 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 local_aws_env "$DB_PORT"
 
 cat > .dev/env <<ENV
@@ -29,6 +38,7 @@ AWS_SECRET_ACCESS_KEY=local
 AWS_EC2_METADATA_DISABLED=true
 CONFIG_TABLE=ingest-config
 KEYS_TABLE=ingest-signing-keys
+END_USERS_TABLE=ingest-end-users
 TOKEN_ISSUER=$API_URL
 TOKEN_AUDIENCE=end-user-data-api
 ENV
@@ -52,6 +62,33 @@ admin keys rotate >/dev/null
 CLIENT_ID="$(echo "$CLIENT_JSON" | json_field clientId)"
 CLIENT_SECRET="$(echo "$CLIENT_JSON" | json_field clientSecret)"
 
+echo "==> starting the functions (cargo lambda watch)"
+cargo lambda watch -A 127.0.0.1 -P "$API_PORT" &
+WATCH_PID=$!
+for _ in $(seq 1 300); do
+  curl -s -o /dev/null "$API_URL/.well-known/jwks.json" && break
+  kill -0 "$WATCH_PID" 2>/dev/null || { echo "error: cargo lambda watch exited" >&2; exit 1; }
+  sleep 0.2
+done
+
+echo "==> seeding the demo integration (the seeds' example) through the API"
+ACCESS_TOKEN="$(curl -s -X POST "$API_URL/accounts/connect/token" \
+  -H "Authorization: Basic $(printf '%s:%s' "$CLIENT_ID" "$CLIENT_SECRET" | base64 -w0)" \
+  -d grant_type=client_credentials | json_field access_token)"
+INTEGRATION_JSON="$(curl -s -X POST "$API_URL/public/v1/integrations" \
+  -H "Authorization: Bearer $ACCESS_TOKEN" -H 'Content-Type: application/json' \
+  --data-raw '{"name": "Update Customer Attributes", "userIdentifierProperty": "Email",
+    "properties": [{"path": "Type", "name": "Customer_Type", "type": "String"},
+                   {"path": "Status", "name": "Customer_Status", "type": "String"}]}')"
+INTEGRATION_TOKEN="$(echo "$INTEGRATION_JSON" | json_field token)"
+INTEGRATION_ID="$(echo "$INTEGRATION_JSON" | json_field integrationId)"
+# For the seeds' other example body ("properties.ID", "nested.field"): events/user-data-seed-nested.json
+NESTED_TOKEN="$(curl -s -X POST "$API_URL/public/v1/integrations" \
+  -H "Authorization: Bearer $ACCESS_TOKEN" -H 'Content-Type: application/json' \
+  --data-raw '{"name": "Seed nested example", "userIdentifierProperty": "properties.ID",
+    "properties": [{"path": "field1", "type": "String"}, {"path": "field2", "type": "Number"},
+                   {"path": "nested.field", "type": "Number"}]}' | json_field token)"
+
 cat > .dev/demo.json <<JSON
 {
   "apiUrl": "$API_URL",
@@ -59,7 +96,9 @@ cat > .dev/demo.json <<JSON
   "systemGuid": "$SYSTEM_GUID",
   "clientId": "$CLIENT_ID",
   "clientSecret": "$CLIENT_SECRET",
-  "integrationToken": null
+  "integrationToken": "$INTEGRATION_TOKEN",
+  "integrationId": "$INTEGRATION_ID",
+  "nestedIntegrationToken": "$NESTED_TOKEN"
 }
 JSON
 
@@ -77,4 +116,4 @@ Get a token:
     --data-urlencode 'grant_type=client_credentials'
 
 MSG
-cargo lambda watch -A 127.0.0.1 -P "$API_PORT"
+wait "$WATCH_PID"

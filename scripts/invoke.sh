@@ -35,5 +35,6 @@ tmp="$(mktemp)"
 trap 'rm -f "$tmp"' EXIT
 sed -e "s|__BASIC_CREDENTIALS__|$basic|g" -e "s|__ACCESS_TOKEN__|$token|g" \
     -e "s|__SYSTEM_GUID__|$(field systemGuid)|g" -e "s|__INTEGRATION_TOKEN__|$(field integrationToken)|g" \
+    -e "s|__NESTED_INTEGRATION_TOKEN__|$(field nestedIntegrationToken)|g" -e "s|__INTEGRATION_ID__|$(field integrationId)|g" \
     "$event" > "$tmp"
 cargo lambda invoke "$function" --invoke-address 127.0.0.1 --invoke-port "$API_PORT" --data-file "$tmp"

@@ -34,6 +34,7 @@ impl Tables {
         vec![
             (&schema::CONFIG, self.config.as_str()),
             (&schema::KEYS, self.keys.as_str()),
+            (&schema::END_USERS, self.end_users.as_str()),
         ]
     }
 }

@@ -132,6 +132,98 @@ impl Stack {
     pub fn basic(&self) -> String {
         basic(&self.client_id, self.client_secret.expose())
     }
+
+    /// `Bearer <token>` for this stack's account with the given scopes, signed by the
+    /// current key exactly as the token endpoint signs.
+    pub async fn bearer(&self, scopes: &str) -> String {
+        self.bearer_for(&self.account, &self.client_id, scopes)
+            .await
+    }
+
+    pub async fn bearer_for(&self, account: &AccountId, client_id: &str, scopes: &str) -> String {
+        use shared::store::SigningKeyStore;
+        let stored = self.store.current_signing_key().await.unwrap().unwrap();
+        let key = shared::auth::SigningKey::from_pem(&stored.kid, &stored.private_pem).unwrap();
+        let now = shared::now_epoch();
+        let claims = shared::auth::AccessClaims {
+            iss: ISSUER.into(),
+            sub: client_id.into(),
+            aud: AUDIENCE.into(),
+            exp: now + 600,
+            iat: now,
+            nbf: now,
+            jti: uuid::Uuid::new_v4().to_string(),
+            client_id: client_id.into(),
+            scope: scopes.into(),
+            account: account.to_string(),
+        };
+        format!(
+            "Bearer {}",
+            shared::auth::jwt::issue(&key, &claims).unwrap()
+        )
+    }
+
+    pub fn integrations_app(&self) -> integrations::App {
+        integrations::App::new(self.store.clone(), &auth_config())
+    }
+
+    pub fn user_data_app(&self) -> user_data::App {
+        user_data::App::new(self.store.clone(), &auth_config())
+    }
+}
+
+pub const ALL_SCOPES: &str = "endUserUpdate:write endUsers:read endUsers:delete segments:read segments:write integrations:read integrations:write";
+
+/// The seeds' integration: `Email` identifies the user; `Type` and `Status` are imported as
+/// `Customer_Type` and `Customer_Status`, both String.
+pub const SEED_INTEGRATION: &str = r#"{"name": "Update Customer Attributes", "userIdentifierProperty": "Email",
+  "properties": [{"path": "Type", "name": "Customer_Type", "type": "String"},
+                 {"path": "Status", "name": "Customer_Status", "type": "String"}]}"#;
+
+/// Sends a JSON request with a bearer token; returns the answer.
+pub async fn call_integrations(
+    app: &integrations::App,
+    auth: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Answer {
+    let headers = [
+        ("authorization", auth),
+        ("content-type", "application/json"),
+    ];
+    answer(integrations::handle(app, req(method, path, &headers, body)).await)
+}
+
+pub async fn call_user_data(
+    app: &user_data::App,
+    auth: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Answer {
+    let headers = [
+        ("authorization", auth),
+        ("content-type", "application/json"),
+    ];
+    answer(user_data::handle(app, req(method, path, &headers, body)).await)
+}
+
+/// Creates an integration from `definition`; returns (integrationId, token).
+pub async fn create_integration(stack: &Stack, auth: &str, definition: &str) -> (String, String) {
+    let a = call_integrations(
+        &stack.integrations_app(),
+        auth,
+        "POST",
+        "/public/v1/integrations",
+        Some(definition),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    (
+        a.body["integrationId"].as_str().unwrap().to_string(),
+        a.body["token"].as_str().unwrap().to_string(),
+    )
 }
 
 pub fn basic(id: &str, secret: &str) -> String {

@@ -174,15 +174,15 @@ impl Definition {
         };
         let mut errors = Vec::new();
         let mut next = self.clone();
-        if obj.contains_key("name") {
-            if let Some(n) = parse_name(obj.get("name"), &mut errors) {
-                next.name = n;
-            }
+        if obj.contains_key("name")
+            && let Some(n) = parse_name(obj.get("name"), &mut errors)
+        {
+            next.name = n;
         }
-        if obj.contains_key("properties") {
-            if let Some(p) = parse_properties(obj.get("properties"), &mut errors) {
-                next.properties = p;
-            }
+        if obj.contains_key("properties")
+            && let Some(p) = parse_properties(obj.get("properties"), &mut errors)
+        {
+            next.properties = p;
         }
         for key in obj.keys() {
             if !matches!(key.as_str(), "name" | "properties") {

@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Writes events/*.json: one API Gateway HTTP API (payload 2.0) event per route.
+
+Placeholders are filled by scripts/invoke.sh (from .dev/demo.json) and by tests/tests/events.rs:
+__BASIC_CREDENTIALS__, __ACCESS_TOKEN__, __INTEGRATION_TOKEN__, __NESTED_INTEGRATION_TOKEN__,
+__INTEGRATION_ID__, __SYSTEM_GUID__. Run it again after changing it; the files are committed.
+"""
+import json
+import os
+
+HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "events")
+BEARER = {"authorization": "Bearer __ACCESS_TOKEN__", "content-type": "application/json"}
+
+
+def ev(method, route, path=None, headers=None, body=None, query=""):
+    path = path or route
+    headers = dict(headers or {})
+    headers.setdefault("host", "127.0.0.1:9000")
+    return {
+        "version": "2.0",
+        "routeKey": f"{method} {route}",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "local",
+            "domainName": "127.0.0.1:9000",
+            "domainPrefix": "127",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                     "sourceIp": "203.0.113.195", "userAgent": "curl/8.5.0"},
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+            "routeKey": f"{method} {route}",
+            "stage": "$default",
+            "time": "23/Nov/2026:09:00:00 +0000",
+            "timeEpoch": 1795424400000,
+        },
+        "body": body if body is None or isinstance(body, str) else json.dumps(body, indent=1),
+        "isBase64Encoded": False,
+    }
+
+
+SEED_INTEGRATION = {
+    "name": "Update Customer Attributes",
+    "userIdentifierProperty": "Email",
+    "properties": [
+        {"path": "Type", "name": "Customer_Type", "type": "String"},
+        {"path": "Status", "name": "Customer_Status", "type": "String"},
+    ],
+}
+
+EVENTS = {
+    "token.json": ev("POST", "/accounts/connect/token",
+                     headers={"content-type": "application/x-www-form-urlencoded",
+                              "authorization": "Basic __BASIC_CREDENTIALS__"},
+                     body="grant_type=client_credentials"),
+    "jwks.json": ev("GET", "/.well-known/jwks.json"),
+    "openid-configuration.json": ev("GET", "/.well-known/openid-configuration"),
+    # The seeds' three example bodies (the three-user one with distinct addresses: the
+    # published page shows one obfuscated address three times, which is a duplicate).
+    "user-data-seed-single.json": ev("POST", "/public/v1/user/data", headers=BEARER, body={
+        "token": "__INTEGRATION_TOKEN__",
+        "data": [{"Email": "[email protected]", "Status": "New", "Type": "Internal"}]}),
+    "user-data-seed-multiple.json": ev("POST", "/public/v1/user/data", headers=BEARER, body={
+        "token": "__INTEGRATION_TOKEN__",
+        "data": [{"Email": "john.doe@walkme.example", "Status": "New", "Type": "Internal"},
+                 {"Email": "jane.doe@walkme.example", "Status": "Retired", "Type": "Internal"},
+                 {"Email": "joe.doe@walkme.example", "Status": "Veteran", "Type": "External"}]}),
+    "user-data-seed-nested.json": ev("POST", "/public/v1/user/data", headers=BEARER, body={
+        "token": "__NESTED_INTEGRATION_TOKEN__",
+        "data": [{"properties.ID": "[email protected]", "field1": "value", "field2": 123,
+                  "nested": {"field": 456}}]}),
+    "user-get.json": ev("GET", "/public/v1/user/{userId}", "/public/v1/user/john.doe%40walkme.example",
+                        headers={"authorization": "Bearer __ACCESS_TOKEN__"}),
+    "user-delete.json": ev("DELETE", "/public/v1/user/{userId}", "/public/v1/user/joe.doe%40walkme.example",
+                           headers={"authorization": "Bearer __ACCESS_TOKEN__"}),
+    "integrations-create.json": ev("POST", "/public/v1/integrations", headers=BEARER, body=SEED_INTEGRATION),
+    "integrations-list.json": ev("GET", "/public/v1/integrations",
+                                 headers={"authorization": "Bearer __ACCESS_TOKEN__"}),
+    "integrations-get.json": ev("GET", "/public/v1/integrations/{integrationId}",
+                                "/public/v1/integrations/__INTEGRATION_ID__",
+                                headers={"authorization": "Bearer __ACCESS_TOKEN__"}),
+    "integrations-patch.json": ev("PATCH", "/public/v1/integrations/{integrationId}",
+                                  "/public/v1/integrations/__INTEGRATION_ID__", headers=BEARER, body={
+                                      "name": "Update Customer Attributes",
+                                      "properties": SEED_INTEGRATION["properties"] + [
+                                          {"path": "Plan", "name": "Customer_Plan", "type": "String"}]}),
+    "integrations-test.json": ev("POST", "/public/v1/integrations/{integrationId}/test",
+                                 "/public/v1/integrations/__INTEGRATION_ID__/test", headers=BEARER, body={
+                                     "token": "__INTEGRATION_TOKEN__",
+                                     "data": [{"Email": "[email protected]", "Status": "New", "Type": "Internal",
+                                               "Extra": 1}]}),
+    "integrations-delete.json": ev("DELETE", "/public/v1/integrations/{integrationId}",
+                                   "/public/v1/integrations/__INTEGRATION_ID__",
+                                   headers={"authorization": "Bearer __ACCESS_TOKEN__"}),
+}
+
+if __name__ == "__main__":
+    for name, event in EVENTS.items():
+        with open(os.path.join(HERE, name), "w") as f:
+            json.dump(event, f, indent=2)
+            f.write("\n")
+    print(f"wrote {len(EVENTS)} events")

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Developer shortcut: the cargo tests only (no fmt/clippy/lint), against a throwaway local
+# server. Arguments go to `cargo test`. `make test` remains the full suite.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+ensure_venv
+mkdir -p target
+port="$(free_port)"
+start_moto "$port" target/moto-quick.log
+trap 'kill "$MOTO_PID" 2>/dev/null || true' EXIT
+local_aws_env "$port"
+cargo test --workspace "$@"
