@@ -147,68 +147,37 @@ fn account_id(s: &str) -> Result<AccountId, String> {
 async fn run(store: &DynamoStore, command: Command) -> Outcome {
     let now = shared::now_epoch();
     match command {
-        Command::Tables {
-            command: TablesCmd::Create,
-        } => {
+        Command::Tables { command: TablesCmd::Create } => {
             let created = store.create_tables().await.map_err(store_err)?;
-            let all: Vec<String> = store
-                .tables()
-                .named()
-                .iter()
-                .map(|(_, n)| n.to_string())
-                .collect();
-            let text = format!(
-                "tables ready: {} (created now: {})",
-                all.join(", "),
-                created.len()
-            );
+            let all: Vec<String> = store.tables().named().iter().map(|(_, n)| n.to_string()).collect();
+            let text = format!("tables ready: {} (created now: {})", all.join(", "), created.len());
             Ok((json!({ "tables": all, "created": created }), text))
         }
-        Command::Account {
-            command:
-                AccountCmd::Create {
-                    account_id: id,
-                    attribute_limit,
-                    rate_limit,
-                },
-        } => {
+        Command::Account { command: AccountCmd::Create { account_id: id, attribute_limit, rate_limit } } => {
             if attribute_limit < 1 || rate_limit < 1 {
                 return Err("--attribute-limit and --rate-limit must be at least 1".into());
             }
             let id = account_id(&id)?;
-            let rec = store
-                .create_account(&id, attribute_limit, rate_limit, now)
-                .await
-                .map_err(store_err)?;
+            let rec = store.create_account(&id, attribute_limit, rate_limit, now).await.map_err(store_err)?;
             let text = format!("account {} created", rec.account_id);
             Ok((serde_json::to_value(rec).expect("serializable"), text))
         }
-        Command::System {
-            command: SystemCmd::Create { account, guid },
-        } => {
+        Command::System { command: SystemCmd::Create { account, guid } } => {
             let account = account_id(&account)?;
             let guid = match guid {
                 Some(g) => SystemGuid::parse(&g).map_err(|e| e.to_string())?,
                 None => SystemGuid::generate(),
             };
-            store
-                .create_system(&account, guid, now)
-                .await
-                .map_err(store_err)?;
+            store.create_system(&account, guid, now).await.map_err(store_err)?;
             Ok((
                 json!({ "systemGuid": guid.to_string(), "accountId": account.as_str() }),
                 format!("system {guid} created"),
             ))
         }
         Command::Client { command } => client(store, command, now).await,
-        Command::Keys {
-            command: KeysCmd::Rotate { retire_after },
-        } => {
+        Command::Keys { command: KeysCmd::Rotate { retire_after } } => {
             let retire = retire_after.unwrap_or(AuthConfig::from_env().token_ttl_secs + 600);
-            let key = store
-                .rotate_signing_key(now, retire)
-                .await
-                .map_err(store_err)?;
+            let key = store.rotate_signing_key(now, retire).await.map_err(store_err)?;
             Ok((
                 json!({ "kid": key.kid, "previousKeysRetireAfterSeconds": retire }),
                 format!("signing key {} is now current", key.kid),
@@ -219,11 +188,7 @@ async fn run(store: &DynamoStore, command: Command) -> Outcome {
 
 async fn client(store: &DynamoStore, command: ClientCmd, now: i64) -> Outcome {
     match command {
-        ClientCmd::Create {
-            account,
-            scopes,
-            name,
-        } => {
+        ClientCmd::Create { account, scopes, name } => {
             let account = account_id(&account)?;
             let scopes = if scopes.trim() == "all" {
                 ScopeSet::all()
@@ -233,10 +198,7 @@ async fn client(store: &DynamoStore, command: ClientCmd, now: i64) -> Outcome {
             if scopes.is_empty() {
                 return Err("--scopes must name at least one scope".into());
             }
-            let (rec, secret) = store
-                .create_client(&account, &name, scopes, now)
-                .await
-                .map_err(store_err)?;
+            let (rec, secret) = store.create_client(&account, &name, scopes, now).await.map_err(store_err)?;
             let value = json!({
                 "clientId": rec.client_id.as_str(),
                 "clientSecret": secret.expose(),
@@ -280,10 +242,7 @@ async fn client(store: &DynamoStore, command: ClientCmd, now: i64) -> Outcome {
                 })
                 .collect::<Vec<_>>()
                 .join("\n");
-            Ok((
-                json!({ "accountId": account.as_str(), "clients": list }),
-                text,
-            ))
+            Ok((json!({ "accountId": account.as_str(), "clients": list }), text))
         }
         ClientCmd::RotateSecret { client_id } => {
             let id = ClientId::parse(&client_id).map_err(|e| e.to_string())?;
@@ -296,10 +255,7 @@ async fn client(store: &DynamoStore, command: ClientCmd, now: i64) -> Outcome {
         ClientCmd::Disable { client_id } => {
             let id = ClientId::parse(&client_id).map_err(|e| e.to_string())?;
             store.disable_client(&id).await.map_err(store_err)?;
-            Ok((
-                json!({ "clientId": id.as_str(), "disabled": true }),
-                format!("client {id} disabled"),
-            ))
+            Ok((json!({ "clientId": id.as_str(), "disabled": true }), format!("client {id} disabled")))
         }
     }
 }

@@ -40,10 +40,7 @@ impl Tables {
 }
 
 fn name_from_env(def: &TableDef) -> String {
-    std::env::var(def.env_var)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| def.default_name.to_string())
+    std::env::var(def.env_var).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| def.default_name.to_string())
 }
 
 /// Token settings shared by the issuer (token function) and every verifier.
@@ -77,20 +74,14 @@ impl AuthConfig {
             .and_then(|s| s.parse().ok())
             .filter(|n| *n > 0)
             .unwrap_or(DEFAULT_TOKEN_TTL_SECS);
-        Self {
-            issuer,
-            audience,
-            token_ttl_secs,
-        }
+        Self { issuer, audience, token_ttl_secs }
     }
 }
 
 /// The SDK configuration from the standard AWS environment (region, credentials, and
 /// `AWS_ENDPOINT_URL_DYNAMODB` for the local server).
 pub async fn aws_sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
 }
 
 /// A DynamoDB client with retries tuned for a 30 s API Gateway budget: the SDK's standard

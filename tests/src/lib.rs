@@ -42,10 +42,7 @@ impl Intercept for RequestCounter {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let op = cfg
-            .load::<Metadata>()
-            .map(|m| m.name().to_string())
-            .unwrap_or_default();
+        let op = cfg.load::<Metadata>().map(|m| m.name().to_string()).unwrap_or_default();
         self.0.lock().unwrap().push(op);
         Ok(())
     }
@@ -59,20 +56,12 @@ pub async fn dynamodb(counter: &RequestCounter) -> aws_sdk_dynamodb::Client {
     );
     let sdk = shared::config::aws_sdk_config().await;
     let base = shared::config::dynamodb_client(&sdk);
-    let conf = base
-        .config()
-        .to_builder()
-        .interceptor(counter.clone())
-        .build();
+    let conf = base.config().to_builder().interceptor(counter.clone()).build();
     aws_sdk_dynamodb::Client::from_conf(conf)
 }
 
 pub fn auth_config() -> AuthConfig {
-    AuthConfig {
-        issuer: Some(ISSUER.into()),
-        audience: AUDIENCE.into(),
-        token_ttl_secs: 86_400,
-    }
+    AuthConfig { issuer: Some(ISSUER.into()), audience: AUDIENCE.into(), token_ttl_secs: 86_400 }
 }
 
 /// One test's world: its own tables, an account with a client holding every scope, and a
@@ -93,38 +82,21 @@ impl Stack {
         store.create_tables().await.expect("tables");
         let account = AccountId::parse("acme").unwrap();
         let now = shared::now_epoch();
-        store
-            .create_account(&account, 100, 100, now)
-            .await
-            .expect("account");
-        let (client, secret) = store
-            .create_client(&account, "test", ScopeSet::all(), now)
-            .await
-            .expect("client");
+        store.create_account(&account, 100, 100, now).await.expect("account");
+        let (client, secret) =
+            store.create_client(&account, "test", ScopeSet::all(), now).await.expect("client");
         store.rotate_signing_key(now, 3600).await.expect("key");
         counter.reset();
-        Self {
-            store,
-            counter,
-            account,
-            client_id: client.client_id.to_string(),
-            client_secret: secret,
-        }
+        Self { store, counter, account, client_id: client.client_id.to_string(), client_secret: secret }
     }
 
     /// Another account with its own all-scopes client, in the same tables.
     pub async fn other_account(&self, id: &str) -> (AccountId, String, ClientSecret) {
         let account = AccountId::parse(id).unwrap();
         let now = shared::now_epoch();
-        self.store
-            .create_account(&account, 100, 100, now)
-            .await
-            .expect("account");
-        let (client, secret) = self
-            .store
-            .create_client(&account, "other", ScopeSet::all(), now)
-            .await
-            .expect("client");
+        self.store.create_account(&account, 100, 100, now).await.expect("account");
+        let (client, secret) =
+            self.store.create_client(&account, "other", ScopeSet::all(), now).await.expect("client");
         self.counter.reset();
         (account, client.client_id.to_string(), secret)
     }
@@ -136,8 +108,7 @@ impl Stack {
     /// `Bearer <token>` for this stack's account with the given scopes, signed by the
     /// current key exactly as the token endpoint signs.
     pub async fn bearer(&self, scopes: &str) -> String {
-        self.bearer_for(&self.account, &self.client_id, scopes)
-            .await
+        self.bearer_for(&self.account, &self.client_id, scopes).await
     }
 
     pub async fn bearer_for(&self, account: &AccountId, client_id: &str, scopes: &str) -> String {
@@ -157,10 +128,7 @@ impl Stack {
             scope: scopes.into(),
             account: account.to_string(),
         };
-        format!(
-            "Bearer {}",
-            shared::auth::jwt::issue(&key, &claims).unwrap()
-        )
+        format!("Bearer {}", shared::auth::jwt::issue(&key, &claims).unwrap())
     }
 
     pub fn integrations_app(&self) -> integrations::App {
@@ -188,10 +156,7 @@ pub async fn call_integrations(
     path: &str,
     body: Option<&str>,
 ) -> Answer {
-    let headers = [
-        ("authorization", auth),
-        ("content-type", "application/json"),
-    ];
+    let headers = [("authorization", auth), ("content-type", "application/json")];
     answer(integrations::handle(app, req(method, path, &headers, body)).await)
 }
 
@@ -202,10 +167,7 @@ pub async fn call_user_data(
     path: &str,
     body: Option<&str>,
 ) -> Answer {
-    let headers = [
-        ("authorization", auth),
-        ("content-type", "application/json"),
-    ];
+    let headers = [("authorization", auth), ("content-type", "application/json")];
     answer(user_data::handle(app, req(method, path, &headers, body)).await)
 }
 
@@ -220,34 +182,19 @@ pub async fn create_integration(stack: &Stack, auth: &str, definition: &str) -> 
     )
     .await;
     assert_eq!(a.status, 201, "{}", a.body);
-    (
-        a.body["integrationId"].as_str().unwrap().to_string(),
-        a.body["token"].as_str().unwrap().to_string(),
-    )
+    (a.body["integrationId"].as_str().unwrap().to_string(), a.body["token"].as_str().unwrap().to_string())
 }
 
 pub fn basic(id: &str, secret: &str) -> String {
     use base64::Engine;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
-    )
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}")))
 }
 
 /// An API Gateway HTTP API (payload 2.0) event, as API Gateway sends it.
-pub fn event(
-    method: &str,
-    path_and_query: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> Value {
-    let (path, query) = path_and_query
-        .split_once('?')
-        .unwrap_or((path_and_query, ""));
-    let headers: serde_json::Map<String, Value> = headers
-        .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), json!(v)))
-        .collect();
+pub fn event(method: &str, path_and_query: &str, headers: &[(&str, &str)], body: Option<&str>) -> Value {
+    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+    let headers: serde_json::Map<String, Value> =
+        headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), json!(v))).collect();
     json!({
         "version": "2.0",
         "routeKey": "$default",
@@ -303,15 +250,6 @@ pub fn answer(resp: Response<Body>) -> Answer {
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let raw = resp.body().as_ref().to_vec();
-    let body = if raw.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&raw).expect("JSON body")
-    };
-    Answer {
-        status,
-        headers,
-        body,
-        raw,
-    }
+    let body = if raw.is_empty() { Value::Null } else { serde_json::from_slice(&raw).expect("JSON body") };
+    Answer { status, headers, body, raw }
 }

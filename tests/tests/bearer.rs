@@ -39,13 +39,7 @@ async fn check(
     auth: &Authenticator<shared::store::dynamo::DynamoStore>,
     token: &str,
 ) -> Result<(), BearerError> {
-    auth.authenticate(
-        Some(&bearer(token)),
-        Some("api.test.example"),
-        Scope::SegmentsRead,
-    )
-    .await
-    .map(|_| ())
+    auth.authenticate(Some(&bearer(token)), Some("api.test.example"), Scope::SegmentsRead).await.map(|_| ())
 }
 
 fn invalid(r: Result<(), BearerError>) -> TokenError {
@@ -60,17 +54,12 @@ async fn a_valid_token_yields_the_principal() {
     let stack = Stack::new().await;
     let auth = Authenticator::new(stack.store.clone(), &auth_config());
     let token = jwt::issue(&signing_key(&stack).await, &claims(&stack)).unwrap();
-    let p = auth
-        .authenticate(Some(&bearer(&token)), None, Scope::EndUsersRead)
-        .await
-        .unwrap();
+    let p = auth.authenticate(Some(&bearer(&token)), None, Scope::EndUsersRead).await.unwrap();
     assert_eq!(p.account.as_str(), "acme");
     assert_eq!(p.client_id, stack.client_id);
     // Keys are cached: the second check reads nothing.
     stack.counter.reset();
-    auth.authenticate(Some(&bearer(&token)), None, Scope::EndUsersRead)
-        .await
-        .unwrap();
+    auth.authenticate(Some(&bearer(&token)), None, Scope::EndUsersRead).await.unwrap();
     assert!(stack.counter.take().is_empty());
 }
 
@@ -79,22 +68,13 @@ async fn scope_missing_is_403_insufficient_scope() {
     let stack = Stack::new().await;
     let auth = Authenticator::new(stack.store.clone(), &auth_config());
     let token = jwt::issue(&signing_key(&stack).await, &claims(&stack)).unwrap();
-    let err = auth
-        .authenticate(Some(&bearer(&token)), None, Scope::SegmentsWrite)
-        .await
-        .unwrap_err();
-    assert!(matches!(
-        err,
-        BearerError::InsufficientScope(Scope::SegmentsWrite)
-    ));
+    let err = auth.authenticate(Some(&bearer(&token)), None, Scope::SegmentsWrite).await.unwrap_err();
+    assert!(matches!(err, BearerError::InsufficientScope(Scope::SegmentsWrite)));
     let a = answer(ApiError::from(err).into_response("r1"));
     assert_eq!(a.status, 403);
     assert_eq!(a.body["error"]["code"], "insufficient_scope");
     let challenge = a.header("www-authenticate").unwrap();
-    assert!(
-        challenge.starts_with("Bearer error=\"insufficient_scope\""),
-        "{challenge}"
-    );
+    assert!(challenge.starts_with("Bearer error=\"insufficient_scope\""), "{challenge}");
     assert!(challenge.contains("scope=\"segments:write\""));
 }
 
@@ -103,16 +83,10 @@ async fn missing_credentials_get_a_bare_challenge() {
     let stack = Stack::new().await;
     let auth = Authenticator::new(stack.store.clone(), &auth_config());
     for header in [None, Some("Basic Zm9vOmJhcg==")] {
-        let err = auth
-            .authenticate(header, None, Scope::SegmentsRead)
-            .await
-            .unwrap_err();
+        let err = auth.authenticate(header, None, Scope::SegmentsRead).await.unwrap_err();
         assert!(matches!(err, BearerError::Missing));
         let a = answer(ApiError::from(err).into_response("r1"));
-        assert_eq!(
-            (a.status, a.header("www-authenticate")),
-            (401, Some("Bearer"))
-        );
+        assert_eq!((a.status, a.header("www-authenticate")), (401, Some("Bearer")));
         assert_eq!(a.body["error"]["requestId"], "r1");
     }
     assert!(stack.counter.take().is_empty(), "no credentials, no reads");
@@ -127,41 +101,25 @@ async fn expired_premature_wrong_issuer_or_audience_are_refused() {
 
     let mut c = claims(&stack);
     c.exp = now - 31; // past the 30 s leeway
-    assert!(matches!(
-        invalid(check(&auth, &jwt::issue(&key, &c).unwrap()).await),
-        TokenError::Expired
-    ));
+    assert!(matches!(invalid(check(&auth, &jwt::issue(&key, &c).unwrap()).await), TokenError::Expired));
     c.exp = now - 10; // inside the leeway
     assert!(check(&auth, &jwt::issue(&key, &c).unwrap()).await.is_ok());
 
     let mut c = claims(&stack);
     c.nbf = now + 120;
-    assert!(matches!(
-        invalid(check(&auth, &jwt::issue(&key, &c).unwrap()).await),
-        TokenError::NotYetValid
-    ));
+    assert!(matches!(invalid(check(&auth, &jwt::issue(&key, &c).unwrap()).await), TokenError::NotYetValid));
 
     let mut c = claims(&stack);
     c.iss = "https://evil.example".into();
-    assert!(matches!(
-        invalid(check(&auth, &jwt::issue(&key, &c).unwrap()).await),
-        TokenError::Issuer
-    ));
+    assert!(matches!(invalid(check(&auth, &jwt::issue(&key, &c).unwrap()).await), TokenError::Issuer));
 
     let mut c = claims(&stack);
     c.aud = "another-api".into();
-    assert!(matches!(
-        invalid(check(&auth, &jwt::issue(&key, &c).unwrap()).await),
-        TokenError::Audience
-    ));
+    assert!(matches!(invalid(check(&auth, &jwt::issue(&key, &c).unwrap()).await), TokenError::Audience));
 
     let a = answer(ApiError::from(BearerError::Invalid(TokenError::Expired)).into_response("r"));
     assert_eq!(a.status, 401);
-    assert!(
-        a.header("www-authenticate")
-            .unwrap()
-            .starts_with("Bearer error=\"invalid_token\"")
-    );
+    assert!(a.header("www-authenticate").unwrap().starts_with("Bearer error=\"invalid_token\""));
 }
 
 #[tokio::test]
@@ -173,33 +131,18 @@ async fn algorithm_confusion_and_forgery_are_refused() {
     let parts: Vec<&str> = good.split('.').collect();
 
     // alg: none, no signature.
-    let none_header = B64.encode(format!(
-        r#"{{"alg":"none","typ":"at+jwt","kid":"{}"}}"#,
-        key.kid
-    ));
+    let none_header = B64.encode(format!(r#"{{"alg":"none","typ":"at+jwt","kid":"{}"}}"#, key.kid));
     let none = format!("{none_header}.{}.", parts[1]);
-    assert!(matches!(
-        invalid(check(&auth, &none).await),
-        TokenError::Malformed | TokenError::Algorithm
-    ));
+    assert!(matches!(invalid(check(&auth, &none).await), TokenError::Malformed | TokenError::Algorithm));
 
     // HS256 keyed with the public key material (the classic confusion attack).
-    let jwk = stack
-        .store
-        .public_keys(shared::now_epoch())
-        .await
-        .unwrap()
-        .remove(0);
+    let jwk = stack.store.public_keys(shared::now_epoch()).await.unwrap().remove(0);
     let public_json = serde_json::to_vec(&jwk).unwrap();
     let mut h = Header::new(Algorithm::HS256);
     h.typ = Some("at+jwt".into());
     h.kid = Some(key.kid.clone());
-    let hs =
-        jsonwebtoken::encode(&h, &claims(&stack), &EncodingKey::from_secret(&public_json)).unwrap();
-    assert!(matches!(
-        invalid(check(&auth, &hs).await),
-        TokenError::Algorithm
-    ));
+    let hs = jsonwebtoken::encode(&h, &claims(&stack), &EncodingKey::from_secret(&public_json)).unwrap();
+    assert!(matches!(invalid(check(&auth, &hs).await), TokenError::Algorithm));
 
     // typ JWT (an ID token or some other JWT) is not an access token.
     let mut h = Header::new(Algorithm::RS256);
@@ -208,34 +151,17 @@ async fn algorithm_confusion_and_forgery_are_refused() {
     let stored = stack.store.current_signing_key().await.unwrap().unwrap();
     let enc = EncodingKey::from_rsa_pem(stored.private_pem.as_bytes()).unwrap();
     let typ_jwt = jsonwebtoken::encode(&h, &claims(&stack), &enc).unwrap();
-    assert!(matches!(
-        invalid(check(&auth, &typ_jwt).await),
-        TokenError::Type
-    ));
+    assert!(matches!(invalid(check(&auth, &typ_jwt).await), TokenError::Type));
 
     // Payload changed after signing.
     let mut c = claims(&stack);
     c.scope = "segments:read segments:write".into();
-    let forged = format!(
-        "{}.{}.{}",
-        parts[0],
-        B64.encode(serde_json::to_vec(&c).unwrap()),
-        parts[2]
-    );
-    assert!(matches!(
-        invalid(check(&auth, &forged).await),
-        TokenError::Signature
-    ));
+    let forged = format!("{}.{}.{}", parts[0], B64.encode(serde_json::to_vec(&c).unwrap()), parts[2]);
+    assert!(matches!(invalid(check(&auth, &forged).await), TokenError::Signature));
 
     // Garbage, and an empty bearer.
-    assert!(matches!(
-        invalid(check(&auth, "not.a.jwt").await),
-        TokenError::Malformed
-    ));
-    let r = auth
-        .authenticate(Some("Bearer "), None, Scope::SegmentsRead)
-        .await
-        .map(|_| ());
+    assert!(matches!(invalid(check(&auth, "not.a.jwt").await), TokenError::Malformed));
+    let r = auth.authenticate(Some("Bearer "), None, Scope::SegmentsRead).await.map(|_| ());
     assert!(matches!(invalid(r), TokenError::Malformed));
 }
 
@@ -246,11 +172,7 @@ async fn rotation_keeps_old_tokens_valid_and_unknown_kids_refresh_once() {
     let old = jwt::issue(&signing_key(&stack).await, &claims(&stack)).unwrap();
     check(&auth, &old).await.unwrap();
 
-    stack
-        .store
-        .rotate_signing_key(shared::now_epoch(), 3600)
-        .await
-        .unwrap();
+    stack.store.rotate_signing_key(shared::now_epoch(), 3600).await.unwrap();
     let new_key = signing_key(&stack).await;
     let new = jwt::issue(&new_key, &claims(&stack)).unwrap();
     stack.counter.reset();
@@ -268,23 +190,13 @@ async fn rotation_keeps_old_tokens_valid_and_unknown_kids_refresh_once() {
     let unknown = jsonwebtoken::encode(&h, &claims(&stack), &enc).unwrap();
     stack.counter.reset();
     for _ in 0..5 {
-        assert!(matches!(
-            invalid(check(&auth, &unknown).await),
-            TokenError::UnknownKey
-        ));
+        assert!(matches!(invalid(check(&auth, &unknown).await), TokenError::UnknownKey));
     }
     assert!(stack.counter.take().is_empty());
 
     // Once retired, a key no longer verifies (a fresh verifier reads the key set anew).
-    stack
-        .store
-        .rotate_signing_key(shared::now_epoch(), 0)
-        .await
-        .unwrap();
+    stack.store.rotate_signing_key(shared::now_epoch(), 0).await.unwrap();
     let fresh = Authenticator::new(stack.store.clone(), &auth_config());
-    assert!(matches!(
-        invalid(check(&fresh, &new).await),
-        TokenError::UnknownKey
-    ));
+    assert!(matches!(invalid(check(&fresh, &new).await), TokenError::UnknownKey));
     check(&fresh, &old).await.unwrap(); // retired an hour from its own rotation, not yet
 }

@@ -34,8 +34,7 @@ async fn every_event_succeeds_on_its_function() {
     let integrations_app = stack.integrations_app();
     let user_data_app = stack.user_data_app();
     let bearer = stack.bearer(ALL_SCOPES).await;
-    let (integration_id, integration_token) =
-        create_integration(&stack, &bearer, SEED_INTEGRATION).await;
+    let (integration_id, integration_token) = create_integration(&stack, &bearer, SEED_INTEGRATION).await;
     let (_, nested_token) = create_integration(&stack, &bearer, NESTED_INTEGRATION).await;
     let basic_b64 = base64::engine::general_purpose::STANDARD.encode(format!(
         "{}:{}",
@@ -50,10 +49,7 @@ async fn every_event_succeeds_on_its_function() {
         .filter(|n| n.ends_with(".json"))
         .collect();
     for f in &files {
-        assert!(
-            ORDER.contains(&f.as_str()),
-            "events/{f}: add it to ORDER in tests/tests/events.rs"
-        );
+        assert!(ORDER.contains(&f.as_str()), "events/{f}: add it to ORDER in tests/tests/events.rs");
     }
     files.sort_by_key(|f| ORDER.iter().position(|o| o == f));
 

@@ -5,8 +5,7 @@ use serde_yaml::Value;
 use shared::store::schema::{self, TableDef};
 
 fn template() -> Value {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap();
     serde_yaml::from_str(&text).unwrap()
 }
 
@@ -15,10 +14,7 @@ fn key_schema(v: &Value) -> Vec<(String, String)> {
         .unwrap()
         .iter()
         .map(|k| {
-            (
-                k["AttributeName"].as_str().unwrap().to_string(),
-                k["KeyType"].as_str().unwrap().to_string(),
-            )
+            (k["AttributeName"].as_str().unwrap().to_string(), k["KeyType"].as_str().unwrap().to_string())
         })
         .collect()
 }
@@ -31,29 +27,11 @@ fn expected_keys(hash: &str, range: Option<&str>) -> Vec<(String, String)> {
 
 fn check_table(t: &Value, def: &TableDef) {
     let res = &t["Resources"][def.logical_id];
-    assert_eq!(
-        res["Type"].as_str(),
-        Some("AWS::DynamoDB::Table"),
-        "{} missing",
-        def.logical_id
-    );
+    assert_eq!(res["Type"].as_str(), Some("AWS::DynamoDB::Table"), "{} missing", def.logical_id);
     let p = &res["Properties"];
-    assert_eq!(
-        p["BillingMode"].as_str(),
-        Some("PAY_PER_REQUEST"),
-        "{}",
-        def.logical_id
-    );
-    assert_eq!(
-        p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"].as_bool(),
-        Some(true)
-    );
-    assert_eq!(
-        key_schema(&p["KeySchema"]),
-        expected_keys(def.hash_key, def.range_key),
-        "{}",
-        def.logical_id
-    );
+    assert_eq!(p["BillingMode"].as_str(), Some("PAY_PER_REQUEST"), "{}", def.logical_id);
+    assert_eq!(p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"].as_bool(), Some(true));
+    assert_eq!(key_schema(&p["KeySchema"]), expected_keys(def.hash_key, def.range_key), "{}", def.logical_id);
 
     let mut want_attrs = vec![def.hash_key];
     want_attrs.extend(def.range_key);
@@ -70,49 +48,22 @@ fn check_table(t: &Value, def: &TableDef) {
         .map(|a| a["AttributeName"].as_str().unwrap())
         .collect();
     attrs.sort_unstable();
-    assert_eq!(
-        attrs, want_attrs,
-        "{} attribute definitions",
-        def.logical_id
-    );
+    assert_eq!(attrs, want_attrs, "{} attribute definitions", def.logical_id);
 
-    let gsis = p["GlobalSecondaryIndexes"]
-        .as_sequence()
-        .cloned()
-        .unwrap_or_default();
-    assert_eq!(
-        gsis.len(),
-        def.indexes.len(),
-        "{} index count",
-        def.logical_id
-    );
+    let gsis = p["GlobalSecondaryIndexes"].as_sequence().cloned().unwrap_or_default();
+    assert_eq!(gsis.len(), def.indexes.len(), "{} index count", def.logical_id);
     for ix in def.indexes {
-        let g = gsis
-            .iter()
-            .find(|g| g["IndexName"].as_str() == Some(ix.name))
-            .expect("index in template");
-        assert_eq!(
-            key_schema(&g["KeySchema"]),
-            expected_keys(ix.hash_key, ix.range_key)
-        );
+        let g = gsis.iter().find(|g| g["IndexName"].as_str() == Some(ix.name)).expect("index in template");
+        assert_eq!(key_schema(&g["KeySchema"]), expected_keys(ix.hash_key, ix.range_key));
     }
 
     let ttl = &p["TimeToLiveSpecification"];
     match def.ttl_attribute {
         Some(a) => {
-            assert_eq!(
-                ttl["AttributeName"].as_str(),
-                Some(a),
-                "{} TTL",
-                def.logical_id
-            );
+            assert_eq!(ttl["AttributeName"].as_str(), Some(a), "{} TTL", def.logical_id);
             assert_eq!(ttl["Enabled"].as_bool(), Some(true));
         }
-        None => assert!(
-            ttl.is_null(),
-            "{} has a TTL the code does not know",
-            def.logical_id
-        ),
+        None => assert!(ttl.is_null(), "{} has a TTL the code does not know", def.logical_id),
     }
 }
 
@@ -128,11 +79,7 @@ fn tables_match_the_code() {
         .values()
         .filter(|r| r["Type"].as_str() == Some("AWS::DynamoDB::Table"))
         .count();
-    assert_eq!(
-        declared,
-        schema::ALL.len(),
-        "template declares tables the code does not know"
-    );
+    assert_eq!(declared, schema::ALL.len(), "template declares tables the code does not know");
 }
 
 /// Every (method, path) of every HttpApi event in the template.
@@ -168,19 +115,12 @@ fn every_route_has_a_sample_event() {
         if path.extension().and_then(|e| e.to_str()) != Some("json") {
             continue;
         }
-        let ev: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        let method = ev["requestContext"]["http"]["method"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let ev: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let method = ev["requestContext"]["http"]["method"].as_str().unwrap().to_string();
         covered.push((method, ev["routeKey"].as_str().unwrap().to_string()));
     }
     for (method, path) in template_routes() {
         let key = format!("{method} {path}");
-        assert!(
-            covered.iter().any(|(_, rk)| *rk == key),
-            "no event in events/ with routeKey '{key}'"
-        );
+        assert!(covered.iter().any(|(_, rk)| *rk == key), "no event in events/ with routeKey '{key}'");
     }
 }

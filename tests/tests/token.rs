@@ -12,23 +12,12 @@ fn app(stack: &Stack) -> token::App {
     token::App::new(stack.store.clone(), auth_config())
 }
 
-async fn post_token(
-    app: &token::App,
-    auth: Option<&str>,
-    content_type: &str,
-    body: &str,
-) -> Answer {
+async fn post_token(app: &token::App, auth: Option<&str>, content_type: &str, body: &str) -> Answer {
     let mut headers = vec![("content-type", content_type)];
     if let Some(a) = auth {
         headers.push(("authorization", a));
     }
-    answer(
-        token::handle(
-            app,
-            req("POST", "/accounts/connect/token", &headers, Some(body)),
-        )
-        .await,
-    )
+    answer(token::handle(app, req("POST", "/accounts/connect/token", &headers, Some(body))).await)
 }
 
 async fn jwks(app: &token::App) -> JwkSet {
@@ -42,28 +31,18 @@ fn third_party_verify(token: &str, set: &JwkSet) -> Value {
     let header = jsonwebtoken::decode_header(token).unwrap();
     assert_eq!(header.alg, Algorithm::RS256);
     assert_eq!(header.typ.as_deref(), Some("at+jwt"));
-    let jwk = set
-        .find(header.kid.as_deref().unwrap())
-        .expect("kid published in JWKS");
+    let jwk = set.find(header.kid.as_deref().unwrap()).expect("kid published in JWKS");
     let mut v = Validation::new(Algorithm::RS256);
     v.set_issuer(&[ISSUER]);
     v.set_audience(&[AUDIENCE]);
-    jsonwebtoken::decode::<Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &v)
-        .unwrap()
-        .claims
+    jsonwebtoken::decode::<Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &v).unwrap().claims
 }
 
 #[tokio::test]
 async fn seed_curl_request_gets_a_verifiable_rfc9068_token() {
     let stack = Stack::new().await;
     let app = app(&stack);
-    let a = post_token(
-        &app,
-        Some(&stack.basic()),
-        FORM,
-        "grant_type=client_credentials",
-    )
-    .await;
+    let a = post_token(&app, Some(&stack.basic()), FORM, "grant_type=client_credentials").await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.header("cache-control"), Some("no-store"));
     assert_eq!(a.header("pragma"), Some("no-cache"));
@@ -80,10 +59,7 @@ async fn seed_curl_request_gets_a_verifiable_rfc9068_token() {
     assert_eq!(claims["client_id"], stack.client_id.as_str());
     assert_eq!(claims["account"], "acme");
     assert_eq!(claims["scope"], all);
-    assert_eq!(
-        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
-        86400
-    );
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 86400);
     assert!(claims["jti"].as_str().unwrap().len() >= 32);
 }
 
@@ -107,39 +83,14 @@ async fn form_and_json_bodies_and_scope_subsets() {
 
     // A scope the client does not hold, and one that does not exist.
     let read_only = shared::domain::ScopeSet::parse("segments:read").unwrap();
-    let (limited, secret) = stack
-        .store
-        .create_client(&stack.account, "limited", read_only, 0)
-        .await
-        .unwrap();
+    let (limited, secret) = stack.store.create_client(&stack.account, "limited", read_only, 0).await.unwrap();
     let auth = basic(limited.client_id.as_str(), secret.expose());
-    let a = post_token(
-        &app,
-        Some(&auth),
-        FORM,
-        "grant_type=client_credentials&scope=segments%3Awrite",
-    )
-    .await;
-    assert_eq!(
-        (a.status, a.body["error"].as_str()),
-        (400, Some("invalid_scope"))
-    );
-    let a = post_token(
-        &app,
-        Some(&auth),
-        FORM,
-        "grant_type=client_credentials&scope=users%3Aread",
-    )
-    .await;
-    assert_eq!(
-        (a.status, a.body["error"].as_str()),
-        (400, Some("invalid_scope"))
-    );
+    let a = post_token(&app, Some(&auth), FORM, "grant_type=client_credentials&scope=segments%3Awrite").await;
+    assert_eq!((a.status, a.body["error"].as_str()), (400, Some("invalid_scope")));
+    let a = post_token(&app, Some(&auth), FORM, "grant_type=client_credentials&scope=users%3Aread").await;
+    assert_eq!((a.status, a.body["error"].as_str()), (400, Some("invalid_scope")));
     let a = post_token(&app, Some(&auth), FORM, "grant_type=client_credentials").await;
-    assert_eq!(
-        (a.status, a.body["scope"].as_str()),
-        (200, Some("segments:read"))
-    );
+    assert_eq!((a.status, a.body["scope"].as_str()), (200, Some("segments:read")));
 }
 
 #[tokio::test]
@@ -147,17 +98,10 @@ async fn invalid_client_looks_the_same_for_unknown_disabled_and_wrong_secret() {
     let stack = Stack::new().await;
     let app = app(&stack);
     let (_, other_id, other_secret) = stack.other_account("globex").await;
-    stack
-        .store
-        .disable_client(&shared::domain::ClientId::parse(&other_id).unwrap())
-        .await
-        .unwrap();
+    stack.store.disable_client(&shared::domain::ClientId::parse(&other_id).unwrap()).await.unwrap();
 
     let cases = [
-        basic(
-            "0123456789abcdef0123456789abcdef",
-            stack.client_secret.expose(),
-        ),
+        basic("0123456789abcdef0123456789abcdef", stack.client_secret.expose()),
         basic(&stack.client_id, "wrong-secret"),
         basic(&other_id, other_secret.expose()),
     ];
@@ -176,10 +120,7 @@ async fn invalid_client_looks_the_same_for_unknown_disabled_and_wrong_secret() {
 
     // No credentials at all.
     let a = post_token(&app, None, FORM, "grant_type=client_credentials").await;
-    assert_eq!(
-        (a.status, a.body["error"].as_str()),
-        (401, Some("invalid_client"))
-    );
+    assert_eq!((a.status, a.body["error"].as_str()), (401, Some("invalid_client")));
 }
 
 #[tokio::test]
@@ -191,49 +132,28 @@ async fn rfc6749_request_errors() {
         (FORM, "grant_type=password", 400, "unsupported_grant_type"),
         (FORM, "", 400, "invalid_request"),
         (FORM, "scope=segments%3Aread", 400, "invalid_request"),
-        (
-            "text/plain",
-            "grant_type=client_credentials",
-            400,
-            "invalid_request",
-        ),
+        ("text/plain", "grant_type=client_credentials", 400, "invalid_request"),
         ("application/json", "{not json", 400, "invalid_request"),
     ] {
         let a = post_token(&app, Some(&auth), ct, body).await;
-        assert_eq!(
-            (a.status, a.body["error"].as_str()),
-            (status, Some(code)),
-            "{ct} {body}"
-        );
+        assert_eq!((a.status, a.body["error"].as_str()), (status, Some(code)), "{ct} {body}");
         assert!(a.body["error_description"].is_string());
     }
     // Credentials in header and body at once.
-    let body = format!(
-        "grant_type=client_credentials&client_id={}",
-        stack.client_id
-    );
+    let body = format!("grant_type=client_credentials&client_id={}", stack.client_id);
     let a = post_token(&app, Some(&auth), FORM, &body).await;
-    assert_eq!(
-        (a.status, a.body["error"].as_str()),
-        (400, Some("invalid_request"))
-    );
+    assert_eq!((a.status, a.body["error"].as_str()), (400, Some("invalid_request")));
     // Wrong method, unknown route.
     let a = answer(token::handle(&app, req("GET", "/accounts/connect/token", &[], None)).await);
     assert_eq!((a.status, a.header("allow")), (405, Some("POST")));
     let a = answer(token::handle(&app, req("GET", "/nope", &[], None)).await);
-    assert_eq!(
-        (a.status, a.body["error"]["code"].as_str()),
-        (404, Some("route_not_found"))
-    );
+    assert_eq!((a.status, a.body["error"]["code"].as_str()), (404, Some("route_not_found")));
 }
 
 #[tokio::test]
 async fn repeated_failures_slow_down_one_client_only() {
     let stack = Stack::new().await;
-    let app = app(&stack).with_failure_policy(FailurePolicy {
-        max_failures: 3,
-        window_secs: 60,
-    });
+    let app = app(&stack).with_failure_policy(FailurePolicy { max_failures: 3, window_secs: 60 });
     let (_, other_id, other_secret) = stack.other_account("globex").await;
     let wrong = basic(&stack.client_id, "guess");
     for _ in 0..3 {
@@ -251,11 +171,7 @@ async fn repeated_failures_slow_down_one_client_only() {
     let unknown = basic("ffffffffffffffffffffffffffffffff", "guess");
     let mut statuses = Vec::new();
     for _ in 0..4 {
-        statuses.push(
-            post_token(&app, Some(&unknown), FORM, "grant_type=client_credentials")
-                .await
-                .status,
-        );
+        statuses.push(post_token(&app, Some(&unknown), FORM, "grant_type=client_credentials").await.status);
     }
     assert_eq!(statuses, [401, 401, 401, 429]);
     // Another client is not affected.
@@ -275,48 +191,26 @@ async fn dynamodb_requests_per_token_call() {
     post_token(&app, Some(&stack.basic()), FORM, ok).await;
     assert_eq!(stack.counter.take(), ["Query"], "warm: one read per token");
     post_token(&app, Some(&basic(&stack.client_id, "bad")), FORM, ok).await;
-    assert_eq!(
-        stack.counter.take(),
-        ["Query", "UpdateItem", "PutItem"],
-        "first failure opens a window"
-    );
+    assert_eq!(stack.counter.take(), ["Query", "UpdateItem", "PutItem"], "first failure opens a window");
     post_token(&app, Some(&basic(&stack.client_id, "bad")), FORM, ok).await;
     assert_eq!(stack.counter.take(), ["Query", "UpdateItem"]);
     post_token(&app, Some(&stack.basic()), FORM, "grant_type=password").await;
-    assert!(
-        stack.counter.take().is_empty(),
-        "a malformed request costs nothing"
-    );
+    assert!(stack.counter.take().is_empty(), "a malformed request costs nothing");
 }
 
 #[tokio::test]
 async fn discovery_document_names_the_issuer_and_jwks() {
     let stack = Stack::new().await;
     let app = app(&stack);
-    let a = answer(
-        token::handle(
-            &app,
-            req("GET", "/.well-known/openid-configuration", &[], None),
-        )
-        .await,
-    );
+    let a = answer(token::handle(&app, req("GET", "/.well-known/openid-configuration", &[], None)).await);
     assert_eq!(a.status, 200);
     assert_eq!(a.body["issuer"], ISSUER);
-    assert_eq!(
-        a.body["jwks_uri"],
-        format!("{ISSUER}/.well-known/jwks.json")
-    );
-    assert_eq!(
-        a.body["token_endpoint"],
-        format!("{ISSUER}/accounts/connect/token")
-    );
+    assert_eq!(a.body["jwks_uri"], format!("{ISSUER}/.well-known/jwks.json"));
+    assert_eq!(a.body["token_endpoint"], format!("{ISSUER}/accounts/connect/token"));
     let set = jwks(&app).await;
     assert_eq!(set.keys.len(), 1);
     let text = serde_json::to_string(&set).unwrap();
     for private_member in ["\"d\"", "\"p\"", "\"q\"", "\"dp\"", "\"dq\"", "\"qi\""] {
-        assert!(
-            !text.contains(private_member),
-            "JWKS leaks {private_member}"
-        );
+        assert!(!text.contains(private_member), "JWKS leaks {private_member}");
     }
 }

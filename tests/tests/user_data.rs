@@ -16,39 +16,18 @@ async fn world() -> World {
     let auth = stack.bearer(ALL_SCOPES).await;
     let (integration_id, token) = create_integration(&stack, &auth, SEED_INTEGRATION).await;
     let app = stack.user_data_app();
-    World {
-        stack,
-        app,
-        auth,
-        token,
-        integration_id,
-    }
+    World { stack, app, auth, token, integration_id }
 }
 
 impl World {
     async fn post(&self, body: &str) -> Answer {
-        call_user_data(
-            &self.app,
-            &self.auth,
-            "POST",
-            "/public/v1/user/data",
-            Some(body),
-        )
-        .await
+        call_user_data(&self.app, &self.auth, "POST", "/public/v1/user/data", Some(body)).await
     }
     async fn send(&self, data: Value) -> Answer {
-        self.post(&json!({"token": self.token, "data": data}).to_string())
-            .await
+        self.post(&json!({"token": self.token, "data": data}).to_string()).await
     }
     async fn get(&self, user: &str) -> Answer {
-        call_user_data(
-            &self.app,
-            &self.auth,
-            "GET",
-            &format!("/public/v1/user/{user}"),
-            None,
-        )
-        .await
+        call_user_data(&self.app, &self.auth, "GET", &format!("/public/v1/user/{user}"), None).await
     }
     /// The attributes of this world's integration for `user`, or None when the user has none.
     async fn attrs(&self, user: &str) -> Option<Value> {
@@ -73,11 +52,7 @@ impl World {
             .filter(|op| {
                 matches!(
                     op.as_str(),
-                    "PutItem"
-                        | "UpdateItem"
-                        | "BatchWriteItem"
-                        | "DeleteItem"
-                        | "TransactWriteItems"
+                    "PutItem" | "UpdateItem" | "BatchWriteItem" | "DeleteItem" | "TransactWriteItems"
                 )
             })
             .collect()
@@ -96,23 +71,14 @@ async fn seed_single_user_merges_and_three_users_replace() {
     );
     let a = w.post(&single).await;
     assert_eq!(a.status, 200, "{}", a.body);
-    assert_eq!(
-        a.body,
-        json!({"accepted": 1, "mode": "merge", "ignoredFields": [], "skipped": []})
-    );
+    assert_eq!(a.body, json!({"accepted": 1, "mode": "merge", "ignoredFields": [], "skipped": []}));
     let got = w.get(JOHN).await;
     assert_eq!(got.body["userId"], JOHN);
     assert_eq!(got.body["segments"], json!([]));
     let group = &got.body["integrations"][0];
     assert_eq!(group["name"], "Update Customer Attributes");
-    assert_eq!(
-        group["attributes"],
-        json!({"Customer_Type": "Internal", "Customer_Status": "New"})
-    );
-    assert_eq!(
-        group["types"],
-        json!({"Customer_Type": "String", "Customer_Status": "String"})
-    );
+    assert_eq!(group["attributes"], json!({"Customer_Type": "Internal", "Customer_Status": "New"}));
+    assert_eq!(group["types"], json!({"Customer_Type": "String", "Customer_Status": "String"}));
     assert!(group["updatedAt"].as_str().unwrap().ends_with('Z'));
 
     // Merge keeps what is not sent.
@@ -142,24 +108,15 @@ async fn seed_single_user_merges_and_three_users_replace() {
     ]);
     let a = w.send(three).await;
     assert_eq!(a.status, 200, "{}", a.body);
-    assert_eq!(
-        a.body,
-        json!({"accepted": 3, "mode": "replace", "ignoredFields": [], "skipped": []})
-    );
+    assert_eq!(a.body, json!({"accepted": 3, "mode": "replace", "ignoredFields": [], "skipped": []}));
     assert_eq!(
         w.attrs("jane@walkme.example").await.unwrap(),
         json!({"Customer_Type": "Internal", "Customer_Status": "Retired"})
     );
     let a = w.send(json!([{"Email": "john@walkme.example", "Status": "Gone"}, {"Email": "joe@walkme.example", "Type": "Internal"}])).await;
     assert_eq!(a.status, 200);
-    assert_eq!(
-        w.attrs("john@walkme.example").await.unwrap(),
-        json!({"Customer_Status": "Gone"})
-    );
-    assert_eq!(
-        w.attrs("joe@walkme.example").await.unwrap(),
-        json!({"Customer_Type": "Internal"})
-    );
+    assert_eq!(w.attrs("john@walkme.example").await.unwrap(), json!({"Customer_Status": "Gone"}));
+    assert_eq!(w.attrs("joe@walkme.example").await.unwrap(), json!({"Customer_Type": "Internal"}));
     assert_eq!(
         w.attrs("jane@walkme.example").await.unwrap(),
         json!({"Customer_Type": "Internal", "Customer_Status": "Retired"})
@@ -177,17 +134,12 @@ async fn other_integrations_of_the_same_user_are_never_touched() {
     .await;
     let a = w.post(&json!({"token": other_token, "data": [{"user": {"email": "a@x.io"}, "plan": "pro", "mrr": "99.50"}]}).to_string()).await;
     assert_eq!(a.status, 200, "{}", a.body);
-    let a = w
-        .send(json!([{"Email": "a@x.io", "Type": "T"}, {"Email": "b@x.io", "Type": "U"}]))
-        .await;
+    let a = w.send(json!([{"Email": "a@x.io", "Type": "T"}, {"Email": "b@x.io", "Type": "U"}])).await;
     assert_eq!(a.status, 200);
     let got = w.get("a@x.io").await.body;
     let groups = got["integrations"].as_array().unwrap();
     assert_eq!(groups.len(), 2);
-    let billing = groups
-        .iter()
-        .find(|g| g["integrationId"] == other_id.as_str())
-        .unwrap();
+    let billing = groups.iter().find(|g| g["integrationId"] == other_id.as_str()).unwrap();
     assert_eq!(billing["attributes"], json!({"Plan": "pro", "MRR": 99.5}));
     assert_eq!(billing["types"], json!({"Plan": "String", "MRR": "Number"}));
 
@@ -207,8 +159,7 @@ async fn other_integrations_of_the_same_user_are_never_touched() {
 
 /// A body of exactly `size` bytes: one valid user padded with an ignored field.
 fn body_of_size(token: &str, size: usize) -> String {
-    let base = json!({"token": token, "data": [{"Email": "pad@x.io", "Type": "T", "pad": ""}]})
-        .to_string();
+    let base = json!({"token": token, "data": [{"Email": "pad@x.io", "Type": "T", "pad": ""}]}).to_string();
     let pad = "x".repeat(size - base.len());
     let body = base.replace("\"pad\":\"\"", &format!("\"pad\":\"{pad}\""));
     assert_eq!(body.len(), size);
@@ -219,23 +170,13 @@ fn body_of_size(token: &str, size: usize) -> String {
 async fn limits_at_the_edge_and_one_past() {
     let w = world().await;
     let users = |n: usize| -> Value {
-        (0..n)
-            .map(|i| json!({"Email": format!("u{i}@x.io"), "Status": "S"}))
-            .collect()
+        (0..n).map(|i| json!({"Email": format!("u{i}@x.io"), "Status": "S"})).collect()
     };
     let a = w.send(users(100)).await;
-    assert_eq!(
-        (a.status, a.body["accepted"].as_u64()),
-        (200, Some(100)),
-        "{}",
-        a.body
-    );
+    assert_eq!((a.status, a.body["accepted"].as_u64()), (200, Some(100)), "{}", a.body);
     w.stack.counter.reset();
     let a = w.send(users(101)).await;
-    assert_eq!(
-        (a.status, a.body["error"]["code"].as_str()),
-        (400, Some("validation_failed"))
-    );
+    assert_eq!((a.status, a.body["error"]["code"].as_str()), (400, Some("validation_failed")));
     assert_eq!(a.body["error"]["details"][0]["path"], "data");
     assert!(w.writes().is_empty());
 
@@ -245,25 +186,14 @@ async fn limits_at_the_edge_and_one_past() {
     assert_eq!(a.body["ignoredFields"], json!(["pad"]));
     w.stack.counter.reset();
     let a = w.post(&body_of_size(&w.token, MAX + 1)).await;
-    assert_eq!(
-        (a.status, a.body["error"]["code"].as_str()),
-        (413, Some("payload_too_large"))
-    );
+    assert_eq!((a.status, a.body["error"]["code"].as_str()), (413, Some("payload_too_large")));
     assert!(w.stack.counter.take().is_empty(), "refused before any read");
 
     let id100 = "i".repeat(100);
-    assert_eq!(
-        w.send(json!([{"Email": id100, "Type": "T"}])).await.status,
-        200
-    );
-    assert_eq!(
-        w.attrs(&id100).await.unwrap(),
-        json!({"Customer_Type": "T"})
-    );
+    assert_eq!(w.send(json!([{"Email": id100, "Type": "T"}])).await.status, 200);
+    assert_eq!(w.attrs(&id100).await.unwrap(), json!({"Customer_Type": "T"}));
     w.stack.counter.reset();
-    let a = w
-        .send(json!([{"Email": "i".repeat(101), "Type": "T"}]))
-        .await;
+    let a = w.send(json!([{"Email": "i".repeat(101), "Type": "T"}])).await;
     assert_eq!(a.status, 400);
     assert_eq!(
         a.body["error"]["details"][0],
@@ -282,71 +212,36 @@ async fn bad_input_is_a_clear_4xx_and_writes_nothing() {
         {"path": "nested.s", "name": "S", "type": "String"}]}"#;
     let (_, typed_token) = create_integration(&w.stack, &w.auth, typed).await;
     let (other_account, other_client, _) = w.stack.other_account("globex").await;
-    let other_auth = w
-        .stack
-        .bearer_for(&other_account, &other_client, ALL_SCOPES)
-        .await;
+    let other_auth = w.stack.bearer_for(&other_account, &other_client, ALL_SCOPES).await;
     let (_, other_token) = create_integration(&w.stack, &other_auth, SEED_INTEGRATION).await;
     w.stack.counter.reset();
 
     let t = &typed_token;
     let cases: Vec<(String, u16, &str)> = vec![
-        (
-            json!({"token": t, "data": [{"id": "u", "n": null}]}).to_string(),
-            400,
-            "validation_failed",
-        ),
+        (json!({"token": t, "data": [{"id": "u", "n": null}]}).to_string(), 400, "validation_failed"),
         (
             json!({"token": t, "data": [{"id": "u", "nested": {"s": null}}]}).to_string(),
             400,
             "validation_failed",
         ),
-        (
-            json!({"token": t, "data": [{"id": null, "n": 1}]}).to_string(),
-            400,
-            "validation_failed",
-        ),
-        (
-            json!({"token": t, "data": [{"id": "u", "n": "12abc"}]}).to_string(),
-            400,
-            "validation_failed",
-        ),
-        (
-            json!({"token": t, "data": [{"id": "u", "b": "yes"}]}).to_string(),
-            400,
-            "validation_failed",
-        ),
-        (
-            json!({"token": t, "data": [{"id": "u", "d": "2024-02-30"}]}).to_string(),
-            400,
-            "validation_failed",
-        ),
+        (json!({"token": t, "data": [{"id": null, "n": 1}]}).to_string(), 400, "validation_failed"),
+        (json!({"token": t, "data": [{"id": "u", "n": "12abc"}]}).to_string(), 400, "validation_failed"),
+        (json!({"token": t, "data": [{"id": "u", "b": "yes"}]}).to_string(), 400, "validation_failed"),
+        (json!({"token": t, "data": [{"id": "u", "d": "2024-02-30"}]}).to_string(), 400, "validation_failed"),
         (
             json!({"token": t, "data": [{"id": "u", "nested": {"s": 5}}]}).to_string(),
             400,
             "validation_failed",
         ),
-        (
-            json!({"token": t, "data": [{"id": "u"}]}).to_string(),
-            400,
-            "validation_failed",
-        ),
+        (json!({"token": t, "data": [{"id": "u"}]}).to_string(), 400, "validation_failed"),
         (
             json!({"token": t, "data": [{"id": "u", "n": 1}, {"id": "u", "n": 2}]}).to_string(),
             400,
             "validation_failed",
         ),
-        (
-            json!({"token": t, "data": []}).to_string(),
-            400,
-            "validation_failed",
-        ),
+        (json!({"token": t, "data": []}).to_string(), 400, "validation_failed"),
         (json!({"token": t}).to_string(), 400, "validation_failed"),
-        (
-            json!({"data": [{"id": "u", "n": 1}]}).to_string(),
-            400,
-            "validation_failed",
-        ),
+        (json!({"data": [{"id": "u", "n": 1}]}).to_string(), 400, "validation_failed"),
         (
             json!({"token": t, "data": [{"id": "u", "n": 1}], "updateExistingOnly": 1}).to_string(),
             400,
@@ -356,16 +251,8 @@ async fn bad_input_is_a_clear_4xx_and_writes_nothing() {
         ("".to_string(), 400, "invalid_json"),
         ("\"just a string\"".to_string(), 400, "invalid_body"),
         ("[1, 2]".to_string(), 400, "validation_failed"),
-        (
-            json!({"token": "0".repeat(64), "data": [{"id": "u", "n": 1}]}).to_string(),
-            404,
-            "not_found",
-        ),
-        (
-            json!({"token": other_token, "data": [{"Email": "u", "Type": "T"}]}).to_string(),
-            404,
-            "not_found",
-        ),
+        (json!({"token": "0".repeat(64), "data": [{"id": "u", "n": 1}]}).to_string(), 404, "not_found"),
+        (json!({"token": other_token, "data": [{"Email": "u", "Type": "T"}]}).to_string(), 404, "not_found"),
     ];
     for (body, status, code) in &cases {
         let a = w.post(body).await;
@@ -375,67 +262,32 @@ async fn bad_input_is_a_clear_4xx_and_writes_nothing() {
             "{body} -> {}",
             a.body
         );
-        assert!(
-            a.body["error"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty())
-        );
+        assert!(a.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
         assert!(a.body["error"]["requestId"].is_string());
     }
     // Every problem of a request is listed, with index and path.
-    let a = w.post(&json!({"token": t, "data": [{"id": "ok", "n": 1}, {"id": "u", "d": "2023-02-29", "b": "no"}]}).to_string()).await;
+    let a = w
+        .post(
+            &json!({"token": t, "data": [{"id": "ok", "n": 1}, {"id": "u", "d": "2023-02-29", "b": "no"}]})
+                .to_string(),
+        )
+        .await;
     let details = a.body["error"]["details"].as_array().unwrap();
     assert_eq!(details.len(), 2);
-    assert_eq!(
-        (details[0]["index"].as_u64(), details[0]["path"].as_str()),
-        (Some(1), Some("d"))
-    );
-    assert_eq!(
-        (details[1]["index"].as_u64(), details[1]["path"].as_str()),
-        (Some(1), Some("b"))
-    );
+    assert_eq!((details[0]["index"].as_u64(), details[0]["path"].as_str()), (Some(1), Some("d")));
+    assert_eq!((details[1]["index"].as_u64(), details[1]["path"].as_str()), (Some(1), Some("b")));
 
     // Wrong content type; missing scope; no token at all.
     let body = json!({"token": t, "data": [{"id": "u", "n": 1}]}).to_string();
-    let headers = [
-        ("authorization", w.auth.as_str()),
-        ("content-type", "text/plain"),
-    ];
-    let a = answer(
-        user_data::handle(
-            &w.app,
-            req("POST", "/public/v1/user/data", &headers, Some(&body)),
-        )
-        .await,
-    );
-    assert_eq!(
-        (a.status, a.body["error"]["code"].as_str()),
-        (415, Some("unsupported_media_type"))
-    );
+    let headers = [("authorization", w.auth.as_str()), ("content-type", "text/plain")];
+    let a =
+        answer(user_data::handle(&w.app, req("POST", "/public/v1/user/data", &headers, Some(&body))).await);
+    assert_eq!((a.status, a.body["error"]["code"].as_str()), (415, Some("unsupported_media_type")));
     let read_only = w.stack.bearer("endUsers:read").await;
-    let a = call_user_data(
-        &w.app,
-        &read_only,
-        "POST",
-        "/public/v1/user/data",
-        Some(&body),
-    )
-    .await;
-    assert_eq!(
-        (a.status, a.body["error"]["code"].as_str()),
-        (403, Some("insufficient_scope"))
-    );
-    let a = answer(
-        user_data::handle(
-            &w.app,
-            req("POST", "/public/v1/user/data", &[], Some(&body)),
-        )
-        .await,
-    );
-    assert_eq!(
-        (a.status, a.header("www-authenticate")),
-        (401, Some("Bearer"))
-    );
+    let a = call_user_data(&w.app, &read_only, "POST", "/public/v1/user/data", Some(&body)).await;
+    assert_eq!((a.status, a.body["error"]["code"].as_str()), (403, Some("insufficient_scope")));
+    let a = answer(user_data::handle(&w.app, req("POST", "/public/v1/user/data", &[], Some(&body))).await);
+    assert_eq!((a.status, a.header("www-authenticate")), (401, Some("Bearer")));
     assert!(w.writes().is_empty(), "no refused request wrote anything");
     assert_eq!(w.get("u").await.status, 404);
 }
@@ -458,30 +310,16 @@ async fn numbers_dates_booleans_and_integer_ids_round_trip() {
         .find(|g| g["integrationId"] == id.as_str())
         .unwrap()
         .clone();
-    assert_eq!(
-        g["attributes"],
-        json!({"N": 12.5, "D": "2024-02-29", "B": false, "F": 456})
-    );
-    assert_eq!(
-        g["types"],
-        json!({"N": "Number", "D": "Date", "B": "Boolean", "F": "Number"})
-    );
+    assert_eq!(g["attributes"], json!({"N": 12.5, "D": "2024-02-29", "B": false, "F": 456}));
+    assert_eq!(g["types"], json!({"N": "Number", "D": "Date", "B": "Boolean", "F": "Number"}));
 }
 
 #[tokio::test]
 async fn update_existing_only_skips_unknown_users() {
     let w = world().await;
-    assert_eq!(
-        w.send(json!([{"Email": "known@x.io", "Type": "A"}]))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(w.send(json!([{"Email": "known@x.io", "Type": "A"}])).await.status, 200);
     let a = w.post(&json!({"token": w.token, "updateExistingOnly": true, "data": [{"Email": "new@x.io", "Type": "B"}]}).to_string()).await;
-    assert_eq!(
-        a.body,
-        json!({"accepted": 0, "mode": "merge", "ignoredFields": [], "skipped": ["new@x.io"]})
-    );
+    assert_eq!(a.body, json!({"accepted": 0, "mode": "merge", "ignoredFields": [], "skipped": ["new@x.io"]}));
     assert_eq!(w.get("new@x.io").await.status, 404);
     let a = w
         .post(&json!({"token": w.token, "updateExistingOnly": true, "data": [{"Email": "new@x.io", "Type": "B"}, {"Email": "known@x.io", "Status": "S"}]}).to_string())
@@ -490,31 +328,16 @@ async fn update_existing_only_skips_unknown_users() {
         a.body,
         json!({"accepted": 1, "mode": "replace", "ignoredFields": [], "skipped": ["new@x.io"]})
     );
-    assert_eq!(
-        w.attrs("known@x.io").await.unwrap(),
-        json!({"Customer_Status": "S"})
-    );
+    assert_eq!(w.attrs("known@x.io").await.unwrap(), json!({"Customer_Status": "S"}));
     assert_eq!(w.get("new@x.io").await.status, 404);
 }
 
 #[tokio::test]
 async fn delete_erases_the_user_and_is_idempotent() {
     let w = world().await;
-    assert_eq!(
-        w.send(json!([{"Email": "gone@x.io", "Type": "A"}]))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(w.send(json!([{"Email": "gone@x.io", "Type": "A"}])).await.status, 200);
     for _ in 0..2 {
-        let a = call_user_data(
-            &w.app,
-            &w.auth,
-            "DELETE",
-            "/public/v1/user/gone%40x.io",
-            None,
-        )
-        .await;
+        let a = call_user_data(&w.app, &w.auth, "DELETE", "/public/v1/user/gone%40x.io", None).await;
         assert_eq!(a.status, 204);
     }
     assert_eq!(w.get("gone@x.io").await.status, 404);
@@ -526,36 +349,14 @@ async fn delete_erases_the_user_and_is_idempotent() {
 #[tokio::test]
 async fn users_of_another_account_are_invisible() {
     let w = world().await;
-    assert_eq!(
-        w.send(json!([{"Email": "shared@x.io", "Type": "A"}]))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(w.send(json!([{"Email": "shared@x.io", "Type": "A"}])).await.status, 200);
     let (other, client, _) = w.stack.other_account("globex").await;
     let other_auth = w.stack.bearer_for(&other, &client, ALL_SCOPES).await;
-    let a = call_user_data(
-        &w.app,
-        &other_auth,
-        "GET",
-        "/public/v1/user/shared@x.io",
-        None,
-    )
-    .await;
+    let a = call_user_data(&w.app, &other_auth, "GET", "/public/v1/user/shared@x.io", None).await;
     assert_eq!(a.status, 404);
-    let a = call_user_data(
-        &w.app,
-        &other_auth,
-        "DELETE",
-        "/public/v1/user/shared@x.io",
-        None,
-    )
-    .await;
+    let a = call_user_data(&w.app, &other_auth, "DELETE", "/public/v1/user/shared@x.io", None).await;
     assert_eq!(a.status, 204);
-    assert!(
-        w.attrs("shared@x.io").await.is_some(),
-        "the other account's delete did not touch it"
-    );
+    assert!(w.attrs("shared@x.io").await.is_some(), "the other account's delete did not touch it");
 }
 
 #[tokio::test]
@@ -571,24 +372,15 @@ async fn dynamodb_requests_per_call() {
         "merge: integration lookup + one UpdateItem"
     );
 
-    let hundred: Value = (0..100)
-        .map(|i| json!({"Email": format!("u{i}"), "Type": "A"}))
-        .collect();
+    let hundred: Value = (0..100).map(|i| json!({"Email": format!("u{i}"), "Type": "A"})).collect();
     let a = w.send(hundred).await;
     assert_eq!(a.status, 200);
     let ops = w.stack.counter.take();
     assert_eq!(ops[0], "GetItem");
-    assert_eq!(
-        ops[1..],
-        ["BatchWriteItem"; 4],
-        "replace: ceil(100/25) batches"
-    );
+    assert_eq!(ops[1..], ["BatchWriteItem"; 4], "replace: ceil(100/25) batches");
 
-    let with_flag: Value = (0..100)
-        .map(|i| json!({"Email": format!("u{i}"), "Type": "B"}))
-        .collect();
-    w.post(&json!({"token": w.token, "updateExistingOnly": true, "data": with_flag}).to_string())
-        .await;
+    let with_flag: Value = (0..100).map(|i| json!({"Email": format!("u{i}"), "Type": "B"})).collect();
+    w.post(&json!({"token": w.token, "updateExistingOnly": true, "data": with_flag}).to_string()).await;
     let ops = w.stack.counter.take();
     assert_eq!(ops[..2], ["GetItem", "BatchGetItem"]);
     assert_eq!(ops[2..], ["BatchWriteItem"; 4]);
@@ -602,9 +394,5 @@ async fn dynamodb_requests_per_call() {
     call_user_data(&w.app, &w.auth, "DELETE", "/public/v1/user/one@x.io", None).await;
     assert_eq!(w.stack.counter.take(), ["Query", "BatchWriteItem"]);
     w.send(json!([{"Email": "x", "Type": null}])).await;
-    assert_eq!(
-        w.stack.counter.take(),
-        ["GetItem"],
-        "invalid items cost the lookup only"
-    );
+    assert_eq!(w.stack.counter.take(), ["GetItem"], "invalid items cost the lookup only");
 }

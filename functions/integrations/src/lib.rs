@@ -42,16 +42,12 @@ impl App {
 
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
     let info = RequestInfo::from_request(&req);
-    route(app, &info, &req)
-        .await
-        .unwrap_or_else(|e| e.into_response(&info.request_id))
+    route(app, &info, &req).await.unwrap_or_else(|e| e.into_response(&info.request_id))
 }
 
 async fn route(app: &App, info: &RequestInfo, req: &Request) -> Result<Response<Body>, ApiError> {
     let authorize = |scope| async move {
-        app.auth
-            .authenticate(header(req, "authorization"), info.domain.as_deref(), scope)
-            .await
+        app.auth.authenticate(header(req, "authorization"), info.domain.as_deref(), scope).await
     };
     match (info.method.as_str(), info.route().as_slice()) {
         ("POST", ["public", "v1", "integrations"]) => {
@@ -66,14 +62,7 @@ async fn route(app: &App, info: &RequestInfo, req: &Request) -> Result<Response<
             Ok(json_response(200, &view(app, info, &rec, None)))
         }
         ("PATCH", ["public", "v1", "integrations", id]) => {
-            patch(
-                app,
-                info,
-                &authorize(Scope::IntegrationsWrite).await?,
-                id,
-                req,
-            )
-            .await
+            patch(app, info, &authorize(Scope::IntegrationsWrite).await?, id, req).await
         }
         ("DELETE", ["public", "v1", "integrations", id]) => {
             delete(app, &authorize(Scope::IntegrationsWrite).await?, id).await
@@ -82,22 +71,16 @@ async fn route(app: &App, info: &RequestInfo, req: &Request) -> Result<Response<
             let p = authorize(Scope::IntegrationsRead).await?;
             test(app, &p, id, req).await
         }
-        (m, ["public", "v1", "integrations"]) => Err(ApiError::MethodNotAllowed {
-            method: m.into(),
-            allow: "GET, POST",
-        }),
-        (m, ["public", "v1", "integrations", _]) => Err(ApiError::MethodNotAllowed {
-            method: m.into(),
-            allow: "GET, PATCH, DELETE",
-        }),
-        (m, ["public", "v1", "integrations", _, "test"]) => Err(ApiError::MethodNotAllowed {
-            method: m.into(),
-            allow: "POST",
-        }),
-        (m, _) => Err(ApiError::RouteNotFound {
-            method: m.into(),
-            path: info.segments.join("/"),
-        }),
+        (m, ["public", "v1", "integrations"]) => {
+            Err(ApiError::MethodNotAllowed { method: m.into(), allow: "GET, POST" })
+        }
+        (m, ["public", "v1", "integrations", _]) => {
+            Err(ApiError::MethodNotAllowed { method: m.into(), allow: "GET, PATCH, DELETE" })
+        }
+        (m, ["public", "v1", "integrations", _, "test"]) => {
+            Err(ApiError::MethodNotAllowed { method: m.into(), allow: "POST" })
+        }
+        (m, _) => Err(ApiError::RouteNotFound { method: m.into(), path: info.segments.join("/") }),
     }
 }
 
@@ -125,10 +108,7 @@ fn write_error(e: IntegrationWriteError) -> ApiError {
 }
 
 fn view(app: &App, info: &RequestInfo, rec: &IntegrationRecord, token: Option<&str>) -> Value {
-    let issuer = app
-        .issuer
-        .resolve(info.domain.as_deref())
-        .unwrap_or_default();
+    let issuer = app.issuer.resolve(info.domain.as_deref()).unwrap_or_default();
     let mut v = json!({
         "integrationId": rec.integration_id,
         "name": rec.definition.name,
@@ -147,10 +127,7 @@ fn view(app: &App, info: &RequestInfo, rec: &IntegrationRecord, token: Option<&s
 fn rfc3339(epoch: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(epoch)
         .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_default()
 }
 
@@ -173,9 +150,7 @@ async fn create(
 ) -> Result<Response<Body>, ApiError> {
     let body: Value = json_body(req, MAX_DEFINITION_BYTES)?;
     let definition = Definition::from_json(&body).map_err(validation_failed)?;
-    let attribute_types = definition
-        .merge_types(&BTreeMap::new())
-        .map_err(validation_failed)?;
+    let attribute_types = definition.merge_types(&BTreeMap::new()).map_err(validation_failed)?;
     let token = shared::domain::secret::new_integration_token();
     let now = shared::now_epoch();
     let rec = IntegrationRecord {
@@ -188,15 +163,11 @@ async fn create(
         created_at: now,
         updated_at: now,
     };
-    app.store
-        .create_integration(&rec)
-        .await
-        .map_err(write_error)?;
+    app.store.create_integration(&rec).await.map_err(write_error)?;
     tracing::info!(request_id = %info.request_id, account = %p.account, integration_id = %rec.integration_id, "integration created");
     let mut resp = json_response(201, &view(app, info, &rec, Some(&token)));
     let location = format!("/public/v1/integrations/{}", rec.integration_id);
-    resp.headers_mut()
-        .insert("location", location.parse().expect("ascii"));
+    resp.headers_mut().insert("location", location.parse().expect("ascii"));
     Ok(resp)
 }
 
@@ -218,9 +189,7 @@ async fn patch(
     for _ in 0..EDIT_ATTEMPTS {
         let old = find(app, p, id).await?;
         let definition = old.definition.patched(&body).map_err(validation_failed)?;
-        let attribute_types = definition
-            .merge_types(&old.attribute_types)
-            .map_err(validation_failed)?;
+        let attribute_types = definition.merge_types(&old.attribute_types).map_err(validation_failed)?;
         let new = IntegrationRecord {
             definition,
             attribute_types,
@@ -242,10 +211,7 @@ async fn delete(app: &App, p: &Principal, id: &str) -> Result<Response<Body>, Ap
         let rec = find(app, p, id).await?;
         match app.store.delete_integration(&rec).await {
             Ok(()) => {
-                return Ok(Response::builder()
-                    .status(204)
-                    .body(Body::Empty)
-                    .expect("valid response"));
+                return Ok(Response::builder().status(204).body(Body::Empty).expect("valid response"));
             }
             Err(IntegrationWriteError::Conflict) => continue,
             Err(e) => return Err(write_error(e)),
@@ -256,12 +222,7 @@ async fn delete(app: &App, p: &Principal, id: &str) -> Result<Response<Body>, Ap
 
 /// Judges a sample user-data body exactly as `POST /public/v1/user/data` would, and reports
 /// what would be stored; writes nothing.
-async fn test(
-    app: &App,
-    p: &Principal,
-    id: &str,
-    req: &Request,
-) -> Result<Response<Body>, ApiError> {
+async fn test(app: &App, p: &Principal, id: &str, req: &Request) -> Result<Response<Body>, ApiError> {
     let envelope: Envelope = json_body(req, user_data::MAX_BODY_BYTES)?;
     let rec = find(app, p, id).await?;
     let request = match envelope.into_request(false) {

@@ -32,13 +32,7 @@ pub struct App {
 impl App {
     pub fn new(store: DynamoStore, auth: AuthConfig) -> Self {
         let issuer = IssuerPolicy::from_config(auth.issuer.as_deref());
-        Self {
-            store,
-            auth,
-            issuer,
-            failures: FailurePolicy::default(),
-            signing_key: RwLock::new(None),
-        }
+        Self { store, auth, issuer, failures: FailurePolicy::default(), signing_key: RwLock::new(None) }
     }
 
     pub fn with_failure_policy(mut self, failures: FailurePolicy) -> Self {
@@ -89,20 +83,13 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
         ("POST", ["accounts", "connect", "token"]) => return token(app, &info, &req).await,
         ("GET", [".well-known", "jwks.json"]) => jwks(app).await,
         ("GET", [".well-known", "openid-configuration"]) => Ok(openid_configuration(app, &info)),
-        (m, ["accounts", "connect", "token"]) => Err(ApiError::MethodNotAllowed {
-            method: m.into(),
-            allow: "POST",
-        }),
-        (m, [".well-known", "jwks.json" | "openid-configuration"]) => {
-            Err(ApiError::MethodNotAllowed {
-                method: m.into(),
-                allow: "GET",
-            })
+        (m, ["accounts", "connect", "token"]) => {
+            Err(ApiError::MethodNotAllowed { method: m.into(), allow: "POST" })
         }
-        (m, _) => Err(ApiError::RouteNotFound {
-            method: m.into(),
-            path: info.segments.join("/"),
-        }),
+        (m, [".well-known", "jwks.json" | "openid-configuration"]) => {
+            Err(ApiError::MethodNotAllowed { method: m.into(), allow: "GET" })
+        }
+        (m, _) => Err(ApiError::RouteNotFound { method: m.into(), path: info.segments.join("/") }),
     };
     result.unwrap_or_else(|e| e.into_response(&info.request_id))
 }
@@ -149,10 +136,8 @@ async fn token(app: &App, info: &RequestInfo, req: &Request) -> Response<Body> {
         Err(e) => {
             let mut resp = json_response(e.kind.status(), &e.body());
             if e.kind == OAuthErrorKind::InvalidClient {
-                resp.headers_mut().insert(
-                    "www-authenticate",
-                    "Basic realm=\"token\"".parse().expect("ascii"),
-                );
+                resp.headers_mut()
+                    .insert("www-authenticate", "Basic realm=\"token\"".parse().expect("ascii"));
             }
             if let Some(secs) = e.retry_after {
                 resp.headers_mut().insert("retry-after", secs.into());
@@ -170,18 +155,12 @@ async fn token(app: &App, info: &RequestInfo, req: &Request) -> Response<Body> {
 async fn jwks(app: &App) -> Result<Response<Body>, ApiError> {
     let keys = app.store.public_keys(shared::now_epoch()).await?;
     let mut resp = json_response(200, &serde_json::json!({ "keys": keys }));
-    resp.headers_mut().insert(
-        "cache-control",
-        "public, max-age=300".parse().expect("ascii"),
-    );
+    resp.headers_mut().insert("cache-control", "public, max-age=300".parse().expect("ascii"));
     Ok(resp)
 }
 
 fn openid_configuration(app: &App, info: &RequestInfo) -> Response<Body> {
-    let issuer = app
-        .issuer
-        .resolve(info.domain.as_deref())
-        .unwrap_or_default();
+    let issuer = app.issuer.resolve(info.domain.as_deref()).unwrap_or_default();
     let scopes: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
     let doc = serde_json::json!({
         "issuer": issuer,
@@ -196,9 +175,6 @@ fn openid_configuration(app: &App, info: &RequestInfo) -> Response<Body> {
         "access_token_signing_alg_values_supported": ["RS256"],
     });
     let mut resp = json_response(200, &doc);
-    resp.headers_mut().insert(
-        "cache-control",
-        "public, max-age=300".parse().expect("ascii"),
-    );
+    resp.headers_mut().insert("cache-control", "public, max-age=300".parse().expect("ascii"));
     resp
 }

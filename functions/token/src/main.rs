@@ -9,8 +9,5 @@ async fn main() -> Result<(), Error> {
     let store = DynamoStore::new(config::dynamodb_client(&sdk), Tables::from_env());
     let app = token::App::new(store, AuthConfig::from_env());
     let app = &app;
-    run(service_fn(move |req: Request| async move {
-        Ok::<_, Error>(token::handle(app, req).await)
-    }))
-    .await
+    run(service_fn(move |req: Request| async move { Ok::<_, Error>(token::handle(app, req).await) })).await
 }

@@ -22,25 +22,18 @@ pub struct App {
 
 impl App {
     pub fn new(store: DynamoStore, auth: &AuthConfig) -> Self {
-        Self {
-            auth: Authenticator::new(store.clone(), auth),
-            store,
-        }
+        Self { auth: Authenticator::new(store.clone(), auth), store }
     }
 }
 
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
     let info = RequestInfo::from_request(&req);
-    route(app, &info, &req)
-        .await
-        .unwrap_or_else(|e| e.into_response(&info.request_id))
+    route(app, &info, &req).await.unwrap_or_else(|e| e.into_response(&info.request_id))
 }
 
 async fn route(app: &App, info: &RequestInfo, req: &Request) -> Result<Response<Body>, ApiError> {
     let authorize = |scope| async move {
-        app.auth
-            .authenticate(header(req, "authorization"), info.domain.as_deref(), scope)
-            .await
+        app.auth.authenticate(header(req, "authorization"), info.domain.as_deref(), scope).await
     };
     match (info.method.as_str(), info.route().as_slice()) {
         ("POST", ["public", "v1", "user", "data"]) => {
@@ -52,27 +45,18 @@ async fn route(app: &App, info: &RequestInfo, req: &Request) -> Result<Response<
         ("DELETE", ["public", "v1", "user", user_id]) => {
             erase(app, info, &authorize(Scope::EndUsersDelete).await?, user_id).await
         }
-        (m, ["public", "v1", "user", "data"]) => Err(ApiError::MethodNotAllowed {
-            method: m.into(),
-            allow: "POST",
-        }),
-        (m, ["public", "v1", "user", _]) => Err(ApiError::MethodNotAllowed {
-            method: m.into(),
-            allow: "GET, DELETE",
-        }),
-        (m, _) => Err(ApiError::RouteNotFound {
-            method: m.into(),
-            path: info.segments.join("/"),
-        }),
+        (m, ["public", "v1", "user", "data"]) => {
+            Err(ApiError::MethodNotAllowed { method: m.into(), allow: "POST" })
+        }
+        (m, ["public", "v1", "user", _]) => {
+            Err(ApiError::MethodNotAllowed { method: m.into(), allow: "GET, DELETE" })
+        }
+        (m, _) => Err(ApiError::RouteNotFound { method: m.into(), path: info.segments.join("/") }),
     }
 }
 
 fn invalid(message: &str, details: Vec<ErrorDetail>) -> ApiError {
-    ApiError::Invalid {
-        code: "validation_failed",
-        message: message.into(),
-        details,
-    }
+    ApiError::Invalid { code: "validation_failed", message: message.into(), details }
 }
 
 fn now_rfc3339() -> String {
@@ -88,9 +72,7 @@ async fn update(
     req: &Request,
 ) -> Result<Response<Body>, ApiError> {
     let envelope: Envelope = json_body(req, user_data::MAX_BODY_BYTES)?;
-    let request = envelope
-        .into_request(true)
-        .map_err(|d| invalid("the request body is invalid", d))?;
+    let request = envelope.into_request(true).map_err(|d| invalid("the request body is invalid", d))?;
     let integration = app
         .store
         .integration_by_token(&SecretHash::of_str(&request.token).to_hex())
@@ -106,37 +88,19 @@ async fn update(
         .iter()
         .map(|u| UserWrite {
             user_id: &u.user_id,
-            values: u
-                .values
-                .iter()
-                .map(|(i, v)| (def.properties[*i].name.as_str(), v))
-                .collect(),
+            values: u.values.iter().map(|(i, v)| (def.properties[*i].name.as_str(), v)).collect(),
         })
         .collect();
     let now = now_rfc3339();
     let id = &integration.integration_id;
     let skipped: Vec<UserId> = match validated.mode {
         Mode::Merge => {
-            let written = app
-                .store
-                .merge_user(
-                    &p.account,
-                    id,
-                    &writes[0],
-                    request.update_existing_only,
-                    &now,
-                )
-                .await?;
-            if written {
-                Vec::new()
-            } else {
-                vec![writes[0].user_id.clone()]
-            }
+            let written =
+                app.store.merge_user(&p.account, id, &writes[0], request.update_existing_only, &now).await?;
+            if written { Vec::new() } else { vec![writes[0].user_id.clone()] }
         }
         Mode::Replace => {
-            app.store
-                .replace_users(&p.account, id, &writes, request.update_existing_only, &now)
-                .await?
+            app.store.replace_users(&p.account, id, &writes, request.update_existing_only, &now).await?
         }
     };
     let accepted = writes.len() - skipped.len();
@@ -156,27 +120,18 @@ async fn update(
 }
 
 fn user_id(raw: &str) -> Result<UserId, ApiError> {
-    UserId::parse(raw).map_err(|reason| {
-        invalid(
-            "the user id is invalid",
-            vec![ErrorDetail::at("userId", reason)],
-        )
-    })
+    UserId::parse(raw)
+        .map_err(|reason| invalid("the user id is invalid", vec![ErrorDetail::at("userId", reason)]))
 }
 
 /// The end-user object: every attribute grouped by integration (only integrations and
 /// properties that still exist), and every segment the user belongs to.
 async fn read(app: &App, p: &Principal, raw_id: &str) -> Result<Response<Body>, ApiError> {
     let uid = user_id(raw_id)?;
-    let (stored, integrations) = tokio::join!(
-        app.store.read_user(&p.account, uid.as_str()),
-        app.store.list_integrations(&p.account)
-    );
+    let (stored, integrations) =
+        tokio::join!(app.store.read_user(&p.account, uid.as_str()), app.store.list_integrations(&p.account));
     let (stored, integrations) = (stored?, integrations?);
-    let by_id: HashMap<&str, _> = integrations
-        .iter()
-        .map(|i| (i.integration_id.as_str(), i))
-        .collect();
+    let by_id: HashMap<&str, _> = integrations.iter().map(|i| (i.integration_id.as_str(), i)).collect();
     let mut groups = Vec::new();
     for s in &stored {
         let Some(integration) = by_id.get(s.integration_id.as_str()) else {
@@ -219,8 +174,5 @@ async fn erase(
     let uid = user_id(raw_id)?;
     let deleted = app.store.delete_user(&p.account, uid.as_str()).await?;
     tracing::info!(request_id = %info.request_id, account = %p.account, items = deleted, "user erased");
-    Ok(Response::builder()
-        .status(204)
-        .body(Body::Empty)
-        .expect("valid response"))
+    Ok(Response::builder().status(204).body(Body::Empty).expect("valid response"))
 }

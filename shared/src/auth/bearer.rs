@@ -87,13 +87,7 @@ impl<S: PublicKeyStore> Authenticator<S> {
         };
         if matches!(result, Err(TokenError::UnknownKey)) {
             let refreshed = self
-                .refresh_if(
-                    |c| {
-                        c.miss_refreshed_at
-                            .is_none_or(|t| t.elapsed() > MIN_REFRESH_INTERVAL)
-                    },
-                    true,
-                )
+                .refresh_if(|c| c.miss_refreshed_at.is_none_or(|t| t.elapsed() > MIN_REFRESH_INTERVAL), true)
                 .await?;
             if refreshed {
                 let cache = self.cache.read().await;
@@ -104,11 +98,7 @@ impl<S: PublicKeyStore> Authenticator<S> {
         if !scopes.contains(required) {
             return Err(BearerError::InsufficientScope(required));
         }
-        Ok(Principal {
-            account,
-            client_id: claims.client_id,
-            scopes,
-        })
+        Ok(Principal { account, client_id: claims.client_id, scopes })
     }
 
     async fn refresh_if(
@@ -123,11 +113,7 @@ impl<S: PublicKeyStore> Authenticator<S> {
         if !stale(&cache) {
             return Ok(false); // another task refreshed while we waited
         }
-        let keys = self
-            .store
-            .public_keys(crate::now_epoch())
-            .await
-            .map_err(BearerError::Unavailable)?;
+        let keys = self.store.public_keys(crate::now_epoch()).await.map_err(BearerError::Unavailable)?;
         let now = Instant::now();
         cache.set = JwkSet { keys };
         cache.loaded_at = Some(now);

@@ -22,20 +22,15 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey")
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
+        f.debug_struct("SigningKey").field("kid", &self.kid).finish_non_exhaustive()
     }
 }
 
 impl SigningKey {
     pub fn from_pem(kid: &str, pem: &str) -> Result<Self, KeyError> {
-        let encoding = EncodingKey::from_rsa_pem(pem.as_bytes())
-            .map_err(|e| KeyError::Invalid(e.to_string()))?;
-        Ok(Self {
-            kid: kid.to_string(),
-            encoding,
-        })
+        let encoding =
+            EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| KeyError::Invalid(e.to_string()))?;
+        Ok(Self { kid: kid.to_string(), encoding })
     }
 }
 
@@ -53,21 +48,15 @@ pub fn generate() -> Result<GeneratedKey, KeyError> {
         .map_err(|_| KeyError::Generate)?;
     let der = pair.as_der().map_err(|_| KeyError::Generate)?;
     let private_pem = pem_wrap("PRIVATE KEY", der.as_ref());
-    let encoding = EncodingKey::from_rsa_pem(private_pem.as_bytes())
-        .map_err(|e| KeyError::Invalid(e.to_string()))?;
-    let mut public_jwk = Jwk::from_encoding_key(&encoding, Algorithm::RS256)
-        .map_err(|e| KeyError::Invalid(e.to_string()))?;
-    let kid = public_jwk
-        .thumbprint(ThumbprintHash::SHA256)
-        .map_err(|e| KeyError::Invalid(e.to_string()))?;
+    let encoding =
+        EncodingKey::from_rsa_pem(private_pem.as_bytes()).map_err(|e| KeyError::Invalid(e.to_string()))?;
+    let mut public_jwk =
+        Jwk::from_encoding_key(&encoding, Algorithm::RS256).map_err(|e| KeyError::Invalid(e.to_string()))?;
+    let kid = public_jwk.thumbprint(ThumbprintHash::SHA256).map_err(|e| KeyError::Invalid(e.to_string()))?;
     public_jwk.common.key_id = Some(kid.clone());
     public_jwk.common.public_key_use = Some(PublicKeyUse::Signature);
     public_jwk.common.key_algorithm = Some(KeyAlgorithm::RS256);
-    Ok(GeneratedKey {
-        kid,
-        private_pem,
-        public_jwk,
-    })
+    Ok(GeneratedKey { kid, private_pem, public_jwk })
 }
 
 fn pem_wrap(label: &str, der: &[u8]) -> String {

@@ -50,11 +50,7 @@ pub struct OAuthError {
 
 impl OAuthError {
     pub fn new(kind: OAuthErrorKind, description: impl Into<String>) -> Self {
-        Self {
-            kind,
-            description: description.into(),
-            retry_after: None,
-        }
+        Self { kind, description: description.into(), retry_after: None }
     }
 
     pub fn invalid_request(description: impl Into<String>) -> Self {
@@ -64,10 +60,7 @@ impl OAuthError {
     /// One body for unknown client, disabled client and wrong secret, so that the response
     /// says nothing about which client ids exist.
     pub fn invalid_client() -> Self {
-        Self::new(
-            OAuthErrorKind::InvalidClient,
-            "client authentication failed",
-        )
+        Self::new(OAuthErrorKind::InvalidClient, "client authentication failed")
     }
 
     pub fn slow_down(retry_after: i64) -> Self {

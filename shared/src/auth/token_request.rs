@@ -66,33 +66,21 @@ pub fn parse(
             ));
         }
     }
-    let client_secret =
-        ClientSecret::from_presented(&secret).ok_or_else(OAuthError::invalid_client)?;
+    let client_secret = ClientSecret::from_presented(&secret).ok_or_else(OAuthError::invalid_client)?;
     if client_id.is_empty() {
         return Err(OAuthError::invalid_client());
     }
-    Ok(TokenRequest {
-        client_id,
-        client_secret,
-        scope: params.scope,
-    })
+    Ok(TokenRequest { client_id, client_secret, scope: params.scope })
 }
 
 fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<Params, OAuthError> {
     let media = content_type
-        .map(|ct| {
-            ct.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
+        .map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
         .unwrap_or_default();
     match media.as_str() {
         "application/json" => {
-            let b: JsonBody = serde_json::from_slice(body).map_err(|e| {
-                OAuthError::invalid_request(format!("the JSON body is invalid: {e}"))
-            })?;
+            let b: JsonBody = serde_json::from_slice(body)
+                .map_err(|e| OAuthError::invalid_request(format!("the JSON body is invalid: {e}")))?;
             Ok(Params {
                 grant_type: b.grant_type,
                 scope: b.scope,
@@ -110,12 +98,7 @@ fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<Params, OAuthEr
 fn parse_form(body: &[u8]) -> Result<Params, OAuthError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
         .map_err(|_| OAuthError::invalid_request("the form body is not valid"))?;
-    let mut p = Params {
-        grant_type: None,
-        scope: None,
-        client_id: None,
-        client_secret: None,
-    };
+    let mut p = Params { grant_type: None, scope: None, client_id: None, client_secret: None };
     for (k, v) in pairs {
         let slot = match k.as_str() {
             "grant_type" => &mut p.grant_type,
@@ -127,9 +110,7 @@ fn parse_form(body: &[u8]) -> Result<Params, OAuthError> {
         };
         if slot.is_some() {
             // RFC 6749 §3.2: parameters MUST NOT be included more than once.
-            return Err(OAuthError::invalid_request(format!(
-                "parameter '{k}' is repeated"
-            )));
+            return Err(OAuthError::invalid_request(format!("parameter '{k}' is repeated")));
         }
         *slot = Some(v);
     }
@@ -147,17 +128,13 @@ fn parse_basic(header: &str) -> Result<(String, String), OAuthError> {
         .decode(rest.trim())
         .map_err(|_| OAuthError::invalid_client())?;
     let text = String::from_utf8(decoded).map_err(|_| OAuthError::invalid_client())?;
-    let (id, secret) = text
-        .split_once(':')
-        .ok_or_else(OAuthError::invalid_client)?;
+    let (id, secret) = text.split_once(':').ok_or_else(OAuthError::invalid_client)?;
     Ok((form_decode(id), form_decode(secret)))
 }
 
 fn form_decode(s: &str) -> String {
     let plus_as_space = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&plus_as_space)
-        .decode_utf8_lossy()
-        .into_owned()
+    percent_encoding::percent_decode_str(&plus_as_space).decode_utf8_lossy().into_owned()
 }
 
 #[cfg(test)]
@@ -168,10 +145,7 @@ mod tests {
     const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
 
     fn basic(id: &str, secret: &str) -> String {
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
-        )
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}")))
     }
 
     fn kind(r: Result<TokenRequest, OAuthError>) -> K {
@@ -180,12 +154,7 @@ mod tests {
 
     #[test]
     fn seed_request_basic_and_form() {
-        let r = parse(
-            Some(&basic("abc", "s3cret")),
-            FORM,
-            b"grant_type=client_credentials",
-        )
-        .unwrap();
+        let r = parse(Some(&basic("abc", "s3cret")), FORM, b"grant_type=client_credentials").unwrap();
         assert_eq!(r.client_id, "abc");
         assert_eq!(r.client_secret.expose(), "s3cret");
         assert_eq!(r.scope, None);
@@ -212,26 +181,15 @@ mod tests {
 
     #[test]
     fn basic_credentials_are_form_decoded() {
-        let r = parse(
-            Some(&basic("a%3Ab", "x%2By+z")),
-            FORM,
-            b"grant_type=client_credentials",
-        )
-        .unwrap();
+        let r = parse(Some(&basic("a%3Ab", "x%2By+z")), FORM, b"grant_type=client_credentials").unwrap();
         assert_eq!(r.client_id, "a:b");
         assert_eq!(r.client_secret.expose(), "x+y z");
     }
 
     #[test]
     fn errors() {
-        assert_eq!(
-            kind(parse(None, FORM, b"grant_type=client_credentials")),
-            K::InvalidClient
-        );
-        assert_eq!(
-            kind(parse(Some(&basic("a", "b")), FORM, b"")),
-            K::InvalidRequest
-        );
+        assert_eq!(kind(parse(None, FORM, b"grant_type=client_credentials")), K::InvalidClient);
+        assert_eq!(kind(parse(Some(&basic("a", "b")), FORM, b"")), K::InvalidRequest);
         assert_eq!(
             kind(parse(Some(&basic("a", "b")), FORM, b"grant_type=password")),
             K::UnsupportedGrantType
@@ -253,52 +211,16 @@ mod tests {
             K::InvalidRequest
         );
         assert_eq!(
-            kind(parse(
-                Some(&basic("a", "b")),
-                Some("text/plain"),
-                b"grant_type=client_credentials"
-            )),
+            kind(parse(Some(&basic("a", "b")), Some("text/plain"), b"grant_type=client_credentials")),
             K::InvalidRequest
         );
+        assert_eq!(kind(parse(Some(&basic("a", "b")), Some("application/json"), b"{")), K::InvalidRequest);
+        assert_eq!(kind(parse(Some("Bearer xyz"), FORM, b"grant_type=client_credentials")), K::InvalidClient);
+        assert_eq!(kind(parse(Some("Basic !!!"), FORM, b"grant_type=client_credentials")), K::InvalidClient);
         assert_eq!(
-            kind(parse(
-                Some(&basic("a", "b")),
-                Some("application/json"),
-                b"{"
-            )),
-            K::InvalidRequest
-        );
-        assert_eq!(
-            kind(parse(
-                Some("Bearer xyz"),
-                FORM,
-                b"grant_type=client_credentials"
-            )),
+            kind(parse(Some(&basic("a", "")), FORM, b"grant_type=client_credentials")),
             K::InvalidClient
         );
-        assert_eq!(
-            kind(parse(
-                Some("Basic !!!"),
-                FORM,
-                b"grant_type=client_credentials"
-            )),
-            K::InvalidClient
-        );
-        assert_eq!(
-            kind(parse(
-                Some(&basic("a", "")),
-                FORM,
-                b"grant_type=client_credentials"
-            )),
-            K::InvalidClient
-        );
-        assert_eq!(
-            kind(parse(
-                Some(&basic("a", "b")),
-                FORM,
-                &vec![b'a'; MAX_BODY + 1]
-            )),
-            K::InvalidRequest
-        );
+        assert_eq!(kind(parse(Some(&basic("a", "b")), FORM, &vec![b'a'; MAX_BODY + 1])), K::InvalidRequest);
     }
 }

@@ -18,10 +18,7 @@ pub struct FailurePolicy {
 
 impl Default for FailurePolicy {
     fn default() -> Self {
-        Self {
-            max_failures: 10,
-            window_secs: 300,
-        }
+        Self { max_failures: 10, window_secs: 300 }
     }
 }
 
@@ -53,21 +50,15 @@ pub async fn issue_token<S: ClientStore>(
     request: &TokenRequest,
     now: i64,
 ) -> Result<IssuedToken, OAuthError> {
-    let client_id =
-        ClientId::parse(&request.client_id).map_err(|_| OAuthError::invalid_client())?;
-    let found = store
-        .client_with_failures(&client_id)
-        .await
-        .map_err(unavailable)?;
+    let client_id = ClientId::parse(&request.client_id).map_err(|_| OAuthError::invalid_client())?;
+    let found = store.client_with_failures(&client_id).await.map_err(unavailable)?;
 
     let policy = settings.failures;
     if let Some(window) = found.failures
         && window.window_start + policy.window_secs > now
         && window.count >= policy.max_failures
     {
-        return Err(OAuthError::slow_down(
-            window.window_start + policy.window_secs - now,
-        ));
+        return Err(OAuthError::slow_down(window.window_start + policy.window_secs - now));
     }
 
     let authenticated = match &found.client {
@@ -80,22 +71,14 @@ pub async fn issue_token<S: ClientStore>(
     let client = match (authenticated, found.client) {
         (true, Some(c)) => c,
         _ => {
-            if let Err(e) = store
-                .record_failure(&client_id, now, policy.window_secs)
-                .await
-            {
+            if let Err(e) = store.record_failure(&client_id, now, policy.window_secs).await {
                 tracing::warn!(error = %e, "could not record a failed client authentication");
             }
             return Err(OAuthError::invalid_client());
         }
     };
 
-    let scope = match request
-        .scope
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
+    let scope = match request.scope.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => client.scopes,
         Some(list) => {
             let asked = ScopeSet::parse(list)
@@ -110,10 +93,7 @@ pub async fn issue_token<S: ClientStore>(
         }
     };
     if scope.is_empty() {
-        return Err(OAuthError::new(
-            OAuthErrorKind::InvalidScope,
-            "this client holds no scopes",
-        ));
+        return Err(OAuthError::new(OAuthErrorKind::InvalidScope, "this client holds no scopes"));
     }
 
     let claims = AccessClaims {
@@ -130,16 +110,9 @@ pub async fn issue_token<S: ClientStore>(
     };
     let access_token = jwt::issue(key, &claims).map_err(|e| {
         tracing::error!(error = %e, "token signing failed");
-        OAuthError::new(
-            OAuthErrorKind::TemporarilyUnavailable,
-            "the token could not be issued",
-        )
+        OAuthError::new(OAuthErrorKind::TemporarilyUnavailable, "the token could not be issued")
     })?;
-    Ok(IssuedToken {
-        access_token,
-        expires_in: settings.ttl_secs,
-        scope,
-    })
+    Ok(IssuedToken { access_token, expires_in: settings.ttl_secs, scope })
 }
 
 fn unavailable(e: StoreError) -> OAuthError {

@@ -16,10 +16,7 @@ fn parse_token(s: &str, what: &'static str, max: usize) -> Result<String, IdErro
     if s.is_empty() || s.len() > max {
         return Err(IdError::Length { what, max });
     }
-    if !s
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    {
+    if !s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
         return Err(IdError::Charset { what });
     }
     Ok(s.to_string())
@@ -66,15 +63,9 @@ impl SystemGuid {
     pub fn parse(s: &str) -> Result<Self, IdError> {
         // Only the hyphenated form, as the seeds ask ("in its outputted format with a hyphen").
         if s.len() != 36 {
-            return Err(IdError::NotUuid {
-                what: "system guid",
-            });
+            return Err(IdError::NotUuid { what: "system guid" });
         }
-        uuid::Uuid::try_parse(s)
-            .map(Self)
-            .map_err(|_| IdError::NotUuid {
-                what: "system guid",
-            })
+        uuid::Uuid::try_parse(s).map(Self).map_err(|_| IdError::NotUuid { what: "system guid" })
     }
     pub fn generate() -> Self {
         Self(uuid::Uuid::new_v4())
@@ -107,18 +98,9 @@ mod tests {
     fn account_id_edges() {
         assert!(AccountId::parse("a").is_ok());
         assert!(AccountId::parse(&"a".repeat(64)).is_ok());
-        assert_eq!(
-            AccountId::parse(&"a".repeat(65)),
-            Err(IdError::Length {
-                what: "account id",
-                max: 64
-            })
-        );
+        assert_eq!(AccountId::parse(&"a".repeat(65)), Err(IdError::Length { what: "account id", max: 64 }));
         assert!(AccountId::parse("").is_err());
-        assert_eq!(
-            AccountId::parse("a#b"),
-            Err(IdError::Charset { what: "account id" })
-        );
+        assert_eq!(AccountId::parse("a#b"), Err(IdError::Charset { what: "account id" }));
         assert!(AccountId::parse("acme-prod_1.eu").is_ok());
     }
 

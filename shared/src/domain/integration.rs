@@ -58,18 +58,12 @@ impl PropertyPath {
 
     pub fn parse(s: &str) -> Result<Self, String> {
         if s.is_empty() || s.chars().count() > Self::MAX_LEN {
-            return Err(format!(
-                "a path must be 1 to {} characters long",
-                Self::MAX_LEN
-            ));
+            return Err(format!("a path must be 1 to {} characters long", Self::MAX_LEN));
         }
         if s.split('.').any(str::is_empty) {
             return Err("a path may not start or end with '.', nor contain '..'".into());
         }
-        Ok(Self {
-            raw: s.to_string(),
-            segments: s.split('.').map(str::to_string).collect(),
-        })
+        Ok(Self { raw: s.to_string(), segments: s.split('.').map(str::to_string).collect() })
     }
 
     pub fn as_str(&self) -> &str {
@@ -137,29 +131,19 @@ impl Definition {
                 .map_err(|e| errors.push(ErrorDetail::at("userIdentifierProperty", e)))
                 .ok(),
             _ => {
-                errors.push(ErrorDetail::at(
-                    "userIdentifierProperty",
-                    "required: a string path",
-                ));
+                errors.push(ErrorDetail::at("userIdentifierProperty", "required: a string path"));
                 None
             }
         };
         let properties = parse_properties(obj.get("properties"), &mut errors);
         for key in obj.keys() {
-            if !matches!(
-                key.as_str(),
-                "name" | "userIdentifierProperty" | "properties"
-            ) {
+            if !matches!(key.as_str(), "name" | "userIdentifierProperty" | "properties") {
                 errors.push(ErrorDetail::at(key.clone(), "unknown field"));
             }
         }
         match (name, user_identifier, properties) {
             (Some(name), Some(user_identifier), Some(properties)) if errors.is_empty() => {
-                let def = Definition {
-                    name,
-                    user_identifier,
-                    properties,
-                };
+                let def = Definition { name, user_identifier, properties };
                 def.check_identifier_not_imported()?;
                 Ok(def)
             }
@@ -240,26 +224,15 @@ impl Definition {
         let properties = properties
             .into_iter()
             .map(|p| {
-                Ok(Property {
-                    path: PropertyPath::parse(&p.path)?,
-                    name: p.name,
-                    attr_type: p.attr_type,
-                })
+                Ok(Property { path: PropertyPath::parse(&p.path)?, name: p.name, attr_type: p.attr_type })
             })
             .collect::<Result<Vec<_>, String>>()?;
-        Ok(Self {
-            name,
-            user_identifier,
-            properties,
-        })
+        Ok(Self { name, user_identifier, properties })
     }
 
     /// The types of this definition's attributes, by name.
     pub fn types(&self) -> BTreeMap<String, AttrType> {
-        self.properties
-            .iter()
-            .map(|p| (p.name.clone(), p.attr_type))
-            .collect()
+        self.properties.iter().map(|p| (p.name.clone(), p.attr_type)).collect()
     }
 
     /// Refuses a change of type for any attribute ever defined (`known`); returns the
@@ -274,21 +247,14 @@ impl Definition {
             match known.get(&p.name) {
                 Some(t) if *t != p.attr_type => errors.push(ErrorDetail::at(
                     format!("properties[{i}].type"),
-                    format!(
-                        "attribute '{}' is a {t}; the type of an attribute cannot change",
-                        p.name
-                    ),
+                    format!("attribute '{}' is a {t}; the type of an attribute cannot change", p.name),
                 )),
                 _ => {
                     all.insert(p.name.clone(), p.attr_type);
                 }
             }
         }
-        if errors.is_empty() {
-            Ok(all)
-        } else {
-            Err(errors)
-        }
+        if errors.is_empty() { Ok(all) } else { Err(errors) }
     }
 }
 
@@ -309,17 +275,11 @@ fn parse_name(v: Option<&Value>, errors: &mut Vec<ErrorDetail>) -> Option<String
 
 fn parse_properties(v: Option<&Value>, errors: &mut Vec<ErrorDetail>) -> Option<Vec<Property>> {
     let Some(list) = v.and_then(Value::as_array) else {
-        errors.push(ErrorDetail::at(
-            "properties",
-            "required: a list of {path, name, type}",
-        ));
+        errors.push(ErrorDetail::at("properties", "required: a list of {path, name, type}"));
         return None;
     };
     if list.is_empty() || list.len() > MAX_PROPERTIES {
-        errors.push(ErrorDetail::at(
-            "properties",
-            format!("must hold 1 to {MAX_PROPERTIES} properties"),
-        ));
+        errors.push(ErrorDetail::at("properties", format!("must hold 1 to {MAX_PROPERTIES} properties")));
         return None;
     }
     let before = errors.len();
@@ -327,16 +287,13 @@ fn parse_properties(v: Option<&Value>, errors: &mut Vec<ErrorDetail>) -> Option<
     for (i, p) in list.iter().enumerate() {
         let at = |field: &str| format!("properties[{i}]{field}");
         let Some(obj) = p.as_object() else {
-            errors.push(ErrorDetail::at(
-                at(""),
-                "must be an object {path, name, type}",
-            ));
+            errors.push(ErrorDetail::at(at(""), "must be an object {path, name, type}"));
             continue;
         };
         let path = match obj.get("path") {
-            Some(Value::String(s)) => PropertyPath::parse(s)
-                .map_err(|e| errors.push(ErrorDetail::at(at(".path"), e)))
-                .ok(),
+            Some(Value::String(s)) => {
+                PropertyPath::parse(s).map_err(|e| errors.push(ErrorDetail::at(at(".path"), e))).ok()
+            }
             _ => {
                 errors.push(ErrorDetail::at(at(".path"), "required: a string path"));
                 None
@@ -360,17 +317,11 @@ fn parse_properties(v: Option<&Value>, errors: &mut Vec<ErrorDetail>) -> Option<
         }
         let attr_type = match obj.get("type") {
             Some(Value::String(s)) => AttrType::parse(s).or_else(|| {
-                errors.push(ErrorDetail::at(
-                    at(".type"),
-                    "must be one of String, Number, Date, Boolean",
-                ));
+                errors.push(ErrorDetail::at(at(".type"), "must be one of String, Number, Date, Boolean"));
                 None
             }),
             _ => {
-                errors.push(ErrorDetail::at(
-                    at(".type"),
-                    "required: one of String, Number, Date, Boolean",
-                ));
+                errors.push(ErrorDetail::at(at(".type"), "required: one of String, Number, Date, Boolean"));
                 None
             }
         };
@@ -381,10 +332,7 @@ fn parse_properties(v: Option<&Value>, errors: &mut Vec<ErrorDetail>) -> Option<
         }
         if let (Some(path), Some(name), Some(attr_type)) = (path, name, attr_type) {
             if out.iter().any(|q| q.name == name) {
-                errors.push(ErrorDetail::at(
-                    at(".name"),
-                    format!("attribute name '{name}' is used twice"),
-                ));
+                errors.push(ErrorDetail::at(at(".name"), format!("attribute name '{name}' is used twice")));
             }
             if out.iter().any(|q| q.path == path) {
                 errors.push(ErrorDetail::at(
@@ -392,11 +340,7 @@ fn parse_properties(v: Option<&Value>, errors: &mut Vec<ErrorDetail>) -> Option<
                     format!("path '{}' is imported twice", path.as_str()),
                 ));
             }
-            out.push(Property {
-                path,
-                name,
-                attr_type,
-            });
+            out.push(Property { path, name, attr_type });
         }
     }
     (errors.len() == before).then_some(out)
@@ -423,10 +367,8 @@ mod tests {
 
     #[test]
     fn name_defaults_to_path() {
-        let d = Definition::from_json(
-            &json!({"name": "n", "userIdentifierProperty": "properties.ID",
-            "properties": [{"path": "nested.field", "type": "Number"}]}),
-        )
+        let d = Definition::from_json(&json!({"name": "n", "userIdentifierProperty": "properties.ID",
+            "properties": [{"path": "nested.field", "type": "Number"}]}))
         .unwrap();
         assert_eq!(d.properties[0].name, "nested.field");
     }
@@ -437,13 +379,7 @@ mod tests {
             "properties": [{"path": "x", "type": "Text"}, {"path": "x", "name": "y", "type": "Number"}, 3], "extra": 1}))
         .unwrap_err();
         let paths: Vec<_> = errs.iter().map(|e| e.path.clone().unwrap()).collect();
-        for p in [
-            "name",
-            "userIdentifierProperty",
-            "properties[0].type",
-            "properties[2]",
-            "extra",
-        ] {
+        for p in ["name", "userIdentifierProperty", "properties[0].type", "properties[2]", "extra"] {
             assert!(paths.contains(&p.to_string()), "{p} missing from {paths:?}");
         }
     }
@@ -462,9 +398,7 @@ mod tests {
     #[test]
     fn property_count_edges() {
         let props = |n: usize| -> Vec<Value> {
-            (0..n)
-                .map(|i| json!({"path": format!("p{i}"), "type": "String"}))
-                .collect()
+            (0..n).map(|i| json!({"path": format!("p{i}"), "type": "String"})).collect()
         };
         let body = |n| json!({"name": "n", "userIdentifierProperty": "id", "properties": props(n)});
         assert!(Definition::from_json(&body(100)).is_ok());
@@ -481,7 +415,11 @@ mod tests {
         let errs = changed.merge_types(&known).unwrap_err();
         assert!(errs[0].reason.contains("Customer_Type"));
         // Removed, then re-added with another type: still refused.
-        let removed = d.patched(&json!({"properties": [{"path": "Status", "name": "Customer_Status", "type": "String"}]})).unwrap();
+        let removed = d
+            .patched(
+                &json!({"properties": [{"path": "Status", "name": "Customer_Status", "type": "String"}]}),
+            )
+            .unwrap();
         let known2 = removed.merge_types(&known).unwrap();
         assert!(changed.merge_types(&known2).is_err());
     }

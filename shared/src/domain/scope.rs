@@ -124,10 +124,7 @@ mod tests {
 
     #[test]
     fn unknown_and_case_variant_refused() {
-        assert_eq!(
-            ScopeSet::parse("users:read"),
-            Err(UnknownScope("users:read".into()))
-        );
+        assert_eq!(ScopeSet::parse("users:read"), Err(UnknownScope("users:read".into())));
         assert!(ScopeSet::parse("Segments:read").is_err());
     }
 

@@ -17,10 +17,7 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 /// An integration token: 64 lowercase hex characters (256 random bits), the `token` of the
 /// user-data payloads. Stored only as its SHA-256.
 pub fn new_integration_token() -> String {
-    random_bytes::<32>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    random_bytes::<32>().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A client secret in clear. Its `Debug` never shows it, so it cannot leak into a log line.
@@ -108,21 +105,14 @@ mod tests {
         let b = ClientSecret::generate();
         assert_ne!(a, b);
         assert_eq!(a.expose().len(), 43);
-        assert!(
-            a.expose()
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-        );
+        assert!(a.expose().bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
     }
 
     #[test]
     fn integration_tokens_are_64_lowercase_hex() {
         let t = new_integration_token();
         assert_eq!(t.len(), 64);
-        assert!(
-            t.bytes()
-                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
-        );
+        assert!(t.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
         assert_ne!(t, new_integration_token());
     }
 

@@ -26,9 +26,7 @@ impl UserId {
     pub fn parse(s: &str) -> Result<Self, String> {
         let n = s.chars().count();
         if n == 0 || n > MAX_USER_ID_CHARS {
-            return Err(format!(
-                "a user id must be 1 to {MAX_USER_ID_CHARS} characters long"
-            ));
+            return Err(format!("a user id must be 1 to {MAX_USER_ID_CHARS} characters long"));
         }
         Ok(Self(s.to_string()))
     }
@@ -62,10 +60,9 @@ impl AttrValue {
     pub fn to_json(&self) -> Value {
         match self {
             AttrValue::String(s) | AttrValue::Date(s) => Value::String(s.clone()),
-            AttrValue::Number(n) => n
-                .parse::<serde_json::Number>()
-                .map(Value::Number)
-                .unwrap_or(Value::String(n.clone())),
+            AttrValue::Number(n) => {
+                n.parse::<serde_json::Number>().map(Value::Number).unwrap_or(Value::String(n.clone()))
+            }
             AttrValue::Boolean(b) => Value::Bool(*b),
         }
     }
@@ -113,10 +110,7 @@ impl Envelope {
             Some(Value::String(t)) if !t.is_empty() => t,
             None if !token_required => String::new(),
             _ => {
-                errors.push(ErrorDetail::at(
-                    "token",
-                    "required: the integration token (a string)",
-                ));
+                errors.push(ErrorDetail::at("token", "required: the integration token (a string)"));
                 String::new()
             }
         };
@@ -142,22 +136,11 @@ impl Envelope {
             None | Some(Value::Bool(false)) => false,
             Some(Value::Bool(true)) => true,
             Some(_) => {
-                errors.push(ErrorDetail::at(
-                    "updateExistingOnly",
-                    "must be true or false",
-                ));
+                errors.push(ErrorDetail::at("updateExistingOnly", "must be true or false"));
                 false
             }
         };
-        if errors.is_empty() {
-            Ok(Request {
-                token,
-                data,
-                update_existing_only,
-            })
-        } else {
-            Err(errors)
-        }
+        if errors.is_empty() { Ok(Request { token, data, update_existing_only }) } else { Err(errors) }
     }
 }
 
@@ -206,9 +189,7 @@ pub fn validate(def: &Definition, data: &[Value]) -> Result<Validated, Vec<Error
                 errors.push(err(id_path, "the user identifier is missing".into()));
                 None
             }
-            Some(v) => UserId::from_json(v)
-                .map_err(|e| errors.push(err(id_path, e)))
-                .ok(),
+            Some(v) => UserId::from_json(v).map_err(|e| errors.push(err(id_path, e))).ok(),
         };
         let mut values = Vec::with_capacity(def.properties.len());
         for (pi, prop) in def.properties.iter().enumerate() {
@@ -225,9 +206,8 @@ pub fn validate(def: &Definition, data: &[Value]) -> Result<Validated, Vec<Error
             errors.push(ErrorDetail {
                 index: Some(index),
                 path: None,
-                reason:
-                    "at least one imported property with a value is required besides the identifier"
-                        .into(),
+                reason: "at least one imported property with a value is required besides the identifier"
+                    .into(),
             });
         }
         collect_ignored(obj, "", &consumed, &mut ignored);
@@ -235,10 +215,7 @@ pub fn validate(def: &Definition, data: &[Value]) -> Result<Validated, Vec<Error
             if !seen.insert(user_id.clone()) {
                 errors.push(err(
                     id_path,
-                    format!(
-                        "user '{}' appears more than once in this request",
-                        user_id.as_str()
-                    ),
+                    format!("user '{}' appears more than once in this request", user_id.as_str()),
                 ));
             }
             users.push(UserUpdate { user_id, values });
@@ -247,40 +224,21 @@ pub fn validate(def: &Definition, data: &[Value]) -> Result<Validated, Vec<Error
     if !errors.is_empty() {
         return Err(errors);
     }
-    let mode = if users.len() == 1 {
-        Mode::Merge
-    } else {
-        Mode::Replace
-    };
-    Ok(Validated {
-        mode,
-        users,
-        ignored_fields: ignored.into_iter().collect(),
-    })
+    let mode = if users.len() == 1 { Mode::Merge } else { Mode::Replace };
+    Ok(Validated { mode, users, ignored_fields: ignored.into_iter().collect() })
 }
 
-fn collect_ignored(
-    obj: &Map<String, Value>,
-    prefix: &str,
-    consumed: &[&str],
-    out: &mut BTreeSet<String>,
-) {
+fn collect_ignored(obj: &Map<String, Value>, prefix: &str, consumed: &[&str], out: &mut BTreeSet<String>) {
     for (key, value) in obj {
-        let path = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
+        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
         if consumed.iter().any(|c| *c == path) {
             continue;
         }
-        let leads_to_consumed = consumed.iter().any(|c| {
-            c.len() > path.len() && c.starts_with(&path) && c.as_bytes()[path.len()] == b'.'
-        });
+        let leads_to_consumed = consumed
+            .iter()
+            .any(|c| c.len() > path.len() && c.starts_with(&path) && c.as_bytes()[path.len()] == b'.');
         match value {
-            Value::Object(inner) if leads_to_consumed => {
-                collect_ignored(inner, &path, consumed, out)
-            }
+            Value::Object(inner) if leads_to_consumed => collect_ignored(inner, &path, consumed, out),
             _ => {
                 out.insert(path);
             }
@@ -296,9 +254,7 @@ pub fn typed(t: AttrType, v: &Value) -> Result<AttrValue, String> {
     match (t, v) {
         (AttrType::String, Value::String(s)) => {
             if s.len() > MAX_STRING_BYTES {
-                Err(format!(
-                    "a String value may hold at most {MAX_STRING_BYTES} bytes"
-                ))
+                Err(format!("a String value may hold at most {MAX_STRING_BYTES} bytes"))
             } else {
                 Ok(AttrValue::String(s.clone()))
             }
@@ -377,17 +333,11 @@ fn check_number(s: &str) -> Result<String, String> {
     }
     let significant = digits.trim_start_matches('0').trim_end_matches('0').len();
     if significant > 38 {
-        return Err(format!(
-            "'{}' has more than 38 significant digits",
-            truncate(s)
-        ));
+        return Err(format!("'{}' has more than 38 significant digits", truncate(s)));
     }
     let value: f64 = s.parse().map_err(|_| bad())?;
     if !value.is_finite() || (value != 0.0 && !(1e-130..1e126).contains(&value.abs())) {
-        return Err(format!(
-            "'{}' is outside the storable range (1e-130 to 1e126)",
-            truncate(s)
-        ));
+        return Err(format!("'{}' is outside the storable range (1e-130 to 1e126)", truncate(s)));
     }
     Ok(s.to_string())
 }
@@ -397,10 +347,7 @@ fn check_date(s: &str) -> Result<(), String> {
     if s.len() == 10 && time::Date::parse(s, &fmt).is_ok() {
         Ok(())
     } else {
-        Err(format!(
-            "'{}' is not a real date in the form YYYY-MM-DD",
-            truncate(s)
-        ))
+        Err(format!("'{}' is not a real date in the form YYYY-MM-DD", truncate(s)))
     }
 }
 
@@ -448,10 +395,7 @@ mod tests {
         assert_eq!(v.users[0].user_id.as_str(), "[email protected]");
         assert_eq!(
             v.users[0].values,
-            vec![
-                (0, AttrValue::String("Internal".into())),
-                (1, AttrValue::String("New".into()))
-            ]
+            vec![(0, AttrValue::String("Internal".into())), (1, AttrValue::String("New".into()))]
         );
         assert!(v.ignored_fields.is_empty());
     }
@@ -473,10 +417,7 @@ mod tests {
     #[test]
     fn seed_nested_and_literal_dotted_paths() {
         let v = validate(&typed_def(), &items(json!([{"properties.ID": "[email protected]", "field1": "value", "field2": 123, "nested": {"field": 456, "other": 1}}]))).unwrap();
-        assert_eq!(
-            v.users[0].values,
-            vec![(3, AttrValue::Number("456".into()))]
-        );
+        assert_eq!(v.users[0].values, vec![(3, AttrValue::Number("456".into()))]);
         assert_eq!(v.ignored_fields, ["field1", "field2", "nested.other"]);
     }
 
@@ -566,32 +507,16 @@ mod tests {
         assert!(one(json!({"a": 1})).is_err());
         // 123 and "123" are one user: twice in one request is refused.
         assert!(
-            validate(
-                &def,
-                &[
-                    json!({"Email": 123, "Type": "x"}),
-                    json!({"Email": "123", "Type": "y"})
-                ]
-            )
-            .is_err()
+            validate(&def, &[json!({"Email": 123, "Type": "x"}), json!({"Email": "123", "Type": "y"})])
+                .is_err()
         );
     }
 
     #[test]
     fn envelope_edges() {
-        let parse = |v: Value| {
-            serde_json::from_value::<Envelope>(v)
-                .unwrap()
-                .into_request(true)
-        };
+        let parse = |v: Value| serde_json::from_value::<Envelope>(v).unwrap().into_request(true);
         let hundred: Vec<Value> = (0..100).map(|i| json!({"Email": i})).collect();
-        assert_eq!(
-            parse(json!({"token": "t", "data": hundred}))
-                .unwrap()
-                .data
-                .len(),
-            100
-        );
+        assert_eq!(parse(json!({"token": "t", "data": hundred})).unwrap().data.len(), 100);
         let more: Vec<Value> = (0..101).map(|i| json!({"Email": i})).collect();
         assert!(parse(json!({"token": "t", "data": more})).is_err());
         assert!(parse(json!({"token": "t", "data": []})).is_err());

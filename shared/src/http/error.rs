@@ -22,11 +22,7 @@ pub struct ErrorDetail {
 
 impl ErrorDetail {
     pub fn at(path: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            index: None,
-            path: Some(path.into()),
-            reason: reason.into(),
-        }
+        Self { index: None, path: Some(path.into()), reason: reason.into() }
     }
 }
 
@@ -34,11 +30,7 @@ impl ErrorDetail {
 pub enum ApiError {
     /// 400: the request is well-formed HTTP but its content breaks a rule.
     #[error("{message}")]
-    Invalid {
-        code: &'static str,
-        message: String,
-        details: Vec<ErrorDetail>,
-    },
+    Invalid { code: &'static str, message: String, details: Vec<ErrorDetail> },
     #[error(transparent)]
     Auth(#[from] BearerError),
     /// 404 for anything unknown or belonging to another account: the two are never told apart.
@@ -63,11 +55,7 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            code,
-            message: message.into(),
-            details: Vec::new(),
-        }
+        Self::Invalid { code, message: message.into(), details: Vec::new() }
     }
 
     fn status_and_code(&self) -> (u16, &'static str) {
@@ -95,8 +83,7 @@ impl ApiError {
     fn public_message(&self) -> String {
         match self {
             Self::Store(StoreError::Unavailable(_)) | Self::Auth(BearerError::Unavailable(_)) => {
-                "the service is temporarily unavailable; nothing was applied, retry the request"
-                    .into()
+                "the service is temporarily unavailable; nothing was applied, retry the request".into()
             }
             Self::Store(StoreError::Corrupt(_)) => "internal error".into(),
             Self::Store(StoreError::NotFound(_)) => "not found".into(),
@@ -109,10 +96,9 @@ impl ApiError {
     fn www_authenticate(&self) -> Option<String> {
         match self {
             Self::Auth(BearerError::Missing) => Some("Bearer".into()),
-            Self::Auth(BearerError::Invalid(e)) => Some(format!(
-                "Bearer error=\"invalid_token\", error_description=\"{}\"",
-                challenge_text(e)
-            )),
+            Self::Auth(BearerError::Invalid(e)) => {
+                Some(format!("Bearer error=\"invalid_token\", error_description=\"{}\"", challenge_text(e)))
+            }
             Self::Auth(BearerError::InsufficientScope(scope)) => Some(format!(
                 "Bearer error=\"insufficient_scope\", error_description=\"the token lacks a required scope\", scope=\"{scope}\""
             )),
@@ -142,10 +128,7 @@ impl ApiError {
         let mut resp = super::json_response(status, &body);
         let headers = resp.headers_mut();
         if let Some(challenge) = self.www_authenticate() {
-            headers.insert(
-                "www-authenticate",
-                challenge.parse().expect("challenge is ASCII"),
-            );
+            headers.insert("www-authenticate", challenge.parse().expect("challenge is ASCII"));
         }
         if let Self::MethodNotAllowed { allow, .. } = &self {
             headers.insert("allow", allow.parse().expect("method list is ASCII"));

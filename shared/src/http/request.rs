@@ -29,18 +29,12 @@ impl RequestInfo {
             .filter(|id| !id.is_empty())
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let raw = req.raw_http_path();
-        let path = if raw.is_empty() {
-            req.uri().path()
-        } else {
-            raw
-        };
+        let path = if raw.is_empty() { req.uri().path() } else { raw };
         Self {
             request_id,
             method: req.method().as_str().to_string(),
             segments: split_path(path),
-            domain: ctx
-                .and_then(|c| c.domain_name.clone())
-                .filter(|d| !d.is_empty()),
+            domain: ctx.and_then(|c| c.domain_name.clone()).filter(|d| !d.is_empty()),
             source_ip: ctx.and_then(|c| c.http.source_ip.clone()),
         }
     }
@@ -56,31 +50,17 @@ impl RequestInfo {
 pub fn split_path(path: &str) -> Vec<String> {
     path.split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8_lossy()
-                .into_owned()
-        })
+        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
         .collect()
 }
 
 /// The JSON body of a request: 415 unless the content type is JSON (or absent), 413 past
 /// `max_bytes`, 400 `invalid_json` with the parser's line and column.
-pub fn json_body<T: serde::de::DeserializeOwned>(
-    req: &Request,
-    max_bytes: usize,
-) -> Result<T, ApiError> {
+pub fn json_body<T: serde::de::DeserializeOwned>(req: &Request, max_bytes: usize) -> Result<T, ApiError> {
     if let Some(ct) = header(req, "content-type") {
-        let media = ct
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         if media != "application/json" && !media.ends_with("+json") {
-            return Err(ApiError::UnsupportedMediaType(format!(
-                "'{media}': send application/json"
-            )));
+            return Err(ApiError::UnsupportedMediaType(format!("'{media}': send application/json")));
         }
     }
     let body = req.body().as_ref();
@@ -89,15 +69,9 @@ pub fn json_body<T: serde::de::DeserializeOwned>(
     }
     serde_json::from_slice(body).map_err(|e| {
         if body.is_empty() {
-            ApiError::invalid(
-                "invalid_json",
-                "the request body is empty; send a JSON object",
-            )
+            ApiError::invalid("invalid_json", "the request body is empty; send a JSON object")
         } else if e.classify() == serde_json::error::Category::Data {
-            ApiError::invalid(
-                "invalid_body",
-                format!("the body does not have the expected shape: {e}"),
-            )
+            ApiError::invalid("invalid_body", format!("the body does not have the expected shape: {e}"))
         } else {
             ApiError::invalid("invalid_json", format!("the body is not valid JSON: {e}"))
         }
@@ -115,10 +89,7 @@ mod tests {
 
     #[test]
     fn split_decodes_each_segment_once() {
-        assert_eq!(
-            split_path("/public/v1/user/john%40x.io"),
-            ["public", "v1", "user", "john@x.io"]
-        );
+        assert_eq!(split_path("/public/v1/user/john%40x.io"), ["public", "v1", "user", "john@x.io"]);
         assert_eq!(split_path("/a/%2525/"), ["a", "%25"]);
         assert_eq!(split_path("/"), Vec::<String>::new());
     }

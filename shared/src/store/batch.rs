@@ -19,9 +19,7 @@ const MAX_DELAY: Duration = Duration::from_millis(1_000);
 
 /// Full-jitter backoff: a random delay in [0, min(cap, base * 2^attempt)].
 pub fn backoff(attempt: u32) -> Duration {
-    let ceiling = BASE_DELAY
-        .saturating_mul(1u32 << attempt.min(16))
-        .min(MAX_DELAY);
+    let ceiling = BASE_DELAY.saturating_mul(1u32 << attempt.min(16)).min(MAX_DELAY);
     let mut r = [0u8; 4];
     let _ = aws_lc_rs::rand::fill(&mut r);
     ceiling.mul_f64(f64::from(u32::from_le_bytes(r)) / f64::from(u32::MAX))
@@ -57,20 +55,14 @@ pub async fn write_all(
                 first_error.get_or_insert(e);
             }
             Some(Err(join)) => {
-                first_error.get_or_insert(StoreError::Unavailable(format!(
-                    "batch task failed: {join}"
-                )));
+                first_error.get_or_insert(StoreError::Unavailable(format!("batch task failed: {join}")));
             }
         }
     }
     first_error.map_or(Ok(()), Err)
 }
 
-async fn write_chunk(
-    client: &Client,
-    table: &str,
-    chunk: Vec<WriteRequest>,
-) -> Result<(), StoreError> {
+async fn write_chunk(client: &Client, table: &str, chunk: Vec<WriteRequest>) -> Result<(), StoreError> {
     debug_assert!(chunk.len() <= MAX_BATCH);
     let mut items = HashMap::from([(table.to_string(), chunk)]);
     for attempt in 0..MAX_ATTEMPTS {

@@ -10,16 +10,16 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, GlobalSecondaryIndex,
-    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
-    TimeToLiveSpecification, TransactWriteItem,
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification,
+    TransactWriteItem,
 };
 use jsonwebtoken::jwk::Jwk;
 
 use super::schema::TableDef;
 use super::{
-    ClientLookup, ClientRecord, ClientStore, FailureWindow, PublicKeyStore, SigningKeyStore,
-    StoreError, StoredSigningKey,
+    ClientLookup, ClientRecord, ClientStore, FailureWindow, PublicKeyStore, SigningKeyStore, StoreError,
+    StoredSigningKey,
 };
 use crate::config::Tables;
 use crate::domain::{AccountId, ClientId, ClientSecret, ScopeSet, SecretHash, SystemGuid};
@@ -43,29 +43,21 @@ pub(crate) fn n(v: i64) -> AttributeValue {
 pub(crate) fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
     match item.get(name) {
         Some(AttributeValue::S(v)) => Ok(v),
-        _ => Err(StoreError::Corrupt(format!(
-            "attribute '{name}' missing or not a string"
-        ))),
+        _ => Err(StoreError::Corrupt(format!("attribute '{name}' missing or not a string"))),
     }
 }
 
 pub(crate) fn get_n(item: &Item, name: &str) -> Result<i64, StoreError> {
     match item.get(name) {
-        Some(AttributeValue::N(v)) => v
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("attribute '{name}' is not an integer"))),
-        _ => Err(StoreError::Corrupt(format!(
-            "attribute '{name}' missing or not a number"
-        ))),
+        Some(AttributeValue::N(v)) => {
+            v.parse().map_err(|_| StoreError::Corrupt(format!("attribute '{name}' is not an integer")))
+        }
+        _ => Err(StoreError::Corrupt(format!("attribute '{name}' missing or not a number"))),
     }
 }
 
 pub(crate) fn opt_n(item: &Item, name: &str) -> Result<Option<i64>, StoreError> {
-    if item.contains_key(name) {
-        get_n(item, name).map(Some)
-    } else {
-        Ok(None)
-    }
+    if item.contains_key(name) { get_n(item, name).map(Some) } else { Ok(None) }
 }
 
 /// Maps any SDK failure that callers do not handle themselves. The cause is logged where the
@@ -75,17 +67,10 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    let code = e
-        .as_service_error()
-        .and_then(|s| s.code())
-        .unwrap_or("")
-        .to_string();
+    let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("").to_string();
     let detail = match e.as_service_error() {
         Some(service) => format!("{op}: {code}: {}", service.message().unwrap_or("")),
-        None => format!(
-            "{op}: {}",
-            aws_smithy_runtime_api::client::result::SdkError::<E, R>::to_string(&e)
-        ),
+        None => format!("{op}: {}", aws_smithy_runtime_api::client::result::SdkError::<E, R>::to_string(&e)),
     };
     match code.as_str() {
         "ResourceNotFoundException" => StoreError::Corrupt(detail),
@@ -182,23 +167,14 @@ impl DynamoStore {
                 GlobalSecondaryIndex::builder()
                     .index_name(ix.name)
                     .set_key_schema(Some(key_schema(ix.hash_key, ix.range_key)))
-                    .projection(
-                        Projection::builder()
-                            .projection_type(ProjectionType::All)
-                            .build(),
-                    )
+                    .projection(Projection::builder().projection_type(ProjectionType::All).build())
                     .build()
                     .expect("index is complete"),
             );
         }
         let created = match req.send().await {
             Ok(_) => true,
-            Err(e)
-                if e.as_service_error().and_then(|s| s.code())
-                    == Some("ResourceInUseException") =>
-            {
-                false
-            }
+            Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("ResourceInUseException") => false,
             Err(e) => return Err(sdk_error("CreateTable", e)),
         };
         self.wait_active(name).await?;
@@ -229,18 +205,13 @@ impl DynamoStore {
                 .send()
                 .await
                 .map_err(|e| sdk_error("DescribeTable", e))?;
-            let active = out
-                .table()
-                .and_then(|t| t.table_status())
-                .map(|s| s.as_str() == "ACTIVE");
+            let active = out.table().and_then(|t| t.table_status()).map(|s| s.as_str() == "ACTIVE");
             if active == Some(true) {
                 return Ok(());
             }
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
-        Err(StoreError::Unavailable(format!(
-            "table {name} did not become active"
-        )))
+        Err(StoreError::Unavailable(format!("table {name} did not become active")))
     }
 
     pub async fn create_account(
@@ -278,10 +249,7 @@ impl DynamoStore {
         }
     }
 
-    pub async fn get_account(
-        &self,
-        account: &AccountId,
-    ) -> Result<Option<AccountRecord>, StoreError> {
+    pub async fn get_account(&self, account: &AccountId) -> Result<Option<AccountRecord>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -363,8 +331,7 @@ impl DynamoStore {
             ("systemGuid".to_string(), s(guid.to_string())),
             ("createdAt".to_string(), n(now)),
         ]);
-        self.put_under_account(account, item, format!("system {guid}"))
-            .await
+        self.put_under_account(account, item, format!("system {guid}")).await
     }
 
     /// Creates a client; the secret is returned once and only its hash is stored.
@@ -398,8 +365,7 @@ impl DynamoStore {
             ("disabled".to_string(), AttributeValue::Bool(false)),
             ("createdAt".to_string(), n(now)),
         ]);
-        self.put_under_account(account, item, format!("client {}", record.client_id))
-            .await?;
+        self.put_under_account(account, item, format!("client {}", record.client_id)).await?;
         Ok((record, secret))
     }
 
@@ -431,14 +397,12 @@ impl DynamoStore {
     /// A new secret for an existing client; the old one stops working at once.
     pub async fn rotate_client_secret(&self, id: &ClientId) -> Result<ClientSecret, StoreError> {
         let secret = ClientSecret::generate();
-        self.update_client(id, "SET secretHash = :v", s(secret.hash().to_base64()))
-            .await?;
+        self.update_client(id, "SET secretHash = :v", s(secret.hash().to_base64())).await?;
         Ok(secret)
     }
 
     pub async fn disable_client(&self, id: &ClientId) -> Result<(), StoreError> {
-        self.update_client(id, "SET disabled = :v", AttributeValue::Bool(true))
-            .await
+        self.update_client(id, "SET disabled = :v", AttributeValue::Bool(true)).await
     }
 
     async fn update_client(
@@ -460,9 +424,7 @@ impl DynamoStore {
             .await;
         match res {
             Ok(_) => Ok(()),
-            Err(e) if is_conditional_failure(&e) => {
-                Err(StoreError::NotFound(format!("client {id}")))
-            }
+            Err(e) if is_conditional_failure(&e) => Err(StoreError::NotFound(format!("client {id}"))),
             Err(e) => Err(sdk_error("UpdateItem", e)),
         }
     }
@@ -475,10 +437,9 @@ impl DynamoStore {
         now: i64,
         retire_after_secs: i64,
     ) -> Result<crate::auth::GeneratedKey, StoreError> {
-        let key =
-            crate::auth::keys::generate().map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let jwk_json = serde_json::to_string(&key.public_jwk)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let key = crate::auth::keys::generate().map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let jwk_json =
+            serde_json::to_string(&key.public_jwk).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let previous_public = self.query_all(&self.tables.config, JWKS_PK).await?;
         let previous_private = self.query_all(&self.tables.keys, SIGNING_PK).await?;
         // Public first: a verifier must be able to find the key before any token carries it.
@@ -565,19 +526,11 @@ impl DynamoStore {
 
 fn key_schema(hash: &str, range: Option<&str>) -> Vec<KeySchemaElement> {
     let mut v = vec![
-        KeySchemaElement::builder()
-            .attribute_name(hash)
-            .key_type(KeyType::Hash)
-            .build()
-            .expect("complete"),
+        KeySchemaElement::builder().attribute_name(hash).key_type(KeyType::Hash).build().expect("complete"),
     ];
     if let Some(r) = range {
         v.push(
-            KeySchemaElement::builder()
-                .attribute_name(r)
-                .key_type(KeyType::Range)
-                .build()
-                .expect("complete"),
+            KeySchemaElement::builder().attribute_name(r).key_type(KeyType::Range).build().expect("complete"),
         );
     }
     v
@@ -626,12 +579,7 @@ impl ClientStore for DynamoStore {
         Ok(lookup)
     }
 
-    async fn record_failure(
-        &self,
-        id: &ClientId,
-        now: i64,
-        window_secs: i64,
-    ) -> Result<(), StoreError> {
+    async fn record_failure(&self, id: &ClientId, now: i64, window_secs: i64) -> Result<(), StoreError> {
         // Count within the open window; when it has closed, start a new one.
         let res = self
             .client

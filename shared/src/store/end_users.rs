@@ -7,9 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, WriteRequest,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, WriteRequest};
 use serde_json::Value;
 
 use super::dynamo::{DynamoStore, Item, get_s, is_conditional_failure, s, sdk_error};
@@ -127,19 +125,10 @@ impl DynamoStore {
             for (name, value) in &user.values {
                 item.insert(format!("{ATTR_PREFIX}{name}"), to_av(value));
             }
-            let put = PutRequest::builder()
-                .set_item(Some(item))
-                .build()
-                .expect("item is set");
+            let put = PutRequest::builder().set_item(Some(item)).build().expect("item is set");
             requests.push(WriteRequest::builder().put_request(put).build());
         }
-        batch::write_all(
-            self.client(),
-            &self.tables().end_users,
-            requests,
-            WRITE_CONCURRENCY,
-        )
-        .await?;
+        batch::write_all(self.client(), &self.tables().end_users, requests, WRITE_CONCURRENCY).await?;
         Ok(skipped)
     }
 
@@ -181,15 +170,11 @@ impl DynamoStore {
                 for item in out.responses.unwrap_or_default().into_values().flatten() {
                     found.insert(get_s(&item, "pk")?.to_string(), ());
                 }
-                request = out
-                    .unprocessed_keys
-                    .and_then(|mut m| m.remove(&self.tables().end_users));
+                request = out.unprocessed_keys.and_then(|mut m| m.remove(&self.tables().end_users));
                 if request.is_some() {
                     attempt += 1;
                     if attempt > 10 {
-                        return Err(StoreError::Unavailable(
-                            "BatchGetItem: keys still unprocessed".into(),
-                        ));
+                        return Err(StoreError::Unavailable("BatchGetItem: keys still unprocessed".into()));
                     }
                     tokio::time::sleep(batch::backoff(attempt)).await;
                 }
@@ -252,11 +237,7 @@ impl DynamoStore {
     }
 
     /// Erases every item of the user. Returns how many were deleted (0 for an unknown user).
-    pub async fn delete_user(
-        &self,
-        account: &AccountId,
-        user_id: &str,
-    ) -> Result<usize, StoreError> {
+    pub async fn delete_user(&self, account: &AccountId, user_id: &str) -> Result<usize, StoreError> {
         let items = self.user_items(account, user_id).await?;
         let count = items.len();
         let requests = items
@@ -267,22 +248,11 @@ impl DynamoStore {
                     ("sk".to_string(), item["sk"].clone()),
                 ]);
                 WriteRequest::builder()
-                    .delete_request(
-                        DeleteRequest::builder()
-                            .set_key(Some(key))
-                            .build()
-                            .expect("key is set"),
-                    )
+                    .delete_request(DeleteRequest::builder().set_key(Some(key)).build().expect("key is set"))
                     .build()
             })
             .collect();
-        batch::write_all(
-            self.client(),
-            &self.tables().end_users,
-            requests,
-            WRITE_CONCURRENCY,
-        )
-        .await?;
+        batch::write_all(self.client(), &self.tables().end_users, requests, WRITE_CONCURRENCY).await?;
         Ok(count)
     }
 }

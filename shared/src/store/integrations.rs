@@ -58,15 +58,9 @@ fn definition_attrs(rec: &IntegrationRecord) -> Vec<(&'static str, AttributeValu
         ("integrationId", s(&rec.integration_id)),
         ("accountId", s(rec.account.as_str())),
         ("name", s(&rec.definition.name)),
-        (
-            "userIdentifierProperty",
-            s(rec.definition.user_identifier.as_str()),
-        ),
+        ("userIdentifierProperty", s(rec.definition.user_identifier.as_str())),
         ("properties", s(props)),
-        (
-            "attributeTypes",
-            s(serde_json::to_string(&rec.attribute_types).expect("serializable")),
-        ),
+        ("attributeTypes", s(serde_json::to_string(&rec.attribute_types).expect("serializable"))),
         ("tokenHash", s(&rec.token_hash)),
         ("version", n(rec.version)),
         ("createdAt", n(rec.created_at)),
@@ -98,43 +92,26 @@ fn record_from_item(item: &Item) -> Result<IntegrationRecord, StoreError> {
 }
 
 impl DynamoStore {
-    fn put_integration(
-        &self,
-        rec: &IntegrationRecord,
-        condition: Option<(&str, i64)>,
-    ) -> TransactWriteItem {
-        let mut item: Item = definition_attrs(rec)
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
+    fn put_integration(&self, rec: &IntegrationRecord, condition: Option<(&str, i64)>) -> TransactWriteItem {
+        let mut item: Item = definition_attrs(rec).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         item.insert("pk".into(), s(account_pk(&rec.account)));
         item.insert("sk".into(), s(integration_sk(&rec.integration_id)));
-        let mut put = Put::builder()
-            .table_name(&self.tables().config)
-            .set_item(Some(item));
+        let mut put = Put::builder().table_name(&self.tables().config).set_item(Some(item));
         put = match condition {
             None => put.condition_expression("attribute_not_exists(pk)"),
-            Some((expr, version)) => put
-                .condition_expression(expr)
-                .expression_attribute_values(":v", n(version)),
+            Some((expr, version)) => {
+                put.condition_expression(expr).expression_attribute_values(":v", n(version))
+            }
         };
-        TransactWriteItem::builder()
-            .put(put.build().expect("put is complete"))
-            .build()
+        TransactWriteItem::builder().put(put.build().expect("put is complete")).build()
     }
 
     fn put_token_item(&self, rec: &IntegrationRecord) -> TransactWriteItem {
-        let mut item: Item = definition_attrs(rec)
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
+        let mut item: Item = definition_attrs(rec).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         item.insert("pk".into(), s(token_pk(&rec.token_hash)));
         item.insert("sk".into(), s("ITOKEN"));
-        let put = Put::builder()
-            .table_name(&self.tables().config)
-            .set_item(Some(item))
-            .build()
-            .expect("complete");
+        let put =
+            Put::builder().table_name(&self.tables().config).set_item(Some(item)).build().expect("complete");
         TransactWriteItem::builder().put(put).build()
     }
 
@@ -153,18 +130,11 @@ impl DynamoStore {
         } else {
             update.condition_expression("attribute_exists(pk)")
         };
-        TransactWriteItem::builder()
-            .update(update.build().expect("update is complete"))
-            .build()
+        TransactWriteItem::builder().update(update.build().expect("update is complete")).build()
     }
 
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), IntegrationWriteError> {
-        let res = self
-            .client()
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
+        let res = self.client().transact_write_items().set_transact_items(Some(items)).send().await;
         match res {
             Ok(_) => Ok(()),
             Err(e) => match e.as_service_error() {
@@ -178,9 +148,7 @@ impl DynamoStore {
                         // Item 0 is always the account's headroom.
                         [true, ..] => Err(IntegrationWriteError::AttributeLimit),
                         [_, true, ..] => Err(IntegrationWriteError::Conflict),
-                        _ => Err(
-                            StoreError::Unavailable(format!("transaction cancelled: {t}")).into(),
-                        ),
+                        _ => Err(StoreError::Unavailable(format!("transaction cancelled: {t}")).into()),
                     }
                 }
                 _ => Err(sdk_error("TransactWriteItems", e).into()),
@@ -188,10 +156,7 @@ impl DynamoStore {
         }
     }
 
-    pub async fn create_integration(
-        &self,
-        rec: &IntegrationRecord,
-    ) -> Result<(), IntegrationWriteError> {
+    pub async fn create_integration(&self, rec: &IntegrationRecord) -> Result<(), IntegrationWriteError> {
         let used = rec.definition.properties.len() as i64;
         self.transact(vec![
             self.consume_headroom(&rec.account, used),
@@ -216,10 +181,7 @@ impl DynamoStore {
         .await
     }
 
-    pub async fn delete_integration(
-        &self,
-        rec: &IntegrationRecord,
-    ) -> Result<(), IntegrationWriteError> {
+    pub async fn delete_integration(&self, rec: &IntegrationRecord) -> Result<(), IntegrationWriteError> {
         let freed = rec.definition.properties.len() as i64;
         let delete_def = Delete::builder()
             .table_name(&self.tables().config)
@@ -279,10 +241,7 @@ impl DynamoStore {
         out.item.as_ref().map(record_from_item).transpose()
     }
 
-    pub async fn list_integrations(
-        &self,
-        account: &AccountId,
-    ) -> Result<Vec<IntegrationRecord>, StoreError> {
+    pub async fn list_integrations(&self, account: &AccountId) -> Result<Vec<IntegrationRecord>, StoreError> {
         let mut out = Vec::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {

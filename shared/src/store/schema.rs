@@ -34,11 +34,7 @@ pub const CONFIG: TableDef = TableDef {
     default_name: "ingest-config",
     hash_key: "pk",
     range_key: Some("sk"),
-    indexes: &[IndexDef {
-        name: "byAccount",
-        hash_key: "gsi1pk",
-        range_key: Some("gsi1sk"),
-    }],
+    indexes: &[IndexDef { name: "byAccount", hash_key: "gsi1pk", range_key: Some("gsi1sk") }],
     ttl_attribute: Some("expiresAt"),
 };
 
