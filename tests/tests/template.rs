@@ -124,3 +124,29 @@ fn every_route_has_a_sample_event() {
         assert!(covered.iter().any(|(_, rk)| *rk == key), "no event in events/ with routeKey '{key}'");
     }
 }
+
+#[test]
+fn every_route_is_in_the_openapi_document() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.yaml")).unwrap();
+    let doc: Value = serde_yaml::from_str(&text).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = doc["paths"].as_mapping().unwrap();
+    for (method, path) in template_routes() {
+        let item = paths
+            .get(Value::String(path.clone()))
+            .unwrap_or_else(|| panic!("{path} missing from docs/openapi.yaml"));
+        assert!(
+            !item[method.to_lowercase().as_str()].is_null(),
+            "{method} {path} missing from docs/openapi.yaml"
+        );
+    }
+    let documented: usize = paths
+        .values()
+        .map(|item| ["get", "post", "put", "patch", "delete"].iter().filter(|m| !item[**m].is_null()).count())
+        .sum();
+    assert_eq!(
+        documented,
+        template_routes().len(),
+        "docs/openapi.yaml documents routes template.yaml does not serve"
+    );
+}

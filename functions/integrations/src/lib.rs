@@ -225,12 +225,12 @@ async fn delete(app: &App, p: &Principal, id: &str) -> Result<Response<Body>, Ap
 async fn test(app: &App, p: &Principal, id: &str, req: &Request) -> Result<Response<Body>, ApiError> {
     let envelope: Envelope = json_body(req, user_data::MAX_BODY_BYTES)?;
     let rec = find(app, p, id).await?;
-    let request = match envelope.into_request(false) {
+    let mut request = match envelope.into_request(false) {
         Ok(r) => r,
         Err(errors) => return Ok(json_response(200, &test_report(None, &errors, &[]))),
     };
     let def = &rec.definition;
-    let body = match user_data::validate(def, &request.data) {
+    let body = match user_data::validate(def, &mut request.data) {
         Err(errors) => test_report(None, &errors, &[]),
         Ok(v) => {
             let users: Vec<Value> = v

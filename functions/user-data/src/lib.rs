@@ -72,7 +72,7 @@ async fn update(
     req: &Request,
 ) -> Result<Response<Body>, ApiError> {
     let envelope: Envelope = json_body(req, user_data::MAX_BODY_BYTES)?;
-    let request = envelope.into_request(true).map_err(|d| invalid("the request body is invalid", d))?;
+    let mut request = envelope.into_request(true).map_err(|d| invalid("the request body is invalid", d))?;
     let integration = app
         .store
         .integration_by_token(&SecretHash::of_str(&request.token).to_hex())
@@ -80,7 +80,7 @@ async fn update(
         .filter(|i| i.account == p.account)
         .ok_or_else(|| ApiError::NotFound("no integration has this token".into()))?;
     let def = &integration.definition;
-    let validated = user_data::validate(def, &request.data)
+    let validated = user_data::validate(def, &mut request.data)
         .map_err(|d| invalid("some users are invalid; nothing was written", d))?;
 
     let writes: Vec<UserWrite> = validated

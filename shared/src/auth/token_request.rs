@@ -17,8 +17,8 @@ pub struct TokenRequest {
 /// Largest token request body accepted; a real one is well under 1 KiB.
 pub const MAX_BODY: usize = 8 * 1024;
 
+/// Unknown members are ignored, as unknown form parameters are (RFC 6749 §3.2).
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct JsonBody {
     grant_type: Option<String>,
     scope: Option<String>,

@@ -84,6 +84,21 @@ impl PropertyPath {
         }
         Some(current)
     }
+
+    /// Like [`resolve`](Self::resolve), for taking the value out without copying it.
+    pub fn resolve_mut<'a>(&self, item: &'a mut serde_json::Map<String, Value>) -> Option<&'a mut Value> {
+        if item.contains_key(&self.raw) {
+            return item.get_mut(&self.raw);
+        }
+        if self.segments.len() == 1 {
+            return None;
+        }
+        let mut current = item.get_mut(&self.segments[0])?;
+        for seg in &self.segments[1..] {
+            current = current.as_object_mut()?.get_mut(seg)?;
+        }
+        Some(current)
+    }
 }
 
 /// An imported property.
