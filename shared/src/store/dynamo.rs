@@ -488,7 +488,8 @@ impl DynamoStore {
         Ok(key)
     }
 
-    async fn query_all(&self, table: &str, pk: &str) -> Result<Vec<Item>, StoreError> {
+    /// Every item of one partition, strongly consistent, all pages.
+    pub(crate) async fn query_all(&self, table: &str, pk: &str) -> Result<Vec<Item>, StoreError> {
         let mut out = Vec::new();
         let mut start = None;
         loop {

@@ -190,26 +190,7 @@ impl DynamoStore {
         account: &AccountId,
         user_id: &str,
     ) -> Result<Vec<Item>, StoreError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client()
-                .query()
-                .table_name(&self.tables().end_users)
-                .key_condition_expression("pk = :p")
-                .expression_attribute_values(":p", s(user_pk(account, user_id)))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| sdk_error("Query", e))?;
-            out.extend(page.items.unwrap_or_default());
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(out);
-            }
-        }
+        self.query_all(&self.tables().end_users, &user_pk(account, user_id)).await
     }
 
     /// The user's attributes, per integration.
