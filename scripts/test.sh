@@ -25,3 +25,7 @@ trap 'kill "$MOTO_PID" 2>/dev/null || true' EXIT
 local_aws_env "$port"
 echo "==> cargo test (local DynamoDB-compatible server on 127.0.0.1:$port)"
 cargo test --workspace --locked
+
+echo "==> admin CLI smoke test"
+cargo build --locked -p admin
+scripts/admin-smoke.sh
