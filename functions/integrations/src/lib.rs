@@ -18,6 +18,7 @@ use shared::http::request::{header, json_body};
 use shared::http::{ApiError, RequestInfo, json_response};
 use shared::store::dynamo::DynamoStore;
 use shared::store::integrations::{IntegrationRecord, IntegrationWriteError};
+use shared::store::IntegrationStore;
 
 /// Definitions are small; anything larger is not one.
 const MAX_DEFINITION_BYTES: usize = 256 * 1024;

@@ -14,6 +14,7 @@ use shared::http::request::{header, json_body};
 use shared::http::{ApiError, ErrorDetail, RequestInfo, json_response};
 use shared::store::dynamo::DynamoStore;
 use shared::store::end_users::UserWrite;
+use shared::store::{EndUserStore, IntegrationStore};
 
 pub struct App {
     store: DynamoStore,

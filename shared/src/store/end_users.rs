@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, KeysAndAttributes, 
 use serde_json::Value;
 
 use super::dynamo::{DynamoStore, Item, get_s, is_conditional_failure, s, sdk_error};
-use super::{StoreError, batch};
+use super::{EndUserStore, StoreError, batch};
 use crate::domain::AccountId;
 use crate::domain::user_data::{AttrValue, UserId};
 
@@ -58,10 +58,10 @@ fn to_json(v: &AttributeValue) -> Option<Value> {
     }
 }
 
-impl DynamoStore {
+impl EndUserStore for DynamoStore {
     /// Sets the given attributes of one user, keeping the others. With `only_existing`, writes
     /// nothing (and returns false) unless the user already has attributes of this integration.
-    pub async fn merge_user(
+    async fn merge_user(
         &self,
         account: &AccountId,
         integration_id: &str,
@@ -96,7 +96,7 @@ impl DynamoStore {
 
     /// Makes each user's attributes of this integration exactly those given. Returns the users
     /// skipped because `only_existing` was set and they had no attributes of this integration.
-    pub async fn replace_users(
+    async fn replace_users(
         &self,
         account: &AccountId,
         integration_id: &str,
@@ -132,6 +132,52 @@ impl DynamoStore {
         Ok(skipped)
     }
 
+    /// The user's attributes, per integration.
+    async fn read_user(
+        &self,
+        account: &AccountId,
+        user_id: &str,
+    ) -> Result<Vec<StoredAttributes>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.user_items(account, user_id).await? {
+            if !get_s(&item, "sk")?.starts_with("A#") {
+                continue;
+            }
+            let values = item
+                .iter()
+                .filter_map(|(k, v)| Some((k.strip_prefix(ATTR_PREFIX)?.to_string(), to_json(v)?)))
+                .collect();
+            out.push(StoredAttributes {
+                integration_id: get_s(&item, "integrationId")?.to_string(),
+                updated_at: get_s(&item, "updatedAt")?.to_string(),
+                values,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Erases every item of the user. Returns how many were deleted (0 for an unknown user).
+    async fn delete_user(&self, account: &AccountId, user_id: &str) -> Result<usize, StoreError> {
+        let items = self.user_items(account, user_id).await?;
+        let count = items.len();
+        let requests = items
+            .into_iter()
+            .map(|item| {
+                let key = HashMap::from([
+                    ("pk".to_string(), item["pk"].clone()),
+                    ("sk".to_string(), item["sk"].clone()),
+                ]);
+                WriteRequest::builder()
+                    .delete_request(DeleteRequest::builder().set_key(Some(key)).build().expect("key is set"))
+                    .build()
+            })
+            .collect();
+        batch::write_all(self.client(), &self.tables().end_users, requests, WRITE_CONCURRENCY).await?;
+        Ok(count)
+    }
+}
+
+impl DynamoStore {
     /// The partition keys (of `users`) that hold an item of this integration.
     async fn existing_users(
         &self,
@@ -191,49 +237,5 @@ impl DynamoStore {
         user_id: &str,
     ) -> Result<Vec<Item>, StoreError> {
         self.query_all(&self.tables().end_users, &user_pk(account, user_id)).await
-    }
-
-    /// The user's attributes, per integration.
-    pub async fn read_user(
-        &self,
-        account: &AccountId,
-        user_id: &str,
-    ) -> Result<Vec<StoredAttributes>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.user_items(account, user_id).await? {
-            if !get_s(&item, "sk")?.starts_with("A#") {
-                continue;
-            }
-            let values = item
-                .iter()
-                .filter_map(|(k, v)| Some((k.strip_prefix(ATTR_PREFIX)?.to_string(), to_json(v)?)))
-                .collect();
-            out.push(StoredAttributes {
-                integration_id: get_s(&item, "integrationId")?.to_string(),
-                updated_at: get_s(&item, "updatedAt")?.to_string(),
-                values,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Erases every item of the user. Returns how many were deleted (0 for an unknown user).
-    pub async fn delete_user(&self, account: &AccountId, user_id: &str) -> Result<usize, StoreError> {
-        let items = self.user_items(account, user_id).await?;
-        let count = items.len();
-        let requests = items
-            .into_iter()
-            .map(|item| {
-                let key = HashMap::from([
-                    ("pk".to_string(), item["pk"].clone()),
-                    ("sk".to_string(), item["sk"].clone()),
-                ]);
-                WriteRequest::builder()
-                    .delete_request(DeleteRequest::builder().set_key(Some(key)).build().expect("key is set"))
-                    .build()
-            })
-            .collect();
-        batch::write_all(self.client(), &self.tables().end_users, requests, WRITE_CONCURRENCY).await?;
-        Ok(count)
     }
 }

@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, HashMap};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 
-use super::StoreError;
 use super::dynamo::{DynamoStore, Item, account_pk, get_n, get_s, n, s, sdk_error};
+use super::{IntegrationStore, StoreError};
 use crate::domain::AccountId;
 use crate::domain::integration::{AttrType, Definition, PropertyDto};
 
@@ -155,8 +155,10 @@ impl DynamoStore {
             },
         }
     }
+}
 
-    pub async fn create_integration(&self, rec: &IntegrationRecord) -> Result<(), IntegrationWriteError> {
+impl IntegrationStore for DynamoStore {
+    async fn create_integration(&self, rec: &IntegrationRecord) -> Result<(), IntegrationWriteError> {
         let used = rec.definition.properties.len() as i64;
         self.transact(vec![
             self.consume_headroom(&rec.account, used),
@@ -167,7 +169,7 @@ impl DynamoStore {
     }
 
     /// Replaces `old` by `new` (same id and token), if nobody changed it meanwhile.
-    pub async fn update_integration(
+    async fn update_integration(
         &self,
         old: &IntegrationRecord,
         new: &IntegrationRecord,
@@ -181,7 +183,7 @@ impl DynamoStore {
         .await
     }
 
-    pub async fn delete_integration(&self, rec: &IntegrationRecord) -> Result<(), IntegrationWriteError> {
+    async fn delete_integration(&self, rec: &IntegrationRecord) -> Result<(), IntegrationWriteError> {
         let freed = rec.definition.properties.len() as i64;
         let delete_def = Delete::builder()
             .table_name(&self.tables().config)
@@ -205,7 +207,7 @@ impl DynamoStore {
         .await
     }
 
-    pub async fn get_integration(
+    async fn get_integration(
         &self,
         account: &AccountId,
         id: &str,
@@ -224,10 +226,7 @@ impl DynamoStore {
     }
 
     /// The integration a token belongs to (one strongly consistent GetItem).
-    pub async fn integration_by_token(
-        &self,
-        token_hash: &str,
-    ) -> Result<Option<IntegrationRecord>, StoreError> {
+    async fn integration_by_token(&self, token_hash: &str) -> Result<Option<IntegrationRecord>, StoreError> {
         let out = self
             .client()
             .get_item()
@@ -241,7 +240,7 @@ impl DynamoStore {
         out.item.as_ref().map(record_from_item).transpose()
     }
 
-    pub async fn list_integrations(&self, account: &AccountId) -> Result<Vec<IntegrationRecord>, StoreError> {
+    async fn list_integrations(&self, account: &AccountId) -> Result<Vec<IntegrationRecord>, StoreError> {
         let mut out = Vec::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
