@@ -16,9 +16,9 @@ use shared::domain::user_data::{self, Envelope, Mode};
 use shared::domain::{Scope, SecretHash};
 use shared::http::request::{header, json_body};
 use shared::http::{ApiError, RequestInfo, json_response};
+use shared::store::IntegrationStore;
 use shared::store::dynamo::DynamoStore;
 use shared::store::integrations::{IntegrationRecord, IntegrationWriteError};
-use shared::store::IntegrationStore;
 
 /// Definitions are small; anything larger is not one.
 const MAX_DEFINITION_BYTES: usize = 256 * 1024;

@@ -4,6 +4,7 @@ pub mod ids;
 pub mod integration;
 pub mod scope;
 pub mod secret;
+pub mod segment;
 pub mod user_data;
 
 pub use ids::{AccountId, ClientId, IdError, SystemGuid};
