@@ -33,14 +33,7 @@ fn check_table(t: &Value, def: &TableDef) {
     assert_eq!(p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"].as_bool(), Some(true));
     assert_eq!(key_schema(&p["KeySchema"]), expected_keys(def.hash_key, def.range_key), "{}", def.logical_id);
 
-    let mut want_attrs = vec![def.hash_key];
-    want_attrs.extend(def.range_key);
-    for ix in def.indexes {
-        want_attrs.push(ix.hash_key);
-        want_attrs.extend(ix.range_key);
-    }
-    want_attrs.sort_unstable();
-    want_attrs.dedup();
+    let want_attrs = def.key_attributes();
     let mut attrs: Vec<&str> = p["AttributeDefinitions"]
         .as_sequence()
         .unwrap()

@@ -103,7 +103,6 @@ fn write_error(e: IntegrationWriteError) -> ApiError {
             code: "concurrent_modification",
             message: "the integration was changed by another request; retry".into(),
         },
-        IntegrationWriteError::NotFound => ApiError::NotFound("integration not found".into()),
         IntegrationWriteError::Store(e) => e.into(),
     }
 }

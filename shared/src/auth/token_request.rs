@@ -187,6 +187,16 @@ mod tests {
     }
 
     #[test]
+    fn body_size_edge() {
+        let base = "grant_type=client_credentials&pad=";
+        let at_limit = format!("{base}{}", "x".repeat(MAX_BODY - base.len()));
+        assert_eq!(at_limit.len(), MAX_BODY);
+        assert!(parse(Some(&basic("a", "b")), FORM, at_limit.as_bytes()).is_ok());
+        let past = format!("{at_limit}x");
+        assert_eq!(kind(parse(Some(&basic("a", "b")), FORM, past.as_bytes())), K::InvalidRequest);
+    }
+
+    #[test]
     fn errors() {
         assert_eq!(kind(parse(None, FORM, b"grant_type=client_credentials")), K::InvalidClient);
         assert_eq!(kind(parse(Some(&basic("a", "b")), FORM, b"")), K::InvalidRequest);

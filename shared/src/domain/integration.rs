@@ -421,6 +421,19 @@ mod tests {
     }
 
     #[test]
+    fn name_length_edges() {
+        let body = |name: &str, attr: &str| json!({"name": name, "userIdentifierProperty": "id", "properties": [{"path": "p", "name": attr, "type": "String"}]});
+        assert!(Definition::from_json(&body(&"n".repeat(200), "a")).is_ok());
+        assert!(Definition::from_json(&body(&"n".repeat(201), "a")).is_err());
+        assert!(Definition::from_json(&body("n", &"a".repeat(128))).is_ok());
+        assert!(Definition::from_json(&body("n", &"a".repeat(129))).is_err());
+        assert!(Definition::from_json(&body("n", "")).is_err());
+        let path = |p: &str| json!({"name": "n", "userIdentifierProperty": "id", "properties": [{"path": p, "name": "a", "type": "String"}]});
+        assert!(Definition::from_json(&path(&"p".repeat(256))).is_ok());
+        assert!(Definition::from_json(&path(&"p".repeat(257))).is_err());
+    }
+
+    #[test]
     fn types_never_change() {
         let d = Definition::from_json(&seed()).unwrap();
         let known = d.merge_types(&BTreeMap::new()).unwrap();

@@ -139,21 +139,13 @@ impl DynamoStore {
     }
 
     async fn create_table(&self, def: &TableDef, name: &str) -> Result<bool, StoreError> {
-        let mut attrs = vec![def.hash_key];
-        attrs.extend(def.range_key);
-        for ix in def.indexes {
-            attrs.push(ix.hash_key);
-            attrs.extend(ix.range_key);
-        }
-        attrs.sort_unstable();
-        attrs.dedup();
         let mut req = self
             .client
             .create_table()
             .table_name(name)
             .billing_mode(BillingMode::PayPerRequest)
             .set_key_schema(Some(key_schema(def.hash_key, def.range_key)));
-        for a in attrs {
+        for a in def.key_attributes() {
             req = req.attribute_definitions(
                 AttributeDefinition::builder()
                     .attribute_name(a)
@@ -490,15 +482,29 @@ impl DynamoStore {
 
     /// Every item of one partition, strongly consistent, all pages.
     pub(crate) async fn query_all(&self, table: &str, pk: &str) -> Result<Vec<Item>, StoreError> {
+        self.query_prefix(table, pk, "").await
+    }
+
+    /// Every item of one partition whose sort key starts with `sk_prefix`, strongly
+    /// consistent, all pages.
+    pub(crate) async fn query_prefix(
+        &self,
+        table: &str,
+        pk: &str,
+        sk_prefix: &str,
+    ) -> Result<Vec<Item>, StoreError> {
         let mut out = Vec::new();
         let mut start = None;
         loop {
-            let page = self
-                .client
-                .query()
-                .table_name(table)
-                .key_condition_expression("pk = :p")
-                .expression_attribute_values(":p", s(pk))
+            let mut query = self.client.query().table_name(table).expression_attribute_values(":p", s(pk));
+            query = if sk_prefix.is_empty() {
+                query.key_condition_expression("pk = :p")
+            } else {
+                query
+                    .key_condition_expression("pk = :p AND begins_with(sk, :s)")
+                    .expression_attribute_values(":s", s(sk_prefix))
+            };
+            let page = query
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()

@@ -8,7 +8,7 @@
 //!   decremented in the same transaction as every change, under the condition that it stays
 //!   non-negative. Concurrent edits therefore cannot overshoot the cap.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
@@ -38,8 +38,6 @@ pub enum IntegrationWriteError {
     AttributeLimit,
     #[error("the integration changed concurrently")]
     Conflict,
-    #[error("the integration or its account does not exist")]
-    NotFound,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -241,28 +239,7 @@ impl IntegrationStore for DynamoStore {
     }
 
     async fn list_integrations(&self, account: &AccountId) -> Result<Vec<IntegrationRecord>, StoreError> {
-        let mut out = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let page = self
-                .client()
-                .query()
-                .table_name(&self.tables().config)
-                .key_condition_expression("pk = :p AND begins_with(sk, :s)")
-                .expression_attribute_values(":p", s(account_pk(account)))
-                .expression_attribute_values(":s", s("INTEGRATION#"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| sdk_error("Query", e))?;
-            for item in page.items() {
-                out.push(record_from_item(item)?);
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(out);
-            }
-        }
+        let items = self.query_prefix(&self.tables().config, &account_pk(account), "INTEGRATION#").await?;
+        items.iter().map(record_from_item).collect()
     }
 }

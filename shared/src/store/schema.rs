@@ -62,4 +62,20 @@ pub const END_USERS: TableDef = TableDef {
     ttl_attribute: None,
 };
 
+impl TableDef {
+    /// Every key attribute of the table and its indexes, sorted, once each: the
+    /// `AttributeDefinitions` of the table.
+    pub fn key_attributes(&self) -> Vec<&'static str> {
+        let mut attrs = vec![self.hash_key];
+        attrs.extend(self.range_key);
+        for ix in self.indexes {
+            attrs.push(ix.hash_key);
+            attrs.extend(ix.range_key);
+        }
+        attrs.sort_unstable();
+        attrs.dedup();
+        attrs
+    }
+}
+
 pub const ALL: &[&TableDef] = &[&CONFIG, &KEYS, &END_USERS];
