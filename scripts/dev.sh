@@ -39,6 +39,7 @@ AWS_EC2_METADATA_DISABLED=true
 CONFIG_TABLE=ingest-config
 KEYS_TABLE=ingest-signing-keys
 END_USERS_TABLE=ingest-end-users
+SEGMENTS_TABLE=ingest-segments
 TOKEN_ISSUER=$API_URL
 TOKEN_AUDIENCE=end-user-data-api
 ENV

@@ -9,6 +9,7 @@ pub struct Tables {
     pub config: String,
     pub keys: String,
     pub end_users: String,
+    pub segments: String,
 }
 
 impl Tables {
@@ -17,6 +18,7 @@ impl Tables {
             config: name_from_env(&schema::CONFIG),
             keys: name_from_env(&schema::KEYS),
             end_users: name_from_env(&schema::END_USERS),
+            segments: name_from_env(&schema::SEGMENTS),
         }
     }
 
@@ -26,6 +28,7 @@ impl Tables {
             config: format!("{prefix}{}", schema::CONFIG.default_name),
             keys: format!("{prefix}{}", schema::KEYS.default_name),
             end_users: format!("{prefix}{}", schema::END_USERS.default_name),
+            segments: format!("{prefix}{}", schema::SEGMENTS.default_name),
         }
     }
 
@@ -35,6 +38,7 @@ impl Tables {
             (&schema::CONFIG, self.config.as_str()),
             (&schema::KEYS, self.keys.as_str()),
             (&schema::END_USERS, self.end_users.as_str()),
+            (&schema::SEGMENTS, self.segments.as_str()),
         ]
     }
 }

@@ -12,7 +12,7 @@ use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 
 use shared::config::{AuthConfig, Tables};
-use shared::domain::{AccountId, ClientSecret, ScopeSet};
+use shared::domain::{AccountId, ClientSecret, ScopeSet, SystemGuid};
 use shared::store::dynamo::DynamoStore;
 
 pub const ISSUER: &str = "https://api.test.example";
@@ -72,6 +72,8 @@ pub struct Stack {
     pub account: AccountId,
     pub client_id: String,
     pub client_secret: ClientSecret,
+    /// A system of `account`.
+    pub system: SystemGuid,
 }
 
 impl Stack {
@@ -86,8 +88,10 @@ impl Stack {
         let (client, secret) =
             store.create_client(&account, "test", ScopeSet::all(), now).await.expect("client");
         store.rotate_signing_key(now, 3600).await.expect("key");
+        let system = SystemGuid::generate();
+        store.create_system(&account, system, now).await.expect("system");
         counter.reset();
-        Self { store, counter, account, client_id: client.client_id.to_string(), client_secret: secret }
+        Self { store, counter, account, client_id: client.client_id.to_string(), client_secret: secret, system }
     }
 
     /// Another account with its own all-scopes client, in the same tables.
@@ -138,6 +142,15 @@ impl Stack {
     pub fn user_data_app(&self) -> user_data::App {
         user_data::App::new(self.store.clone(), &auth_config())
     }
+
+    pub fn segments_app(&self) -> segments::App {
+        segments::App::new(self.store.clone(), &auth_config())
+    }
+
+    /// `/public/v1/user/system/<this stack's system>/segment` followed by `rest`.
+    pub fn segment_path(&self, rest: &str) -> String {
+        format!("/public/v1/user/system/{}/segment{rest}", self.system)
+    }
 }
 
 pub const ALL_SCOPES: &str = "endUserUpdate:write endUsers:read endUsers:delete segments:read segments:write integrations:read integrations:write";
@@ -169,6 +182,17 @@ pub async fn call_user_data(
 ) -> Answer {
     let headers = [("authorization", auth), ("content-type", "application/json")];
     answer(user_data::handle(app, req(method, path, &headers, body)).await)
+}
+
+pub async fn call_segments(
+    app: &segments::App,
+    auth: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Answer {
+    let headers = [("authorization", auth), ("content-type", "application/json")];
+    answer(segments::handle(app, req(method, path, &headers, body)).await)
 }
 
 /// Creates an integration from `definition`; returns (integrationId, token).

@@ -1,5 +1,6 @@
 //! The user-data function: `POST /public/v1/user/data` (WalkMe End User Update API),
-//! `GET /public/v1/user/{userId}` and `DELETE /public/v1/user/{userId}`.
+//! `GET /public/v1/user/{userId}` (attributes and segment memberships) and
+//! `DELETE /public/v1/user/{userId}` (both, everywhere).
 
 use std::collections::HashMap;
 
@@ -14,6 +15,7 @@ use shared::http::request::{header, json_body};
 use shared::http::{ApiError, ErrorDetail, RequestInfo, json_response};
 use shared::store::dynamo::DynamoStore;
 use shared::store::end_users::UserWrite;
+use shared::store::segments::SegmentStore;
 use shared::store::{EndUserStore, IntegrationStore};
 
 pub struct App {
@@ -58,6 +60,10 @@ async fn route(app: &App, info: &RequestInfo, req: &Request) -> Result<Response<
 
 fn invalid(message: &str, details: Vec<ErrorDetail>) -> ApiError {
     ApiError::Invalid { code: "validation_failed", message: message.into(), details }
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 fn now_rfc3339() -> String {
@@ -129,9 +135,12 @@ fn user_id(raw: &str) -> Result<UserId, ApiError> {
 /// properties that still exist), and every segment the user belongs to.
 async fn read(app: &App, p: &Principal, raw_id: &str) -> Result<Response<Body>, ApiError> {
     let uid = user_id(raw_id)?;
-    let (stored, integrations) =
-        tokio::join!(app.store.read_user(&p.account, uid.as_str()), app.store.list_integrations(&p.account));
-    let (stored, integrations) = (stored?, integrations?);
+    let (stored, integrations, segments) = tokio::join!(
+        app.store.read_user(&p.account, uid.as_str()),
+        app.store.list_integrations(&p.account),
+        app.store.user_segments(&p.account, uid.as_str())
+    );
+    let (stored, integrations, segments) = (stored?, integrations?, segments?);
     let by_id: HashMap<&str, _> = integrations.iter().map(|i| (i.integration_id.as_str(), i)).collect();
     let mut groups = Vec::new();
     for s in &stored {
@@ -157,13 +166,21 @@ async fn read(app: &App, p: &Principal, raw_id: &str) -> Result<Response<Body>, 
             "updatedAt": s.updated_at,
         }));
     }
-    if groups.is_empty() {
+    if groups.is_empty() && segments.is_empty() {
         return Err(ApiError::NotFound("no data for this user".into()));
     }
-    Ok(json_response(
-        200,
-        &json!({ "userId": uid.as_str(), "integrations": groups, "segments": Value::Array(Vec::new()) }),
-    ))
+    let segments: Vec<Value> = segments
+        .iter()
+        .map(|h| {
+            json!({
+                "systemGuid": h.system.to_string(),
+                "segmentGuid": h.segment.to_string(),
+                "id": h.external_id,
+                "name": h.name,
+            })
+        })
+        .collect();
+    Ok(json_response(200, &json!({ "userId": uid.as_str(), "integrations": groups, "segments": segments })))
 }
 
 async fn erase(
@@ -173,7 +190,10 @@ async fn erase(
     raw_id: &str,
 ) -> Result<Response<Body>, ApiError> {
     let uid = user_id(raw_id)?;
+    // Memberships first: if the call fails between the two, a retry still finds the user.
+    let memberships = app.store.remove_user_everywhere(&p.account, uid.as_str(), now_ms()).await?;
     let deleted = app.store.delete_user(&p.account, uid.as_str()).await?;
-    tracing::info!(request_id = %info.request_id, account = %p.account, items = deleted, "user erased");
+    tracing::info!(request_id = %info.request_id, account = %p.account, items = deleted, memberships,
+        "user erased");
     Ok(Response::builder().status(204).body(Body::Empty).expect("valid response"))
 }

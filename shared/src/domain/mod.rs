@@ -7,6 +7,6 @@ pub mod secret;
 pub mod segment;
 pub mod user_data;
 
-pub use ids::{AccountId, ClientId, IdError, SystemGuid};
+pub use ids::{AccountId, ClientId, IdError, SegmentGuid, SystemGuid};
 pub use scope::{Scope, ScopeSet};
 pub use secret::{ClientSecret, SecretHash};

@@ -1,11 +1,12 @@
-//! BatchWriteItem at DynamoDB's limit (25 requests per call), with `UnprocessedItems` retried
-//! under capped exponential backoff with full jitter, and bounded concurrency.
+//! BatchWriteItem and BatchGetItem at DynamoDB's limits (25 writes, 100 keys per call), with
+//! `UnprocessedItems` / `UnprocessedKeys` retried under capped exponential backoff with full
+//! jitter, and bounded concurrency.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::WriteRequest;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, WriteRequest};
 use tokio::task::JoinSet;
 
 use super::StoreError;
@@ -13,6 +14,8 @@ use super::dynamo::sdk_error;
 
 /// DynamoDB refuses more than 25 requests per BatchWriteItem (the local server accepts 26).
 pub const MAX_BATCH: usize = 25;
+/// DynamoDB's limit of keys per BatchGetItem.
+pub const MAX_GET: usize = 100;
 const MAX_ATTEMPTS: u32 = 10;
 const BASE_DELAY: Duration = Duration::from_millis(25);
 const MAX_DELAY: Duration = Duration::from_millis(1_000);
@@ -83,6 +86,86 @@ async fn write_chunk(client: &Client, table: &str, chunk: Vec<WriteRequest>) -> 
     Err(StoreError::Unavailable(format!(
         "BatchWriteItem: items still unprocessed after {MAX_ATTEMPTS} attempts"
     )))
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Reads every key (strongly consistent), `concurrency` calls of up to 100 keys at a time;
+/// returns the items found, in no particular order, each with only the `projection`
+/// attributes (names, not placeholders: `#`-free attribute names only).
+pub async fn get_all(
+    client: &Client,
+    table: &str,
+    keys: Vec<Item>,
+    projection: &[&str],
+    concurrency: usize,
+) -> Result<Vec<Item>, StoreError> {
+    let mut chunks = Vec::with_capacity(keys.len().div_ceil(MAX_GET));
+    let mut it = keys.into_iter().peekable();
+    while it.peek().is_some() {
+        chunks.push(it.by_ref().take(MAX_GET).collect::<Vec<_>>());
+    }
+    let mut pending = chunks.into_iter();
+    let mut running = JoinSet::new();
+    let mut found = Vec::new();
+    let mut first_error = None;
+    loop {
+        while running.len() < concurrency.max(1) && first_error.is_none() {
+            let Some(chunk) = pending.next() else { break };
+            let (client, table) = (client.clone(), table.to_string());
+            let projection: Vec<String> = projection.iter().map(|s| s.to_string()).collect();
+            running.spawn(async move { get_chunk(&client, &table, chunk, &projection).await });
+        }
+        match running.join_next().await {
+            None => break,
+            Some(Ok(Ok(items))) => found.extend(items),
+            Some(Ok(Err(e))) => {
+                first_error.get_or_insert(e);
+            }
+            Some(Err(join)) => {
+                first_error.get_or_insert(StoreError::Unavailable(format!("batch task failed: {join}")));
+            }
+        }
+    }
+    first_error.map_or(Ok(found), Err)
+}
+
+async fn get_chunk(
+    client: &Client,
+    table: &str,
+    chunk: Vec<Item>,
+    projection: &[String],
+) -> Result<Vec<Item>, StoreError> {
+    // Placeholders for every projected name: some (`n`, `name`) are reserved words.
+    let mut request = KeysAndAttributes::builder().set_keys(Some(chunk)).consistent_read(true);
+    let mut expr = Vec::with_capacity(projection.len());
+    for (i, name) in projection.iter().enumerate() {
+        expr.push(format!("#p{i}"));
+        request = request.expression_attribute_names(format!("#p{i}"), name);
+    }
+    let mut request = Some(request.projection_expression(expr.join(", ")).build().expect("keys are set"));
+    let mut found = Vec::new();
+    let mut attempt = 0;
+    while let Some(req) = request.take() {
+        let out = client
+            .batch_get_item()
+            .request_items(table, req)
+            .send()
+            .await
+            .map_err(|e| sdk_error("BatchGetItem", e))?;
+        found.extend(out.responses.unwrap_or_default().into_values().flatten());
+        request = out.unprocessed_keys.and_then(|mut m| m.remove(table)).filter(|k| !k.keys.is_empty());
+        if request.is_some() {
+            attempt += 1;
+            if attempt >= MAX_ATTEMPTS {
+                return Err(StoreError::Unavailable(format!(
+                    "BatchGetItem: keys still unprocessed after {MAX_ATTEMPTS} attempts"
+                )));
+            }
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

@@ -82,7 +82,7 @@ pub(crate) fn is_conditional_failure<E: ProvideErrorMetadata, R>(e: &SdkError<E,
     e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException")
 }
 
-fn is_cancelled_by_condition<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+pub(crate) fn is_cancelled_by_condition<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
     e.as_service_error().and_then(|s| s.code()) == Some("TransactionCanceledException")
         && e.as_service_error()
             .and_then(|s| s.message())

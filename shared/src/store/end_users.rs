@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use serde_json::Value;
 
 use super::dynamo::{DynamoStore, Item, get_s, is_conditional_failure, s, sdk_error};
@@ -185,48 +185,18 @@ impl DynamoStore {
         integration_id: &str,
         users: &[UserWrite<'_>],
     ) -> Result<HashMap<String, ()>, StoreError> {
-        let mut found = HashMap::new();
-        for chunk in users.chunks(100) {
-            let keys: Vec<Item> = chunk
-                .iter()
-                .map(|u| {
-                    HashMap::from([
-                        ("pk".to_string(), s(user_pk(account, u.user_id.as_str()))),
-                        ("sk".to_string(), s(attrs_sk(integration_id))),
-                    ])
-                })
-                .collect();
-            let mut request = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .projection_expression("pk")
-                    .consistent_read(true)
-                    .build()
-                    .expect("keys are set"),
-            );
-            let mut attempt = 0;
-            while let Some(req) = request.take() {
-                let out = self
-                    .client()
-                    .batch_get_item()
-                    .request_items(&self.tables().end_users, req)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("BatchGetItem", e))?;
-                for item in out.responses.unwrap_or_default().into_values().flatten() {
-                    found.insert(get_s(&item, "pk")?.to_string(), ());
-                }
-                request = out.unprocessed_keys.and_then(|mut m| m.remove(&self.tables().end_users));
-                if request.is_some() {
-                    attempt += 1;
-                    if attempt > 10 {
-                        return Err(StoreError::Unavailable("BatchGetItem: keys still unprocessed".into()));
-                    }
-                    tokio::time::sleep(batch::backoff(attempt)).await;
-                }
-            }
-        }
-        Ok(found)
+        let keys: Vec<Item> = users
+            .iter()
+            .map(|u| {
+                HashMap::from([
+                    ("pk".to_string(), s(user_pk(account, u.user_id.as_str()))),
+                    ("sk".to_string(), s(attrs_sk(integration_id))),
+                ])
+            })
+            .collect();
+        let found =
+            batch::get_all(self.client(), &self.tables().end_users, keys, &["pk"], WRITE_CONCURRENCY).await?;
+        found.iter().map(|item| Ok((get_s(item, "pk")?.to_string(), ()))).collect()
     }
 
     /// Every item of a user's partition (strongly consistent: a read returns what the last

@@ -5,6 +5,7 @@ pub mod dynamo;
 pub mod end_users;
 pub mod integrations;
 pub mod schema;
+pub mod segments;
 
 use std::future::Future;
 

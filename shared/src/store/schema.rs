@@ -50,7 +50,7 @@ pub const KEYS: TableDef = TableDef {
 };
 
 /// End-user data: one partition per end user (`<accountId>#<userId>`), one item per
-/// integration that wrote attributes for the user (and, with segments, one per membership),
+/// integration that wrote attributes for the user,
 /// so that the page-load read of a user is a single Query.
 pub const END_USERS: TableDef = TableDef {
     logical_id: "EndUsersTable",
@@ -78,4 +78,17 @@ impl TableDef {
     }
 }
 
-pub const ALL: &[&TableDef] = &[&CONFIG, &KEYS, &END_USERS];
+/// Segments: heads and external-id guards in one partition per account, members and their
+/// counters spread over `SHARDS` partitions per segment generation (see
+/// `store/segments.rs` and docs/TABLES.md). Its stream feeds the purge function.
+pub const SEGMENTS: TableDef = TableDef {
+    logical_id: "SegmentsTable",
+    env_var: "SEGMENTS_TABLE",
+    default_name: "ingest-segments",
+    hash_key: "pk",
+    range_key: Some("sk"),
+    indexes: &[],
+    ttl_attribute: None,
+};
+
+pub const ALL: &[&TableDef] = &[&CONFIG, &KEYS, &END_USERS, &SEGMENTS];
