@@ -36,6 +36,8 @@ AWS_DEFAULT_REGION=us-east-1
 AWS_ACCESS_KEY_ID=local
 AWS_SECRET_ACCESS_KEY=local
 AWS_EC2_METADATA_DISABLED=true
+DYNAMODB_ATTEMPT_TIMEOUT_MS=30000
+DYNAMODB_OPERATION_TIMEOUT_MS=120000
 CONFIG_TABLE=ingest-config
 KEYS_TABLE=ingest-signing-keys
 END_USERS_TABLE=ingest-end-users
@@ -72,7 +74,7 @@ for _ in $(seq 1 300); do
   sleep 0.2
 done
 
-echo "==> seeding the demo integration (the seeds' example) through the API"
+echo "==> seeding the demo integrations and segment (the seeds' examples) through the API"
 ACCESS_TOKEN="$(curl -s -X POST "$API_URL/accounts/connect/token" \
   -H "Authorization: Basic $(printf '%s:%s' "$CLIENT_ID" "$CLIENT_SECRET" | base64 -w0)" \
   -d grant_type=client_credentials | json_field access_token)"
@@ -89,12 +91,19 @@ NESTED_TOKEN="$(curl -s -X POST "$API_URL/public/v1/integrations" \
   --data-raw '{"name": "Seed nested example", "userIdentifierProperty": "properties.ID",
     "properties": [{"path": "field1", "type": "String"}, {"path": "field2", "type": "Number"},
                    {"path": "nested.field", "type": "Number"}]}' | json_field token)"
+# The demo segment (the Segments API seeds' create body); events/segments-*.json use its guid.
+# Its external id differs from events/segments-create.json's, so that event can create its own.
+SEGMENT_GUID="$(curl -s -X POST "$API_URL/public/v1/user/system/$SYSTEM_GUID/segment" \
+  -H "Authorization: Bearer $ACCESS_TOKEN" -H 'Content-Type: application/json' \
+  --data-raw '{"id": "demo-segment", "name": "Demo segment",
+    "userIds": ["John@company.com", "Melissa@company.com"]}' | json_field segmentGuid)"
 
 cat > .dev/demo.json <<JSON
 {
   "apiUrl": "$API_URL",
   "accountId": "demo",
   "systemGuid": "$SYSTEM_GUID",
+  "segmentGuid": "$SEGMENT_GUID",
   "clientId": "$CLIENT_ID",
   "clientSecret": "$CLIENT_SECRET",
   "integrationToken": "$INTEGRATION_TOKEN",

@@ -2,7 +2,8 @@
 # Usage: scripts/invoke.sh events/<name>.json
 # Sends a sample event to the function that serves its route, through `cargo lambda invoke`
 # against a running `make dev`, after filling in the demo account's credentials from
-# .dev/demo.json (__BASIC_CREDENTIALS__, and __ACCESS_TOKEN__ with a fresh token).
+# .dev/demo.json (__BASIC_CREDENTIALS__, __SYSTEM_GUID__, __SEGMENT_GUID__ (the demo segment),
+# the integration placeholders, and __ACCESS_TOKEN__ with a fresh token).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -11,7 +12,8 @@ event="${1:?usage: scripts/invoke.sh events/<name>.json}"
 export PATH="$VENV/bin:$PATH"
 API_PORT="${DEV_API_PORT:-9000}"
 
-field() { python3 -c "import json,sys; print(json.load(open('.dev/demo.json'))[sys.argv[1]] or '')" "$1"; }
+# A demo.json written by an older `make dev` may lack a key: it prints as empty.
+field() { python3 -c "import json,sys; print(json.load(open('.dev/demo.json')).get(sys.argv[1]) or '')" "$1"; }
 basic="$(printf '%s:%s' "$(field clientId)" "$(field clientSecret)" | base64 -w0)"
 token=""
 if grep -q __ACCESS_TOKEN__ "$event"; then
@@ -34,7 +36,8 @@ PY
 tmp="$(mktemp)"
 trap 'rm -f "$tmp"' EXIT
 sed -e "s|__BASIC_CREDENTIALS__|$basic|g" -e "s|__ACCESS_TOKEN__|$token|g" \
-    -e "s|__SYSTEM_GUID__|$(field systemGuid)|g" -e "s|__INTEGRATION_TOKEN__|$(field integrationToken)|g" \
+    -e "s|__SYSTEM_GUID__|$(field systemGuid)|g" -e "s|__SEGMENT_GUID__|$(field segmentGuid)|g" \
+    -e "s|__INTEGRATION_TOKEN__|$(field integrationToken)|g" \
     -e "s|__NESTED_INTEGRATION_TOKEN__|$(field nestedIntegrationToken)|g" -e "s|__INTEGRATION_ID__|$(field integrationId)|g" \
     "$event" > "$tmp"
 cargo lambda invoke "$function" --invoke-address 127.0.0.1 --invoke-port "$API_PORT" --data-file "$tmp"

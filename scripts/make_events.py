@@ -3,7 +3,8 @@
 
 Placeholders are filled by scripts/invoke.sh (from .dev/demo.json) and by tests/tests/events.rs:
 __BASIC_CREDENTIALS__, __ACCESS_TOKEN__, __INTEGRATION_TOKEN__, __NESTED_INTEGRATION_TOKEN__,
-__INTEGRATION_ID__, __SYSTEM_GUID__. Run it again after changing it; the files are committed.
+__INTEGRATION_ID__, __SYSTEM_GUID__, __SEGMENT_GUID__ (the demo segment; tests/tests/events.rs creates
+one with segments-create.json first). Run it again after changing it; the files are committed.
 """
 import json
 import os
@@ -16,7 +17,7 @@ def ev(method, route, path=None, headers=None, body=None, query=""):
     path = path or route
     headers = dict(headers or {})
     headers.setdefault("host", "127.0.0.1:9000")
-    return {
+    event = {
         "version": "2.0",
         "routeKey": f"{method} {route}",
         "rawPath": path,
@@ -38,6 +39,10 @@ def ev(method, route, path=None, headers=None, body=None, query=""):
         "body": body if body is None or isinstance(body, str) else json.dumps(body, indent=1),
         "isBase64Encoded": False,
     }
+    if query:
+        # As API Gateway sends it: the raw string and, only when there is one, the parsed map.
+        event["queryStringParameters"] = dict(p.split("=", 1) for p in query.split("&"))
+    return event
 
 
 SEED_INTEGRATION = {
@@ -48,6 +53,12 @@ SEED_INTEGRATION = {
         {"path": "Status", "name": "Customer_Status", "type": "String"},
     ],
 }
+
+SEGMENTS = "/public/v1/user/system/{systemGuid}/segment"
+SEGMENTS_PATH = "/public/v1/user/system/__SYSTEM_GUID__/segment"
+SEGMENT = SEGMENTS + "/{segmentGuid}"
+SEGMENT_PATH = SEGMENTS_PATH + "/__SEGMENT_GUID__"
+READ = {"authorization": "Bearer __ACCESS_TOKEN__"}
 
 EVENTS = {
     "token.json": ev("POST", "/accounts/connect/token",
@@ -93,6 +104,22 @@ EVENTS = {
     "integrations-delete.json": ev("DELETE", "/public/v1/integrations/{integrationId}",
                                    "/public/v1/integrations/__INTEGRATION_ID__",
                                    headers={"authorization": "Bearer __ACCESS_TOKEN__"}),
+    # The Segments API seed: its create body (with a concrete external id and name) and its
+    # update body verbatim.
+    "segments-create.json": ev("POST", SEGMENTS, SEGMENTS_PATH, headers=BEARER, body={
+        "id": "heap-segment-42", "name": "Heap: trial users",
+        "userIds": ["John@company.com", "Melissa@company.com"]}),
+    "segments-list.json": ev("GET", SEGMENTS, SEGMENTS_PATH, headers=READ),
+    "segments-get.json": ev("GET", SEGMENT, SEGMENT_PATH, headers=READ),
+    "segments-update-add.json": ev("PUT", SEGMENT, SEGMENT_PATH, headers=BEARER,
+                                   body='{"action": "add",\n    "userIds": ["jane.doe@walkme.com"]\n}'),
+    "segments-update-remove.json": ev("PUT", SEGMENT, SEGMENT_PATH, headers=BEARER, body={
+        "action": "remove", "userIds": ["John@company.com"]}),
+    "segments-update-override.json": ev("PUT", SEGMENT, SEGMENT_PATH, headers=BEARER, body={
+        "action": "override", "userIds": ["Melissa@company.com", "jane.doe@walkme.com"]}),
+    "segments-members.json": ev("GET", SEGMENT + "/members", SEGMENT_PATH + "/members", headers=READ,
+                                query="limit=100"),
+    "segments-delete.json": ev("DELETE", SEGMENT, SEGMENT_PATH, headers=READ),
 }
 
 if __name__ == "__main__":

@@ -90,13 +90,25 @@ pub async fn aws_sdk_config() -> aws_config::SdkConfig {
 
 /// A DynamoDB client with retries tuned for a 30 s API Gateway budget: the SDK's standard
 /// retry mode (exponential backoff with jitter, throttling-aware) with a few more attempts.
+/// Timeouts default to 3 s per attempt and 10 s per operation; `DYNAMODB_ATTEMPT_TIMEOUT_MS`
+/// and `DYNAMODB_OPERATION_TIMEOUT_MS` raise them for the local emulator, which serves one
+/// request at a time and so queues a 25,000-id call's requests for seconds.
 pub fn dynamodb_client(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
+    let millis = |var: &str, default: u64| {
+        std::env::var(var).ok().and_then(|v| v.parse().ok()).filter(|v| *v > 0).unwrap_or(default)
+    };
     let conf = aws_sdk_dynamodb::config::Builder::from(sdk)
         .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::standard().with_max_attempts(5))
         .timeout_config(
             aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
-                .operation_attempt_timeout(std::time::Duration::from_secs(3))
-                .operation_timeout(std::time::Duration::from_secs(10))
+                .operation_attempt_timeout(std::time::Duration::from_millis(millis(
+                    "DYNAMODB_ATTEMPT_TIMEOUT_MS",
+                    3_000,
+                )))
+                .operation_timeout(std::time::Duration::from_millis(millis(
+                    "DYNAMODB_OPERATION_TIMEOUT_MS",
+                    10_000,
+                )))
                 .build(),
         )
         .build();

@@ -91,7 +91,14 @@ impl Stack {
         let system = SystemGuid::generate();
         store.create_system(&account, system, now).await.expect("system");
         counter.reset();
-        Self { store, counter, account, client_id: client.client_id.to_string(), client_secret: secret, system }
+        Self {
+            store,
+            counter,
+            account,
+            client_id: client.client_id.to_string(),
+            client_secret: secret,
+            system,
+        }
     }
 
     /// Another account with its own all-scopes client, in the same tables.

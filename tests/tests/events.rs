@@ -19,6 +19,15 @@ const ORDER: &[&str] = &[
     "integrations-get.json",
     "integrations-patch.json",
     "integrations-test.json",
+    // Creating the segment yields the guid that fills __SEGMENT_GUID__ in the ones after it.
+    "segments-create.json",
+    "segments-list.json",
+    "segments-get.json",
+    "segments-update-add.json",
+    "segments-update-remove.json",
+    "segments-update-override.json",
+    "segments-members.json",
+    "segments-delete.json",
     "user-delete.json",
     "integrations-delete.json",
 ];
@@ -33,6 +42,7 @@ async fn every_event_succeeds_on_its_function() {
     let token_app = token::App::new(stack.store.clone(), auth_config());
     let integrations_app = stack.integrations_app();
     let user_data_app = stack.user_data_app();
+    let segments_app = stack.segments_app();
     let bearer = stack.bearer(ALL_SCOPES).await;
     let (integration_id, integration_token) = create_integration(&stack, &bearer, SEED_INTEGRATION).await;
     let (_, nested_token) = create_integration(&stack, &bearer, NESTED_INTEGRATION).await;
@@ -53,19 +63,29 @@ async fn every_event_succeeds_on_its_function() {
     }
     files.sort_by_key(|f| ORDER.iter().position(|o| o == f));
 
+    let mut segment_guid: Option<String> = None;
     for name in &files {
-        let text = std::fs::read_to_string(format!("{dir}/{name}"))
+        let mut text = std::fs::read_to_string(format!("{dir}/{name}"))
             .unwrap()
             .replace("__BASIC_CREDENTIALS__", &basic_b64)
             .replace("__ACCESS_TOKEN__", bearer.trim_start_matches("Bearer "))
             .replace("__INTEGRATION_TOKEN__", &integration_token)
             .replace("__NESTED_INTEGRATION_TOKEN__", &nested_token)
-            .replace("__INTEGRATION_ID__", &integration_id);
+            .replace("__INTEGRATION_ID__", &integration_id)
+            .replace("__SYSTEM_GUID__", &stack.system.to_string());
+        if text.contains("__SEGMENT_GUID__") {
+            let guid = segment_guid.as_deref().unwrap_or_else(|| {
+                panic!("events/{name}: __SEGMENT_GUID__ needs segments-create.json to run before it")
+            });
+            text = text.replace("__SEGMENT_GUID__", guid);
+        }
         let ev: serde_json::Value = serde_json::from_str(&text).unwrap();
         let route = ev["routeKey"].as_str().unwrap();
         let path = route.split_once(' ').unwrap().1;
         let resp = if path.starts_with("/accounts/") || path.starts_with("/.well-known/") {
             token::handle(&token_app, request(&ev)).await
+        } else if path.starts_with("/public/v1/user/system/") {
+            segments::handle(&segments_app, request(&ev)).await
         } else if path.starts_with("/public/v1/integrations") {
             integrations::handle(&integrations_app, request(&ev)).await
         } else if path.starts_with("/public/v1/user/") {
@@ -80,6 +100,28 @@ async fn every_event_succeeds_on_its_function() {
         }
         if name.starts_with("user-data-") {
             assert!(a.body["accepted"].as_u64().unwrap() >= 1, "{}", a.body);
+        }
+        // The seed segment: John and Melissa, + jane (add), - John (remove), then exactly
+        // Melissa and jane (override).
+        let expected_count = match name.as_str() {
+            "segments-create.json" => Some(2),
+            "segments-update-add.json" => Some(3),
+            "segments-update-remove.json" | "segments-update-override.json" => Some(2),
+            _ => None,
+        };
+        if let Some(n) = expected_count {
+            assert_eq!(a.body["userCount"], n, "events/{name}: {}", a.body);
+        }
+        if name == "segments-create.json" {
+            assert_eq!(a.status, 201, "{}", a.body);
+            segment_guid = Some(a.body["segmentGuid"].as_str().unwrap().to_string());
+        }
+        if name == "segments-members.json" {
+            let mut ids: Vec<&str> =
+                a.body["userIds"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+            ids.sort_unstable();
+            assert_eq!(ids, ["Melissa@company.com", "jane.doe@walkme.com"], "{}", a.body);
+            assert!(a.body["nextCursor"].is_null(), "{}", a.body);
         }
     }
 }

@@ -311,10 +311,10 @@ impl SegmentStore for DynamoStore {
     async fn create_segment(&self, new: &NewSegment<'_>, now_ms: i64) -> Result<SegmentView, SegmentError> {
         // A cheap early refusal, so that a taken external id does not first cost 1,000 writes;
         // the transaction below is what guarantees uniqueness.
-        if let Some(x) = new.external_id {
-            if self.get(heads_pk(new.account), guard_sk(new.system, x)).await?.is_some() {
-                return Err(SegmentError::ExternalIdTaken);
-            }
+        if let Some(x) = new.external_id
+            && self.get(heads_pk(new.account), guard_sk(new.system, x)).await?.is_some()
+        {
+            return Err(SegmentError::ExternalIdTaken);
         }
         let head = SegmentHead {
             account: new.account.clone(),
@@ -884,6 +884,11 @@ async fn transact_group(
         match client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => return Ok(applied),
             Err(e) => {
+                eprintln!(
+                    "DEBUG transact error: {:?} reasons {:?}",
+                    e.as_service_error().map(|s| s.to_string()),
+                    cancellation_reasons(&e)
+                );
                 let Some(reasons) = cancellation_reasons(&e) else {
                     return Err(sdk_error("TransactWriteItems", e));
                 };
@@ -891,10 +896,10 @@ async fn transact_group(
                 // with a concurrent transaction, throttling) is retried as it is.
                 let mut done: BTreeSet<(usize, usize)> = BTreeSet::new();
                 for (i, code) in reasons.iter().enumerate() {
-                    if code == "ConditionalCheckFailed" {
-                        if let Some(Some(at)) = index.get(i) {
-                            done.insert(*at);
-                        }
+                    if code == "ConditionalCheckFailed"
+                        && let Some(Some(at)) = index.get(i)
+                    {
+                        done.insert(*at);
                     }
                 }
                 if done.is_empty() {
