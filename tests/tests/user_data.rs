@@ -388,11 +388,11 @@ async fn dynamodb_requests_per_call() {
     w.get("one@x.io").await;
     assert_eq!(
         w.stack.counter.take(),
-        ["Query", "Query"],
-        "the user's partition + the account's integrations"
+        ["Query", "Query", "Query"],
+        "the user's partition + the account's integrations + its segment heads (none: no probe)"
     );
     call_user_data(&w.app, &w.auth, "DELETE", "/public/v1/user/one@x.io", None).await;
-    assert_eq!(w.stack.counter.take(), ["Query", "BatchWriteItem"]);
+    assert_eq!(w.stack.counter.take(), ["Query", "Query", "BatchWriteItem"], "segment heads + the user");
     w.send(json!([{"Email": "x", "Type": null}])).await;
     assert_eq!(w.stack.counter.take(), ["GetItem"], "invalid items cost the lookup only");
 }
