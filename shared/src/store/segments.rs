@@ -884,11 +884,6 @@ async fn transact_group(
         match client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => return Ok(applied),
             Err(e) => {
-                eprintln!(
-                    "DEBUG transact error: {:?} reasons {:?}",
-                    e.as_service_error().map(|s| s.to_string()),
-                    cancellation_reasons(&e)
-                );
                 let Some(reasons) = cancellation_reasons(&e) else {
                     return Err(sdk_error("TransactWriteItems", e));
                 };
