@@ -18,16 +18,26 @@ use shared::store::dynamo::DynamoStore;
 pub const ISSUER: &str = "https://api.test.example";
 pub const AUDIENCE: &str = "end-user-data-api";
 
-/// Counts every DynamoDB HTTP request (retries included) by operation name.
+/// Counts every DynamoDB HTTP request (retries included) by operation name. Requests of the
+/// pay-per-call protections (rate limit, idempotency; tagged by the store) are kept apart, so
+/// that each test asserts the route's own requests and the protections' separately.
 #[derive(Debug, Clone, Default)]
-pub struct RequestCounter(Arc<Mutex<Vec<String>>>);
+pub struct RequestCounter {
+    ops: Arc<Mutex<Vec<String>>>,
+    protection: Arc<Mutex<Vec<String>>>,
+}
 
 impl RequestCounter {
     pub fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.0.lock().unwrap())
+        std::mem::take(&mut *self.ops.lock().unwrap())
+    }
+    /// The protections' requests since the last call.
+    pub fn take_protection(&self) -> Vec<String> {
+        std::mem::take(&mut *self.protection.lock().unwrap())
     }
     pub fn reset(&self) {
-        self.0.lock().unwrap().clear();
+        self.ops.lock().unwrap().clear();
+        self.protection.lock().unwrap().clear();
     }
 }
 
@@ -38,12 +48,14 @@ impl Intercept for RequestCounter {
 
     fn read_before_transmit(
         &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let op = cfg.load::<Metadata>().map(|m| m.name().to_string()).unwrap_or_default();
-        self.0.lock().unwrap().push(op);
+        let tagged = context.request().headers().get(shared::store::protections::PURPOSE_HEADER).is_some();
+        let list = if tagged { &self.protection } else { &self.ops };
+        list.lock().unwrap().push(op);
         Ok(())
     }
 }
@@ -84,7 +96,7 @@ impl Stack {
         store.create_tables().await.expect("tables");
         let account = AccountId::parse("acme").unwrap();
         let now = shared::now_epoch();
-        store.create_account(&account, 100, 100, now).await.expect("account");
+        store.create_account(&account, 100, 10_000, now).await.expect("account");
         let (client, secret) =
             store.create_client(&account, "test", ScopeSet::all(), now).await.expect("client");
         store.rotate_signing_key(now, 3600).await.expect("key");
@@ -105,7 +117,7 @@ impl Stack {
     pub async fn other_account(&self, id: &str) -> (AccountId, String, ClientSecret) {
         let account = AccountId::parse(id).unwrap();
         let now = shared::now_epoch();
-        self.store.create_account(&account, 100, 100, now).await.expect("account");
+        self.store.create_account(&account, 100, 10_000, now).await.expect("account");
         let (client, secret) =
             self.store.create_client(&account, "other", ScopeSet::all(), now).await.expect("client");
         self.counter.reset();

@@ -16,6 +16,7 @@ use shared::domain::user_data::{self, Envelope, Mode};
 use shared::domain::{Scope, SecretHash};
 use shared::http::request::{header, json_body};
 use shared::http::{ApiError, RequestInfo, json_response};
+use shared::protect::Guard;
 use shared::store::IntegrationStore;
 use shared::store::dynamo::DynamoStore;
 use shared::store::integrations::{IntegrationRecord, IntegrationWriteError};
@@ -28,6 +29,7 @@ const EDIT_ATTEMPTS: usize = 3;
 pub struct App {
     store: DynamoStore,
     auth: Authenticator<DynamoStore>,
+    guard: Guard<DynamoStore>,
     issuer: IssuerPolicy,
 }
 
@@ -35,6 +37,7 @@ impl App {
     pub fn new(store: DynamoStore, auth: &AuthConfig) -> Self {
         Self {
             auth: Authenticator::new(store.clone(), auth),
+            guard: Guard::new(store.clone()),
             issuer: IssuerPolicy::from_config(auth.issuer.as_deref()),
             store,
         }
@@ -43,7 +46,10 @@ impl App {
 
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
     let info = RequestInfo::from_request(&req);
-    route(app, &info, &req).await.unwrap_or_else(|e| e.into_response(&info.request_id))
+    // Rate limit and idempotency key first, for any caller a valid token names.
+    let caller = app.auth.identify(header(&req, "authorization"), info.domain.as_deref()).await;
+    // Boxed: the route future is large, and a debug build would overflow a thread stack.
+    app.guard.run(caller.as_ref().map(|p| &p.account), &info, &req, Box::pin(route(app, &info, &req))).await
 }
 
 async fn route(app: &App, info: &RequestInfo, req: &Request) -> Result<Response<Body>, ApiError> {
@@ -173,6 +179,8 @@ async fn create(
 
 async fn list(app: &App, info: &RequestInfo, p: &Principal) -> Result<Response<Body>, ApiError> {
     let mut all = app.store.list_integrations(&p.account).await?;
+    // The implicit MoEngage integration is not managed here (its id is no UUID: 404 by id).
+    all.retain(|r| !shared::domain::moengage::is_implicit_integration(&r.integration_id));
     all.sort_by_key(|r| (r.created_at, r.integration_id.clone()));
     let items: Vec<Value> = all.iter().map(|r| view(app, info, r, None)).collect();
     Ok(json_response(200, &json!({ "integrations": items })))

@@ -11,6 +11,7 @@ use shared::domain::segment::{CreateSegment, UpdateSegment};
 use shared::domain::{Scope, SegmentGuid, SystemGuid};
 use shared::http::request::{header, json_body};
 use shared::http::{ApiError, ErrorDetail, RequestInfo, json_response};
+use shared::protect::Guard;
 use shared::store::dynamo::DynamoStore;
 use shared::store::segments::{
     MemberCursor, NewSegment, SegmentError, SegmentHead, SegmentStore, SegmentView,
@@ -25,17 +26,21 @@ pub const MAX_PAGE: usize = 10_000;
 pub struct App {
     store: DynamoStore,
     auth: Authenticator<DynamoStore>,
+    guard: Guard<DynamoStore>,
 }
 
 impl App {
     pub fn new(store: DynamoStore, auth: &AuthConfig) -> Self {
-        Self { auth: Authenticator::new(store.clone(), auth), store }
+        Self { auth: Authenticator::new(store.clone(), auth), guard: Guard::new(store.clone()), store }
     }
 }
 
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
     let info = RequestInfo::from_request(&req);
-    route(app, &info, &req).await.unwrap_or_else(|e| e.into_response(&info.request_id))
+    // Rate limit and idempotency key first, for any caller a valid token names.
+    let caller = app.auth.identify(header(&req, "authorization"), info.domain.as_deref()).await;
+    // Boxed: the route future is large, and a debug build would overflow a thread stack.
+    app.guard.run(caller.as_ref().map(|p| &p.account), &info, &req, Box::pin(route(app, &info, &req))).await
 }
 
 async fn route(app: &App, info: &RequestInfo, req: &Request) -> Result<Response<Body>, ApiError> {

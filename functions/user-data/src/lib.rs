@@ -1,6 +1,9 @@
 //! The user-data function: `POST /public/v1/user/data` (WalkMe End User Update API),
-//! `GET /public/v1/user/{userId}` (attributes and segment memberships) and
-//! `DELETE /public/v1/user/{userId}` (both, everywhere).
+//! `GET /public/v1/user/{userId}` (attributes and segment memberships),
+//! `DELETE /public/v1/user/{userId}` (both, everywhere) and `POST /v1/customer/{workspace_id}`
+//! (MoEngage Track User API, in [`moengage`]).
+
+mod moengage;
 
 use std::collections::HashMap;
 
@@ -13,6 +16,7 @@ use shared::domain::user_data::{self, Envelope, Mode, UserId};
 use shared::domain::{Scope, SecretHash};
 use shared::http::request::{header, json_body};
 use shared::http::{ApiError, ErrorDetail, RequestInfo, json_response};
+use shared::protect::Guard;
 use shared::store::dynamo::DynamoStore;
 use shared::store::end_users::UserWrite;
 use shared::store::segments::SegmentStore;
@@ -21,17 +25,25 @@ use shared::store::{EndUserStore, IntegrationStore};
 pub struct App {
     store: DynamoStore,
     auth: Authenticator<DynamoStore>,
+    guard: Guard<DynamoStore>,
+    moengage: moengage::State,
 }
 
 impl App {
     pub fn new(store: DynamoStore, auth: &AuthConfig) -> Self {
-        Self { auth: Authenticator::new(store.clone(), auth), store }
+        Self { auth: Authenticator::new(store.clone(), auth), guard: Guard::new(store.clone()),
+            moengage: moengage::State::default(),
+            store,
+        }
     }
 }
 
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
     let info = RequestInfo::from_request(&req);
-    route(app, &info, &req).await.unwrap_or_else(|e| e.into_response(&info.request_id))
+    // Rate limit and idempotency key first, for any caller a valid token names.
+    let caller = app.auth.identify(header(&req, "authorization"), info.domain.as_deref()).await;
+    // Boxed: the route future is large, and a debug build would overflow a thread stack.
+    app.guard.run(caller.as_ref().map(|p| &p.account), &info, &req, Box::pin(route(app, &info, &req))).await
 }
 
 async fn route(app: &App, info: &RequestInfo, req: &Request) -> Result<Response<Body>, ApiError> {
@@ -48,6 +60,8 @@ async fn route(app: &App, info: &RequestInfo, req: &Request) -> Result<Response<
         ("DELETE", ["public", "v1", "user", user_id]) => {
             erase(app, info, &authorize(Scope::EndUsersDelete).await?, user_id).await
         }
+        ("POST", ["v1", "customer", workspace]) => Ok(moengage::track(app, info, req, workspace).await),
+        (m, ["v1", "customer", _]) => Ok(moengage::method_not_allowed(info, m)),
         (m, ["public", "v1", "user", "data"]) => {
             Err(ApiError::MethodNotAllowed { method: m.into(), allow: "POST" })
         }
@@ -158,13 +172,17 @@ async fn read(app: &App, p: &Principal, raw_id: &str) -> Result<Response<Body>, 
         if attributes.is_empty() {
             continue;
         }
-        groups.push(json!({
+        let mut group = json!({
             "integrationId": integration.integration_id,
             "name": integration.definition.name,
             "attributes": attributes,
             "types": types,
             "updatedAt": s.updated_at,
-        }));
+        });
+        if let Some(ip) = &s.client_ip {
+            group["clientIp"] = json!(ip);
+        }
+        groups.push(group);
     }
     if groups.is_empty() && segments.is_empty() {
         return Err(ApiError::NotFound("no data for this user".into()));

@@ -74,6 +74,24 @@ impl<S: PublicKeyStore> Authenticator<S> {
         domain: Option<&str>,
         required: Scope,
     ) -> Result<Principal, BearerError> {
+        let principal = self.verify(authorization, domain).await?;
+        if !principal.scopes.contains(required) {
+            return Err(BearerError::InsufficientScope(required));
+        }
+        Ok(principal)
+    }
+
+    /// The caller a valid bearer token names, whatever its scopes (for the protections that
+    /// run before routing: rate limits and idempotency keys are per account).
+    pub async fn identify(&self, authorization: Option<&str>, domain: Option<&str>) -> Option<Principal> {
+        self.verify(authorization, domain).await.ok()
+    }
+
+    async fn verify(
+        &self,
+        authorization: Option<&str>,
+        domain: Option<&str>,
+    ) -> Result<Principal, BearerError> {
         let token = bearer_token(authorization)?;
         let issuer = self.issuer.resolve(domain).ok_or(TokenError::Issuer)?;
         // Cheap header checks first: a token that can never verify costs no key read.
@@ -95,9 +113,6 @@ impl<S: PublicKeyStore> Authenticator<S> {
             }
         }
         let (claims, scopes, account) = result?;
-        if !scopes.contains(required) {
-            return Err(BearerError::InsufficientScope(required));
-        }
         Ok(Principal { account, client_id: claims.client_id, scopes })
     }
 

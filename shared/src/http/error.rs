@@ -49,6 +49,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("too many requests")]
     RateLimited { retry_after: i64 },
+    /// Well-formed, but refused in the state the request finds (an idempotency key reused).
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -72,6 +75,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => (413, "payload_too_large"),
             Self::UnsupportedMediaType(_) => (415, "unsupported_media_type"),
             Self::RateLimited { .. } => (429, "rate_limited"),
+            Self::Unprocessable { code, .. } => (422, code),
             Self::Store(StoreError::Unavailable(_)) => (503, "service_unavailable"),
             Self::Store(StoreError::NotFound(_)) => (404, "not_found"),
             Self::Store(StoreError::AlreadyExists(_)) => (409, "conflict"),

@@ -4,6 +4,7 @@ pub mod batch;
 pub mod dynamo;
 pub mod end_users;
 pub mod integrations;
+pub mod protections;
 pub mod schema;
 pub mod segments;
 

@@ -1,0 +1,143 @@
+//! Pay-per-call protections that run around every authenticated call, before routing:
+//! the account's rate limit ([`rate`]) and `Idempotency-Key` replay ([`idempotency`]).
+//! Each function's `handle` passes its route through [`Guard::run`]; the costs per call are
+//! in docs/TABLES.md.
+
+pub mod idempotency;
+pub mod rate;
+
+use std::future::Future;
+
+use lambda_http::{Body, Request, Response};
+
+use crate::domain::AccountId;
+use crate::http::request::header;
+use crate::http::{ApiError, ErrorDetail, RequestInfo};
+use idempotency::{IdempotencyStore, Record, StoredResponse};
+use rate::{RateLimiter, RateStore};
+
+pub struct Guard<S> {
+    store: S,
+    limiter: RateLimiter,
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn body_bytes(req: &Request) -> &[u8] {
+    req.body().as_ref()
+}
+
+impl<S: RateStore + IdempotencyStore> Guard<S> {
+    pub fn new(store: S) -> Self {
+        Self { store, limiter: RateLimiter::default() }
+    }
+
+    /// Runs `route` for a caller of `account` (`None`: not identified, so the route's own
+    /// authentication answers): rate limit first, then the idempotency key of a write.
+    pub async fn run<F>(
+        &self,
+        account: Option<&AccountId>,
+        info: &RequestInfo,
+        req: &Request,
+        route: F,
+    ) -> Response<Body>
+    where
+        F: Future<Output = Result<Response<Body>, ApiError>>,
+    {
+        let fail = |e: ApiError| e.into_response(&info.request_id);
+        let Some(account) = account else {
+            return route.await.unwrap_or_else(fail);
+        };
+        if let Err(retry_after) = self.limiter.check(&self.store, account, now_ms()).await {
+            tracing::info!(request_id = %info.request_id, %account, "rate limited");
+            return fail(ApiError::RateLimited { retry_after });
+        }
+        let write = matches!(info.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE");
+        let Some(raw_key) = header(req, idempotency::HEADER).filter(|_| write) else {
+            return route.await.unwrap_or_else(fail);
+        };
+        let key = match idempotency::parse_key(raw_key) {
+            Ok(k) => idempotency::key_hash(k),
+            Err(reason) => {
+                return fail(ApiError::Invalid {
+                    code: "invalid_idempotency_key",
+                    message: "the Idempotency-Key header is invalid".into(),
+                    details: vec![ErrorDetail::at("header:Idempotency-Key", reason)],
+                });
+            }
+        };
+        let fingerprint = idempotency::fingerprint(
+            &info.method,
+            req.uri().path(),
+            req.uri().query().unwrap_or(""),
+            body_bytes(req),
+        );
+        let now = now_ms() / 1000;
+        match self.store.claim(account, &key, &fingerprint, now).await {
+            Err(e) => return fail(e.into()),
+            Ok(None) => {}
+            Ok(Some(Record::Done { fingerprint: f, response })) if f == fingerprint => {
+                tracing::info!(request_id = %info.request_id, %account, "idempotent replay");
+                return replay(response);
+            }
+            Ok(Some(Record::Done { fingerprint: f, .. } | Record::Running { fingerprint: f })) => {
+                return fail(if f == fingerprint {
+                    ApiError::Conflict {
+                        code: "idempotency_key_in_use",
+                        message: "a request with this Idempotency-Key is still running; retry later".into(),
+                    }
+                } else {
+                    ApiError::Unprocessable {
+                        code: "idempotency_key_reused",
+                        message:
+                            "this Idempotency-Key was used with a different request in the last 24 hours"
+                                .into(),
+                    }
+                });
+            }
+        }
+        let resp = route.await.unwrap_or_else(fail);
+        let (parts, body) = resp.into_parts();
+        let status = parts.status.as_u16();
+        let bytes: Vec<u8> = match &body {
+            Body::Empty => Vec::new(),
+            Body::Text(t) => t.as_bytes().to_vec(),
+            Body::Binary(b) => b.clone(),
+            _ => Vec::new(),
+        };
+        let outcome = if idempotency::keep(status) {
+            let stored = StoredResponse {
+                status,
+                content_type: parts.headers.get("content-type").and_then(|v| v.to_str().ok()).map(Into::into),
+                location: parts.headers.get("location").and_then(|v| v.to_str().ok()).map(Into::into),
+                body: bytes,
+            };
+            self.store.complete(account, &key, &stored, now).await
+        } else {
+            self.store.release(account, &key).await
+        };
+        if let Err(e) = outcome {
+            // The call itself is done; a stuck claim only makes a retry wait out the lease.
+            tracing::warn!(request_id = %info.request_id, error = %e, "idempotency record not updated");
+        }
+        Response::from_parts(parts, body)
+    }
+}
+
+fn replay(r: StoredResponse) -> Response<Body> {
+    let mut b = Response::builder().status(r.status).header("idempotent-replayed", "true");
+    if let Some(ct) = r.content_type {
+        b = b.header("content-type", ct);
+    }
+    if let Some(loc) = r.location {
+        b = b.header("location", loc);
+    }
+    let body = if r.body.is_empty() {
+        Body::Empty
+    } else {
+        String::from_utf8(r.body).map(Body::Text).unwrap_or_else(|e| Body::Binary(e.into_bytes()))
+    };
+    b.body(body).expect("stored status and headers are valid")
+}

@@ -1,0 +1,204 @@
+//! Rate-limit windows and idempotency records, in the config table (which has TTL on
+//! `expiresAt`). Keys: `RATE#<acc>#<shard>` / `<epoch second>` and `IDEM#<acc>#<sha256(key)>` /
+//! `IDEM`; neither is written on every call of an account by more than its share (see
+//! `protect::rate`), and idempotency records are one per client-chosen key.
+//!
+//! Every request here is tagged `x-ingest-purpose: protection` so that the request-counting
+//! tests can tell these (asserted separately) from the route's own requests.
+
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+
+use super::StoreError;
+use super::dynamo::{DynamoStore, Item, account_pk, get_n, get_s, is_conditional_failure, n, s, sdk_error};
+use crate::domain::AccountId;
+use crate::protect::idempotency::{self, IdempotencyStore, Record, StoredResponse};
+use crate::protect::rate::RateStore;
+
+pub const PURPOSE_HEADER: &str = "x-ingest-purpose";
+/// Window items outlive their second by a minute, then TTL removes them.
+const WINDOW_TTL_SECS: i64 = 60;
+
+macro_rules! tagged {
+    ($builder:expr) => {
+        $builder.customize().mutate_request(|r| {
+            r.headers_mut().insert(PURPOSE_HEADER, "protection");
+        })
+    };
+}
+
+fn idem_pk(account: &AccountId, key_hash: &str) -> String {
+    format!("IDEM#{account}#{key_hash}")
+}
+
+fn parse_record(item: &Item, now: i64) -> Result<Option<Record>, StoreError> {
+    if get_n(item, "expiresAt")? <= now {
+        return Ok(None);
+    }
+    let fingerprint = get_s(item, "fingerprint")?.to_string();
+    if get_s(item, "state")? == "running" {
+        if get_n(item, "leaseUntil")? <= now {
+            return Ok(None);
+        }
+        return Ok(Some(Record::Running { fingerprint }));
+    }
+    let opt_s = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+    let body = match item.get("body") {
+        Some(AttributeValue::B(b)) => b.clone().into_inner(),
+        _ => Vec::new(),
+    };
+    Ok(Some(Record::Done {
+        fingerprint,
+        response: StoredResponse {
+            status: u16::try_from(get_n(item, "status")?)
+                .map_err(|_| StoreError::Corrupt("idempotency status".into()))?,
+            content_type: opt_s("contentType"),
+            location: opt_s("location"),
+            body,
+        },
+    }))
+}
+
+impl RateStore for DynamoStore {
+    async fn rate_limit(&self, account: &AccountId) -> Result<Option<i64>, StoreError> {
+        let out = tagged!(
+            self.client()
+                .get_item()
+                .table_name(&self.tables().config)
+                .key("pk", s(account_pk(account)))
+                .key("sk", s("ACCOUNT"))
+                .projection_expression("rateLimit")
+        )
+        .send()
+        .await
+        .map_err(|e| sdk_error("GetItem", e))?;
+        out.item.map(|item| get_n(&item, "rateLimit")).transpose()
+    }
+
+    async fn take(&self, account: &AccountId, shard: i64, second: i64, cap: i64) -> Result<bool, StoreError> {
+        let res = tagged!(
+            self.client()
+                .update_item()
+                .table_name(&self.tables().config)
+                .key("pk", s(format!("RATE#{account}#{shard}")))
+                .key("sk", s(second.to_string()))
+                .update_expression("ADD #n :one SET expiresAt = :exp")
+                .condition_expression("attribute_not_exists(#n) OR #n < :cap")
+                .expression_attribute_names("#n", "n")
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":cap", n(cap))
+                .expression_attribute_values(":exp", n(second + WINDOW_TTL_SECS))
+        )
+        .send()
+        .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(sdk_error("UpdateItem", e)),
+        }
+    }
+}
+
+impl IdempotencyStore for DynamoStore {
+    async fn claim(
+        &self,
+        account: &AccountId,
+        key_hash: &str,
+        fingerprint: &str,
+        now: i64,
+    ) -> Result<Option<Record>, StoreError> {
+        let res = tagged!(
+            self.client()
+                .put_item()
+                .table_name(&self.tables().config)
+                .item("pk", s(idem_pk(account, key_hash)))
+                .item("sk", s("IDEM"))
+                .item("state", s("running"))
+                .item("fingerprint", s(fingerprint))
+                .item("leaseUntil", n(now + idempotency::LEASE_SECS))
+                .item("expiresAt", n(now + idempotency::TTL_SECS))
+                // Free, expired, or a dead call's lease: take it.
+                .condition_expression(
+                    "attribute_not_exists(pk) OR expiresAt <= :now OR (#st = :running AND leaseUntil <= :now)",
+                )
+                .expression_attribute_names("#st", "state")
+                .expression_attribute_values(":now", n(now))
+                .expression_attribute_values(":running", s("running"))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        )
+        .send()
+        .await;
+        match res {
+            Ok(_) => Ok(None),
+            Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(c)) => match c.item() {
+                    Some(item) => match parse_record(item, now)? {
+                        // The condition and our reading of the item disagree only at the
+                        // very instant of expiry: report it as still running.
+                        None => Ok(Some(Record::Running { fingerprint: get_s(item, "fingerprint")?.into() })),
+                        some => Ok(some),
+                    },
+                    None => Err(StoreError::Unavailable("idempotency record held but unreadable".into())),
+                },
+                _ => Err(sdk_error("PutItem", e)),
+            },
+        }
+    }
+
+    async fn complete(
+        &self,
+        account: &AccountId,
+        key_hash: &str,
+        response: &StoredResponse,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut req = self
+            .client()
+            .update_item()
+            .table_name(&self.tables().config)
+            .key("pk", s(idem_pk(account, key_hash)))
+            .key("sk", s("IDEM"))
+            .expression_attribute_names("#st", "state")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":done", s("done"))
+            .expression_attribute_values(":code", n(i64::from(response.status)))
+            .expression_attribute_values(":exp", n(now + idempotency::TTL_SECS));
+        let mut set = vec!["#st = :done", "#status = :code", "expiresAt = :exp"];
+        if !response.body.is_empty() {
+            set.push("body = :body");
+            req = req.expression_attribute_values(
+                ":body",
+                AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(response.body.clone())),
+            );
+        }
+        if let Some(ct) = &response.content_type {
+            set.push("contentType = :ct");
+            req = req.expression_attribute_values(":ct", s(ct));
+        }
+        if let Some(loc) = &response.location {
+            set.push("#loc = :loc");
+            req = req
+                .expression_attribute_names("#loc", "location")
+                .expression_attribute_values(":loc", s(loc));
+        }
+        tagged!(req.update_expression(format!("SET {}", set.join(", "))))
+            .send()
+            .await
+            .map_err(|e| sdk_error("UpdateItem", e))?;
+        Ok(())
+    }
+
+    async fn release(&self, account: &AccountId, key_hash: &str) -> Result<(), StoreError> {
+        tagged!(
+            self.client()
+                .delete_item()
+                .table_name(&self.tables().config)
+                .key("pk", s(idem_pk(account, key_hash)))
+                .key("sk", s("IDEM"))
+        )
+        .send()
+        .await
+        .map_err(|e| sdk_error("DeleteItem", e))?;
+        Ok(())
+    }
+}

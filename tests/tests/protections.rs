@@ -1,0 +1,282 @@
+//! Pay-per-call protections against the local server: per-account rate limits shared through
+//! DynamoDB, and `Idempotency-Key` replay on write routes.
+
+use integration_tests::*;
+use serde_json::json;
+use shared::domain::{AccountId, ScopeSet};
+use shared::protect::idempotency::{self, IdempotencyStore};
+
+fn with_key<'a>(auth: &'a str, key: &'a str) -> [(&'a str, &'a str); 3] {
+    [("authorization", auth), ("content-type", "application/json"), ("idempotency-key", key)]
+}
+
+async fn integrations_call(
+    app: &integrations::App,
+    headers: &[(&str, &str)],
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Answer {
+    answer(integrations::handle(app, req(method, path, headers, body)).await)
+}
+
+#[tokio::test]
+async fn an_account_over_its_limit_gets_429_and_others_do_not() {
+    let stack = Stack::new().await;
+    let now = shared::now_epoch();
+    let slow = AccountId::parse("slow").unwrap();
+    stack.store.create_account(&slow, 100, 3, now).await.unwrap();
+    let (client, _) = stack.store.create_client(&slow, "c", ScopeSet::all(), now).await.unwrap();
+    let slow_auth = stack.bearer_for(&slow, client.client_id.as_str(), ALL_SCOPES).await;
+    let fast_auth = stack.bearer(ALL_SCOPES).await;
+    let app = stack.integrations_app();
+    stack.counter.reset();
+
+    let mut slow_statuses = Vec::new();
+    let mut fast_statuses = Vec::new();
+    for _ in 0..8 {
+        let (s, f) = tokio::join!(
+            call_integrations(&app, &slow_auth, "GET", "/public/v1/integrations", None),
+            call_integrations(&app, &fast_auth, "GET", "/public/v1/integrations", None)
+        );
+        if s.status == 429 {
+            assert_eq!(s.header("retry-after"), Some("1"));
+            assert_eq!(s.body["error"]["code"], "rate_limited");
+        }
+        slow_statuses.push(s.status);
+        fast_statuses.push(f.status);
+    }
+    let ok = slow_statuses.iter().filter(|s| **s == 200).count();
+    assert!(slow_statuses.iter().all(|s| *s == 200 || *s == 429), "{slow_statuses:?}");
+    assert!(slow_statuses.contains(&429), "8 quick calls against a limit of 3/s: {slow_statuses:?}");
+    // Calls may straddle a second boundary; three per window, and the loop spans a few.
+    let elapsed_windows = 1 + 8 / 3;
+    assert!(ok >= 3 && ok <= 3 * elapsed_windows, "{slow_statuses:?}");
+    assert!(fast_statuses.iter().all(|s| *s == 200), "the other account is unaffected: {fast_statuses:?}");
+
+    // What the limiter costs: one conditional UpdateItem per call, plus one read of each
+    // account's limit per instance per minute.
+    let ops = stack.counter.take_protection();
+    assert_eq!(ops.iter().filter(|o| *o == "UpdateItem").count(), 16, "{ops:?}");
+    assert_eq!(ops.iter().filter(|o| *o == "GetItem").count(), 2, "{ops:?}");
+    assert_eq!(ops.len(), 18);
+
+    // The limit is shared by every instance: a second app (a second Lambda instance) sees
+    // the same windows.
+    let other_instance = stack.integrations_app();
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(
+            call_integrations(&other_instance, &slow_auth, "GET", "/public/v1/integrations", None)
+                .await
+                .status,
+        );
+        statuses
+            .push(call_integrations(&app, &slow_auth, "GET", "/public/v1/integrations", None).await.status);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn unauthenticated_calls_are_not_counted_against_anyone() {
+    let stack = Stack::new().await;
+    let app = stack.integrations_app();
+    let a = call_integrations(&app, "Bearer nope", "GET", "/public/v1/integrations", None).await;
+    assert_eq!(a.status, 401);
+    assert_eq!(stack.counter.take_protection(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn same_key_same_request_replays_the_first_response_and_applies_nothing() {
+    let stack = Stack::new().await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let app = stack.integrations_app();
+    let headers = with_key(&auth, "create-crm-1");
+    stack.counter.reset();
+    let first =
+        integrations_call(&app, &headers, "POST", "/public/v1/integrations", Some(SEED_INTEGRATION)).await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    assert_eq!(stack.counter.take_protection(), ["GetItem", "UpdateItem", "PutItem", "UpdateItem"]);
+    stack.counter.take();
+
+    let again =
+        integrations_call(&app, &headers, "POST", "/public/v1/integrations", Some(SEED_INTEGRATION)).await;
+    assert_eq!(again.status, 201);
+    assert_eq!(again.raw, first.raw, "byte-identical body (the token is shown once: the same one)");
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.header("location"), first.header("location"));
+    assert_eq!(stack.counter.take(), Vec::<String>::new(), "the route did not run: no request of its own");
+    assert_eq!(stack.counter.take_protection(), ["UpdateItem", "PutItem"], "rate window + the failed claim");
+    let list = call_integrations(&app, &auth, "GET", "/public/v1/integrations", None).await;
+    assert_eq!(list.body["integrations"].as_array().unwrap().len(), 1, "{}", list.body);
+
+    // The same key with another body: 422, nothing applied.
+    let other = SEED_INTEGRATION.replace("Update Customer Attributes", "Another");
+    let a = integrations_call(&app, &headers, "POST", "/public/v1/integrations", Some(&other)).await;
+    assert_eq!(a.status, 422, "{}", a.body);
+    assert_eq!(a.body["error"]["code"], "idempotency_key_reused");
+    // ... or another path or method.
+    let a = integrations_call(&app, &headers, "DELETE", "/public/v1/integrations/x", None).await;
+    assert_eq!(a.status, 422);
+    let list = call_integrations(&app, &auth, "GET", "/public/v1/integrations", None).await;
+    assert_eq!(list.body["integrations"].as_array().unwrap().len(), 1);
+
+    // Keys are per account: another account's identical key and request runs for it.
+    let (acc, client, _) = stack.other_account("globex").await;
+    let theirs = stack.bearer_for(&acc, &client, ALL_SCOPES).await;
+    let a = integrations_call(
+        &app,
+        &with_key(&theirs, "create-crm-1"),
+        "POST",
+        "/public/v1/integrations",
+        Some(SEED_INTEGRATION),
+    )
+    .await;
+    assert_eq!(a.status, 201);
+    assert_ne!(a.raw, first.raw);
+
+    // Errors a retry cannot fix are kept too: a refused body replays its 400.
+    let bad = with_key(&auth, "bad-1");
+    let a = integrations_call(&app, &bad, "POST", "/public/v1/integrations", Some("{}")).await;
+    assert_eq!(a.status, 400);
+    let b = integrations_call(&app, &bad, "POST", "/public/v1/integrations", Some("{}")).await;
+    assert_eq!((b.status, b.raw), (400, a.raw));
+}
+
+#[tokio::test]
+async fn a_duplicate_sent_concurrently_runs_exactly_once() {
+    let stack = Stack::new().await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let app = stack.integrations_app();
+    let headers = with_key(&auth, "race-1");
+    let calls = (0..6).map(|_| {
+        integrations_call(&app, &headers, "POST", "/public/v1/integrations", Some(SEED_INTEGRATION))
+    });
+    let answers = futures_join_all(calls).await;
+    let created =
+        answers.iter().filter(|a| a.status == 201 && a.header("idempotent-replayed").is_none()).count();
+    assert_eq!(created, 1, "{:?}", answers.iter().map(|a| a.status).collect::<Vec<_>>());
+    for a in &answers {
+        assert!(
+            a.status == 201 || (a.status == 409 && a.body["error"]["code"] == "idempotency_key_in_use"),
+            "{}",
+            a.body
+        );
+    }
+    let list = call_integrations(&app, &auth, "GET", "/public/v1/integrations", None).await;
+    assert_eq!(list.body["integrations"].as_array().unwrap().len(), 1, "exactly one execution");
+}
+
+async fn futures_join_all<F: std::future::Future<Output = Answer>>(
+    futs: impl Iterator<Item = F>,
+) -> Vec<Answer> {
+    let futs: Vec<_> = futs.map(Box::pin).collect();
+    let mut out = Vec::new();
+    // Poll all at once on this task.
+    let mut pending: Vec<_> = futs.into_iter().map(Some).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for slot in pending.iter_mut() {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(a) => {
+                        out.push(a);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+    })
+    .await;
+    out
+}
+
+#[tokio::test]
+async fn a_dead_calls_claim_expires_and_bad_keys_are_refused() {
+    let stack = Stack::new().await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let app = stack.integrations_app();
+    // A call that claimed the key and died 2 minutes ago (its lease was 60 s).
+    let now = shared::now_epoch();
+    let fp = idempotency::fingerprint("POST", "/public/v1/integrations", "", SEED_INTEGRATION.as_bytes());
+    let claimed =
+        stack.store.claim(&stack.account, &idempotency::key_hash("k-dead"), &fp, now - 120).await.unwrap();
+    assert_eq!(claimed, None);
+    // While its lease runs, the same request is 409.
+    let live = stack.store.claim(&stack.account, &idempotency::key_hash("k-live"), &fp, now).await.unwrap();
+    assert_eq!(live, None);
+    let a = integrations_call(
+        &app,
+        &with_key(&auth, "k-live"),
+        "POST",
+        "/public/v1/integrations",
+        Some(SEED_INTEGRATION),
+    )
+    .await;
+    assert_eq!(a.status, 409, "{}", a.body);
+    assert_eq!(a.body["error"]["code"], "idempotency_key_in_use");
+    // After it, the request runs.
+    let a = integrations_call(
+        &app,
+        &with_key(&auth, "k-dead"),
+        "POST",
+        "/public/v1/integrations",
+        Some(SEED_INTEGRATION),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+
+    for key in ["", &"k".repeat(256), "tab\tkey"] {
+        let a = integrations_call(
+            &app,
+            &with_key(&auth, key),
+            "POST",
+            "/public/v1/integrations",
+            Some(SEED_INTEGRATION),
+        )
+        .await;
+        assert_eq!(a.status, 400, "{key:?}: {}", a.body);
+        assert_eq!(a.body["error"]["code"], "invalid_idempotency_key");
+    }
+    // Reads ignore the header.
+    let a = integrations_call(&app, &with_key(&auth, "k-dead"), "GET", "/public/v1/integrations", None).await;
+    assert_eq!(a.status, 200);
+}
+
+/// Every write route honours the key: user data, segments, and erasing a user.
+#[tokio::test]
+async fn writes_of_every_function_replay() {
+    let stack = Stack::new().await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let (_, token) = create_integration(&stack, &auth, SEED_INTEGRATION).await;
+    let user_app = stack.user_data_app();
+    let body = json!({"token": token, "data": [{"Email": "k@x.io", "Type": "A"}]}).to_string();
+    let h = with_key(&auth, "ud-1");
+    let first =
+        answer(user_data::handle(&user_app, req("POST", "/public/v1/user/data", &h, Some(&body))).await);
+    assert_eq!(first.status, 200, "{}", first.body);
+    stack.counter.reset();
+    let again =
+        answer(user_data::handle(&user_app, req("POST", "/public/v1/user/data", &h, Some(&body))).await);
+    assert_eq!((again.status, &again.raw), (200, &first.raw));
+    assert_eq!(stack.counter.take(), Vec::<String>::new(), "nothing written again");
+
+    let seg_app = stack.segments_app();
+    let path = stack.segment_path("");
+    let h = with_key(&auth, "seg-1");
+    let create = r#"{"name": "s", "userIds": ["a", "b"]}"#;
+    let first = answer(segments::handle(&seg_app, req("POST", &path, &h, Some(create))).await);
+    assert_eq!(first.status, 201);
+    let again = answer(segments::handle(&seg_app, req("POST", &path, &h, Some(create))).await);
+    assert_eq!((again.status, &again.raw), (201, &first.raw));
+    let list = call_segments(&seg_app, &auth, "GET", &path, None).await;
+    assert_eq!(list.body["segments"].as_array().unwrap().len(), 1, "one segment, not two");
+
+    let h = with_key(&auth, "del-1");
+    let a = answer(user_data::handle(&user_app, req("DELETE", "/public/v1/user/k@x.io", &h, None)).await);
+    assert_eq!(a.status, 204);
+    let b = answer(user_data::handle(&user_app, req("DELETE", "/public/v1/user/k@x.io", &h, None)).await);
+    assert_eq!((b.status, b.raw.len(), b.header("idempotent-replayed")), (204, 0, Some("true")));
+}
