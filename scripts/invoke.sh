@@ -3,7 +3,9 @@
 # Sends a sample event to the function that serves its route, through `cargo lambda invoke`
 # against a running `make dev`, after filling in the demo account's credentials from
 # .dev/demo.json (__BASIC_CREDENTIALS__, __SYSTEM_GUID__, __SEGMENT_GUID__ (the demo segment),
-# the integration placeholders, and __ACCESS_TOKEN__ with a fresh token).
+# the integration placeholders, __WORKSPACE_ID__ and __MOENGAGE_BASIC__ (the account id and
+# MoEngage's Basic credentials: account id and client secret), and __ACCESS_TOKEN__ with a
+# fresh token).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -15,6 +17,7 @@ API_PORT="${DEV_API_PORT:-9000}"
 # A demo.json written by an older `make dev` may lack a key: it prints as empty.
 field() { python3 -c "import json,sys; print(json.load(open('.dev/demo.json')).get(sys.argv[1]) or '')" "$1"; }
 basic="$(printf '%s:%s' "$(field clientId)" "$(field clientSecret)" | base64 -w0)"
+moengage_basic="$(printf '%s:%s' "$(field accountId)" "$(field clientSecret)" | base64 -w0)"
 token=""
 if grep -q __ACCESS_TOKEN__ "$event"; then
   token="$(curl -s -X POST "$(field apiUrl)/accounts/connect/token" \
@@ -39,5 +42,6 @@ sed -e "s|__BASIC_CREDENTIALS__|$basic|g" -e "s|__ACCESS_TOKEN__|$token|g" \
     -e "s|__SYSTEM_GUID__|$(field systemGuid)|g" -e "s|__SEGMENT_GUID__|$(field segmentGuid)|g" \
     -e "s|__INTEGRATION_TOKEN__|$(field integrationToken)|g" \
     -e "s|__NESTED_INTEGRATION_TOKEN__|$(field nestedIntegrationToken)|g" -e "s|__INTEGRATION_ID__|$(field integrationId)|g" \
+    -e "s|__WORKSPACE_ID__|$(field accountId)|g" -e "s|__MOENGAGE_BASIC__|$moengage_basic|g" \
     "$event" > "$tmp"
 cargo lambda invoke "$function" --invoke-address 127.0.0.1 --invoke-port "$API_PORT" --data-file "$tmp"

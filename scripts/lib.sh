@@ -56,4 +56,6 @@ local_aws_env() {
   export AWS_EC2_METADATA_DISABLED=true
   # The emulator serves one request at a time: a 25,000-id call queues for seconds.
   export DYNAMODB_ATTEMPT_TIMEOUT_MS=30000 DYNAMODB_OPERATION_TIMEOUT_MS=120000
+  # Usage sums written on every call, so that `admin usage` and the tests see them at once.
+  export USAGE_FLUSH_SECONDS=0
 }

@@ -4,7 +4,9 @@
 Placeholders are filled by scripts/invoke.sh (from .dev/demo.json) and by tests/tests/events.rs:
 __BASIC_CREDENTIALS__, __ACCESS_TOKEN__, __INTEGRATION_TOKEN__, __NESTED_INTEGRATION_TOKEN__,
 __INTEGRATION_ID__, __SYSTEM_GUID__, __SEGMENT_GUID__ (the demo segment; tests/tests/events.rs creates
-one with segments-create.json first). Run it again after changing it; the files are committed.
+one with segments-create.json first), __WORKSPACE_ID__ (the account id) and __MOENGAGE_BASIC__
+(base64 of "<account id>:<client secret>", MoEngage's Basic credentials). Run it again after
+changing it; the files are committed.
 """
 import json
 import os
@@ -81,6 +83,15 @@ EVENTS = {
         "token": "__NESTED_INTEGRATION_TOKEN__",
         "data": [{"properties.ID": "[email protected]", "field1": "value", "field2": 123,
                   "nested": {"field": 456}}]}),
+    # MoEngage Track User API: the seed's example attributes, Basic workspace id + API key.
+    "moengage-track-user.json": ev("POST", "/v1/customer/{workspace_id}", "/v1/customer/__WORKSPACE_ID__",
+                                   headers={"authorization": "Basic __MOENGAGE_BASIC__",
+                                            "content-type": "application/json",
+                                            "x-forwarded-for": "203.0.113.195"}, body={
+        "type": "customer",
+        "customer_id": "john.doe@walkme.example",
+        "attributes": {"name": "John", "points": 20, "expiry_date": "2020-05-31T03:47:35Z",
+                       "super_user": True, "user_persona": "browsers"}}),
     "user-get.json": ev("GET", "/public/v1/user/{userId}", "/public/v1/user/john.doe%40walkme.example",
                         headers={"authorization": "Bearer __ACCESS_TOKEN__"}),
     "user-delete.json": ev("DELETE", "/public/v1/user/{userId}", "/public/v1/user/joe.doe%40walkme.example",

@@ -46,6 +46,17 @@ enum Command {
         #[command(subcommand)]
         command: KeysCmd,
     },
+    /// Usage of an account per client and UTC day: calls, users updated, segment ids processed.
+    Usage {
+        #[arg(long)]
+        account: String,
+        /// First day, YYYY-MM-DD (default: today, UTC).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day, YYYY-MM-DD (default: `--from`). At most 366 days.
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -175,6 +186,7 @@ async fn run(store: &DynamoStore, command: Command) -> Outcome {
             ))
         }
         Command::Client { command } => client(store, command, now).await,
+        Command::Usage { account, from, to } => usage(store, &account_id(&account)?, from, to).await,
         Command::Keys { command: KeysCmd::Rotate { retire_after } } => {
             let retire = retire_after.unwrap_or(AuthConfig::from_env().token_ttl_secs + 600);
             let key = store.rotate_signing_key(now, retire).await.map_err(store_err)?;
@@ -258,4 +270,52 @@ async fn client(store: &DynamoStore, command: ClientCmd, now: i64) -> Outcome {
             Ok((json!({ "clientId": id.as_str(), "disabled": true }), format!("client {id} disabled")))
         }
     }
+}
+
+fn parse_day(s: &str) -> Result<time::Date, String> {
+    time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
+        .map_err(|_| format!("'{s}' is not a date of the form YYYY-MM-DD"))
+}
+
+async fn usage(
+    store: &DynamoStore,
+    account: &AccountId,
+    from: Option<String>,
+    to: Option<String>,
+) -> Outcome {
+    let today = time::OffsetDateTime::now_utc().date();
+    let first = from.as_deref().map(parse_day).transpose()?.unwrap_or(today);
+    let last = to.as_deref().map(parse_day).transpose()?.unwrap_or(first);
+    if last < first || (last - first).whole_days() > 365 {
+        return Err("--to must be on or after --from, and at most 366 days later".into());
+    }
+    let mut days = Vec::new();
+    let mut d = first;
+    while d <= last {
+        days.push(format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day()));
+        d = d.next_day().ok_or("date out of range")?;
+    }
+    let rows = store.usage(account, &days).await.map_err(store_err)?;
+    let (mut calls, mut users, mut ids) = (0, 0, 0);
+    let mut text = format!(
+        "usage of {account}, {} to {}\nday         client                            calls  users  segmentIds\n",
+        days[0],
+        days[days.len() - 1]
+    );
+    let list: Vec<Value> = rows
+        .iter()
+        .map(|(day, client, u)| {
+            calls += u.calls;
+            users += u.users_updated;
+            ids += u.segment_ids;
+            text.push_str(&format!("{day}  {client:<32}  {:>5}  {:>5}  {:>10}\n", u.calls, u.users_updated, u.segment_ids));
+            json!({ "day": day, "clientId": client, "calls": u.calls, "usersUpdated": u.users_updated, "segmentIds": u.segment_ids })
+        })
+        .collect();
+    text.push_str(&format!("total       {:<32}  {calls:>5}  {users:>5}  {ids:>10}", ""));
+    let value = json!({
+        "accountId": account.as_str(), "from": days[0], "to": days[days.len() - 1], "usage": list,
+        "total": { "calls": calls, "usersUpdated": users, "segmentIds": ids },
+    });
+    Ok((value, text))
 }

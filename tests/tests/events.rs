@@ -14,6 +14,7 @@ const ORDER: &[&str] = &[
     "user-data-seed-single.json",
     "user-data-seed-multiple.json",
     "user-data-seed-nested.json",
+    "moengage-track-user.json",
     "user-get.json",
     "integrations-list.json",
     "integrations-get.json",
@@ -51,6 +52,12 @@ async fn every_event_succeeds_on_its_function() {
         stack.client_id,
         stack.client_secret.expose()
     ));
+    // MoEngage's Basic credentials: the workspace id (our account id) and the client secret.
+    let moengage_b64 = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        stack.account,
+        stack.client_secret.expose()
+    ));
 
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../events");
     let mut files: Vec<String> = std::fs::read_dir(dir)
@@ -72,7 +79,9 @@ async fn every_event_succeeds_on_its_function() {
             .replace("__INTEGRATION_TOKEN__", &integration_token)
             .replace("__NESTED_INTEGRATION_TOKEN__", &nested_token)
             .replace("__INTEGRATION_ID__", &integration_id)
-            .replace("__SYSTEM_GUID__", &stack.system.to_string());
+            .replace("__SYSTEM_GUID__", &stack.system.to_string())
+            .replace("__WORKSPACE_ID__", stack.account.as_str())
+            .replace("__MOENGAGE_BASIC__", &moengage_b64);
         if text.contains("__SEGMENT_GUID__") {
             let guid = segment_guid.as_deref().unwrap_or_else(|| {
                 panic!("events/{name}: __SEGMENT_GUID__ needs segments-create.json to run before it")
@@ -88,7 +97,7 @@ async fn every_event_succeeds_on_its_function() {
             segments::handle(&segments_app, request(&ev)).await
         } else if path.starts_with("/public/v1/integrations") {
             integrations::handle(&integrations_app, request(&ev)).await
-        } else if path.starts_with("/public/v1/user/") {
+        } else if path.starts_with("/public/v1/user/") || path.starts_with("/v1/customer/") {
             user_data::handle(&user_data_app, request(&ev)).await
         } else {
             panic!("events/{name}: no function serves route '{route}'");
@@ -100,6 +109,16 @@ async fn every_event_succeeds_on_its_function() {
         }
         if name.starts_with("user-data-") {
             assert!(a.body["accepted"].as_u64().unwrap() >= 1, "{}", a.body);
+        }
+        if name == "moengage-track-user.json" {
+            assert_eq!(a.body["status"], "success", "{}", a.body);
+        }
+        if name == "user-get.json" {
+            // The seed's MoEngage attributes, typed, next to the WalkMe ones.
+            let groups = a.body["integrations"].as_array().unwrap();
+            let moe = groups.iter().find(|g| g["integrationId"] == "moengage").expect("MoEngage group");
+            assert_eq!(moe["types"]["expiry_date"], "Date", "{}", a.body);
+            assert_eq!(moe["clientIp"], "203.0.113.195", "{}", a.body);
         }
         // The seed segment: John and Melissa, + jane (add), - John (remove), then exactly
         // Melissa and jane (override).

@@ -55,11 +55,13 @@ async fn an_account_over_its_limit_gets_429_and_others_do_not() {
     assert!(fast_statuses.iter().all(|s| *s == 200), "the other account is unaffected: {fast_statuses:?}");
 
     // What the limiter costs: one conditional UpdateItem per call, plus one read of each
-    // account's limit per instance per minute.
+    // account's limit per instance per minute; admitted calls also add to the usage sums
+    // (every call here, as the tests flush usage at once).
     let ops = stack.counter.take_protection();
-    assert_eq!(ops.iter().filter(|o| *o == "UpdateItem").count(), 16, "{ops:?}");
+    let admitted = 16 - slow_statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(ops.iter().filter(|o| *o == "UpdateItem").count(), 16 + admitted, "{ops:?}");
     assert_eq!(ops.iter().filter(|o| *o == "GetItem").count(), 2, "{ops:?}");
-    assert_eq!(ops.len(), 18);
+    assert_eq!(ops.len(), 18 + admitted);
 
     // The limit is shared by every instance: a second app (a second Lambda instance) sees
     // the same windows.
@@ -96,7 +98,11 @@ async fn same_key_same_request_replays_the_first_response_and_applies_nothing() 
     let first =
         integrations_call(&app, &headers, "POST", "/public/v1/integrations", Some(SEED_INTEGRATION)).await;
     assert_eq!(first.status, 201, "{}", first.body);
-    assert_eq!(stack.counter.take_protection(), ["GetItem", "UpdateItem", "PutItem", "UpdateItem"]);
+    assert_eq!(
+        stack.counter.take_protection(),
+        ["GetItem", "UpdateItem", "PutItem", "UpdateItem", "UpdateItem"],
+        "limit read (cold), rate window, claim, stored response, usage sums"
+    );
     stack.counter.take();
 
     let again =
@@ -106,7 +112,11 @@ async fn same_key_same_request_replays_the_first_response_and_applies_nothing() 
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(again.header("location"), first.header("location"));
     assert_eq!(stack.counter.take(), Vec::<String>::new(), "the route did not run: no request of its own");
-    assert_eq!(stack.counter.take_protection(), ["UpdateItem", "PutItem"], "rate window + the failed claim");
+    assert_eq!(
+        stack.counter.take_protection(),
+        ["UpdateItem", "PutItem", "UpdateItem"],
+        "rate window + the failed claim + usage sums"
+    );
     let list = call_integrations(&app, &auth, "GET", "/public/v1/integrations", None).await;
     assert_eq!(list.body["integrations"].as_array().unwrap().len(), 1, "{}", list.body);
 
@@ -279,4 +289,95 @@ async fn writes_of_every_function_replay() {
     assert_eq!(a.status, 204);
     let b = answer(user_data::handle(&user_app, req("DELETE", "/public/v1/user/k@x.io", &h, None)).await);
     assert_eq!((b.status, b.raw.len(), b.header("idempotent-replayed")), (204, 0, Some("true")));
+}
+
+/// Usage per account, client and day: calls, users updated, segment ids processed.
+#[tokio::test]
+async fn usage_is_recorded_per_account_and_client() {
+    let stack = Stack::new().await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let (_, token) = create_integration(&stack, &auth, SEED_INTEGRATION).await;
+    let user_app = stack.user_data_app();
+    let body = json!({"token": token, "data": [
+        {"Email": "a@x.io", "Type": "A"}, {"Email": "b@x.io", "Type": "B"}, {"Email": "c@x.io", "Type": "C"}]})
+    .to_string();
+    assert_eq!(
+        call_user_data(&user_app, &auth, "POST", "/public/v1/user/data", Some(&body)).await.status,
+        200
+    );
+    let seg_app = stack.segments_app();
+    let a = call_segments(
+        &seg_app,
+        &auth,
+        "POST",
+        &stack.segment_path(""),
+        Some(r#"{"name": "s", "userIds": ["a", "b"]}"#),
+    )
+    .await;
+    let seg = a.body["segmentGuid"].as_str().unwrap().to_string();
+    let update = r#"{"action": "add", "userIds": ["c", "d", "e"]}"#;
+    call_segments(&seg_app, &auth, "PUT", &stack.segment_path(&format!("/{seg}")), Some(update)).await;
+    call_segments(&seg_app, &auth, "GET", &stack.segment_path(""), None).await;
+    // Another account's calls are its own.
+    let (other, client, _) = stack.other_account("globex").await;
+    let theirs = stack.bearer_for(&other, &client, ALL_SCOPES).await;
+    call_segments(&seg_app, &theirs, "GET", &stack.segment_path(""), None).await;
+
+    let day = shared::protect::usage::day_of(shared::now_epoch() * 1000);
+    let rows = stack.store.usage(&stack.account, std::slice::from_ref(&day)).await.unwrap();
+    assert_eq!(rows.len(), 1, "one client: {rows:?}");
+    let (d, c, u) = &rows[0];
+    assert_eq!((d.as_str(), c.as_str()), (day.as_str(), stack.client_id.as_str()));
+    // create integration + user data + create segment + add + list = 5 calls.
+    assert_eq!((u.calls, u.users_updated, u.segment_ids), (5, 3, 5));
+    let theirs = stack.store.usage(&other, &[day]).await.unwrap();
+    assert_eq!(theirs.len(), 1);
+    assert_eq!((theirs[0].2.calls, theirs[0].2.users_updated), (1, 0));
+}
+
+/// The MoEngage route (Basic auth) goes through the same protections, answering in MoEngage's
+/// shape.
+#[tokio::test]
+async fn the_moengage_route_is_protected_too() {
+    let stack = Stack::new().await;
+    let app = stack.user_data_app();
+    let body = r#"{"type": "customer", "customer_id": "m-1", "attributes": {"name": "John", "points": 20}}"#;
+    let creds = basic("acme", stack.client_secret.expose());
+    let h = [
+        ("authorization", creds.as_str()),
+        ("content-type", "application/json"),
+        ("idempotency-key", "moe-1"),
+    ];
+    let first = answer(user_data::handle(&app, req("POST", "/v1/customer/acme", &h, Some(body))).await);
+    assert_eq!(first.status, 200, "{}", first.body);
+    stack.counter.reset();
+    let again = answer(user_data::handle(&app, req("POST", "/v1/customer/acme", &h, Some(body))).await);
+    assert_eq!((again.status, &again.raw), (200, &first.raw));
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(stack.counter.take(), Vec::<String>::new(), "nothing written again");
+    let other = body.replace("John", "Jane");
+    let a = answer(user_data::handle(&app, req("POST", "/v1/customer/acme", &h, Some(&other))).await);
+    assert_eq!(a.status, 422);
+    assert_eq!(a.body["status"], "fail", "MoEngage's shape: {}", a.body);
+    assert_eq!(a.body["error"]["type"], "Unprocessable Entity");
+    assert!(a.body["error"]["request_id"].is_string());
+
+    // Over the limit: 429 in MoEngage's shape, with Retry-After.
+    let now = shared::now_epoch();
+    let slow = AccountId::parse("slowmo").unwrap();
+    stack.store.create_account(&slow, 100, 1, now).await.unwrap();
+    let (_, secret) = stack.store.create_client(&slow, "c", ScopeSet::all(), now).await.unwrap();
+    let creds = basic("slowmo", secret.expose());
+    let h = [("authorization", creds.as_str()), ("content-type", "application/json")];
+    let mut limited = None;
+    for _ in 0..4 {
+        let a = answer(user_data::handle(&app, req("POST", "/v1/customer/slowmo", &h, Some(body))).await);
+        if a.status == 429 {
+            limited = Some(a);
+        }
+    }
+    let a = limited.expect("4 quick calls against 1 per second");
+    assert_eq!(a.header("retry-after"), Some("1"));
+    assert_eq!(a.body["status"], "fail");
+    assert_eq!(a.body["error"]["type"], "Too Many Requests");
 }

@@ -16,7 +16,7 @@ use shared::domain::user_data::{self, Envelope, Mode};
 use shared::domain::{Scope, SecretHash};
 use shared::http::request::{header, json_body};
 use shared::http::{ApiError, RequestInfo, json_response};
-use shared::protect::Guard;
+use shared::protect::{Caller, Guard};
 use shared::store::IntegrationStore;
 use shared::store::dynamo::DynamoStore;
 use shared::store::integrations::{IntegrationRecord, IntegrationWriteError};
@@ -49,7 +49,8 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
     // Rate limit and idempotency key first, for any caller a valid token names.
     let caller = app.auth.identify(header(&req, "authorization"), info.domain.as_deref()).await;
     // Boxed: the route future is large, and a debug build would overflow a thread stack.
-    app.guard.run(caller.as_ref().map(|p| &p.account), &info, &req, Box::pin(route(app, &info, &req))).await
+    let caller = caller.as_ref().map(|p| Caller { account: &p.account, client_id: &p.client_id });
+    app.guard.run(caller, &info, &req, Box::pin(route(app, &info, &req))).await
 }
 
 async fn route(app: &App, info: &RequestInfo, req: &Request) -> Result<Response<Body>, ApiError> {

@@ -11,7 +11,8 @@ use shared::domain::segment::{CreateSegment, UpdateSegment};
 use shared::domain::{Scope, SegmentGuid, SystemGuid};
 use shared::http::request::{header, json_body};
 use shared::http::{ApiError, ErrorDetail, RequestInfo, json_response};
-use shared::protect::Guard;
+use shared::protect::usage::UsageReport;
+use shared::protect::{Caller, Guard};
 use shared::store::dynamo::DynamoStore;
 use shared::store::segments::{
     MemberCursor, NewSegment, SegmentError, SegmentHead, SegmentStore, SegmentView,
@@ -40,7 +41,8 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
     // Rate limit and idempotency key first, for any caller a valid token names.
     let caller = app.auth.identify(header(&req, "authorization"), info.domain.as_deref()).await;
     // Boxed: the route future is large, and a debug build would overflow a thread stack.
-    app.guard.run(caller.as_ref().map(|p| &p.account), &info, &req, Box::pin(route(app, &info, &req))).await
+    let caller = caller.as_ref().map(|p| Caller { account: &p.account, client_id: &p.client_id });
+    app.guard.run(caller, &info, &req, Box::pin(route(app, &info, &req))).await
 }
 
 async fn route(app: &App, info: &RequestInfo, req: &Request) -> Result<Response<Body>, ApiError> {
@@ -178,6 +180,8 @@ async fn create(
     tracing::info!(request_id = %info.request_id, account = %p.account, segment = %view.head.segment,
         users = view.user_count, "segment created");
     let mut resp = json_response(201, &body(&view));
+    resp.extensions_mut()
+        .insert(UsageReport { users_updated: 0, segment_ids: request.user_ids.len() as i64 });
     let location = format!("/public/v1/user/system/{system}/segment/{}", view.head.segment);
     resp.headers_mut().insert("location", location.parse().expect("a path is a valid header"));
     Ok(resp)
@@ -207,7 +211,10 @@ async fn update(
         .map_err(segment_error)?;
     tracing::info!(request_id = %info.request_id, account = %p.account, segment = %view.head.segment,
         action = ?request.action, ids = request.user_ids.len(), users = view.user_count, "segment updated");
-    Ok(json_response(200, &body(&view)))
+    let mut resp = json_response(200, &body(&view));
+    resp.extensions_mut()
+        .insert(UsageReport { users_updated: 0, segment_ids: request.user_ids.len() as i64 });
+    Ok(resp)
 }
 
 async fn members(

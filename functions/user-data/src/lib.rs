@@ -16,7 +16,8 @@ use shared::domain::user_data::{self, Envelope, Mode, UserId};
 use shared::domain::{Scope, SecretHash};
 use shared::http::request::{header, json_body};
 use shared::http::{ApiError, ErrorDetail, RequestInfo, json_response};
-use shared::protect::Guard;
+use shared::protect::usage::UsageReport;
+use shared::protect::{Caller, Guard};
 use shared::store::dynamo::DynamoStore;
 use shared::store::end_users::UserWrite;
 use shared::store::segments::SegmentStore;
@@ -31,7 +32,9 @@ pub struct App {
 
 impl App {
     pub fn new(store: DynamoStore, auth: &AuthConfig) -> Self {
-        Self { auth: Authenticator::new(store.clone(), auth), guard: Guard::new(store.clone()),
+        Self {
+            auth: Authenticator::new(store.clone(), auth),
+            guard: Guard::new(store.clone()),
             moengage: moengage::State::default(),
             store,
         }
@@ -43,7 +46,8 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
     // Rate limit and idempotency key first, for any caller a valid token names.
     let caller = app.auth.identify(header(&req, "authorization"), info.domain.as_deref()).await;
     // Boxed: the route future is large, and a debug build would overflow a thread stack.
-    app.guard.run(caller.as_ref().map(|p| &p.account), &info, &req, Box::pin(route(app, &info, &req))).await
+    let caller = caller.as_ref().map(|p| Caller { account: &p.account, client_id: &p.client_id });
+    app.guard.run(caller, &info, &req, Box::pin(route(app, &info, &req))).await
 }
 
 async fn route(app: &App, info: &RequestInfo, req: &Request) -> Result<Response<Body>, ApiError> {
@@ -129,7 +133,7 @@ async fn update(
         request_id = %info.request_id, account = %p.account, integration_id = %id,
         mode = validated.mode.as_str(), accepted, skipped = skipped.len(), "user data written"
     );
-    Ok(json_response(
+    let mut resp = json_response(
         200,
         &json!({
             "accepted": accepted,
@@ -137,7 +141,9 @@ async fn update(
             "ignoredFields": validated.ignored_fields,
             "skipped": skipped.iter().map(UserId::as_str).collect::<Vec<_>>(),
         }),
-    ))
+    );
+    resp.extensions_mut().insert(UsageReport { users_updated: accepted as i64, segment_ids: 0 });
+    Ok(resp)
 }
 
 fn user_id(raw: &str) -> Result<UserId, ApiError> {
@@ -213,5 +219,7 @@ async fn erase(
     let deleted = app.store.delete_user(&p.account, uid.as_str()).await?;
     tracing::info!(request_id = %info.request_id, account = %p.account, items = deleted, memberships,
         "user erased");
-    Ok(Response::builder().status(204).body(Body::Empty).expect("valid response"))
+    let mut resp = Response::builder().status(204).body(Body::Empty).expect("valid response");
+    resp.extensions_mut().insert(UsageReport { users_updated: 1, segment_ids: 0 });
+    Ok(resp)
 }

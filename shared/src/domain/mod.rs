@@ -2,6 +2,7 @@
 
 pub mod ids;
 pub mod integration;
+pub mod moengage;
 pub mod scope;
 pub mod secret;
 pub mod segment;

@@ -31,7 +31,8 @@ impl UserId {
         Ok(Self(s.to_string()))
     }
 
-    fn from_json(v: &Value) -> Result<Self, String> {
+    /// A string, or an integer in decimal form.
+    pub fn from_json(v: &Value) -> Result<Self, String> {
         match v {
             Value::String(s) => Self::parse(s),
             Value::Number(n) if n.is_i64() || n.is_u64() => Self::parse(&n.to_string()),

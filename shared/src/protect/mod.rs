@@ -5,6 +5,7 @@
 
 pub mod idempotency;
 pub mod rate;
+pub mod usage;
 
 use std::future::Future;
 
@@ -15,10 +16,19 @@ use crate::http::request::header;
 use crate::http::{ApiError, ErrorDetail, RequestInfo};
 use idempotency::{IdempotencyStore, Record, StoredResponse};
 use rate::{RateLimiter, RateStore};
+use usage::{UsageRecorder, UsageReport, UsageStore};
 
 pub struct Guard<S> {
     store: S,
     limiter: RateLimiter,
+    usage: UsageRecorder,
+}
+
+/// Who is calling, as far as the protections care.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub account: &'a AccountId,
+    pub client_id: &'a str,
 }
 
 fn now_ms() -> i64 {
@@ -29,16 +39,17 @@ fn body_bytes(req: &Request) -> &[u8] {
     req.body().as_ref()
 }
 
-impl<S: RateStore + IdempotencyStore> Guard<S> {
+impl<S: RateStore + IdempotencyStore + UsageStore> Guard<S> {
     pub fn new(store: S) -> Self {
-        Self { store, limiter: RateLimiter::default() }
+        Self { store, limiter: RateLimiter::default(), usage: UsageRecorder::from_env() }
     }
 
-    /// Runs `route` for a caller of `account` (`None`: not identified, so the route's own
-    /// authentication answers): rate limit first, then the idempotency key of a write.
+    /// Runs `route` for `caller` (`None`: not identified, so the route's own authentication
+    /// answers): rate limit first, then the idempotency key of a write; afterwards the call's
+    /// usage is recorded.
     pub async fn run<F>(
         &self,
-        account: Option<&AccountId>,
+        caller: Option<Caller<'_>>,
         info: &RequestInfo,
         req: &Request,
         route: F,
@@ -47,13 +58,32 @@ impl<S: RateStore + IdempotencyStore> Guard<S> {
         F: Future<Output = Result<Response<Body>, ApiError>>,
     {
         let fail = |e: ApiError| e.into_response(&info.request_id);
-        let Some(account) = account else {
+        let Some(caller) = caller else {
             return route.await.unwrap_or_else(fail);
         };
+        let account = caller.account;
         if let Err(retry_after) = self.limiter.check(&self.store, account, now_ms()).await {
             tracing::info!(request_id = %info.request_id, %account, "rate limited");
             return fail(ApiError::RateLimited { retry_after });
         }
+        let resp = self.admitted(account, info, req, route).await;
+        let report = resp.extensions().get::<UsageReport>().copied().unwrap_or_default();
+        self.usage.record(&self.store, account, caller.client_id, now_ms(), &report).await;
+        resp
+    }
+
+    /// A call within the limit: the idempotency key of a write, then the route.
+    async fn admitted<F>(
+        &self,
+        account: &AccountId,
+        info: &RequestInfo,
+        req: &Request,
+        route: F,
+    ) -> Response<Body>
+    where
+        F: Future<Output = Result<Response<Body>, ApiError>>,
+    {
+        let fail = |e: ApiError| e.into_response(&info.request_id);
         let write = matches!(info.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE");
         let Some(raw_key) = header(req, idempotency::HEADER).filter(|_| write) else {
             return route.await.unwrap_or_else(fail);

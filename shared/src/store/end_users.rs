@@ -2,7 +2,8 @@
 //!
 //! Partition `<accountId>#<userId>`; item `A#<integrationId>` holds that integration's
 //! attributes as top-level attributes named `a:<attribute name>` (the prefix keeps customer
-//! names apart from ours), plus `integrationId` and `updatedAt`. A user's whole object is one
+//! names apart from ours), plus `integrationId`, `updatedAt` and, in the MoEngage item,
+//! `clientIp` (the address of the last update). A user's whole object is one
 //! Query; a merge is one UpdateItem; a replace is one PutItem per user, batched by 25.
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,6 +26,8 @@ pub struct StoredAttributes {
     pub integration_id: String,
     pub updated_at: String,
     pub values: BTreeMap<String, Value>,
+    /// The client address recorded with the last update (MoEngage's `X-Forwarded-For`).
+    pub client_ip: Option<String>,
 }
 
 /// One user's write: attribute names with their values.
@@ -69,29 +72,7 @@ impl EndUserStore for DynamoStore {
         only_existing: bool,
         now: &str,
     ) -> Result<bool, StoreError> {
-        let mut expr = String::from("SET integrationId = :i, updatedAt = :u");
-        let mut req = self
-            .client()
-            .update_item()
-            .table_name(&self.tables().end_users)
-            .key("pk", s(user_pk(account, user.user_id.as_str())))
-            .key("sk", s(attrs_sk(integration_id)))
-            .expression_attribute_values(":i", s(integration_id))
-            .expression_attribute_values(":u", s(now));
-        for (i, (name, value)) in user.values.iter().enumerate() {
-            expr.push_str(&format!(", #a{i} = :v{i}"));
-            req = req
-                .expression_attribute_names(format!("#a{i}"), format!("{ATTR_PREFIX}{name}"))
-                .expression_attribute_values(format!(":v{i}"), to_av(value));
-        }
-        if only_existing {
-            req = req.condition_expression("attribute_exists(pk)");
-        }
-        match req.update_expression(expr).send().await {
-            Ok(_) => Ok(true),
-            Err(e) if only_existing && is_conditional_failure(&e) => Ok(false),
-            Err(e) => Err(sdk_error("UpdateItem", e)),
-        }
+        self.merge_user_from(account, integration_id, user, only_existing, now, None).await
     }
 
     /// Makes each user's attributes of this integration exactly those given. Returns the users
@@ -151,6 +132,7 @@ impl EndUserStore for DynamoStore {
                 integration_id: get_s(&item, "integrationId")?.to_string(),
                 updated_at: get_s(&item, "updatedAt")?.to_string(),
                 values,
+                client_ip: get_s(&item, "clientIp").ok().map(str::to_string),
             });
         }
         Ok(out)
@@ -178,6 +160,67 @@ impl EndUserStore for DynamoStore {
 }
 
 impl DynamoStore {
+    /// [`EndUserStore::merge_user`], also recording the client address the update came from
+    /// (`clientIp`, outside the attributes: reads show it apart from them).
+    pub async fn merge_user_from(
+        &self,
+        account: &AccountId,
+        integration_id: &str,
+        user: &UserWrite<'_>,
+        only_existing: bool,
+        now: &str,
+        client_ip: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut expr = String::from("SET integrationId = :i, updatedAt = :u");
+        let mut req = self
+            .client()
+            .update_item()
+            .table_name(&self.tables().end_users)
+            .key("pk", s(user_pk(account, user.user_id.as_str())))
+            .key("sk", s(attrs_sk(integration_id)))
+            .expression_attribute_values(":i", s(integration_id))
+            .expression_attribute_values(":u", s(now));
+        for (i, (name, value)) in user.values.iter().enumerate() {
+            expr.push_str(&format!(", #a{i} = :v{i}"));
+            req = req
+                .expression_attribute_names(format!("#a{i}"), format!("{ATTR_PREFIX}{name}"))
+                .expression_attribute_values(format!(":v{i}"), to_av(value));
+        }
+        if only_existing {
+            req = req.condition_expression("attribute_exists(pk)");
+        }
+        if let Some(ip) = client_ip {
+            expr.push_str(", clientIp = :ip");
+            req = req.expression_attribute_values(":ip", s(ip));
+        }
+        match req.update_expression(expr).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if only_existing && is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(sdk_error("UpdateItem", e)),
+        }
+    }
+
+    /// Whether the user has an item of this integration (one strongly consistent GetItem).
+    pub async fn user_has_integration(
+        &self,
+        account: &AccountId,
+        user_id: &str,
+        integration_id: &str,
+    ) -> Result<bool, StoreError> {
+        let out = self
+            .client()
+            .get_item()
+            .table_name(&self.tables().end_users)
+            .key("pk", s(user_pk(account, user_id)))
+            .key("sk", s(attrs_sk(integration_id)))
+            .projection_expression("pk")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        Ok(out.item.is_some())
+    }
+
     /// The partition keys (of `users`) that hold an item of this integration.
     async fn existing_users(
         &self,

@@ -131,6 +131,22 @@ impl DynamoStore {
         TransactWriteItem::builder().update(update.build().expect("update is complete")).build()
     }
 
+    /// Writes an integration that has no token (the implicit MoEngage integration, which is
+    /// found by its id, never by a token): creates it when `old` is `None`, else replaces `old`
+    /// if nobody changed it meanwhile. The account's attribute headroom moves by the change in
+    /// property count in the same transaction, exactly as for token integrations.
+    pub async fn put_tokenless_integration(
+        &self,
+        old: Option<&IntegrationRecord>,
+        new: &IntegrationRecord,
+    ) -> Result<(), IntegrationWriteError> {
+        let before = old.map_or(0, |o| o.definition.properties.len() as i64);
+        let used = new.definition.properties.len() as i64 - before;
+        let condition = old.map(|o| ("version = :v", o.version));
+        self.transact(vec![self.consume_headroom(&new.account, used), self.put_integration(new, condition)])
+            .await
+    }
+
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), IntegrationWriteError> {
         let res = self.client().transact_write_items().set_transact_items(Some(items)).send().await;
         match res {

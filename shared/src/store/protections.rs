@@ -14,6 +14,7 @@ use super::dynamo::{DynamoStore, Item, account_pk, get_n, get_s, is_conditional_
 use crate::domain::AccountId;
 use crate::protect::idempotency::{self, IdempotencyStore, Record, StoredResponse};
 use crate::protect::rate::RateStore;
+use crate::protect::usage::{Usage, UsageStore};
 
 pub const PURPOSE_HEADER: &str = "x-ingest-purpose";
 /// Window items outlive their second by a minute, then TTL removes them.
@@ -200,5 +201,60 @@ impl IdempotencyStore for DynamoStore {
         .await
         .map_err(|e| sdk_error("DeleteItem", e))?;
         Ok(())
+    }
+}
+
+/// `USAGE#<acc>#<day>` / `<clientId>`: one partition per account and day, one item per
+/// client; written by each instance at most every few seconds (see `protect::usage`).
+fn usage_pk(account: &AccountId, day: &str) -> String {
+    format!("USAGE#{account}#{day}")
+}
+
+impl UsageStore for DynamoStore {
+    async fn add_usage(
+        &self,
+        account: &AccountId,
+        client_id: &str,
+        day: &str,
+        usage: &Usage,
+    ) -> Result<(), StoreError> {
+        tagged!(
+            self.client()
+                .update_item()
+                .table_name(&self.tables().config)
+                .key("pk", s(usage_pk(account, day)))
+                .key("sk", s(client_id))
+                .update_expression("ADD calls :c, usersUpdated :u, segmentIds :s")
+                .expression_attribute_values(":c", n(usage.calls))
+                .expression_attribute_values(":u", n(usage.users_updated))
+                .expression_attribute_values(":s", n(usage.segment_ids))
+        )
+        .send()
+        .await
+        .map_err(|e| sdk_error("UpdateItem", e))?;
+        Ok(())
+    }
+}
+
+impl DynamoStore {
+    /// Usage of an account from `from` to `to` (inclusive `YYYY-MM-DD` days): (day, client,
+    /// sums), one strongly consistent Query per day.
+    pub async fn usage(
+        &self,
+        account: &AccountId,
+        days: &[String],
+    ) -> Result<Vec<(String, String, Usage)>, StoreError> {
+        let mut out = Vec::new();
+        for day in days {
+            for item in self.query_all(&self.tables().config, &usage_pk(account, day)).await? {
+                let usage = Usage {
+                    calls: get_n(&item, "calls")?,
+                    users_updated: get_n(&item, "usersUpdated")?,
+                    segment_ids: get_n(&item, "segmentIds")?,
+                };
+                out.push((day.clone(), get_s(&item, "sk")?.to_string(), usage));
+            }
+        }
+        Ok(out)
     }
 }

@@ -1,0 +1,147 @@
+//! Usage per account, client and UTC day: calls, users updated, segment ids processed: what a
+//! pay-per-call bill needs, read with `admin usage`.
+//!
+//! Two records, both cheap:
+//! - a CloudWatch Embedded Metric Format line per call (no request to anything: Lambda ships
+//!   stdout to CloudWatch Logs, which extracts the metrics), the complete record on AWS;
+//! - per-instance sums written to DynamoDB with one `UpdateItem` (`ADD`) per (account, client,
+//!   day) at most every `USAGE_FLUSH_SECONDS` (default 5) per instance, for `admin usage`.
+//!   Sums still pending when an instance is reclaimed (at most the last few seconds of that
+//!   instance's calls) are only in the EMF record. `USAGE_FLUSH_SECONDS=0` writes every call.
+//!
+//! Routes report their units by inserting a [`UsageReport`] into the response's extensions.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::domain::AccountId;
+use crate::store::StoreError;
+
+/// What one call did, in billable units (set by the route on its response).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsageReport {
+    pub users_updated: i64,
+    pub segment_ids: i64,
+}
+
+/// Sums over calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub calls: i64,
+    pub users_updated: i64,
+    pub segment_ids: i64,
+}
+
+impl Usage {
+    fn add(&mut self, r: &UsageReport) {
+        self.calls += 1;
+        self.users_updated += r.users_updated;
+        self.segment_ids += r.segment_ids;
+    }
+}
+
+pub trait UsageStore: Send + Sync {
+    fn add_usage(
+        &self,
+        account: &AccountId,
+        client_id: &str,
+        day: &str,
+        usage: &Usage,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+type Key = (AccountId, String, String);
+
+pub struct UsageRecorder {
+    flush_after: Duration,
+    pending: Mutex<HashMap<Key, (Usage, Instant)>>,
+}
+
+impl UsageRecorder {
+    pub fn new(flush_after: Duration) -> Self {
+        Self { flush_after, pending: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn from_env() -> Self {
+        let secs = std::env::var("USAGE_FLUSH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+        Self::new(Duration::from_secs(secs))
+    }
+
+    /// Counts one call; writes the sums of (account, client, day) when they are old enough.
+    pub async fn record<S: UsageStore>(
+        &self,
+        store: &S,
+        account: &AccountId,
+        client_id: &str,
+        now_ms: i64,
+        report: &UsageReport,
+    ) {
+        let day = day_of(now_ms);
+        emit_emf(account, client_id, now_ms, report);
+        let key = (account.clone(), client_id.to_string(), day);
+        let due = {
+            let mut pending = self.pending.lock().expect("not poisoned");
+            let entry = pending.entry(key.clone()).or_insert_with(|| (Usage::default(), Instant::now()));
+            entry.0.add(report);
+            if entry.1.elapsed() >= self.flush_after { pending.remove(&key) } else { None }
+        };
+        if let Some((usage, _)) = due
+            && let Err(e) = store.add_usage(&key.0, &key.1, &key.2, &usage).await
+        {
+            // Put the sums back: the next call of this instance writes them.
+            tracing::warn!(error = %e, "usage not written; kept for the next call");
+            let mut pending = self.pending.lock().expect("not poisoned");
+            let entry = pending.entry(key).or_insert_with(|| (Usage::default(), Instant::now()));
+            entry.0.calls += usage.calls;
+            entry.0.users_updated += usage.users_updated;
+            entry.0.segment_ids += usage.segment_ids;
+        }
+    }
+}
+
+/// `YYYY-MM-DD` (UTC).
+pub fn day_of(now_ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(now_ms.div_euclid(1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
+}
+
+/// One EMF line on stdout: CloudWatch turns it into the metrics `Calls`, `UsersUpdated` and
+/// `SegmentIds` of namespace `EndUserDataApi`, by account (and by account and client).
+fn emit_emf(account: &AccountId, client_id: &str, now_ms: i64, r: &UsageReport) {
+    let line = serde_json::json!({
+        "_aws": {
+            "Timestamp": now_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": "EndUserDataApi",
+                "Dimensions": [["account"], ["account", "client"]],
+                "Metrics": [
+                    {"Name": "Calls", "Unit": "Count"},
+                    {"Name": "UsersUpdated", "Unit": "Count"},
+                    {"Name": "SegmentIds", "Unit": "Count"}
+                ]
+            }]
+        },
+        "account": account.as_str(),
+        "client": client_id,
+        "Calls": 1,
+        "UsersUpdated": r.users_updated,
+        "SegmentIds": r.segment_ids,
+    });
+    println!("{line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_are_utc_dates() {
+        assert_eq!(day_of(0), "1970-01-01");
+        assert_eq!(day_of(1_795_424_400_000), "2026-11-23");
+        assert_eq!(day_of(1_795_478_399_999), "2026-11-23");
+        assert_eq!(day_of(1_795_478_400_000), "2026-11-24");
+    }
+}
