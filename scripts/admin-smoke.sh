@@ -18,9 +18,12 @@ check "$(admin client list --account smoke)" clients
 check "$(admin client rotate-secret "$id")" clientId clientSecret
 check "$(admin client disable "$id")" clientId disabled
 check "$(admin keys rotate)" kid
+check "$(admin usage --account smoke --from 2026-11-01 --to 2026-11-23)" accountId from to usage total
 # Errors are JSON too, with a non-zero exit.
 if out="$(admin account create smoke)"; then echo "duplicate account accepted" >&2; exit 1; fi
 check "$out" error
 if out="$(admin client create --account nobody --scopes all)"; then echo "client of unknown account accepted" >&2; exit 1; fi
 check "$out" error
-echo "admin CLI smoke test: 10 passed, 0 failed"
+if out="$(admin usage --account smoke --from 2026-11-23 --to 2026-11-01)"; then echo "reversed days accepted" >&2; exit 1; fi
+check "$out" error
+echo "admin CLI smoke test: 12 passed, 0 failed"
