@@ -59,10 +59,10 @@ pub trait IdempotencyStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// A key as sent: 1 to 255 visible ASCII characters.
+/// A key as sent: 1 to 255 printable ASCII characters (spaces included).
 pub fn parse_key(raw: &str) -> Result<&str, String> {
     if raw.is_empty() || raw.len() > MAX_KEY_LEN || !raw.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
-        return Err(format!("1 to {MAX_KEY_LEN} visible ASCII characters"));
+        return Err(format!("1 to {MAX_KEY_LEN} printable ASCII characters"));
     }
     Ok(raw)
 }
