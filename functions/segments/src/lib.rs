@@ -4,6 +4,7 @@
 
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use shared::auth::{Authenticator, Principal};
 use shared::config::AuthConfig;
@@ -38,11 +39,19 @@ impl App {
 
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
     let info = RequestInfo::from_request(&req);
-    // Rate limit and idempotency key first, for any caller a valid token names.
-    let caller = app.auth.identify(header(&req, "authorization"), info.domain.as_deref()).await;
-    // Boxed: the route future is large, and a debug build would overflow a thread stack.
-    let caller = caller.as_ref().map(|p| Caller { account: &p.account, client_id: &p.client_id });
-    app.guard.run(caller, &info, &req, Box::pin(route(app, &info, &req))).await
+    let span = info.span();
+    async {
+        // Rate limit and idempotency key first, for any caller a valid token names.
+        let caller = app.auth.identify(header(&req, "authorization"), info.domain.as_deref()).await;
+        if let Some(p) = &caller {
+            tracing::Span::current().record("account", p.account.as_str());
+        }
+        let caller = caller.as_ref().map(|p| Caller { account: &p.account, client_id: &p.client_id });
+        // Boxed: the route future is large, and a debug build would overflow a thread stack.
+        app.guard.run(caller, &info, &req, Box::pin(route(app, &info, &req))).await
+    }
+    .instrument(span)
+    .await
 }
 
 async fn route(app: &App, info: &RequestInfo, req: &Request) -> Result<Response<Body>, ApiError> {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use tokio::sync::RwLock;
+use tracing::Instrument;
 
 use shared::auth::token_request;
 use shared::auth::token_service::{self, FailurePolicy, TokenSettings};
@@ -79,6 +80,11 @@ struct TokenResponse<'a> {
 
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
     let info = RequestInfo::from_request(&req);
+    let span = info.span();
+    serve(app, info, req).instrument(span).await
+}
+
+async fn serve(app: &App, info: RequestInfo, req: Request) -> Response<Body> {
     let result = match (info.method.as_str(), info.route().as_slice()) {
         ("POST", ["accounts", "connect", "token"]) => return token(app, &info, &req).await,
         ("GET", [".well-known", "jwks.json"]) => jwks(app).await,

@@ -189,6 +189,7 @@ pub async fn track(app: &App, info: &RequestInfo, req: &Request, workspace: &str
         Ok(who) => who,
         Err(fail) => return fail.respond(&info.request_id),
     };
+    tracing::Span::current().record("account", account.as_str());
     let caller = Caller { account: &account, client_id: &client_id };
     let call = async {
         Ok(match run(app, info, req, &account).await {

@@ -15,6 +15,9 @@ pub struct RequestInfo {
     /// The API Gateway domain the request arrived on, when known.
     pub domain: Option<String>,
     pub source_ip: Option<String>,
+    /// API Gateway's route (`POST /public/v1/user/data`), for logs; locally, where the route
+    /// is `$default`, the method and path.
+    pub route_key: String,
 }
 
 impl RequestInfo {
@@ -30,13 +33,29 @@ impl RequestInfo {
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let raw = req.raw_http_path();
         let path = if raw.is_empty() { req.uri().path() } else { raw };
+        let route_key = ctx
+            .and_then(|c| c.route_key.clone())
+            .filter(|k| !k.is_empty() && k != "$default")
+            .unwrap_or_else(|| format!("{} {path}", req.method()));
         Self {
             request_id,
             method: req.method().as_str().to_string(),
+            route_key,
             segments: split_path(path),
             domain: ctx.and_then(|c| c.domain_name.clone()).filter(|d| !d.is_empty()),
             source_ip: ctx.and_then(|c| c.http.source_ip.clone()),
         }
+    }
+
+    /// The span every log line of the request carries: request id, route, and the account
+    /// once known (`tracing::Span::current().record("account", ...)`). Never a secret.
+    pub fn span(&self) -> tracing::Span {
+        tracing::info_span!(
+            "request",
+            request_id = %self.request_id,
+            route = %self.route_key,
+            account = tracing::field::Empty
+        )
     }
 
     /// The segments as `&str`, for matching routes with slice patterns.
