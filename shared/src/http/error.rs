@@ -140,9 +140,14 @@ impl ApiError {
         if let Self::RateLimited { retry_after } = self {
             headers.insert("retry-after", retry_after.max(1).into());
         }
+        resp.extensions_mut().insert(ErrorCode(code));
         resp
     }
 }
+
+/// The stable code of an error response, for the per-account error metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode(pub &'static str);
 
 fn challenge_text(e: &TokenError) -> String {
     e.to_string().replace('"', "'")

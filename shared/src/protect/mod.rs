@@ -12,6 +12,7 @@ use std::future::Future;
 use lambda_http::{Body, Request, Response};
 
 use crate::domain::AccountId;
+use crate::http::error::ErrorCode;
 use crate::http::request::header;
 use crate::http::{ApiError, ErrorDetail, RequestInfo};
 use idempotency::{IdempotencyStore, Record, StoredResponse};
@@ -64,11 +65,13 @@ impl<S: RateStore + IdempotencyStore + UsageStore> Guard<S> {
         let account = caller.account;
         if let Err(retry_after) = self.limiter.check(&self.store, account, now_ms()).await {
             tracing::info!(request_id = %info.request_id, %account, "rate limited");
+            usage::emit_error_metric(account, "rate_limited", now_ms());
             return fail(ApiError::RateLimited { retry_after });
         }
         let resp = self.admitted(account, info, req, route).await;
         let report = resp.extensions().get::<UsageReport>().copied().unwrap_or_default();
-        self.usage.record(&self.store, account, caller.client_id, now_ms(), &report).await;
+        let error = resp.extensions().get::<ErrorCode>().map(|c| c.0);
+        self.usage.record(&self.store, account, caller.client_id, now_ms(), &report, error).await;
         resp
     }
 

@@ -1,4 +1,5 @@
-//! Usage per account, client and UTC day: calls, users updated, segment ids processed: what a
+//! Usage per account, client and UTC day: calls, users updated, segment ids processed (and
+//! error answers by code, as metrics only): what a
 //! pay-per-call bill needs, read with `admin usage`.
 //!
 //! Two records, both cheap:
@@ -77,9 +78,13 @@ impl UsageRecorder {
         client_id: &str,
         now_ms: i64,
         report: &UsageReport,
+        error_code: Option<&str>,
     ) {
         let day = day_of(now_ms);
         emit_emf(account, client_id, now_ms, report);
+        if let Some(code) = error_code {
+            emit_error_metric(account, code, now_ms);
+        }
         let key = (account.clone(), client_id.to_string(), day);
         let due = {
             let mut pending = self.pending.lock().expect("not poisoned");
@@ -129,6 +134,24 @@ fn emit_emf(account: &AccountId, client_id: &str, now_ms: i64, r: &UsageReport) 
         "Calls": 1,
         "UsersUpdated": r.users_updated,
         "SegmentIds": r.segment_ids,
+    });
+    println!("{line}");
+}
+
+/// One EMF line for an error answer: metric `Errors` by account and code.
+pub fn emit_error_metric(account: &AccountId, code: &str, now_ms: i64) {
+    let line = serde_json::json!({
+        "_aws": {
+            "Timestamp": now_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": "EndUserDataApi",
+                "Dimensions": [["account", "code"]],
+                "Metrics": [{"Name": "Errors", "Unit": "Count"}]
+            }]
+        },
+        "account": account.as_str(),
+        "code": code,
+        "Errors": 1,
     });
     println!("{line}");
 }
