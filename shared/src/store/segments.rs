@@ -285,6 +285,18 @@ fn generation_items(
     out
 }
 
+/// A head with the sums of its current generation's counters.
+fn view_of(head: SegmentHead, counters: &HashMap<String, (i64, i64)>) -> SegmentView {
+    let mine = (0..SHARDS)
+        .filter_map(|shard| counters.get(&shard_pk(&head.account, head.segment, &head.generation, shard)));
+    let (mut user_count, mut updated_at) = (0, head.updated_at);
+    for (n, at) in mine {
+        user_count += n;
+        updated_at = updated_at.max(*at);
+    }
+    SegmentView { head, user_count, updated_at }
+}
+
 /// One membership change: the member item and the counter of its shard.
 #[derive(Debug, Clone)]
 struct Change {
@@ -382,10 +394,8 @@ impl SegmentStore for DynamoStore {
     }
 
     async fn view(&self, head: SegmentHead) -> Result<SegmentView, StoreError> {
-        let counters = self.counters(&head).await?;
-        let user_count = counters.values().map(|c| c.0).sum();
-        let updated_at = counters.values().map(|c| c.1).fold(head.updated_at, i64::max);
-        Ok(SegmentView { head, user_count, updated_at })
+        let counters = self.counter_items(std::slice::from_ref(&head)).await?;
+        Ok(view_of(head, &counters))
     }
 
     async fn list_segments(
@@ -395,16 +405,12 @@ impl SegmentStore for DynamoStore {
     ) -> Result<Vec<SegmentView>, StoreError> {
         let items =
             self.query_prefix(&self.tables().segments, &heads_pk(account), &format!("S#{system}#")).await?;
-        let mut running = JoinSet::new();
-        for item in &items {
-            let head = parse_head(account, item)?;
-            let store = self.clone();
-            running.spawn(async move { store.view(head).await });
-        }
-        let mut out = Vec::with_capacity(items.len());
-        while let Some(res) = running.join_next().await {
-            out.push(res.map_err(|e| StoreError::Unavailable(format!("count task failed: {e}")))??);
-        }
+        let heads: Vec<SegmentHead> =
+            items.iter().map(|item| parse_head(account, item)).collect::<Result<_, _>>()?;
+        // Every segment's 100 counters in one batched read: one BatchGetItem per segment, 16 in
+        // flight, however many segments there are.
+        let counters = self.counter_items(&heads).await?;
+        let mut out: Vec<SegmentView> = heads.into_iter().map(|h| view_of(h, &counters)).collect();
         out.sort_by(|a, b| {
             (a.head.created_at, a.head.segment.to_string())
                 .cmp(&(b.head.created_at, b.head.segment.to_string()))
@@ -588,30 +594,37 @@ impl DynamoStore {
 
     /// Each non-empty shard's (count, last change in epoch ms): one BatchGetItem of 100 keys.
     async fn counters(&self, head: &SegmentHead) -> Result<BTreeMap<u32, (i64, i64)>, StoreError> {
-        let keys = (0..SHARDS)
-            .map(|shard| {
-                key(shard_pk(&head.account, head.segment, &head.generation, shard), COUNTER_SK.into())
+        let items = self.counter_items(std::slice::from_ref(head)).await?;
+        Ok((0..SHARDS)
+            .filter_map(|shard| {
+                let pk = shard_pk(&head.account, head.segment, &head.generation, shard);
+                items.get(&pk).map(|c| (shard, *c))
+            })
+            .collect())
+    }
+
+    /// The counter items of every shard of each head's current generation, by partition key:
+    /// (count, last change in epoch ms).
+    async fn counter_items(&self, heads: &[SegmentHead]) -> Result<HashMap<String, (i64, i64)>, StoreError> {
+        let keys = heads
+            .iter()
+            .flat_map(|h| {
+                (0..SHARDS).map(|shard| {
+                    key(shard_pk(&h.account, h.segment, &h.generation, shard), COUNTER_SK.into())
+                })
             })
             .collect();
-        let items = batch::get_all(
+        batch::get_all(
             self.client(),
             &self.tables().segments,
             keys,
             &["pk", "n", "updatedAt"],
             READ_CONCURRENCY,
         )
-        .await?;
-        let mut out = BTreeMap::new();
-        for item in items {
-            let pk = get_s(&item, "pk")?;
-            let shard = pk
-                .rsplit('#')
-                .next()
-                .and_then(|x| x.parse::<u32>().ok())
-                .ok_or_else(|| StoreError::Corrupt(format!("counter key {pk}")))?;
-            out.insert(shard, (get_n(&item, "n")?, get_n(&item, "updatedAt")?));
-        }
-        Ok(out)
+        .await?
+        .iter()
+        .map(|item| Ok((get_s(item, "pk")?.to_string(), (get_n(item, "n")?, get_n(item, "updatedAt")?))))
+        .collect()
     }
 
     /// Which of `ids` are members now (strongly consistent; ⌈n/100⌉ BatchGetItem).
