@@ -1,6 +1,9 @@
 //! Harness for the integration tests: a real local DynamoDB-compatible server (started by
 //! `make test`, found through `AWS_ENDPOINT_URL_DYNAMODB`), one fresh set of tables per test,
-//! API Gateway v2 events built from JSON, and a counter of DynamoDB requests.
+//! API Gateway v2 events built from JSON, a counter of DynamoDB requests, and (in [`faults`])
+//! fault injection on chosen DynamoDB calls.
+
+pub mod faults;
 
 use std::sync::{Arc, Mutex};
 
@@ -14,6 +17,8 @@ use serde_json::{Value, json};
 use shared::config::{AuthConfig, Tables};
 use shared::domain::{AccountId, ClientSecret, ScopeSet, SystemGuid};
 use shared::store::dynamo::DynamoStore;
+
+pub use faults::{Fault, FaultPlan, Faults, Injected, Reach};
 
 pub const ISSUER: &str = "https://api.test.example";
 pub const AUDIENCE: &str = "end-user-data-api";
@@ -72,6 +77,44 @@ pub async fn dynamodb(counter: &RequestCounter) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::from_conf(conf)
 }
 
+/// A client of the local server with a request counter and the fault layer of `faults`. It is
+/// the client of [`dynamodb`] (same store code, same retry mode and number of attempts) with
+/// three changes that keep fault tests fast and apart: the SDK's backoff starts at 5 ms and
+/// stops at 40 ms, an attempt times out after [`faults::ATTEMPT_TIMEOUT`], and its retry quota
+/// (token bucket) is its own rather than the one all clients of the process share.
+pub async fn dynamodb_with_faults(counter: &RequestCounter, faults: &Faults) -> aws_sdk_dynamodb::Client {
+    use aws_sdk_dynamodb::config::retry::{RetryConfig, RetryPartition};
+    use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+    let base = dynamodb(counter).await;
+    let conf = base.config();
+    let retry = conf
+        .retry_config()
+        .cloned()
+        .unwrap_or_else(RetryConfig::standard)
+        .with_initial_backoff(std::time::Duration::from_millis(5))
+        .with_max_backoff(std::time::Duration::from_millis(40));
+    let timeouts = conf
+        .timeout_config()
+        .map(TimeoutConfig::to_builder)
+        .unwrap_or_default()
+        .operation_attempt_timeout(faults::ATTEMPT_TIMEOUT)
+        .build();
+    let https = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .build_https();
+    let partition = RetryPartition::new(format!("faults-{}", uuid::Uuid::new_v4().simple()));
+    let conf = conf
+        .to_builder()
+        .retry_config(retry)
+        .timeout_config(timeouts)
+        .retry_partition(partition)
+        .http_client(faults.http_client(https))
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(conf)
+}
+
 pub fn auth_config() -> AuthConfig {
     AuthConfig { issuer: Some(ISSUER.into()), audience: AUDIENCE.into(), token_ttl_secs: 86_400 }
 }
@@ -81,6 +124,9 @@ pub fn auth_config() -> AuthConfig {
 pub struct Stack {
     pub store: DynamoStore,
     pub counter: RequestCounter,
+    /// The fault layer of the store's client (only a stack built by [`Stack::with_faults`] has
+    /// one; arming the others panics).
+    pub faults: Faults,
     pub account: AccountId,
     pub client_id: String,
     pub client_secret: ClientSecret,
@@ -91,8 +137,24 @@ pub struct Stack {
 impl Stack {
     pub async fn new() -> Self {
         let counter = RequestCounter::default();
+        let client = dynamodb(&counter).await;
+        Self::build(client, counter, Faults::default()).await
+    }
+
+    /// A stack whose store's client goes through a fault layer; `plan` is armed once the
+    /// stack is set up (arm another with `stack.faults.arm(..)` after more setup).
+    pub async fn with_faults(plan: FaultPlan) -> Self {
+        let counter = RequestCounter::default();
+        let faults = Faults::attached();
+        let client = dynamodb_with_faults(&counter, &faults).await;
+        let stack = Self::build(client, counter, faults).await;
+        stack.faults.arm(plan);
+        stack
+    }
+
+    async fn build(client: aws_sdk_dynamodb::Client, counter: RequestCounter, faults: Faults) -> Self {
         let prefix = format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let store = DynamoStore::new(dynamodb(&counter).await, Tables::with_prefix(&prefix));
+        let store = DynamoStore::new(client, Tables::with_prefix(&prefix));
         store.create_tables().await.expect("tables");
         let account = AccountId::parse("acme").unwrap();
         let now = shared::now_epoch();
@@ -106,6 +168,7 @@ impl Stack {
         Self {
             store,
             counter,
+            faults,
             account,
             client_id: client.client_id.to_string(),
             client_secret: secret,

@@ -225,13 +225,19 @@ async fn patch(
 }
 
 async fn delete(app: &App, p: &Principal, id: &str) -> Result<Response<Body>, ApiError> {
+    let deleted = || Response::builder().status(204).body(Body::Empty).expect("valid response");
+    let mut rec = find(app, p, id).await?;
     for _ in 0..EDIT_ATTEMPTS {
-        let rec = find(app, p, id).await?;
         match app.store.delete_integration(&rec).await {
-            Ok(()) => {
-                return Ok(Response::builder().status(204).body(Body::Empty).expect("valid response"));
-            }
-            Err(IntegrationWriteError::Conflict) => continue,
+            Ok(()) => return Ok(deleted()),
+            Err(IntegrationWriteError::Conflict) => match find(app, p, id).await {
+                Ok(again) => rec = again,
+                // Gone since this call found it: deleted by an attempt of this call whose answer
+                // was lost (the SDK's retry then fails the version condition), or by a concurrent
+                // delete. Either way it is deleted, as asked.
+                Err(ApiError::NotFound(_)) => return Ok(deleted()),
+                Err(e) => return Err(e),
+            },
             Err(e) => return Err(write_error(e)),
         }
     }

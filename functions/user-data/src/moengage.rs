@@ -139,7 +139,7 @@ impl Fail {
             }
             Self::UnsupportedMediaType(m) => format!("unsupported content type '{m}': send application/json"),
             Self::Contention | Self::Store(StoreError::Unavailable(_)) => {
-                "the service is temporarily unavailable; nothing was applied, retry the request".into()
+                "the service is temporarily unavailable; retry the same request: a retry completes exactly what this one may have started".into()
             }
             Self::Store(_) => "internal error".into(),
         }

@@ -87,7 +87,7 @@ impl ApiError {
     fn public_message(&self) -> String {
         match self {
             Self::Store(StoreError::Unavailable(_)) | Self::Auth(BearerError::Unavailable(_)) => {
-                "the service is temporarily unavailable; nothing was applied, retry the request".into()
+                "the service is temporarily unavailable; retry the same request: a retry completes exactly what this one may have started".into()
             }
             Self::Store(StoreError::Corrupt(_)) => "internal error".into(),
             Self::Store(StoreError::NotFound(_)) => "not found".into(),

@@ -159,9 +159,13 @@ impl DynamoStore {
                         .map(|r| r.code() == Some("ConditionalCheckFailed"))
                         .collect();
                     match failed.as_slice() {
+                        // Item 1 is the integration: it changed since it was read (or, on a
+                        // create, exists), so whatever the headroom said was judged on a stale
+                        // record. This includes an SDK retry of a transaction that committed and
+                        // lost its answer: that attempt used the headroom too.
+                        [_, true, ..] => Err(IntegrationWriteError::Conflict),
                         // Item 0 is always the account's headroom.
                         [true, ..] => Err(IntegrationWriteError::AttributeLimit),
-                        [_, true, ..] => Err(IntegrationWriteError::Conflict),
                         _ => Err(StoreError::Unavailable(format!("transaction cancelled: {t}")).into()),
                     }
                 }
@@ -174,12 +178,25 @@ impl DynamoStore {
 impl IntegrationStore for DynamoStore {
     async fn create_integration(&self, rec: &IntegrationRecord) -> Result<(), IntegrationWriteError> {
         let used = rec.definition.properties.len() as i64;
-        self.transact(vec![
-            self.consume_headroom(&rec.account, used),
-            self.put_integration(rec, None),
-            self.put_token_item(rec),
-        ])
-        .await
+        let res = self
+            .transact(vec![
+                self.consume_headroom(&rec.account, used),
+                self.put_integration(rec, None),
+                self.put_token_item(rec),
+            ])
+            .await;
+        match res {
+            // The id is fresh, so "it exists" (or an unknown outcome) means an attempt of this
+            // call may have committed and lost its answer: if the integration is there with this
+            // token, it was created, once.
+            Err(IntegrationWriteError::Conflict | IntegrationWriteError::Store(_)) => {
+                match self.get_integration(&rec.account, &rec.integration_id).await {
+                    Ok(Some(found)) if found.token_hash == rec.token_hash => Ok(()),
+                    _ => res,
+                }
+            }
+            other => other,
+        }
     }
 
     /// Replaces `old` by `new` (same id and token), if nobody changed it meanwhile.

@@ -160,6 +160,7 @@ pub trait SegmentStore: Send + Sync {
         user_ids: &[UserId],
         now_ms: i64,
     ) -> impl Future<Output = Result<SegmentView, SegmentError>> + Send;
+    /// Deletes the head (and its external-id guard); also `Ok` when the head is gone already.
     fn delete_segment(&self, head: &SegmentHead) -> impl Future<Output = Result<(), SegmentError>> + Send;
     fn members(
         &self,
@@ -368,16 +369,26 @@ impl SegmentStore for DynamoStore {
             );
         }
         let res = self.client().transact_write_items().set_transact_items(Some(items)).send().await;
+        let user_count = new.user_ids.len() as i64;
         if let Err(e) = res {
-            // Nothing refers to the generation just written: remove it rather than leave it.
-            let _ = self.purge_generation(&head.account, head.segment, &head.generation).await;
+            // An attempt may have committed and lost its answer (a retry of it then fails its
+            // conditions, or the retries ran out): the head's guid is fresh, so a head under it
+            // is this call's, and the segment is created.
+            match self.get(heads_pk(&head.account), head_sk(head.system, head.segment)).await {
+                Ok(Some(_)) => return Ok(SegmentView { head, user_count, updated_at: now_ms }),
+                // Nothing refers to the generation just written: remove it rather than leave it.
+                Ok(None) => {
+                    let _ = self.purge_generation(&head.account, head.segment, &head.generation).await;
+                }
+                // Unknown: the generation stays (unreferenced, it costs storage only).
+                Err(_) => {}
+            }
             return Err(if super::dynamo::is_cancelled_by_condition(&e) {
                 SegmentError::ExternalIdTaken
             } else {
                 sdk_error("TransactWriteItems", e).into()
             });
         }
-        let user_count = new.user_ids.len() as i64;
         Ok(SegmentView { head, user_count, updated_at: now_ms })
     }
 
@@ -471,7 +482,10 @@ impl SegmentStore for DynamoStore {
         }
         match self.client().transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(()),
-            Err(e) if super::dynamo::is_cancelled_by_condition(&e) => Err(SegmentError::NotFound),
+            // The head is gone: deleted by an attempt of this call whose answer was lost (the
+            // SDK's retry then fails the condition), or by a concurrent delete. Either way the
+            // segment is deleted, as asked.
+            Err(e) if super::dynamo::is_cancelled_by_condition(&e) => Ok(()),
             Err(e) => Err(sdk_error("TransactWriteItems", e).into()),
         }
     }
@@ -699,8 +713,16 @@ impl DynamoStore {
         self.write_generation(&head, &generation, ids, now_ms).await?;
         let flipped = self.flip(&mut head, &generation, now_ms).await;
         if let Err(e) = flipped {
-            let _ = self.purge_generation(&head.account, head.segment, &generation).await;
-            return Err(e);
+            // The flip may have committed and lost its answer: purge the new generation only if
+            // the head certainly does not point at it.
+            match SegmentStore::segment_head(self, &head.account, head.system, head.segment).await {
+                Ok(Some(current)) if current.generation == generation => head = current,
+                Ok(_) => {
+                    let _ = self.purge_generation(&head.account, head.segment, &generation).await;
+                    return Err(e);
+                }
+                Err(_) => return Err(e),
+            }
         }
         Ok(SegmentView { head, user_count: ids.len() as i64, updated_at: now_ms })
     }

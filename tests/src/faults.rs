@@ -1,0 +1,384 @@
+//! Fault injection for the tests' DynamoDB client: a plan says, per operation, which attempts
+//! fail and how, and a layer between the SDK and its HTTP connection acts it out.
+//!
+//! The layer wraps the client's HTTP connector rather than being an interceptor alone, because
+//! interceptor hooks are synchronous and always let the request go: they can neither keep a
+//! request from the server nor make an attempt time out. Here every kind of fault exists in
+//! both of the cases that matter for idempotency:
+//! - [`Reach::NotSent`]: the request never reaches the server (failed before applying);
+//! - [`Reach::Applied`]: the server applies it and its answer is lost, replaced by the fault
+//!   (the hard case: the SDK, the store or the caller retries something already done).
+//!
+//! Attempts are counted per operation (`x-amz-target`) from the moment a plan is armed, every
+//! HTTP request counting once (SDK retries included). Requests of the protections (rate limit,
+//! idempotency, usage; tagged by the store) are neither counted nor faulted: the tests aim at
+//! the routes' own writes.
+
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_dynamodb::config::{HttpClient, RuntimeComponents, SharedHttpClient};
+use aws_smithy_runtime_api::client::http::{
+    HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::http::StatusCode;
+use aws_smithy_types::byte_stream::ByteStream;
+use serde_json::{Map, Value, json};
+
+/// What an attempt gets instead of the server's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// `400` `ProvisionedThroughputExceededException`, the type in the body's `__type`.
+    Throttled,
+    /// `400` `ThrottlingException`, the type in the `x-amzn-ErrorType` header.
+    Throttling,
+    /// `500` `InternalServerError`.
+    ServerError,
+    /// A connection-level timeout (the connector's error, as a read timeout gives).
+    Timeout,
+    /// No answer at all: the SDK's own attempt timeout ([`ATTEMPT_TIMEOUT`]) ends the attempt.
+    Hang,
+    /// `400` `TransactionCanceledException` with `TransactionConflict` for every action
+    /// (TransactWriteItems only; never applied).
+    TransactionConflict,
+    /// BatchWriteItem / BatchGetItem: only the first half of the request's items (keys) reach
+    /// the server; the rest come back in a `200` as `UnprocessedItems` (`UnprocessedKeys`).
+    /// A request of one item (key) is not sent at all.
+    Unprocessed,
+}
+
+/// Whether the server saw the faulted request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// It never reached the server.
+    NotSent,
+    /// The server applied it; its answer was lost and the fault took its place.
+    Applied,
+}
+
+/// The SDK's per-attempt timeout in a client built with faults (the deployed default; the
+/// local scripts raise it for big calls, which fault tests do not make): [`Fault::Hang`] costs
+/// this.
+pub const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+#[derive(Debug, Clone)]
+struct Rule {
+    op: &'static str,
+    attempts: RangeInclusive<u32>,
+    fault: Fault,
+    reach: Reach,
+}
+
+/// Which attempts of which operations fail, and how. The first rule that matches an attempt
+/// applies; attempts no rule matches go to the server untouched.
+#[derive(Debug, Clone, Default)]
+pub struct FaultPlan {
+    rules: Vec<Rule>,
+}
+
+impl FaultPlan {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `fault` on attempts `attempts` (1-based) of `op` (`"BatchWriteItem"`, `"UpdateItem"`,
+    /// ...), none of which reaches the server.
+    pub fn fail(mut self, op: &'static str, attempts: RangeInclusive<u32>, fault: Fault) -> Self {
+        if fault == Fault::TransactionConflict {
+            assert_eq!(op, "TransactWriteItems", "TransactionConflict is a TransactWriteItems answer");
+        }
+        if fault == Fault::Unprocessed {
+            assert!(matches!(op, "BatchWriteItem" | "BatchGetItem"), "Unprocessed is a batch answer");
+        }
+        self.rules.push(Rule { op, attempts, fault, reach: Reach::NotSent });
+        self
+    }
+
+    /// On attempts `attempts` of `op` the server applies the request, and its answer is lost:
+    /// `fault` takes its place.
+    pub fn lose(mut self, op: &'static str, attempts: RangeInclusive<u32>, fault: Fault) -> Self {
+        assert!(
+            matches!(
+                fault,
+                Fault::Throttled | Fault::Throttling | Fault::ServerError | Fault::Timeout | Fault::Hang
+            ),
+            "{fault:?} cannot follow an applied request"
+        );
+        self.rules.push(Rule { op, attempts, fault, reach: Reach::Applied });
+        self
+    }
+
+    /// Attempts `first`, `first + 1`, ... of `op` get the faults of `faults` in turn, none
+    /// reaching the server.
+    pub fn fail_each(mut self, op: &'static str, first: u32, faults: &[Fault]) -> Self {
+        for (i, f) in faults.iter().enumerate() {
+            let n = first + i as u32;
+            self = self.fail(op, n..=n, *f);
+        }
+        self
+    }
+}
+
+/// One fault that was acted out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Injected {
+    pub op: String,
+    pub attempt: u32,
+    pub fault: Fault,
+    pub reach: Reach,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    plan: FaultPlan,
+    attempts: HashMap<String, u32>,
+    injected: Vec<Injected>,
+}
+
+/// The handle of a client's fault layer: arm a plan, read what happened.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    state: Arc<Mutex<State>>,
+    attached: bool,
+}
+
+impl Faults {
+    /// A handle whose layer goes into a client (see [`Faults::http_client`]).
+    pub(crate) fn attached() -> Self {
+        Self { state: Arc::default(), attached: true }
+    }
+
+    /// Replaces the plan; attempts are counted afresh.
+    pub fn arm(&self, plan: FaultPlan) {
+        assert!(self.attached, "this Stack has no fault layer: build it with Stack::with_faults");
+        let mut s = self.state.lock().unwrap();
+        *s = State { plan, ..State::default() };
+    }
+
+    /// No more faults; returns those acted out since the plan was armed.
+    pub fn disarm(&self) -> Vec<Injected> {
+        let mut s = self.state.lock().unwrap();
+        s.plan = FaultPlan::default();
+        std::mem::take(&mut s.injected)
+    }
+
+    /// The faults acted out since the plan was armed.
+    pub fn injected(&self) -> Vec<Injected> {
+        self.state.lock().unwrap().injected.clone()
+    }
+
+    /// Requests of `op` since the plan was armed, faulted or not.
+    pub fn attempts(&self, op: &str) -> u32 {
+        self.state.lock().unwrap().attempts.get(op).copied().unwrap_or(0)
+    }
+
+    /// `inner` with this fault layer in front of its connections.
+    pub(crate) fn http_client(&self, inner: SharedHttpClient) -> SharedHttpClient {
+        SharedHttpClient::new(FaultClient { inner, faults: self.clone() })
+    }
+
+    fn decide(&self, req: &HttpRequest) -> Option<(String, Fault, Reach)> {
+        if req.headers().get(shared::store::protections::PURPOSE_HEADER).is_some() {
+            return None;
+        }
+        let op = operation(req)?;
+        let mut s = self.state.lock().unwrap();
+        let attempt = {
+            let n = s.attempts.entry(op.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        let rule = s.plan.rules.iter().find(|r| r.op == op && r.attempts.contains(&attempt))?.clone();
+        s.injected.push(Injected { op: op.clone(), attempt, fault: rule.fault, reach: rule.reach });
+        Some((op, rule.fault, rule.reach))
+    }
+}
+
+/// `BatchWriteItem` from `x-amz-target: DynamoDB_20120810.BatchWriteItem`.
+fn operation(req: &HttpRequest) -> Option<String> {
+    let target = req.headers().get("x-amz-target")?;
+    Some(target.rsplit('.').next()?.to_string())
+}
+
+#[derive(Debug)]
+struct FaultClient {
+    inner: SharedHttpClient,
+    faults: Faults,
+}
+
+impl HttpClient for FaultClient {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        let inner = self.inner.http_connector(settings, components);
+        SharedHttpConnector::new(FaultConnector { inner, faults: self.faults.clone() })
+    }
+}
+
+#[derive(Debug)]
+struct FaultConnector {
+    inner: SharedHttpConnector,
+    faults: Faults,
+}
+
+impl HttpConnector for FaultConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        match self.faults.decide(&request) {
+            None => self.inner.call(request),
+            Some((op, fault, reach)) => {
+                let inner = self.inner.clone();
+                HttpConnectorFuture::new(async move { act(inner, request, &op, fault, reach).await })
+            }
+        }
+    }
+}
+
+async fn act(
+    inner: SharedHttpConnector,
+    request: HttpRequest,
+    op: &str,
+    fault: Fault,
+    reach: Reach,
+) -> Result<HttpResponse, ConnectorError> {
+    match fault {
+        Fault::Unprocessed => return unprocessed(inner, request, op).await,
+        Fault::TransactionConflict => {
+            let actions = json_of(request.body().bytes())["TransactItems"].as_array().map_or(1, Vec::len);
+            let reasons: Vec<Value> = (0..actions)
+                .map(|_| json!({"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}))
+                .collect();
+            let message = format!(
+                "Transaction cancelled, please refer cancellation reasons for specific reasons [{}]",
+                vec!["TransactionConflict"; actions].join(", ")
+            );
+            return Ok(response(
+                400,
+                None,
+                json!({
+                    "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                    "message": message,
+                    "CancellationReasons": reasons,
+                }),
+            ));
+        }
+        _ => {}
+    }
+    if reach == Reach::Applied {
+        let mut resp = inner.call(request).await?;
+        // The whole answer: the server is done with the request.
+        let _ = ByteStream::new(resp.take_body()).collect().await;
+    }
+    match fault {
+        Fault::Throttled => Ok(response(
+            400,
+            None,
+            json!({
+                "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+                "message": "The level of configured provisioned throughput for the table was exceeded (injected)",
+            }),
+        )),
+        Fault::Throttling => Ok(response(
+            400,
+            Some("ThrottlingException"),
+            json!({"message": "Rate of requests exceeds the allowed throughput (injected)"}),
+        )),
+        Fault::ServerError => Ok(response(
+            500,
+            None,
+            json!({"__type": "com.amazon.coral.service#InternalServerError", "message": "Internal server error (injected)"}),
+        )),
+        Fault::Timeout => Err(ConnectorError::timeout("injected timeout".into())),
+        Fault::Hang => std::future::pending().await,
+        Fault::Unprocessed | Fault::TransactionConflict => unreachable!("answered above"),
+    }
+}
+
+fn json_of(bytes: Option<&[u8]>) -> Value {
+    serde_json::from_slice(bytes.expect("DynamoDB request bodies are in memory")).expect("a JSON body")
+}
+
+/// A DynamoDB (JSON protocol) answer.
+fn response(status: u16, error_type_header: Option<&str>, body: Value) -> HttpResponse {
+    let text = body.to_string();
+    let len = text.len();
+    let mut resp = HttpResponse::new(StatusCode::try_from(status).expect("a status"), text.into());
+    let headers = resp.headers_mut();
+    headers.insert("content-type", "application/x-amz-json-1.0");
+    headers.insert("content-length", len.to_string());
+    headers.insert("x-amzn-requestid", "fault-injected");
+    if let Some(t) = error_type_header {
+        headers.insert("x-amzn-errortype", t.to_string());
+    }
+    resp
+}
+
+/// Sends the first half of each table's items (keys), answers the rest as unprocessed.
+async fn unprocessed(
+    inner: SharedHttpConnector,
+    mut request: HttpRequest,
+    op: &str,
+) -> Result<HttpResponse, ConnectorError> {
+    let writes = op == "BatchWriteItem";
+    let mut body = json_of(request.body().bytes());
+    let items = body["RequestItems"].as_object_mut().expect("RequestItems");
+    let mut rest = Map::new();
+    for (table, spec) in items.iter_mut() {
+        let list = if writes { spec.as_array_mut() } else { spec["Keys"].as_array_mut() }.expect("a list");
+        let tail = Value::Array(list.split_off(list.len() / 2));
+        let left = if writes {
+            tail
+        } else {
+            let mut keys_and_attributes = spec.clone();
+            keys_and_attributes["Keys"] = tail;
+            keys_and_attributes
+        };
+        rest.insert(table.clone(), left);
+    }
+    let answer_key = if writes { "UnprocessedItems" } else { "UnprocessedKeys" };
+    items.retain(|_, spec| {
+        let list = if writes { spec.as_array() } else { spec["Keys"].as_array() };
+        list.is_some_and(|l| !l.is_empty())
+    });
+    let mut answer = if !items.is_empty() {
+        let text = body.to_string();
+        request.headers_mut().insert("content-length", text.len().to_string());
+        *request.body_mut() = text.into();
+        let mut resp = inner.call(request).await?;
+        if resp.status().as_u16() != 200 {
+            return Ok(resp);
+        }
+        let bytes = ByteStream::new(resp.take_body())
+            .collect()
+            .await
+            .map_err(|e| ConnectorError::io(e.into()))?
+            .into_bytes();
+        serde_json::from_slice::<Value>(&bytes).expect("a JSON answer")
+    } else if writes {
+        json!({})
+    } else {
+        json!({"Responses": rest.keys().map(|t| (t.clone(), json!([]))).collect::<Map<_, _>>()})
+    };
+    // What the server left unprocessed itself, plus what never reached it.
+    let mut merged = answer[answer_key].as_object().cloned().unwrap_or_default();
+    for (table, left) in rest {
+        match merged.get_mut(&table) {
+            Some(theirs) if writes => {
+                theirs.as_array_mut().expect("a list").extend(left.as_array().cloned().unwrap_or_default())
+            }
+            Some(theirs) => {
+                let keys = left["Keys"].as_array().cloned().unwrap_or_default();
+                theirs["Keys"].as_array_mut().expect("keys").extend(keys)
+            }
+            None => {
+                merged.insert(table, left);
+            }
+        }
+    }
+    answer[answer_key] = Value::Object(merged);
+    Ok(response(200, None, answer))
+}
