@@ -8,7 +8,10 @@ another request made meanwhile. DynamoDB does neither. This wrapper keeps moto's
 implementation of every action and condition, but:
 - skips the table copies,
 - journals the (at most 100) items the transaction touches and restores exactly those,
-- runs transactions one at a time, as DynamoDB's serializable isolation implies.
+- runs transactions one at a time, as DynamoDB's serializable isolation implies, and every
+  other item read or write under the same lock, because moto applies a write in steps (an
+  `ADD` to a new item first creates it with its key only) that a concurrent read could see,
+  while DynamoDB's item writes are atomic.
 Everything else is moto unchanged. Usage: the same arguments as `moto_server`.
 """
 import copy
@@ -69,6 +72,20 @@ def transact_write_items(self, transact_items):
 
 
 models.DynamoDBBackend.transact_write_items = transact_write_items
+
+
+def _locked(method):
+    def run(self, *args, **kwargs):
+        with _lock:
+            return method(self, *args, **kwargs)
+
+    return run
+
+
+for _name in ("get_item", "put_item", "update_item", "delete_item", "query", "scan",
+              "batch_get_item", "batch_write_item"):
+    if hasattr(models.DynamoDBBackend, _name):
+        setattr(models.DynamoDBBackend, _name, _locked(getattr(models.DynamoDBBackend, _name)))
 
 if __name__ == "__main__":
     sys.exit(main())

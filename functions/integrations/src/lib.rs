@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
-use tracing::Instrument;
 
 use shared::auth::{Authenticator, IssuerPolicy, Principal};
 use shared::config::AuthConfig;
@@ -17,7 +16,7 @@ use shared::domain::user_data::{self, Envelope, Mode};
 use shared::domain::{Scope, SecretHash};
 use shared::http::request::{header, json_body};
 use shared::http::{ApiError, RequestInfo, json_response};
-use shared::protect::{Caller, Guard};
+use shared::protect::Guard;
 use shared::store::IntegrationStore;
 use shared::store::dynamo::DynamoStore;
 use shared::store::integrations::{IntegrationRecord, IntegrationWriteError};
@@ -47,19 +46,7 @@ impl App {
 
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
     let info = RequestInfo::from_request(&req);
-    let span = info.span();
-    async {
-        // Rate limit and idempotency key first, for any caller a valid token names.
-        let caller = app.auth.identify(header(&req, "authorization"), info.domain.as_deref()).await;
-        if let Some(p) = &caller {
-            tracing::Span::current().record("account", p.account.as_str());
-        }
-        let caller = caller.as_ref().map(|p| Caller { account: &p.account, client_id: &p.client_id });
-        // Boxed: the route future is large, and a debug build would overflow a thread stack.
-        app.guard.run(caller, &info, &req, Box::pin(route(app, &info, &req))).await
-    }
-    .instrument(span)
-    .await
+    app.guard.front(&app.auth, &info, &req, Box::pin(route(app, &info, &req))).await
 }
 
 async fn route(app: &App, info: &RequestInfo, req: &Request) -> Result<Response<Body>, ApiError> {

@@ -9,7 +9,6 @@ use std::collections::HashMap;
 
 use lambda_http::{Body, Request, Response};
 use serde_json::{Map, Value, json};
-use tracing::Instrument;
 
 use shared::auth::{Authenticator, Principal};
 use shared::config::AuthConfig;
@@ -17,8 +16,8 @@ use shared::domain::user_data::{self, Envelope, Mode, UserId};
 use shared::domain::{Scope, SecretHash};
 use shared::http::request::{header, json_body};
 use shared::http::{ApiError, ErrorDetail, RequestInfo, json_response};
+use shared::protect::Guard;
 use shared::protect::usage::UsageReport;
-use shared::protect::{Caller, Guard};
 use shared::store::dynamo::DynamoStore;
 use shared::store::end_users::UserWrite;
 use shared::store::segments::SegmentStore;
@@ -44,19 +43,7 @@ impl App {
 
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
     let info = RequestInfo::from_request(&req);
-    let span = info.span();
-    async {
-        // Rate limit and idempotency key first, for any caller a valid token names.
-        let caller = app.auth.identify(header(&req, "authorization"), info.domain.as_deref()).await;
-        if let Some(p) = &caller {
-            tracing::Span::current().record("account", p.account.as_str());
-        }
-        let caller = caller.as_ref().map(|p| Caller { account: &p.account, client_id: &p.client_id });
-        // Boxed: the route future is large, and a debug build would overflow a thread stack.
-        app.guard.run(caller, &info, &req, Box::pin(route(app, &info, &req))).await
-    }
-    .instrument(span)
-    .await
+    app.guard.front(&app.auth, &info, &req, Box::pin(route(app, &info, &req))).await
 }
 
 async fn route(app: &App, info: &RequestInfo, req: &Request) -> Result<Response<Body>, ApiError> {

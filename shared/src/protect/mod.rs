@@ -10,6 +10,10 @@ pub mod usage;
 use std::future::Future;
 
 use lambda_http::{Body, Request, Response};
+use tracing::Instrument;
+
+use crate::auth::Authenticator;
+use crate::store::PublicKeyStore;
 
 use crate::domain::AccountId;
 use crate::http::error::ErrorCode;
@@ -43,6 +47,32 @@ fn body_bytes(req: &Request) -> &[u8] {
 impl<S: RateStore + IdempotencyStore + UsageStore> Guard<S> {
     pub fn new(store: S) -> Self {
         Self { store, limiter: RateLimiter::default(), usage: UsageRecorder::from_env() }
+    }
+
+    /// The front of every bearer-token function: the request's log span, the caller named by
+    /// a valid token (whatever its scopes: the route checks those), then [`Guard::run`].
+    /// `route` should be boxed: it is large, and a debug build would overflow a thread stack.
+    pub async fn front<A, F>(
+        &self,
+        auth: &Authenticator<A>,
+        info: &RequestInfo,
+        req: &Request,
+        route: F,
+    ) -> Response<Body>
+    where
+        A: PublicKeyStore,
+        F: Future<Output = Result<Response<Body>, ApiError>>,
+    {
+        async {
+            let caller = auth.identify(header(req, "authorization"), info.domain.as_deref()).await;
+            if let Some(p) = &caller {
+                tracing::Span::current().record("account", p.account.as_str());
+            }
+            let caller = caller.as_ref().map(|p| Caller { account: &p.account, client_id: &p.client_id });
+            self.run(caller, info, req, route).await
+        }
+        .instrument(info.span())
+        .await
     }
 
     /// Runs `route` for `caller` (`None`: not identified, so the route's own authentication
