@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make dev` (run it locally) and `make test` (every test).
-.PHONY: dev test build clean bench-segments bench-coldstart
+.PHONY: dev test build clean bench-segments bench-coldstart load
 
 dev:
 	@scripts/dev.sh
@@ -17,6 +17,11 @@ bench-segments:
 # Cold start of each function (exec -> first response, peak RSS) vs the boto3 floor.
 bench-coldstart:
 	@scripts/bench-coldstart.sh
+
+# 10,000 mixed requests at 50 concurrent against a running `make dev`, then a read-back of
+# every acknowledged write; fails on any 5xx or missing write.
+load:
+	@scripts/load.sh
 
 clean:
 	rm -rf target .dev .aws-sam
