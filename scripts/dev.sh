@@ -2,7 +2,7 @@
 # `make dev`: the whole product on this machine, in the foreground until Ctrl-C.
 # Local DynamoDB-compatible server (moto) on 127.0.0.1:$DEV_DYNAMODB_PORT (8000), tables,
 # a demo account, every function built and served by `cargo lambda watch` on its production
-# path at http://127.0.0.1:$DEV_API_PORT (9000). Writes .dev/env and .dev/demo.json.
+# path at http://127.0.0.1:$DEV_API_PORT (9000). Writes $DEV_DIR (.dev)/env and demo.json.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -10,16 +10,19 @@ cd "$ROOT"
 DB_PORT="${DEV_DYNAMODB_PORT:-8000}"
 API_PORT="${DEV_API_PORT:-9000}"
 API_URL="http://127.0.0.1:$API_PORT"
+# Where env, demo.json and moto.log go: a second stack (another DEV_DIR and ports) can run
+# beside the first, e.g. `make load` on one while schemathesis runs against the other.
+DEV_DIR="${DEV_DIR:-.dev}"
 
 ensure_venv
 export PATH="$VENV/bin:$PATH"
-mkdir -p .dev
+mkdir -p "$DEV_DIR"
 
 if curl -s -o /dev/null "http://127.0.0.1:$API_PORT/"; then
   echo "error: something already listens on 127.0.0.1:$API_PORT (another make dev?)" >&2
   exit 1
 fi
-start_moto "$DB_PORT" .dev/moto.log
+start_moto "$DB_PORT" "$DEV_DIR/moto.log"
 WATCH_PID=""
 cleanup() {
   [ -n "$WATCH_PID" ] && kill "$WATCH_PID" 2>/dev/null
@@ -29,7 +32,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 local_aws_env "$DB_PORT"
 
-cat > .dev/env <<ENV
+cat > "$DEV_DIR/env" <<ENV
 AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$DB_PORT
 AWS_REGION=us-east-1
 AWS_DEFAULT_REGION=us-east-1
@@ -48,7 +51,7 @@ TOKEN_AUDIENCE=end-user-data-api
 ENV
 set -a
 # shellcheck disable=SC1091
-source .dev/env
+source "$DEV_DIR/env"
 set +a
 
 echo "==> building every function and the admin tool"
@@ -99,7 +102,7 @@ SEGMENT_GUID="$(curl -s -X POST "$API_URL/public/v1/user/system/$SYSTEM_GUID/seg
   --data-raw '{"id": "demo-segment", "name": "Demo segment",
     "userIds": ["John@company.com", "Melissa@company.com"]}' | json_field segmentGuid)"
 
-cat > .dev/demo.json <<JSON
+cat > "$DEV_DIR/demo.json" <<JSON
 {
   "apiUrl": "$API_URL",
   "accountId": "demo",
@@ -118,7 +121,7 @@ cat <<MSG
 Local stack ready (Ctrl-C stops everything).
   API:            $API_URL
   DynamoDB:       http://127.0.0.1:$DB_PORT   (moto)
-  demo account:   .dev/demo.json      environment: .dev/env
+  demo account:   $DEV_DIR/demo.json      environment: $DEV_DIR/env
 
 Get a token:
   curl --location --request POST '$API_URL/accounts/connect/token' \\

@@ -44,9 +44,10 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO = os.path.join(ROOT, ".dev", "demo.json")
-ENV = os.path.join(ROOT, ".dev", "env")
-REPORT = os.path.join(ROOT, ".dev", "load-report.json")
+DEV_DIR = os.path.join(ROOT, os.environ.get("DEV_DIR", ".dev"))
+DEMO = os.path.join(DEV_DIR, "demo.json")
+ENV = os.path.join(DEV_DIR, "env")
+REPORT = os.path.join(DEV_DIR, "load-report.json")
 
 # Share of each kind in the mix (per 10,000 requests). The 100-user updates write 100 users
 # each and the read-back reads every user once (~12 reads/s locally), so they are kept at

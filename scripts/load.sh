@@ -5,11 +5,13 @@
 # Arguments go to scripts/load.py (--requests N, --concurrency N, --seed N).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -f .dev/demo.json ] || [ ! -f .dev/env ]; then
+DEV_DIR="${DEV_DIR:-.dev}"
+export DEV_DIR
+if [ ! -f "$DEV_DIR/demo.json" ] || [ ! -f "$DEV_DIR/env" ]; then
   echo "error: no .dev/demo.json: start \`make dev\` first (in another terminal), then run \`make load\`" >&2
   exit 2
 fi
-api="$(python3 -c 'import json; print(json.load(open(".dev/demo.json"))["apiUrl"])')"
+api="$(python3 -c 'import json; print(json.load(open("'"$DEV_DIR"'/demo.json"))["apiUrl"])')"
 if ! curl -s -o /dev/null "$api/.well-known/jwks.json"; then
   echo "error: nothing answers at $api (.dev/demo.json): start \`make dev\` first (in another terminal)" >&2
   exit 2
