@@ -381,3 +381,65 @@ async fn the_moengage_route_is_protected_too() {
     assert_eq!(a.body["status"], "fail");
     assert_eq!(a.body["error"]["type"], "Too Many Requests");
 }
+
+/// Schema fuzzing found these: a method a path does not serve is `405` (with `Allow`) even
+/// when it carries an `Idempotency-Key` already used (it was `422 idempotency_key_reused`),
+/// and such a call never claims its key.
+#[tokio::test]
+async fn an_undeclared_method_is_405_whatever_its_idempotency_key() {
+    let stack = Stack::new().await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let app = stack.integrations_app();
+    let h = with_key(&auth, "used-1");
+    let a = integrations_call(&app, &h, "POST", "/public/v1/integrations", Some(SEED_INTEGRATION)).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let id = a.body["integrationId"].as_str().unwrap().to_string();
+    for (method, path, allow) in [
+        ("PUT", "/public/v1/integrations".to_string(), "GET, POST"),
+        ("POST", format!("/public/v1/integrations/{id}"), "GET, PATCH, DELETE"),
+        ("PUT", format!("/public/v1/integrations/{id}/test"), "POST"),
+    ] {
+        let a = integrations_call(&app, &h, method, &path, Some(SEED_INTEGRATION)).await;
+        assert_eq!((a.status, a.header("allow")), (405, Some(allow)), "{method} {path}: {}", a.body);
+        assert_eq!(a.body["error"]["code"], "method_not_allowed");
+    }
+    let user_app = stack.user_data_app();
+    let a = answer(user_data::handle(&user_app, req("PUT", "/public/v1/user/data", &h, Some("{}"))).await);
+    assert_eq!((a.status, a.header("allow")), (405, Some("POST")), "{}", a.body);
+    let seg_app = stack.segments_app();
+    let path = stack.segment_path("/12345aeb-123c-4d83-8b38-a5a456789d0a");
+    let a = answer(segments::handle(&seg_app, req("POST", &path, &h, Some("{}"))).await);
+    assert_eq!((a.status, a.header("allow")), (405, Some("GET, PUT, DELETE")), "{}", a.body);
+
+    // A 405 never claims its key: the key still works for the request it was meant for.
+    let h = with_key(&auth, "fresh-1");
+    let a = integrations_call(&app, &h, "PUT", "/public/v1/integrations", Some(SEED_INTEGRATION)).await;
+    assert_eq!(a.status, 405);
+    let other = r#"{"name": "Other", "userIdentifierProperty": "Email",
+        "properties": [{"path": "Plan", "type": "String"}]}"#;
+    let a = integrations_call(&app, &h, "POST", "/public/v1/integrations", Some(other)).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+}
+
+/// An `Idempotency-Key` with bytes past ASCII is refused (`400`), not taken for no key (the
+/// write used to run unprotected).
+#[tokio::test]
+async fn a_key_past_ascii_is_refused() {
+    let stack = Stack::new().await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let app = stack.integrations_app();
+    stack.counter.reset();
+    let a = integrations_call(
+        &app,
+        &with_key(&auth, "clé-1"),
+        "POST",
+        "/public/v1/integrations",
+        Some(SEED_INTEGRATION),
+    )
+    .await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert_eq!(a.body["error"]["code"], "invalid_idempotency_key");
+    assert_eq!(a.body["error"]["details"][0]["path"], "header:Idempotency-Key");
+    let list = call_integrations(&app, &auth, "GET", "/public/v1/integrations", None).await;
+    assert_eq!(list.body["integrations"], json!([]), "nothing was created");
+}

@@ -46,7 +46,18 @@ impl App {
 
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
     let info = RequestInfo::from_request(&req);
-    app.guard.front(&app.auth, &info, &req, Box::pin(route(app, &info, &req))).await
+    let served = info.is_allowed(allow(&info.route()));
+    app.guard.front(&app.auth, &info, &req, served, Box::pin(route(app, &info, &req))).await
+}
+
+/// The methods each path of this function serves (the `Allow` header of its `405`s).
+fn allow(route: &[&str]) -> Option<&'static str> {
+    match route {
+        ["public", "v1", "integrations"] => Some("GET, POST"),
+        ["public", "v1", "integrations", _] => Some("GET, PATCH, DELETE"),
+        ["public", "v1", "integrations", _, "test"] => Some("POST"),
+        _ => None,
+    }
 }
 
 async fn route(app: &App, info: &RequestInfo, req: &Request) -> Result<Response<Body>, ApiError> {
@@ -75,16 +86,7 @@ async fn route(app: &App, info: &RequestInfo, req: &Request) -> Result<Response<
             let p = authorize(Scope::IntegrationsRead).await?;
             test(app, &p, id, req).await
         }
-        (m, ["public", "v1", "integrations"]) => {
-            Err(ApiError::MethodNotAllowed { method: m.into(), allow: "GET, POST" })
-        }
-        (m, ["public", "v1", "integrations", _]) => {
-            Err(ApiError::MethodNotAllowed { method: m.into(), allow: "GET, PATCH, DELETE" })
-        }
-        (m, ["public", "v1", "integrations", _, "test"]) => {
-            Err(ApiError::MethodNotAllowed { method: m.into(), allow: "POST" })
-        }
-        (m, _) => Err(ApiError::RouteNotFound { method: m.into(), path: info.segments.join("/") }),
+        (m, path) => Err(ApiError::not_served(m, &info.segments, allow(path))),
     }
 }
 

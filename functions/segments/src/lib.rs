@@ -38,7 +38,18 @@ impl App {
 
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
     let info = RequestInfo::from_request(&req);
-    app.guard.front(&app.auth, &info, &req, Box::pin(route(app, &info, &req))).await
+    let served = info.is_allowed(allow(&info.route()));
+    app.guard.front(&app.auth, &info, &req, served, Box::pin(route(app, &info, &req))).await
+}
+
+/// The methods each path of this function serves (the `Allow` header of its `405`s).
+fn allow(route: &[&str]) -> Option<&'static str> {
+    match route {
+        ["public", "v1", "user", "system", _, "segment"] => Some("GET, POST"),
+        ["public", "v1", "user", "system", _, "segment", _] => Some("GET, PUT, DELETE"),
+        ["public", "v1", "user", "system", _, "segment", _, "members"] => Some("GET"),
+        _ => None,
+    }
 }
 
 async fn route(app: &App, info: &RequestInfo, req: &Request) -> Result<Response<Body>, ApiError> {
@@ -71,16 +82,7 @@ async fn route(app: &App, info: &RequestInfo, req: &Request) -> Result<Response<
         ("GET", ["public", "v1", "user", "system", sys, "segment", seg, "members"]) => {
             members(app, &authorize(read).await?, sys, seg, req).await
         }
-        (m, ["public", "v1", "user", "system", _, "segment"]) => {
-            Err(ApiError::MethodNotAllowed { method: m.into(), allow: "GET, POST" })
-        }
-        (m, ["public", "v1", "user", "system", _, "segment", _]) => {
-            Err(ApiError::MethodNotAllowed { method: m.into(), allow: "GET, PUT, DELETE" })
-        }
-        (m, ["public", "v1", "user", "system", _, "segment", _, "members"]) => {
-            Err(ApiError::MethodNotAllowed { method: m.into(), allow: "GET" })
-        }
-        (m, _) => Err(ApiError::RouteNotFound { method: m.into(), path: info.segments.join("/") }),
+        (m, path) => Err(ApiError::not_served(m, &info.segments, allow(path))),
     }
 }
 

@@ -43,7 +43,17 @@ impl App {
 
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
     let info = RequestInfo::from_request(&req);
-    app.guard.front(&app.auth, &info, &req, Box::pin(route(app, &info, &req))).await
+    let served = info.is_allowed(allow(&info.route()));
+    app.guard.front(&app.auth, &info, &req, served, Box::pin(route(app, &info, &req))).await
+}
+
+/// The methods each path of this function serves (the `Allow` header of its `405`s).
+fn allow(route: &[&str]) -> Option<&'static str> {
+    match route {
+        ["public", "v1", "user", "data"] | ["v1", "customer", _] => Some("POST"),
+        ["public", "v1", "user", _] => Some("GET, DELETE"),
+        _ => None,
+    }
 }
 
 async fn route(app: &App, info: &RequestInfo, req: &Request) -> Result<Response<Body>, ApiError> {
@@ -62,13 +72,7 @@ async fn route(app: &App, info: &RequestInfo, req: &Request) -> Result<Response<
         }
         ("POST", ["v1", "customer", workspace]) => Ok(moengage::track(app, info, req, workspace).await),
         (m, ["v1", "customer", _]) => Ok(moengage::method_not_allowed(info, m)),
-        (m, ["public", "v1", "user", "data"]) => {
-            Err(ApiError::MethodNotAllowed { method: m.into(), allow: "POST" })
-        }
-        (m, ["public", "v1", "user", _]) => {
-            Err(ApiError::MethodNotAllowed { method: m.into(), allow: "GET, DELETE" })
-        }
-        (m, _) => Err(ApiError::RouteNotFound { method: m.into(), path: info.segments.join("/") }),
+        (m, path) => Err(ApiError::not_served(m, &info.segments, allow(path))),
     }
 }
 

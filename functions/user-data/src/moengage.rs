@@ -202,7 +202,7 @@ pub async fn track(app: &App, info: &RequestInfo, req: &Request, workspace: &str
             Err(fail) => fail.respond(&info.request_id),
         })
     };
-    in_moengage_shape(app.guard.run(Some(caller), info, req, Box::pin(call)).await)
+    in_moengage_shape(app.guard.run(Some(caller), info, req, true, Box::pin(call)).await)
 }
 
 /// The protections answer in this API's envelope (`{"error": {"code", ...}}`); MoEngage

@@ -61,6 +61,15 @@ impl ApiError {
         Self::Invalid { code, message: message.into(), details: Vec::new() }
     }
 
+    /// A request its function does not serve: `405` with the path's `allow` (the methods it
+    /// serves) when the function knows the path, else `404 route_not_found`.
+    pub fn not_served(method: &str, segments: &[String], allow: Option<&'static str>) -> Self {
+        match allow {
+            Some(allow) => Self::MethodNotAllowed { method: method.into(), allow },
+            None => Self::RouteNotFound { method: method.into(), path: segments.join("/") },
+        }
+    }
+
     fn status_and_code(&self) -> (u16, &'static str) {
         match self {
             Self::Invalid { code, .. } => (400, code),

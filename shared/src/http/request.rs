@@ -62,6 +62,12 @@ impl RequestInfo {
     pub fn route(&self) -> Vec<&str> {
         self.segments.iter().map(String::as_str).collect()
     }
+
+    /// Whether `allow` (the methods a path serves, as in an `Allow` header: `GET, POST`) lists
+    /// this request's method; `None` (a path the function does not serve) lists none.
+    pub fn is_allowed(&self, allow: Option<&str>) -> bool {
+        allow.is_some_and(|a| a.split(", ").any(|m| m == self.method))
+    }
 }
 
 /// Splits a path into its non-empty segments, percent-decoding each once (cargo-lambda and

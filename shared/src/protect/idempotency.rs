@@ -59,12 +59,12 @@ pub trait IdempotencyStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// A key as sent: 1 to 255 printable ASCII characters (spaces included).
-pub fn parse_key(raw: &str) -> Result<&str, String> {
-    if raw.is_empty() || raw.len() > MAX_KEY_LEN || !raw.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+/// A key as sent (the header's bytes): 1 to 255 printable ASCII characters (spaces included).
+pub fn parse_key(raw: &[u8]) -> Result<&str, String> {
+    if raw.is_empty() || raw.len() > MAX_KEY_LEN || !raw.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
         return Err(format!("1 to {MAX_KEY_LEN} printable ASCII characters"));
     }
-    Ok(raw)
+    Ok(std::str::from_utf8(raw).expect("printable ASCII is UTF-8"))
 }
 
 fn sha256_hex(parts: &[&[u8]]) -> String {
@@ -97,11 +97,12 @@ mod tests {
 
     #[test]
     fn keys_and_fingerprints() {
-        assert!(parse_key("").is_err());
-        assert!(parse_key(&"k".repeat(255)).is_ok());
-        assert!(parse_key(&"k".repeat(256)).is_err());
-        assert!(parse_key("tab\there").is_err());
-        assert!(parse_key("é").is_err());
+        assert!(parse_key(b"").is_err());
+        assert!(parse_key("k".repeat(255).as_bytes()).is_ok());
+        assert!(parse_key("k".repeat(256).as_bytes()).is_err());
+        assert!(parse_key(b"tab\there").is_err());
+        assert!(parse_key("é".as_bytes()).is_err());
+        assert!(parse_key(b"\xd7\xf8").is_err());
         assert_eq!(key_hash("a").len(), 64);
         assert_ne!(fingerprint("POST", "/a", "", b"{}"), fingerprint("PUT", "/a", "", b"{}"));
         assert_ne!(fingerprint("POST", "/a", "", b"{}"), fingerprint("POST", "/a", "", b"{} "));

@@ -51,12 +51,15 @@ impl<S: RateStore + IdempotencyStore + UsageStore> Guard<S> {
 
     /// The front of every bearer-token function: the request's log span, the caller named by
     /// a valid token (whatever its scopes: the route checks those), then [`Guard::run`].
-    /// `route` should be boxed: it is large, and a debug build would overflow a thread stack.
+    /// `served`: whether the function serves the request's method on its path (see
+    /// [`Guard::run`]). `route` should be boxed: it is large, and a debug build would overflow
+    /// a thread stack.
     pub async fn front<A, F>(
         &self,
         auth: &Authenticator<A>,
         info: &RequestInfo,
         req: &Request,
+        served: bool,
         route: F,
     ) -> Response<Body>
     where
@@ -69,7 +72,7 @@ impl<S: RateStore + IdempotencyStore + UsageStore> Guard<S> {
                 tracing::Span::current().record("account", p.account.as_str());
             }
             let caller = caller.as_ref().map(|p| Caller { account: &p.account, client_id: &p.client_id });
-            self.run(caller, info, req, route).await
+            self.run(caller, info, req, served, route).await
         }
         .instrument(info.span())
         .await
@@ -77,12 +80,14 @@ impl<S: RateStore + IdempotencyStore + UsageStore> Guard<S> {
 
     /// Runs `route` for `caller` (`None`: not identified, so the route's own authentication
     /// answers): rate limit first, then the idempotency key of a write; afterwards the call's
-    /// usage is recorded.
+    /// usage is recorded. A request the function does not serve (`served` false: its `405` or
+    /// `404`) never looks at an `Idempotency-Key`, so that it is answered as such.
     pub async fn run<F>(
         &self,
         caller: Option<Caller<'_>>,
         info: &RequestInfo,
         req: &Request,
+        served: bool,
         route: F,
     ) -> Response<Body>
     where
@@ -98,7 +103,7 @@ impl<S: RateStore + IdempotencyStore + UsageStore> Guard<S> {
             usage::emit_error_metric(account, "rate_limited", now_ms());
             return fail(ApiError::RateLimited { retry_after });
         }
-        let resp = self.admitted(account, info, req, route).await;
+        let resp = self.admitted(account, info, req, served, route).await;
         let report = resp.extensions().get::<UsageReport>().copied().unwrap_or_default();
         let error = resp.extensions().get::<ErrorCode>().map(|c| c.0);
         self.usage.record(&self.store, account, caller.client_id, now_ms(), &report, error).await;
@@ -111,17 +116,19 @@ impl<S: RateStore + IdempotencyStore + UsageStore> Guard<S> {
         account: &AccountId,
         info: &RequestInfo,
         req: &Request,
+        served: bool,
         route: F,
     ) -> Response<Body>
     where
         F: Future<Output = Result<Response<Body>, ApiError>>,
     {
         let fail = |e: ApiError| e.into_response(&info.request_id);
-        let write = matches!(info.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE");
-        let Some(raw_key) = header(req, idempotency::HEADER).filter(|_| write) else {
+        let write = served && matches!(info.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE");
+        // The raw bytes: a value that is not visible ASCII is refused, not taken for no key.
+        let Some(raw_key) = req.headers().get(idempotency::HEADER).filter(|_| write) else {
             return route.await.unwrap_or_else(fail);
         };
-        let key = match idempotency::parse_key(raw_key) {
+        let key = match idempotency::parse_key(raw_key.as_bytes()) {
             Ok(k) => idempotency::key_hash(k),
             Err(reason) => {
                 return fail(ApiError::Invalid {
