@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make dev` (run it locally) and `make test` (every test).
-.PHONY: dev test build clean bench-segments bench-coldstart load
+.PHONY: dev test build clean bench-segments bench-coldstart load schemathesis
 
 dev:
 	@scripts/dev.sh
@@ -22,6 +22,11 @@ bench-coldstart:
 # every acknowledged write; fails on any 5xx or missing write.
 load:
 	@scripts/load.sh
+
+# Schema fuzzing of a running `make dev` against docs/openapi.yaml (schemathesis, every
+# check); fails on any failure. Knobs: SCHEMATHESIS_MAX_EXAMPLES, SCHEMATHESIS_WORKERS, DEV_DIR.
+schemathesis:
+	@scripts/schemathesis.sh
 
 clean:
 	rm -rf target .dev .aws-sam
