@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make dev` (run it locally) and `make test` (every test).
-.PHONY: dev test build clean bench-segments bench-coldstart load schemathesis
+.PHONY: dev test build clean bench-segments bench-coldstart load fuzz schemathesis
 
 dev:
 	@scripts/dev.sh
@@ -27,6 +27,11 @@ load:
 # check); fails on any failure. Knobs: SCHEMATHESIS_MAX_EXAMPLES, SCHEMATHESIS_WORKERS, DEV_DIR.
 schemathesis:
 	@scripts/schemathesis.sh
+
+# cargo-fuzz targets of fuzz/, one after another, FUZZ_SECONDS each (default 600); not part
+# of `make test`, which replays their seeds on stable.
+fuzz:
+	@scripts/fuzz.sh $(FUZZ_TARGETS)
 
 clean:
 	rm -rf target .dev .aws-sam
