@@ -139,11 +139,7 @@ fn check_value(t: AttrType, value: &AttrValue) {
         (AttrType::String, AttrValue::String(s)) => {
             assert!(s.len() <= MAX_STRING_BYTES, "String of {} bytes accepted", s.len())
         }
-        (AttrType::Number, AttrValue::Number(s)) => {
-            let x: f64 = s.parse().unwrap_or_else(|_| panic!("Number {s:?} is not a decimal"));
-            assert!(x == 0.0 || (1e-130..1e126).contains(&x.abs()), "Number {s} out of range");
-            assert!(!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)));
-        }
+        (AttrType::Number, AttrValue::Number(s)) => check_storable_number(s),
         (AttrType::Date, AttrValue::Date(s)) => assert!(is_date(s), "Date {s:?} accepted"),
         (AttrType::Boolean, AttrValue::Boolean(_)) => {}
         (t, v) => panic!("a {t} property holds {v:?}"),
@@ -154,6 +150,28 @@ fn check_value(t: AttrType, value: &AttrValue) {
         AttrValue::Number(_) => assert!(shown.is_number() || shown.is_string()),
         AttrValue::Boolean(_) => assert!(shown.is_boolean()),
         AttrValue::String(_) | AttrValue::Date(_) => assert!(shown.is_string()),
+    }
+}
+
+/// What DynamoDB stores exactly: a decimal of at most 38 significant digits whose magnitude,
+/// computed from the text (not through a lossy f64), is 0 or within 1e-130 to 1e126.
+fn check_storable_number(s: &str) {
+    let x: f64 = s.parse().unwrap_or_else(|_| panic!("Number {s:?} is not a decimal"));
+    assert!(x.is_finite(), "Number {s:?} is not finite");
+    let (mantissa, exponent) = match s.find(['e', 'E']) {
+        Some(i) => (&s[..i], s[i + 1..].parse::<i64>().unwrap_or_else(|_| panic!("Number {s:?}: exponent"))),
+        None => (s, 0),
+    };
+    let mantissa = mantissa.strip_prefix('-').unwrap_or(mantissa);
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{int}{frac}");
+    assert!(!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()), "Number {s:?}");
+    let significant = digits.trim_start_matches('0').trim_end_matches('0').len();
+    assert!(significant <= 38, "Number {s:?} has {significant} significant digits");
+    if let Some(lead) = digits.find(|c| c != '0') {
+        // The power of ten of the leading significant digit.
+        let power = (digits.len() - lead - 1) as i64 - frac.len() as i64 + exponent;
+        assert!((-130..=125).contains(&power), "Number {s:?} (10^{power}) is not storable");
     }
 }
 
