@@ -70,7 +70,12 @@ CLIENT_ID="$(echo "$CLIENT_JSON" | json_field clientId)"
 CLIENT_SECRET="$(echo "$CLIENT_JSON" | json_field clientSecret)"
 
 echo "==> starting the functions (cargo lambda watch)"
-cargo lambda watch -A 127.0.0.1 -P "$API_PORT" &
+# cargo lambda watch runs one instance per function unless told otherwise: concurrent
+# callers (make load, schemathesis) would queue behind each other. DEV_NO_RELOAD=1 keeps the
+# running functions when sources change (a reload drops the requests in flight).
+WATCH_FLAGS=(--concurrency "${DEV_CONCURRENCY:-4}")
+[ "${DEV_NO_RELOAD:-0}" = 1 ] && WATCH_FLAGS+=(--ignore-changes)
+cargo lambda watch -A 127.0.0.1 -P "$API_PORT" "${WATCH_FLAGS[@]}" &
 WATCH_PID=$!
 for _ in $(seq 1 300); do
   curl -s -o /dev/null "$API_URL/.well-known/jwks.json" && break
