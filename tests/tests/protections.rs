@@ -406,6 +406,14 @@ async fn an_undeclared_method_is_405_whatever_its_idempotency_key() {
     let user_app = stack.user_data_app();
     let a = answer(user_data::handle(&user_app, req("PUT", "/public/v1/user/data", &h, Some("{}"))).await);
     assert_eq!((a.status, a.header("allow")), (405, Some("POST")), "{}", a.body);
+    // The user-data path is also the path of the user "data", whose erasure honours the key.
+    let long = "k".repeat(256);
+    let a = answer(
+        user_data::handle(&user_app, req("DELETE", "/public/v1/user/data", &with_key(&auth, &long), None))
+            .await,
+    );
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert_eq!(a.body["error"]["code"], "invalid_idempotency_key");
     let seg_app = stack.segments_app();
     let path = stack.segment_path("/12345aeb-123c-4d83-8b38-a5a456789d0a");
     let a = answer(segments::handle(&seg_app, req("POST", &path, &h, Some("{}"))).await);
