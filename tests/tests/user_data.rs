@@ -247,6 +247,12 @@ async fn bad_input_is_a_clear_4xx_and_writes_nothing() {
             400,
             "validation_failed",
         ),
+        // `null` is not `false` (it was read as absent, and the update applied).
+        (
+            json!({"token": t, "data": [{"id": "u", "n": 1}], "updateExistingOnly": null}).to_string(),
+            400,
+            "validation_failed",
+        ),
         (r#"{"token": "#.to_string(), 400, "invalid_json"),
         ("".to_string(), 400, "invalid_json"),
         ("\"just a string\"".to_string(), 400, "invalid_body"),

@@ -86,13 +86,21 @@ impl Mode {
     }
 }
 
-/// The request body as sent.
+/// The request body as sent. `None` is a member that is absent; a `null` is `Some(Value::Null)`
+/// (and judged like any other value of the wrong type).
 #[derive(Debug, Deserialize)]
 pub struct Envelope {
+    #[serde(default, deserialize_with = "present")]
     pub token: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub data: Option<Value>,
-    #[serde(rename = "updateExistingOnly", default)]
+    #[serde(rename = "updateExistingOnly", default, deserialize_with = "present")]
     pub update_existing_only: Option<Value>,
+}
+
+/// A member that is present, `null` included (serde reads a `null` `Option` as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// The envelope once its shape is right: the token, the items, the flag.
@@ -536,6 +544,8 @@ mod tests {
         assert!(parse(json!({"data": [{}]})).is_err());
         assert!(parse(json!({"token": 5, "data": [{}]})).is_err());
         assert!(parse(json!({"token": "t", "data": [{}], "updateExistingOnly": "yes"})).is_err());
+        assert!(parse(json!({"token": "t", "data": [{}], "updateExistingOnly": null})).is_err());
+        assert!(parse(json!({"token": null, "data": [{}]})).is_err());
         assert!(
             parse(json!({"token": "t", "data": [{}], "updateExistingOnly": true}))
                 .unwrap()
