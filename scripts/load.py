@@ -528,8 +528,7 @@ def main():
     if errors:
         print("  hint: `cargo lambda watch` restarts every function when a file of the workspace changes and "
               "drops the requests in flight (they time out); keep the sources still during the run, or start "
-              "make dev with CARGO_LAMBDA_IGNORE_FILE=<a file containing *> to turn reloading off",
-              file=sys.stderr)
+              "`DEV_NO_RELOAD=1 make dev`", file=sys.stderr)
     if bad:
         print("FAIL", file=sys.stderr)
         sys.exit(1)
