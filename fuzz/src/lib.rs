@@ -154,7 +154,8 @@ fn check_value(t: AttrType, value: &AttrValue) {
 }
 
 /// What DynamoDB stores exactly: a decimal of at most 38 significant digits whose magnitude,
-/// computed from the text (not through a lossy f64), is 0 or within 1e-130 to 1e126.
+/// computed from the text (not through a lossy f64), is within 1e-130 to 1e126, or 0 with an
+/// exponent in that range.
 fn check_storable_number(s: &str) {
     let x: f64 = s.parse().unwrap_or_else(|_| panic!("Number {s:?} is not a decimal"));
     assert!(x.is_finite(), "Number {s:?} is not finite");
@@ -168,11 +169,12 @@ fn check_storable_number(s: &str) {
     assert!(!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()), "Number {s:?}");
     let significant = digits.trim_start_matches('0').trim_end_matches('0').len();
     assert!(significant <= 38, "Number {s:?} has {significant} significant digits");
-    if let Some(lead) = digits.find(|c| c != '0') {
-        // The power of ten of the leading significant digit.
-        let power = (digits.len() - lead - 1) as i64 - frac.len() as i64 + exponent;
-        assert!((-130..=125).contains(&power), "Number {s:?} (10^{power}) is not storable");
-    }
+    // The power of ten of the leading significant digit; a zero's exponent stays in that range too.
+    let power = match digits.find(|c| c != '0') {
+        Some(lead) => (digits.len() - lead - 1) as i64 - frac.len() as i64 + exponent,
+        None => exponent,
+    };
+    assert!((-130..=125).contains(&power), "Number {s:?} (10^{power}) is not storable");
 }
 
 /// `YYYY-MM-DD` with a month of 1-12 and a day of 1-31 (the exact calendar is the unit tests').

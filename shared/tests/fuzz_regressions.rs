@@ -53,3 +53,26 @@ fn every_target_has_seeds() {
         assert!(seeds_dir().join(target).is_dir(), "no fuzz/seeds/{target}");
     }
 }
+
+// Inputs the fuzzers crashed on, each also a file of fuzz/seeds/<target>/.
+
+/// `user_data`, 2026-11-23, after 57 s (506,630 runs): a Number whose magnitude was judged
+/// through an f64 let a zero with an exponent past i64 through (and `1e-400`, which an f64
+/// rounds to 0); DynamoDB refuses both, so the write would have failed after validation.
+#[test]
+fn user_data_number_magnitude_is_read_from_the_text() {
+    use serde_json::json;
+    use shared::domain::integration::AttrType;
+    use shared::domain::user_data::typed;
+
+    harness::user_data(
+        br#"{"data": [{"user.id": "n", "n": "0000000027777777"}, {"user": {"id": "p"}, "n": "0e12600000000000000000000000000000"}]}"#,
+    );
+    for refused in ["0e12600000000000000000000000000000", "1e-400", "0.1e-130", "10e125", "0e126"] {
+        let reason = typed(AttrType::Number, json!(refused)).expect_err(refused);
+        assert!(reason.contains("outside the storable range"), "{refused}: {reason}");
+    }
+    for kept in ["0", "1e-130", "9.9999999999999999999999999999999999999e125", "-12.50", "0e-130"] {
+        assert!(typed(AttrType::Number, json!(kept)).is_ok(), "{kept}");
+    }
+}

@@ -298,7 +298,9 @@ fn kind(v: &Value) -> &'static str {
 }
 
 /// A finite decimal that DynamoDB can store exactly: at most 38 significant digits, magnitude
-/// between 1e-130 and 1e126.
+/// between 1e-130 and 1e126. The magnitude is read off the text, not through an f64, which
+/// would turn `1e-400` and `0e99999999999999999999` into a harmless-looking 0 that DynamoDB
+/// then refuses; a zero's exponent must lie in the same range.
 fn check_number(s: &str) -> Result<String, String> {
     let bad = || format!("'{}' is not a finite decimal number", truncate(s));
     let b = s.as_bytes();
@@ -314,6 +316,7 @@ fn check_number(s: &str) -> Result<String, String> {
         return Err(bad());
     }
     let mut digits: String = s[int_start..i].to_string();
+    let mut frac_len = 0;
     if i < b.len() && b[i] == b'.' {
         i += 1;
         let frac_start = i;
@@ -323,10 +326,13 @@ fn check_number(s: &str) -> Result<String, String> {
         if i == frac_start {
             return Err(bad());
         }
+        frac_len = i - frac_start;
         digits.push_str(&s[frac_start..i]);
     }
+    let mut exponent: i64 = 0;
     if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
         i += 1;
+        let negative = b.get(i) == Some(&b'-');
         if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
             i += 1;
         }
@@ -337,6 +343,9 @@ fn check_number(s: &str) -> Result<String, String> {
         if i == exp_start {
             return Err(bad());
         }
+        // Past i64 it is out of range whatever the digits: saturate.
+        let magnitude = s[exp_start..i].parse::<i64>().unwrap_or(i64::MAX);
+        exponent = if negative { -magnitude } else { magnitude };
     }
     if i != b.len() {
         return Err(bad());
@@ -345,8 +354,12 @@ fn check_number(s: &str) -> Result<String, String> {
     if significant > 38 {
         return Err(format!("'{}' has more than 38 significant digits", truncate(s)));
     }
-    let value: f64 = s.parse().map_err(|_| bad())?;
-    if !value.is_finite() || (value != 0.0 && !(1e-130..1e126).contains(&value.abs())) {
+    // The power of ten of the leading significant digit (of a zero: its exponent).
+    let power = match digits.find(|c| c != '0') {
+        Some(lead) => exponent.saturating_add((digits.len() - lead - 1) as i64 - frac_len as i64),
+        None => exponent,
+    };
+    if !(-130..=125).contains(&power) {
         return Err(format!("'{}' is outside the storable range (1e-130 to 1e126)", truncate(s)));
     }
     Ok(s.to_string())
@@ -447,6 +460,12 @@ mod tests {
             (AttrType::Number, json!(-1.5)),
             (AttrType::Number, json!("12.50")),
             (AttrType::Number, json!("1e5")),
+            (AttrType::Number, json!("1e-130")),
+            (AttrType::Number, json!("-0.00001e-125")),
+            (AttrType::Number, json!("9.9999999999999999999999999999999999999e125")),
+            (AttrType::Number, json!("12000e121")),
+            (AttrType::Number, json!("0e125")),
+            (AttrType::Number, json!(1e125)),
             (AttrType::Date, json!("2024-02-29")),
             (AttrType::Boolean, json!(false)),
             (AttrType::String, json!("")),
@@ -462,6 +481,12 @@ mod tests {
             (AttrType::Number, json!("1.")),
             (AttrType::Number, json!(true)),
             (AttrType::Number, json!("1e200")),
+            (AttrType::Number, json!("1e-400")),
+            (AttrType::Number, json!("0.1e-130")),
+            (AttrType::Number, json!("10e125")),
+            (AttrType::Number, json!("0e126")),
+            (AttrType::Number, json!("0e12600000000000000000000000000000")),
+            (AttrType::Number, json!("1e-99999999999999999999999")),
             (AttrType::Number, json!("1".repeat(39))),
             (AttrType::Date, json!("2024-02-30")),
             (AttrType::Date, json!("2023-02-29")),
