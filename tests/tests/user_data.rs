@@ -123,6 +123,28 @@ async fn seed_single_user_merges_and_three_users_replace() {
     );
 }
 
+/// Two single-user merges of different attributes of one user, sent at the same time: both
+/// are kept (a merge is one `UpdateItem` of the attributes sent, never a read-modify-write).
+#[tokio::test]
+async fn concurrent_merges_of_different_attributes_both_stay() {
+    let w = world().await;
+    for round in 0..16 {
+        let user = format!("race{round}@walkme.example");
+        let status = format!("Status {round}");
+        let (a, b) = tokio::join!(
+            w.send(json!([{"Email": user, "Type": "Internal"}])),
+            w.send(json!([{"Email": user, "Status": status}]))
+        );
+        assert_eq!((a.status, b.status), (200, 200), "{} {}", a.body, b.body);
+        assert_eq!((a.body["mode"].as_str(), b.body["mode"].as_str()), (Some("merge"), Some("merge")));
+        assert_eq!(
+            w.attrs(&user).await.unwrap(),
+            json!({"Customer_Type": "Internal", "Customer_Status": status}),
+            "round {round}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn other_integrations_of_the_same_user_are_never_touched() {
     let w = world().await;
