@@ -51,8 +51,7 @@ for t in "${targets[@]}"; do
   echo "==> fuzz $t for ${FUZZ_SECONDS}s (corpus fuzz/corpus/$t, seeds fuzz/seeds/$t, log ${log#"$ROOT"/})"
   # The first corpus directory takes what the run finds; the seeds are only read.
   if (cd fuzz && cargo "${toolchain[@]}" fuzz run "$t" "$corpus" "$ROOT/fuzz/seeds/$t" -- \
-    -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="$artifacts/") >"$log" 2>&1; then
+    -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1) >"$log" 2>&1; then
     status=ok
   else
     status=FAILED

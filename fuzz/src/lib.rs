@@ -3,8 +3,8 @@
 //! beyond "no panic". Used by the cargo-fuzz targets (`fuzz/fuzz_targets/*.rs`) and, on stable,
 //! by `shared/tests/fuzz_regressions.rs`, which replays the seed corpus and every crash found.
 
-use std::collections::HashSet;
-use std::sync::OnceLock;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -290,12 +290,14 @@ const CLIENT: &str = "7d68ba500d0a11e981b802edda63c0de";
 /// One key pair for the whole run, its JWKS, and a valid token issued with it.
 struct Keys {
     kid: String,
-    signing: SigningKey,
     rsa: EncodingKey,
     jwks: JwkSet,
     /// Secrets an attacker could try as an HMAC key (alg confusion): the public JWK, its `n`.
     public_material: Vec<Vec<u8>>,
     valid: String,
+    /// When the run started: mode 2's times are offsets from it, so that its tokens (and their
+    /// signatures) depend on the input alone.
+    started: i64,
 }
 
 fn keys() -> &'static Keys {
@@ -311,11 +313,11 @@ fn keys() -> &'static Keys {
         let valid = jwt::issue(&signing, &claims).expect("the token signs");
         let k = Keys {
             kid: generated.kid,
-            signing,
             rsa,
             jwks: JwkSet { keys: vec![generated.public_jwk] },
             public_material: vec![jwk_json, n.trim_matches('"').as_bytes().to_vec()],
             valid,
+            started: now,
         };
         let (got, _, _) = jwt::verify(&k.valid, &k.jwks, ISSUER, AUDIENCE).expect("a fresh token verifies");
         assert_eq!(got, claims);
@@ -406,7 +408,7 @@ fn edited_token(mut ops: &[u8]) {
             // Sign what is there (all but the last part) with our key and RS256...
             8 => {
                 let message = message_of(&token);
-                let sig = jsonwebtoken::crypto::sign(&message, &k.rsa, Algorithm::RS256).expect("signs");
+                let sig = rs256(&message);
                 token = [message, sig.into_bytes()].join(&b'.');
                 signed.push(token.clone());
             }
@@ -434,6 +436,24 @@ fn edited_token(mut ops: &[u8]) {
         );
         check_accepted(&text, &claims, scopes, &account);
     }
+}
+
+/// The RS256 signature of `message` by the run's key, base64url. PKCS#1 v1.5 signatures are
+/// deterministic, so the ones made are kept (up to 4,096): an RSA signature costs about a
+/// millisecond, and fuzzing signs the same bytes over and over.
+fn rs256(message: &[u8]) -> String {
+    static CACHE: OnceLock<Mutex<HashMap<Vec<u8>, String>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(sig) = cache.lock().unwrap_or_else(PoisonError::into_inner).get(message) {
+        return sig.clone();
+    }
+    let sig = jsonwebtoken::crypto::sign(message, &keys().rsa, Algorithm::RS256).expect("signs");
+    let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+    if cache.len() >= 4096 {
+        cache.clear();
+    }
+    cache.insert(message.to_vec(), sig.clone());
+    sig
 }
 
 /// Everything up to the last `.` (the signing input), or the whole token.
@@ -466,12 +486,12 @@ fn check_accepted(token: &str, claims: &AccessClaims, scopes: ScopeSet, account:
 }
 
 /// Mode 2: `[iss, aud, exp, nbf, iat, sub, scope, account]`, one byte each (missing bytes are 0,
-/// the valid choice). Times are offsets from now in steps of 7 s, avoiding the leeway edges.
+/// the valid choice). Times are offsets from the run's start in steps of 7 s.
 fn chosen_claims(input: &[u8]) {
     let byte = |i: usize| input.get(i).copied().unwrap_or(0);
     let offset = |i: usize| (byte(i) as i8 as i64) * 7; // -896..=889 s
-    let now = shared::now_epoch();
-    let mut c = claims(now, offset(2) + 3_600 * i64::from(byte(2) == 0), offset(3), offset(4));
+    let k = keys();
+    let mut c = claims(k.started, offset(2) + 3_600 * i64::from(byte(2) == 0), offset(3), offset(4));
     let issuers =
         [ISSUER, "https://api.example.test/", "https://evil.example", "", "HTTPS://API.EXAMPLE.TEST"];
     let audiences = [AUDIENCE, "end-user-data-api ", "other-api", ""];
@@ -490,8 +510,12 @@ fn chosen_claims(input: &[u8]) {
     }
     c.scope = scopes[byte(6) as usize % scopes.len()].into();
     c.account = accounts[byte(7) as usize % accounts.len()].into();
-    let k = keys();
-    let token = jwt::issue(&k.signing, &c).expect("signs");
+    // What `jwt::issue` writes, signed through the cache.
+    let header = json!({"typ": jwt::ACCESS_TOKEN_TYP, "alg": "RS256", "kid": k.kid});
+    let message =
+        format!("{}.{}", B64.encode(header.to_string()), B64.encode(serde_json::to_vec(&c).expect("claims")));
+    let token = format!("{message}.{}", rs256(message.as_bytes()));
+    let now = shared::now_epoch();
     let result = jwt::verify(&token, &k.jwks, ISSUER, AUDIENCE);
     let leeway = LEEWAY_SECS as i64;
     let expected = c.iss == ISSUER
@@ -502,9 +526,12 @@ fn chosen_claims(input: &[u8]) {
         && c.sub == c.client_id
         && ScopeSet::parse(&c.scope).is_ok()
         && AccountId::parse(&c.account).is_ok();
-    // Near an edge a second passing could flip the answer; offsets are multiples of 7 s, the
-    // leeway 30 s, so no chosen time lies within 2 s of an edge.
-    assert_eq!(result.is_ok(), expected, "claims {c:?}: verify answered {result:?}");
+    // Within 2 s of an edge the second that passes between `now` and the verifier's clock could
+    // flip the answer: no verdict is asserted there.
+    let edges = [c.exp - (now - leeway), c.nbf - (now + leeway), c.iat - (now + leeway)];
+    if edges.iter().all(|d| d.abs() > 2) {
+        assert_eq!(result.is_ok(), expected, "claims {c:?}: verify answered {result:?}");
+    }
     match result {
         Ok((claims, scopes, account)) => check_accepted(&token, &claims, scopes, &account),
         Err(e) => assert!(!matches!(e, TokenError::Sign | TokenError::UnknownKey | TokenError::Algorithm)),
