@@ -8,12 +8,12 @@ cd "$(dirname "$0")/.."
 DEV_DIR="${DEV_DIR:-.dev}"
 export DEV_DIR
 if [ ! -f "$DEV_DIR/demo.json" ] || [ ! -f "$DEV_DIR/env" ]; then
-  echo "error: no .dev/demo.json: start \`make dev\` first (in another terminal), then run \`make load\`" >&2
+  echo "error: no $DEV_DIR/demo.json: start \`make dev\` first (in another terminal), then run \`make load\`" >&2
   exit 2
 fi
 api="$(python3 -c 'import json; print(json.load(open("'"$DEV_DIR"'/demo.json"))["apiUrl"])')"
 if ! curl -s -o /dev/null "$api/.well-known/jwks.json"; then
-  echo "error: nothing answers at $api (.dev/demo.json): start \`make dev\` first (in another terminal)" >&2
+  echo "error: nothing answers at $api ($DEV_DIR/demo.json): start \`make dev\` first (in another terminal)" >&2
   exit 2
 fi
 exec python3 scripts/load.py "$@"

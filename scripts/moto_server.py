@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""moto's DynamoDB server with its TransactWriteItems made atomic and O(actions).
+"""moto's DynamoDB server with atomic, O(actions) TransactWriteItems and partition-local Query.
 
 moto 5.2.5 deep-copies the whole table once per action of a TransactWriteItems (to roll back
 on failure) and rolls back by putting those copies back. On a table of 25,000 items that makes
@@ -94,7 +94,7 @@ def _partition_items(self):
 
 
 def _partition_query(self, hash_key, *args, **kwargs):
-    # The index name is the 8th parameter of Table.query; moto's backend passes it by name.
+    # The index name is Table.query's 8th parameter (moto's backend passes it positionally).
     index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
     if index_name is not None:
         return _query(self, hash_key, *args, **kwargs)
