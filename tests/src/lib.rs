@@ -266,6 +266,17 @@ pub async fn call_user_data(
     answer(user_data::handle(app, req(method, path, &headers, body)).await)
 }
 
+/// The user's group of `integration_id` in `GET /public/v1/user/{user}` (its `attributes`,
+/// `types`, `updatedAt`...); `None` when the user is unknown (404) or has no such group.
+pub async fn user_group(app: &user_data::App, auth: &str, user: &str, integration_id: &str) -> Option<Value> {
+    let a = call_user_data(app, auth, "GET", &format!("/public/v1/user/{user}"), None).await;
+    if a.status == 404 {
+        return None;
+    }
+    assert_eq!(a.status, 200, "{}", a.body);
+    a.body["integrations"].as_array().unwrap().iter().find(|g| g["integrationId"] == integration_id).cloned()
+}
+
 pub async fn call_segments(
     app: &segments::App,
     auth: &str,

@@ -119,17 +119,7 @@ impl Users {
     }
     /// The user's attributes of the integration (None: the user has none).
     async fn attrs(&self, user: &str) -> Option<Value> {
-        let a = self.get(user).await;
-        if a.status == 404 {
-            return None;
-        }
-        assert_eq!(a.status, 200, "{}", a.body);
-        a.body["integrations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|g| g["integrationId"] == self.integration.as_str())
-            .map(|g| g["attributes"].clone())
+        Some(user_group(&self.app, &self.auth, user, &self.integration).await?["attributes"].clone())
     }
     async fn all_have(&self, people: &[String], attributes: Value) {
         for p in people {

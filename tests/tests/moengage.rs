@@ -68,12 +68,7 @@ impl World {
     }
     /// The user's MoEngage group in the end-user object, if any.
     async fn moengage(&self, user: &str) -> Option<Value> {
-        let a = self.get(user).await;
-        if a.status == 404 {
-            return None;
-        }
-        assert_eq!(a.status, 200, "{}", a.body);
-        a.body["integrations"].as_array().unwrap().iter().find(|g| g["integrationId"] == "moengage").cloned()
+        user_group(&self.app, &self.bearer, user, "moengage").await
     }
     fn writes(&self) -> Vec<String> {
         self.stack

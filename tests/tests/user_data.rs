@@ -31,17 +31,7 @@ impl World {
     }
     /// The attributes of this world's integration for `user`, or None when the user has none.
     async fn attrs(&self, user: &str) -> Option<Value> {
-        let a = self.get(user).await;
-        if a.status == 404 {
-            return None;
-        }
-        assert_eq!(a.status, 200, "{}", a.body);
-        a.body["integrations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|g| g["integrationId"] == self.integration_id.as_str())
-            .map(|g| g["attributes"].clone())
+        Some(user_group(&self.app, &self.auth, user, &self.integration_id).await?["attributes"].clone())
     }
     /// DynamoDB writes made since the last call.
     fn writes(&self) -> Vec<String> {
