@@ -198,7 +198,6 @@ impl Stack {
     }
 
     pub async fn bearer_for(&self, account: &AccountId, client_id: &str, scopes: &str) -> String {
-        use shared::store::SigningKeyStore;
         let stored = self.store.current_signing_key().await.unwrap().unwrap();
         let key = shared::auth::SigningKey::from_pem(&stored.kid, &stored.private_pem).unwrap();
         let now = shared::now_epoch();

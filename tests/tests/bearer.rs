@@ -8,7 +8,6 @@ use shared::auth::jwt::{self, AccessClaims};
 use shared::auth::{Authenticator, BearerError, SigningKey, TokenError};
 use shared::domain::Scope;
 use shared::http::ApiError;
-use shared::store::{PublicKeyStore, SigningKeyStore};
 
 async fn signing_key(stack: &Stack) -> SigningKey {
     let stored = stack.store.current_signing_key().await.unwrap().unwrap();
@@ -35,10 +34,7 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
-async fn check(
-    auth: &Authenticator<shared::store::dynamo::DynamoStore>,
-    token: &str,
-) -> Result<(), BearerError> {
+async fn check(auth: &Authenticator, token: &str) -> Result<(), BearerError> {
     auth.authenticate(Some(&bearer(token)), Some("api.test.example"), Scope::SegmentsRead).await.map(|_| ())
 }
 

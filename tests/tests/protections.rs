@@ -4,7 +4,7 @@
 use integration_tests::*;
 use serde_json::json;
 use shared::domain::{AccountId, ScopeSet};
-use shared::protect::idempotency::{self, IdempotencyStore};
+use shared::protect::idempotency;
 
 fn with_key<'a>(auth: &'a str, key: &'a str) -> [(&'a str, &'a str); 3] {
     [("authorization", auth), ("content-type", "application/json"), ("idempotency-key", key)]

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use integration_tests::*;
 use serde_json::{Value, json};
 use shared::domain::SegmentGuid;
-use shared::store::segments::{SHARDS, SegmentStore, shard_of};
+use shared::store::segments::{SHARDS, shard_of};
 
 fn ids(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}{i}@company.com")).collect()

@@ -17,7 +17,6 @@ use shared::domain::{Scope, SecretHash};
 use shared::http::request::{header, json_body};
 use shared::http::{ApiError, RequestInfo, json_response};
 use shared::protect::Guard;
-use shared::store::IntegrationStore;
 use shared::store::dynamo::DynamoStore;
 use shared::store::integrations::{IntegrationRecord, IntegrationWriteError};
 
@@ -28,8 +27,8 @@ const EDIT_ATTEMPTS: usize = 3;
 
 pub struct App {
     store: DynamoStore,
-    auth: Authenticator<DynamoStore>,
-    guard: Guard<DynamoStore>,
+    auth: Authenticator,
+    guard: Guard,
     issuer: IssuerPolicy,
 }
 

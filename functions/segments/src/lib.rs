@@ -14,9 +14,7 @@ use shared::http::{ApiError, ErrorDetail, RequestInfo, json_response};
 use shared::protect::Guard;
 use shared::protect::usage::UsageReport;
 use shared::store::dynamo::DynamoStore;
-use shared::store::segments::{
-    MemberCursor, NewSegment, SegmentError, SegmentHead, SegmentStore, SegmentView,
-};
+use shared::store::segments::{MemberCursor, NewSegment, SegmentError, SegmentHead, SegmentView};
 
 /// 25,000 ids of up to 100 characters, each possibly `\u`-escaped, fit; API Gateway itself
 /// stops at 10 MB.
@@ -26,8 +24,8 @@ pub const MAX_PAGE: usize = 10_000;
 
 pub struct App {
     store: DynamoStore,
-    auth: Authenticator<DynamoStore>,
-    guard: Guard<DynamoStore>,
+    auth: Authenticator,
+    guard: Guard,
 }
 
 impl App {

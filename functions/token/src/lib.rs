@@ -16,7 +16,6 @@ use shared::domain::Scope;
 use shared::http::request::header;
 use shared::http::{ApiError, RequestInfo, json_response};
 use shared::store::dynamo::DynamoStore;
-use shared::store::{PublicKeyStore, SigningKeyStore};
 
 /// A rotated key is picked up within this long; tokens signed meanwhile by the previous key
 /// stay valid because its public half stays published for their whole lifetime.

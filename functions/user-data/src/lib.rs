@@ -20,13 +20,11 @@ use shared::protect::Guard;
 use shared::protect::usage::UsageReport;
 use shared::store::dynamo::DynamoStore;
 use shared::store::end_users::UserWrite;
-use shared::store::segments::SegmentStore;
-use shared::store::{EndUserStore, IntegrationStore};
 
 pub struct App {
     store: DynamoStore,
-    auth: Authenticator<DynamoStore>,
-    guard: Guard<DynamoStore>,
+    auth: Authenticator,
+    guard: Guard,
     moengage: moengage::State,
 }
 

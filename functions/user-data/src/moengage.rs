@@ -26,9 +26,9 @@ use shared::http::request::header;
 use shared::http::{ErrorDetail, RequestInfo, json_response};
 use shared::protect::Caller;
 use shared::protect::usage::UsageReport;
+use shared::store::StoreError;
 use shared::store::end_users::UserWrite;
 use shared::store::integrations::{IntegrationRecord, IntegrationWriteError};
-use shared::store::{IntegrationStore, StoreError};
 
 use crate::App;
 

@@ -8,7 +8,8 @@ use tokio::sync::RwLock;
 use super::jwt::{self, IssuerPolicy, TokenError};
 use crate::config::AuthConfig;
 use crate::domain::{AccountId, Scope, ScopeSet};
-use crate::store::{PublicKeyStore, StoreError};
+use crate::store::StoreError;
+use crate::store::dynamo::DynamoStore;
 
 /// Who is calling, once the token checked out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,15 +46,15 @@ struct KeyCache {
 }
 
 /// Verifies bearer tokens against the published keys, cached across warm invocations.
-pub struct Authenticator<S> {
-    store: S,
+pub struct Authenticator {
+    store: DynamoStore,
     issuer: IssuerPolicy,
     audience: String,
     cache: RwLock<KeyCache>,
 }
 
-impl<S: PublicKeyStore> Authenticator<S> {
-    pub fn new(store: S, config: &AuthConfig) -> Self {
+impl Authenticator {
+    pub fn new(store: DynamoStore, config: &AuthConfig) -> Self {
         Self {
             store,
             issuer: IssuerPolicy::from_config(config.issuer.as_deref()),

@@ -6,7 +6,8 @@ use super::keys::SigningKey;
 use super::oauth::{OAuthError, OAuthErrorKind};
 use super::token_request::TokenRequest;
 use crate::domain::{ClientId, ScopeSet, SecretHash};
-use crate::store::{ClientStore, StoreError};
+use crate::store::StoreError;
+use crate::store::dynamo::DynamoStore;
 
 /// How many failed authentications one client id may have in one window before it is slowed
 /// down, and the window's length. Ten guesses per five minutes against a 256-bit secret.
@@ -43,8 +44,8 @@ fn decoy_hash() -> SecretHash {
     SecretHash::of_str("decoy: no client has this secret")
 }
 
-pub async fn issue_token<S: ClientStore>(
-    store: &S,
+pub async fn issue_token(
+    store: &DynamoStore,
     key: &SigningKey,
     settings: &TokenSettings,
     request: &TokenRequest,

@@ -10,11 +10,6 @@
 //! - a 5xx, 401 or 403 answer is not kept (the key is released), so a retry runs again;
 //! - records live 24 hours (DynamoDB TTL, and checked on read since TTL deletes lazily).
 
-use std::future::Future;
-
-use crate::domain::AccountId;
-use crate::store::StoreError;
-
 pub const HEADER: &str = "idempotency-key";
 pub const MAX_KEY_LEN: usize = 255;
 pub const TTL_SECS: i64 = 24 * 3600;
@@ -34,29 +29,6 @@ pub struct StoredResponse {
 pub enum Record {
     Running { fingerprint: String },
     Done { fingerprint: String, response: StoredResponse },
-}
-
-pub trait IdempotencyStore: Send + Sync {
-    /// Claims the key for a new call; `Ok(None)` when claimed, else the live record holding it.
-    fn claim(
-        &self,
-        account: &AccountId,
-        key_hash: &str,
-        fingerprint: &str,
-        now: i64,
-    ) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send;
-    fn complete(
-        &self,
-        account: &AccountId,
-        key_hash: &str,
-        response: &StoredResponse,
-        now: i64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    fn release(
-        &self,
-        account: &AccountId,
-        key_hash: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// A key as sent (the header's bytes): 1 to 255 printable ASCII characters (spaces included).

@@ -13,18 +13,18 @@ use lambda_http::{Body, Request, Response};
 use tracing::Instrument;
 
 use crate::auth::Authenticator;
-use crate::store::PublicKeyStore;
+use crate::store::dynamo::DynamoStore;
 
 use crate::domain::AccountId;
 use crate::http::error::ErrorCode;
 use crate::http::request::header;
 use crate::http::{ApiError, ErrorDetail, RequestInfo};
-use idempotency::{IdempotencyStore, Record, StoredResponse};
-use rate::{RateLimiter, RateStore};
-use usage::{UsageRecorder, UsageReport, UsageStore};
+use idempotency::{Record, StoredResponse};
+use rate::RateLimiter;
+use usage::{UsageRecorder, UsageReport};
 
-pub struct Guard<S> {
-    store: S,
+pub struct Guard {
+    store: DynamoStore,
     limiter: RateLimiter,
     usage: UsageRecorder,
 }
@@ -44,8 +44,8 @@ fn body_bytes(req: &Request) -> &[u8] {
     req.body().as_ref()
 }
 
-impl<S: RateStore + IdempotencyStore + UsageStore> Guard<S> {
-    pub fn new(store: S) -> Self {
+impl Guard {
+    pub fn new(store: DynamoStore) -> Self {
         Self { store, limiter: RateLimiter::default(), usage: UsageRecorder::from_env() }
     }
 
@@ -54,16 +54,15 @@ impl<S: RateStore + IdempotencyStore + UsageStore> Guard<S> {
     /// `served`: whether the function serves the request's method on its path (see
     /// [`Guard::run`]). `route` should be boxed: it is large, and a debug build would overflow
     /// a thread stack.
-    pub async fn front<A, F>(
+    pub async fn front<F>(
         &self,
-        auth: &Authenticator<A>,
+        auth: &Authenticator,
         info: &RequestInfo,
         req: &Request,
         served: bool,
         route: F,
     ) -> Response<Body>
     where
-        A: PublicKeyStore,
         F: Future<Output = Result<Response<Body>, ApiError>>,
     {
         async {

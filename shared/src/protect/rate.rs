@@ -8,30 +8,16 @@
 //! start of the next: that is the burst (2× the limit over any one-second span, never more).
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::domain::AccountId;
 use crate::store::StoreError;
+use crate::store::dynamo::DynamoStore;
 
 /// Requests per second one window item takes at most.
 pub const SHARD_RATE: i64 = 400;
 const LIMIT_MAX_AGE: Duration = Duration::from_secs(60);
-
-pub trait RateStore: Send + Sync {
-    /// The account's requests-per-second limit (`None`: unknown account).
-    fn rate_limit(&self, account: &AccountId)
-    -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
-    /// Counts one request in `shard` of the window `second` if it holds fewer than `cap`.
-    fn take(
-        &self,
-        account: &AccountId,
-        shard: i64,
-        second: i64,
-        cap: i64,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-}
 
 /// How a limit is spread: (shards, cap per shard).
 pub fn plan(limit: i64) -> (i64, i64) {
@@ -51,7 +37,7 @@ pub type Verdict = Result<(), i64>;
 impl RateLimiter {
     /// Counts the request against the account's limit. A storage failure lets the request
     /// through (logged): the limiter protects the bill, it must not take the API down.
-    pub async fn check<S: RateStore>(&self, store: &S, account: &AccountId, now_ms: i64) -> Verdict {
+    pub async fn check(&self, store: &DynamoStore, account: &AccountId, now_ms: i64) -> Verdict {
         let limit = match self.limit(store, account).await {
             Ok(Some(l)) if l > 0 => l,
             Ok(_) => return Ok(()),
@@ -73,7 +59,7 @@ impl RateLimiter {
         }
     }
 
-    async fn limit<S: RateStore>(&self, store: &S, account: &AccountId) -> Result<Option<i64>, StoreError> {
+    async fn limit(&self, store: &DynamoStore, account: &AccountId) -> Result<Option<i64>, StoreError> {
         if let Some((limit, at)) = self.limits.lock().expect("not poisoned").get(account)
             && at.elapsed() < LIMIT_MAX_AGE
         {

@@ -13,12 +13,11 @@
 //! Routes report their units by inserting a [`UsageReport`] into the response's extensions.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::domain::AccountId;
-use crate::store::StoreError;
+use crate::store::dynamo::DynamoStore;
 
 /// What one call did, in billable units (set by the route on its response).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -43,16 +42,6 @@ impl Usage {
     }
 }
 
-pub trait UsageStore: Send + Sync {
-    fn add_usage(
-        &self,
-        account: &AccountId,
-        client_id: &str,
-        day: &str,
-        usage: &Usage,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-}
-
 type Key = (AccountId, String, String);
 
 pub struct UsageRecorder {
@@ -71,9 +60,9 @@ impl UsageRecorder {
     }
 
     /// Counts one call; writes the sums of (account, client, day) when they are old enough.
-    pub async fn record<S: UsageStore>(
+    pub async fn record(
         &self,
-        store: &S,
+        store: &DynamoStore,
         account: &AccountId,
         client_id: &str,
         now_ms: i64,

@@ -1,4 +1,5 @@
-//! DynamoDB implementation of the store traits, plus the operator's writes (admin CLI).
+//! The DynamoDB store: accounts, systems, API clients and signing keys, plus the operator's
+//! writes (admin CLI).
 //!
 //! Item layout (see `docs/TABLES.md`):
 //! - config table: `ACCOUNT#<id>`/`ACCOUNT`, `ACCOUNT#<id>`/`SYSTEM#<guid>`,
@@ -17,10 +18,7 @@ use aws_sdk_dynamodb::types::{
 use jsonwebtoken::jwk::Jwk;
 
 use super::schema::TableDef;
-use super::{
-    ClientLookup, ClientRecord, ClientStore, FailureWindow, PublicKeyStore, SigningKeyStore, StoreError,
-    StoredSigningKey,
-};
+use super::{ClientLookup, ClientRecord, FailureWindow, StoreError, StoredSigningKey};
 use crate::config::Tables;
 use crate::domain::{AccountId, ClientId, ClientSecret, ScopeSet, SecretHash, SystemGuid};
 
@@ -557,8 +555,9 @@ fn client_from_item(item: &Item) -> Result<ClientRecord, StoreError> {
     })
 }
 
-impl ClientStore for DynamoStore {
-    async fn client_with_failures(&self, id: &ClientId) -> Result<ClientLookup, StoreError> {
+impl DynamoStore {
+    /// What the token endpoint needs: the client and its failed authentications, in one read.
+    pub async fn client_with_failures(&self, id: &ClientId) -> Result<ClientLookup, StoreError> {
         // Both items share the partition, so one strongly consistent Query reads them.
         let out = self
             .client
@@ -586,7 +585,8 @@ impl ClientStore for DynamoStore {
         Ok(lookup)
     }
 
-    async fn record_failure(&self, id: &ClientId, now: i64, window_secs: i64) -> Result<(), StoreError> {
+    /// Counts one failed authentication of the client id (one write).
+    pub async fn record_failure(&self, id: &ClientId, now: i64, window_secs: i64) -> Result<(), StoreError> {
         // Count within the open window; when it has closed, start a new one.
         let res = self
             .client
@@ -621,8 +621,9 @@ impl ClientStore for DynamoStore {
     }
 }
 
-impl PublicKeyStore for DynamoStore {
-    async fn public_keys(&self, now: i64) -> Result<Vec<Jwk>, StoreError> {
+impl DynamoStore {
+    /// The published (public) keys, as a verifier or the JWKS document needs them.
+    pub async fn public_keys(&self, now: i64) -> Result<Vec<Jwk>, StoreError> {
         let items = self.query_all(&self.tables.config, JWKS_PK).await?;
         let mut keys = Vec::with_capacity(items.len());
         for item in items {
@@ -637,8 +638,9 @@ impl PublicKeyStore for DynamoStore {
     }
 }
 
-impl SigningKeyStore for DynamoStore {
-    async fn current_signing_key(&self) -> Result<Option<StoredSigningKey>, StoreError> {
+impl DynamoStore {
+    /// The newest private key; only the token function's role may read the keys table.
+    pub async fn current_signing_key(&self) -> Result<Option<StoredSigningKey>, StoreError> {
         let items = self.query_all(&self.tables.keys, SIGNING_PK).await?;
         let mut best: Option<StoredSigningKey> = None;
         for item in items {

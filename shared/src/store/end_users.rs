@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRe
 use serde_json::Value;
 
 use super::dynamo::{DynamoStore, Item, get_s, is_conditional_failure, s, sdk_error};
-use super::{EndUserStore, StoreError, batch};
+use super::{StoreError, batch};
 use crate::domain::AccountId;
 use crate::domain::user_data::{AttrValue, UserId};
 
@@ -61,10 +61,10 @@ fn to_json(v: &AttributeValue) -> Option<Value> {
     }
 }
 
-impl EndUserStore for DynamoStore {
+impl DynamoStore {
     /// Sets the given attributes of one user, keeping the others. With `only_existing`, writes
     /// nothing (and returns false) unless the user already has attributes of this integration.
-    async fn merge_user(
+    pub async fn merge_user(
         &self,
         account: &AccountId,
         integration_id: &str,
@@ -77,7 +77,7 @@ impl EndUserStore for DynamoStore {
 
     /// Makes each user's attributes of this integration exactly those given. Returns the users
     /// skipped because `only_existing` was set and they had no attributes of this integration.
-    async fn replace_users(
+    pub async fn replace_users(
         &self,
         account: &AccountId,
         integration_id: &str,
@@ -114,7 +114,7 @@ impl EndUserStore for DynamoStore {
     }
 
     /// The user's attributes, per integration.
-    async fn read_user(
+    pub async fn read_user(
         &self,
         account: &AccountId,
         user_id: &str,
@@ -139,7 +139,7 @@ impl EndUserStore for DynamoStore {
     }
 
     /// Erases every item of the user. Returns how many were deleted (0 for an unknown user).
-    async fn delete_user(&self, account: &AccountId, user_id: &str) -> Result<usize, StoreError> {
+    pub async fn delete_user(&self, account: &AccountId, user_id: &str) -> Result<usize, StoreError> {
         let items = self.user_items(account, user_id).await?;
         let count = items.len();
         let requests = items
@@ -160,7 +160,7 @@ impl EndUserStore for DynamoStore {
 }
 
 impl DynamoStore {
-    /// [`EndUserStore::merge_user`], also recording the client address the update came from
+    /// [`DynamoStore::merge_user`], also recording the client address the update came from
     /// (`clientIp`, outside the attributes: reads show it apart from them).
     pub async fn merge_user_from(
         &self,

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 
+use super::StoreError;
 use super::dynamo::{DynamoStore, Item, account_pk, get_n, get_s, n, s, sdk_error};
-use super::{IntegrationStore, StoreError};
 use crate::domain::AccountId;
 use crate::domain::integration::{AttrType, Definition, PropertyDto};
 
@@ -175,8 +175,9 @@ impl DynamoStore {
     }
 }
 
-impl IntegrationStore for DynamoStore {
-    async fn create_integration(&self, rec: &IntegrationRecord) -> Result<(), IntegrationWriteError> {
+impl DynamoStore {
+    /// Creates it, consuming attribute headroom of the account atomically.
+    pub async fn create_integration(&self, rec: &IntegrationRecord) -> Result<(), IntegrationWriteError> {
         let used = rec.definition.properties.len() as i64;
         let res = self
             .transact(vec![
@@ -200,7 +201,7 @@ impl IntegrationStore for DynamoStore {
     }
 
     /// Replaces `old` by `new` (same id and token), if nobody changed it meanwhile.
-    async fn update_integration(
+    pub async fn update_integration(
         &self,
         old: &IntegrationRecord,
         new: &IntegrationRecord,
@@ -214,7 +215,7 @@ impl IntegrationStore for DynamoStore {
         .await
     }
 
-    async fn delete_integration(&self, rec: &IntegrationRecord) -> Result<(), IntegrationWriteError> {
+    pub async fn delete_integration(&self, rec: &IntegrationRecord) -> Result<(), IntegrationWriteError> {
         let freed = rec.definition.properties.len() as i64;
         let delete_def = Delete::builder()
             .table_name(&self.tables().config)
@@ -238,7 +239,7 @@ impl IntegrationStore for DynamoStore {
         .await
     }
 
-    async fn get_integration(
+    pub async fn get_integration(
         &self,
         account: &AccountId,
         id: &str,
@@ -257,7 +258,10 @@ impl IntegrationStore for DynamoStore {
     }
 
     /// The integration a token belongs to (one strongly consistent GetItem).
-    async fn integration_by_token(&self, token_hash: &str) -> Result<Option<IntegrationRecord>, StoreError> {
+    pub async fn integration_by_token(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<IntegrationRecord>, StoreError> {
         let out = self
             .client()
             .get_item()
@@ -271,7 +275,7 @@ impl IntegrationStore for DynamoStore {
         out.item.as_ref().map(record_from_item).transpose()
     }
 
-    async fn list_integrations(&self, account: &AccountId) -> Result<Vec<IntegrationRecord>, StoreError> {
+    pub async fn list_integrations(&self, account: &AccountId) -> Result<Vec<IntegrationRecord>, StoreError> {
         let items = self.query_prefix(&self.tables().config, &account_pk(account), "INTEGRATION#").await?;
         items.iter().map(record_from_item).collect()
     }

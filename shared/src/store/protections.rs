@@ -12,9 +12,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use super::StoreError;
 use super::dynamo::{DynamoStore, Item, account_pk, get_n, get_s, is_conditional_failure, n, s, sdk_error};
 use crate::domain::AccountId;
-use crate::protect::idempotency::{self, IdempotencyStore, Record, StoredResponse};
-use crate::protect::rate::RateStore;
-use crate::protect::usage::{Usage, UsageStore};
+use crate::protect::idempotency::{self, Record, StoredResponse};
+use crate::protect::usage::Usage;
 
 pub const PURPOSE_HEADER: &str = "x-ingest-purpose";
 /// Window items outlive their second by a minute, then TTL removes them.
@@ -60,8 +59,9 @@ fn parse_record(item: &Item, now: i64) -> Result<Option<Record>, StoreError> {
     }))
 }
 
-impl RateStore for DynamoStore {
-    async fn rate_limit(&self, account: &AccountId) -> Result<Option<i64>, StoreError> {
+impl DynamoStore {
+    /// The account's requests-per-second limit (`None`: unknown account).
+    pub async fn rate_limit(&self, account: &AccountId) -> Result<Option<i64>, StoreError> {
         let out = tagged!(
             self.client()
                 .get_item()
@@ -76,7 +76,14 @@ impl RateStore for DynamoStore {
         out.item.map(|item| get_n(&item, "rateLimit")).transpose()
     }
 
-    async fn take(&self, account: &AccountId, shard: i64, second: i64, cap: i64) -> Result<bool, StoreError> {
+    /// Counts one request in `shard` of the window `second` if it holds fewer than `cap`.
+    pub async fn take(
+        &self,
+        account: &AccountId,
+        shard: i64,
+        second: i64,
+        cap: i64,
+    ) -> Result<bool, StoreError> {
         let res = tagged!(
             self.client()
                 .update_item()
@@ -100,8 +107,9 @@ impl RateStore for DynamoStore {
     }
 }
 
-impl IdempotencyStore for DynamoStore {
-    async fn claim(
+impl DynamoStore {
+    /// Claims the key for a new call; `Ok(None)` when claimed, else the live record holding it.
+    pub async fn claim(
         &self,
         account: &AccountId,
         key_hash: &str,
@@ -146,7 +154,7 @@ impl IdempotencyStore for DynamoStore {
         }
     }
 
-    async fn complete(
+    pub async fn complete(
         &self,
         account: &AccountId,
         key_hash: &str,
@@ -189,7 +197,7 @@ impl IdempotencyStore for DynamoStore {
         Ok(())
     }
 
-    async fn release(&self, account: &AccountId, key_hash: &str) -> Result<(), StoreError> {
+    pub async fn release(&self, account: &AccountId, key_hash: &str) -> Result<(), StoreError> {
         tagged!(
             self.client()
                 .delete_item()
@@ -210,8 +218,8 @@ fn usage_pk(account: &AccountId, day: &str) -> String {
     format!("USAGE#{account}#{day}")
 }
 
-impl UsageStore for DynamoStore {
-    async fn add_usage(
+impl DynamoStore {
+    pub async fn add_usage(
         &self,
         account: &AccountId,
         client_id: &str,

@@ -20,7 +20,6 @@
 //! call's duration depends on the segment's size.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::future::Future;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
@@ -125,62 +124,6 @@ pub struct NewSegment<'a> {
     pub external_id: Option<&'a str>,
     pub name: &'a str,
     pub user_ids: &'a [UserId],
-}
-
-/// Segment storage (segments table, plus the system lookup in the config table).
-pub trait SegmentStore: Send + Sync {
-    fn system_exists(
-        &self,
-        account: &AccountId,
-        system: SystemGuid,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    fn create_segment(
-        &self,
-        new: &NewSegment<'_>,
-        now_ms: i64,
-    ) -> impl Future<Output = Result<SegmentView, SegmentError>> + Send;
-    fn segment_head(
-        &self,
-        account: &AccountId,
-        system: SystemGuid,
-        segment: SegmentGuid,
-    ) -> impl Future<Output = Result<Option<SegmentHead>, StoreError>> + Send;
-    /// The head with its count.
-    fn view(&self, head: SegmentHead) -> impl Future<Output = Result<SegmentView, StoreError>> + Send;
-    fn list_segments(
-        &self,
-        account: &AccountId,
-        system: SystemGuid,
-    ) -> impl Future<Output = Result<Vec<SegmentView>, StoreError>> + Send;
-    /// Applies add / remove / override; returns the segment afterwards.
-    fn change_members(
-        &self,
-        head: SegmentHead,
-        action: Action,
-        user_ids: &[UserId],
-        now_ms: i64,
-    ) -> impl Future<Output = Result<SegmentView, SegmentError>> + Send;
-    /// Deletes the head (and its external-id guard); also `Ok` when the head is gone already.
-    fn delete_segment(&self, head: &SegmentHead) -> impl Future<Output = Result<(), SegmentError>> + Send;
-    fn members(
-        &self,
-        head: &SegmentHead,
-        cursor: Option<MemberCursor>,
-        limit: usize,
-    ) -> impl Future<Output = Result<MemberPage, SegmentError>> + Send;
-    /// Every segment of the account that has this user as a member.
-    fn user_segments(
-        &self,
-        account: &AccountId,
-        user_id: &str,
-    ) -> impl Future<Output = Result<Vec<SegmentHead>, StoreError>> + Send;
-    /// Removes the user from every segment of the account; returns how many.
-    fn remove_user_everywhere(
-        &self,
-        account: &AccountId,
-        user_id: &str,
-        now_ms: i64,
-    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
 }
 
 fn heads_pk(account: &AccountId) -> String {
@@ -305,8 +248,8 @@ struct Change {
     user_id: String,
 }
 
-impl SegmentStore for DynamoStore {
-    async fn system_exists(&self, account: &AccountId, system: SystemGuid) -> Result<bool, StoreError> {
+impl DynamoStore {
+    pub async fn system_exists(&self, account: &AccountId, system: SystemGuid) -> Result<bool, StoreError> {
         let out = self
             .client()
             .get_item()
@@ -321,7 +264,11 @@ impl SegmentStore for DynamoStore {
         Ok(out.item.is_some())
     }
 
-    async fn create_segment(&self, new: &NewSegment<'_>, now_ms: i64) -> Result<SegmentView, SegmentError> {
+    pub async fn create_segment(
+        &self,
+        new: &NewSegment<'_>,
+        now_ms: i64,
+    ) -> Result<SegmentView, SegmentError> {
         // A cheap early refusal, so that a taken external id does not first cost 1,000 writes;
         // the transaction below is what guarantees uniqueness.
         if let Some(x) = new.external_id
@@ -392,7 +339,7 @@ impl SegmentStore for DynamoStore {
         Ok(SegmentView { head, user_count, updated_at: now_ms })
     }
 
-    async fn segment_head(
+    pub async fn segment_head(
         &self,
         account: &AccountId,
         system: SystemGuid,
@@ -404,12 +351,13 @@ impl SegmentStore for DynamoStore {
             .transpose()
     }
 
-    async fn view(&self, head: SegmentHead) -> Result<SegmentView, StoreError> {
+    /// The head with its count.
+    pub async fn view(&self, head: SegmentHead) -> Result<SegmentView, StoreError> {
         let counters = self.counter_items(std::slice::from_ref(&head)).await?;
         Ok(view_of(head, &counters))
     }
 
-    async fn list_segments(
+    pub async fn list_segments(
         &self,
         account: &AccountId,
         system: SystemGuid,
@@ -429,7 +377,8 @@ impl SegmentStore for DynamoStore {
         Ok(out)
     }
 
-    async fn change_members(
+    /// Applies add / remove / override; returns the segment afterwards.
+    pub async fn change_members(
         &self,
         head: SegmentHead,
         action: Action,
@@ -454,7 +403,8 @@ impl SegmentStore for DynamoStore {
         Ok(self.view(head).await?)
     }
 
-    async fn delete_segment(&self, head: &SegmentHead) -> Result<(), SegmentError> {
+    /// Deletes the head (and its external-id guard); also `Ok` when the head is gone already.
+    pub async fn delete_segment(&self, head: &SegmentHead) -> Result<(), SegmentError> {
         let mut items = vec![
             TransactWriteItem::builder()
                 .delete(
@@ -490,7 +440,7 @@ impl SegmentStore for DynamoStore {
         }
     }
 
-    async fn members(
+    pub async fn members(
         &self,
         head: &SegmentHead,
         cursor: Option<MemberCursor>,
@@ -544,7 +494,8 @@ impl SegmentStore for DynamoStore {
         Ok(MemberPage { user_ids, next: None })
     }
 
-    async fn user_segments(
+    /// Every segment of the account that has this user as a member.
+    pub async fn user_segments(
         &self,
         account: &AccountId,
         user_id: &str,
@@ -572,7 +523,8 @@ impl SegmentStore for DynamoStore {
             .collect())
     }
 
-    async fn remove_user_everywhere(
+    /// Removes the user from every segment of the account; returns how many.
+    pub async fn remove_user_everywhere(
         &self,
         account: &AccountId,
         user_id: &str,
@@ -715,7 +667,7 @@ impl DynamoStore {
         if let Err(e) = flipped {
             // The flip may have committed and lost its answer: purge the new generation only if
             // the head certainly does not point at it.
-            match SegmentStore::segment_head(self, &head.account, head.system, head.segment).await {
+            match self.segment_head(&head.account, head.system, head.segment).await {
                 Ok(Some(current)) if current.generation == generation => head = current,
                 Ok(_) => {
                     let _ = self.purge_generation(&head.account, head.segment, &generation).await;
@@ -750,7 +702,8 @@ impl DynamoStore {
                     return Ok(());
                 }
                 Err(e) if is_conditional_failure(&e) => {
-                    let current = SegmentStore::segment_head(self, &head.account, head.system, head.segment)
+                    let current = self
+                        .segment_head(&head.account, head.system, head.segment)
                         .await?
                         .ok_or(SegmentError::NotFound)?;
                     *head = current;
