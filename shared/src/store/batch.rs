@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, WriteRequest};
+use aws_sdk_dynamodb::types::{DeleteRequest, KeysAndAttributes, PutRequest, WriteRequest};
 use tokio::task::JoinSet;
 
 use super::StoreError;
+use super::codec::Item;
 use super::dynamo::sdk_error;
 
 /// DynamoDB refuses more than 25 requests per BatchWriteItem (the local server accepts 26).
@@ -88,8 +89,6 @@ async fn write_chunk(client: &Client, table: &str, chunk: Vec<WriteRequest>) -> 
     )))
 }
 
-type Item = HashMap<String, AttributeValue>;
-
 /// Reads every key (strongly consistent), `concurrency` calls of up to 100 keys at a time;
 /// returns the items found, in no particular order, each with only the `projection`
 /// attributes (names, not placeholders: `#`-free attribute names only).
@@ -166,6 +165,20 @@ async fn get_chunk(
         }
     }
     Ok(found)
+}
+
+/// A BatchWriteItem put of a whole item.
+pub(crate) fn put(item: Item) -> WriteRequest {
+    WriteRequest::builder()
+        .put_request(PutRequest::builder().set_item(Some(item)).build().expect("item is set"))
+        .build()
+}
+
+/// A BatchWriteItem delete of the item with this key.
+pub(crate) fn delete(key: Item) -> WriteRequest {
+    WriteRequest::builder()
+        .delete_request(DeleteRequest::builder().set_key(Some(key)).build().expect("key is set"))
+        .build()
 }
 
 #[cfg(test)]

@@ -8,10 +8,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 
-use super::dynamo::{DynamoStore, Item, get_s, is_conditional_failure, s, sdk_error};
+use super::codec::{Item, get_s, key, s};
+use super::dynamo::{DynamoStore, is_conditional_failure, sdk_error};
 use super::{StoreError, batch};
 use crate::domain::AccountId;
 use crate::domain::user_data::{AttrValue, UserId};
@@ -106,8 +107,7 @@ impl DynamoStore {
             for (name, value) in &user.values {
                 item.insert(format!("{ATTR_PREFIX}{name}"), to_av(value));
             }
-            let put = PutRequest::builder().set_item(Some(item)).build().expect("item is set");
-            requests.push(WriteRequest::builder().put_request(put).build());
+            requests.push(batch::put(item));
         }
         batch::write_all(self.client(), &self.tables().end_users, requests, WRITE_CONCURRENCY).await?;
         Ok(skipped)
@@ -145,13 +145,10 @@ impl DynamoStore {
         let requests = items
             .into_iter()
             .map(|item| {
-                let key = HashMap::from([
+                batch::delete(HashMap::from([
                     ("pk".to_string(), item["pk"].clone()),
                     ("sk".to_string(), item["sk"].clone()),
-                ]);
-                WriteRequest::builder()
-                    .delete_request(DeleteRequest::builder().set_key(Some(key)).build().expect("key is set"))
-                    .build()
+                ]))
             })
             .collect();
         batch::write_all(self.client(), &self.tables().end_users, requests, WRITE_CONCURRENCY).await?;
@@ -207,18 +204,7 @@ impl DynamoStore {
         user_id: &str,
         integration_id: &str,
     ) -> Result<bool, StoreError> {
-        let out = self
-            .client()
-            .get_item()
-            .table_name(&self.tables().end_users)
-            .key("pk", s(user_pk(account, user_id)))
-            .key("sk", s(attrs_sk(integration_id)))
-            .projection_expression("pk")
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error("GetItem", e))?;
-        Ok(out.item.is_some())
+        self.exists(&self.tables().end_users, user_pk(account, user_id), attrs_sk(integration_id)).await
     }
 
     /// The partition keys (of `users`) that hold an item of this integration.
@@ -230,12 +216,7 @@ impl DynamoStore {
     ) -> Result<HashMap<String, ()>, StoreError> {
         let keys: Vec<Item> = users
             .iter()
-            .map(|u| {
-                HashMap::from([
-                    ("pk".to_string(), s(user_pk(account, u.user_id.as_str()))),
-                    ("sk".to_string(), s(attrs_sk(integration_id))),
-                ])
-            })
+            .map(|u| key(user_pk(account, u.user_id.as_str()), attrs_sk(integration_id)))
             .collect();
         let found =
             batch::get_all(self.client(), &self.tables().end_users, keys, &["pk"], WRITE_CONCURRENCY).await?;

@@ -14,7 +14,9 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 
 use super::StoreError;
-use super::dynamo::{DynamoStore, Item, account_pk, get_n, get_s, n, s, sdk_error};
+use super::accounts::account_pk;
+use super::codec::{Item, get_n, get_s, n, s};
+use super::dynamo::{DynamoStore, sdk_error};
 use crate::domain::AccountId;
 use crate::domain::integration::{AttrType, Definition, PropertyDto};
 

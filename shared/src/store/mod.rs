@@ -1,15 +1,20 @@
 //! Storage on DynamoDB: [`dynamo::DynamoStore`] and its methods, one file per kind of item.
 //! There are no store traits (docs/DECISIONS.md, "Store").
 
+pub mod accounts;
 pub mod batch;
+pub mod clients;
+pub(crate) mod codec;
 pub mod dynamo;
 pub mod end_users;
 pub mod integrations;
 pub mod protections;
 pub mod schema;
 pub mod segments;
+pub mod signing_keys;
 
-use crate::domain::{AccountId, ClientId, ScopeSet, SecretHash};
+pub use clients::{ClientLookup, ClientRecord, FailureWindow};
+pub use signing_keys::StoredSigningKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -24,36 +29,4 @@ pub enum StoreError {
     AlreadyExists(String),
     #[error("not found: {0}")]
     NotFound(String),
-}
-
-#[derive(Debug, Clone)]
-pub struct ClientRecord {
-    pub client_id: ClientId,
-    pub account: AccountId,
-    pub name: String,
-    pub secret_hash: SecretHash,
-    pub scopes: ScopeSet,
-    pub disabled: bool,
-    pub created_at: i64,
-}
-
-/// Failed authentications of one client id in the current window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FailureWindow {
-    pub count: u32,
-    pub window_start: i64,
-}
-
-#[derive(Debug, Default)]
-pub struct ClientLookup {
-    pub client: Option<ClientRecord>,
-    pub failures: Option<FailureWindow>,
-}
-
-/// A private key as stored.
-#[derive(Clone)]
-pub struct StoredSigningKey {
-    pub kid: String,
-    pub private_pem: String,
-    pub created_at: i64,
 }

@@ -10,7 +10,9 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
 use super::StoreError;
-use super::dynamo::{DynamoStore, Item, account_pk, get_n, get_s, is_conditional_failure, n, s, sdk_error};
+use super::accounts::account_pk;
+use super::codec::{Item, get_n, get_s, n, s};
+use super::dynamo::{DynamoStore, is_conditional_failure, sdk_error};
 use crate::domain::AccountId;
 use crate::protect::idempotency::{self, Record, StoredResponse};
 use crate::protect::usage::Usage;

@@ -80,7 +80,7 @@ impl TableDef {
 
 /// Segments: heads and external-id guards in one partition per account, members and their
 /// counters spread over `SHARDS` partitions per segment generation (see
-/// `store/segments.rs` and docs/TABLES.md). Its stream feeds the purge function.
+/// `store/segments/` and docs/TABLES.md). Its stream feeds the purge function.
 pub const SEGMENTS: TableDef = TableDef {
     logical_id: "SegmentsTable",
     env_var: "SEGMENTS_TABLE",

@@ -1,0 +1,219 @@
+//! API clients in the config table: `CLIENT#<id>`/`CLIENT` (listed per account through the
+//! `byAccount` index, `ACCOUNT#<id>#CLIENTS`) and `CLIENT#<id>`/`FAILURES`, the failed
+//! authentications of the current window.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::StoreError;
+use super::codec::{Item, get_n, get_s, n, s};
+use super::dynamo::{DynamoStore, is_conditional_failure, sdk_error};
+use crate::domain::{AccountId, ClientId, ClientSecret, ScopeSet, SecretHash};
+
+fn client_pk(id: &ClientId) -> String {
+    format!("CLIENT#{id}")
+}
+
+fn clients_of(account: &AccountId) -> String {
+    format!("ACCOUNT#{account}#CLIENTS")
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientRecord {
+    pub client_id: ClientId,
+    pub account: AccountId,
+    pub name: String,
+    pub secret_hash: SecretHash,
+    pub scopes: ScopeSet,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+/// Failed authentications of one client id in the current window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureWindow {
+    pub count: u32,
+    pub window_start: i64,
+}
+
+#[derive(Debug, Default)]
+pub struct ClientLookup {
+    pub client: Option<ClientRecord>,
+    pub failures: Option<FailureWindow>,
+}
+
+impl DynamoStore {
+    /// Creates a client; the secret is returned once and only its hash is stored.
+    pub async fn create_client(
+        &self,
+        account: &AccountId,
+        name: &str,
+        scopes: ScopeSet,
+        now: i64,
+    ) -> Result<(ClientRecord, ClientSecret), StoreError> {
+        let secret = ClientSecret::generate();
+        let record = ClientRecord {
+            client_id: ClientId::generate(),
+            account: account.clone(),
+            name: name.to_string(),
+            secret_hash: secret.hash(),
+            scopes,
+            disabled: false,
+            created_at: now,
+        };
+        let item = HashMap::from([
+            ("pk".to_string(), s(client_pk(&record.client_id))),
+            ("sk".to_string(), s("CLIENT")),
+            ("gsi1pk".to_string(), s(clients_of(account))),
+            ("gsi1sk".to_string(), s(record.client_id.as_str())),
+            ("clientId".to_string(), s(record.client_id.as_str())),
+            ("accountId".to_string(), s(account.as_str())),
+            ("name".to_string(), s(name)),
+            ("secretHash".to_string(), s(record.secret_hash.to_base64())),
+            ("scopes".to_string(), s(scopes.to_string())),
+            ("disabled".to_string(), AttributeValue::Bool(false)),
+            ("createdAt".to_string(), n(now)),
+        ]);
+        self.put_under_account(account, item, format!("client {}", record.client_id)).await?;
+        Ok((record, secret))
+    }
+
+    pub async fn list_clients(&self, account: &AccountId) -> Result<Vec<ClientRecord>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client()
+                .query()
+                .table_name(&self.tables().config)
+                .index_name(super::schema::CONFIG.indexes[0].name)
+                .key_condition_expression("gsi1pk = :p")
+                .expression_attribute_values(":p", s(clients_of(account)))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            for item in page.items() {
+                out.push(client_from_item(item)?);
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// A new secret for an existing client; the old one stops working at once.
+    pub async fn rotate_client_secret(&self, id: &ClientId) -> Result<ClientSecret, StoreError> {
+        let secret = ClientSecret::generate();
+        self.update_client(id, "SET secretHash = :v", s(secret.hash().to_base64())).await?;
+        Ok(secret)
+    }
+
+    pub async fn disable_client(&self, id: &ClientId) -> Result<(), StoreError> {
+        self.update_client(id, "SET disabled = :v", AttributeValue::Bool(true)).await
+    }
+
+    async fn update_client(
+        &self,
+        id: &ClientId,
+        expr: &str,
+        value: AttributeValue,
+    ) -> Result<(), StoreError> {
+        let res = self
+            .client()
+            .update_item()
+            .table_name(&self.tables().config)
+            .key("pk", s(client_pk(id)))
+            .key("sk", s("CLIENT"))
+            .update_expression(expr)
+            .expression_attribute_values(":v", value)
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_failure(&e) => Err(StoreError::NotFound(format!("client {id}"))),
+            Err(e) => Err(sdk_error("UpdateItem", e)),
+        }
+    }
+
+    /// What the token endpoint needs: the client and its failed authentications, in one read.
+    pub async fn client_with_failures(&self, id: &ClientId) -> Result<ClientLookup, StoreError> {
+        // Both items share the partition, so one strongly consistent Query reads them.
+        let out = self
+            .client()
+            .query()
+            .table_name(&self.tables().config)
+            .key_condition_expression("pk = :p")
+            .expression_attribute_values(":p", s(client_pk(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("Query", e))?;
+        let mut lookup = ClientLookup::default();
+        for item in out.items() {
+            match get_s(item, "sk")? {
+                "CLIENT" => lookup.client = Some(client_from_item(item)?),
+                "FAILURES" => {
+                    lookup.failures = Some(FailureWindow {
+                        count: get_n(item, "failures")?.clamp(0, u32::MAX as i64) as u32,
+                        window_start: get_n(item, "windowStart")?,
+                    })
+                }
+                _ => {}
+            }
+        }
+        Ok(lookup)
+    }
+
+    /// Counts one failed authentication of the client id (one write).
+    pub async fn record_failure(&self, id: &ClientId, now: i64, window_secs: i64) -> Result<(), StoreError> {
+        // Count within the open window; when it has closed, start a new one.
+        let res = self
+            .client()
+            .update_item()
+            .table_name(&self.tables().config)
+            .key("pk", s(client_pk(id)))
+            .key("sk", s("FAILURES"))
+            .update_expression("ADD failures :one")
+            .condition_expression("windowStart > :cutoff")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":cutoff", n(now - window_secs))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_failure(&e) => {
+                self.client()
+                    .put_item()
+                    .table_name(&self.tables().config)
+                    .item("pk", s(client_pk(id)))
+                    .item("sk", s("FAILURES"))
+                    .item("failures", n(1))
+                    .item("windowStart", n(now))
+                    .item("expiresAt", n(now + window_secs + 60))
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("PutItem", e))?;
+                Ok(())
+            }
+            Err(e) => Err(sdk_error("UpdateItem", e)),
+        }
+    }
+}
+
+fn client_from_item(item: &Item) -> Result<ClientRecord, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("client item: {what}"));
+    Ok(ClientRecord {
+        client_id: ClientId::parse(get_s(item, "clientId")?).map_err(|_| corrupt("clientId"))?,
+        account: AccountId::parse(get_s(item, "accountId")?).map_err(|_| corrupt("accountId"))?,
+        name: get_s(item, "name")?.to_string(),
+        secret_hash: SecretHash::from_base64(get_s(item, "secretHash")?)
+            .ok_or_else(|| corrupt("secretHash"))?,
+        scopes: ScopeSet::parse(get_s(item, "scopes")?).map_err(|_| corrupt("scopes"))?,
+        disabled: matches!(item.get("disabled"), Some(AttributeValue::Bool(true))),
+        created_at: get_n(item, "createdAt")?,
+    })
+}
