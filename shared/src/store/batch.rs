@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{DeleteRequest, KeysAndAttributes, PutRequest, WriteRequest};
-use tokio::task::JoinSet;
 
 use super::StoreError;
 use super::codec::Item;
+use super::concurrent::for_each_bounded;
 use super::dynamo::sdk_error;
 
 /// DynamoDB refuses more than 25 requests per BatchWriteItem (the local server accepts 26).
@@ -43,27 +43,12 @@ pub async fn write_all(
     while it.peek().is_some() {
         chunks.push(it.by_ref().take(MAX_BATCH).collect());
     }
-    let mut pending = chunks.into_iter();
-    let mut running = JoinSet::new();
-    let mut first_error = None;
-    loop {
-        while running.len() < concurrency.max(1) && first_error.is_none() {
-            let Some(chunk) = pending.next() else { break };
-            let (client, table) = (client.clone(), table.to_string());
-            running.spawn(async move { write_chunk(&client, &table, chunk).await });
-        }
-        match running.join_next().await {
-            None => break,
-            Some(Ok(Ok(()))) => {}
-            Some(Ok(Err(e))) => {
-                first_error.get_or_insert(e);
-            }
-            Some(Err(join)) => {
-                first_error.get_or_insert(StoreError::Unavailable(format!("batch task failed: {join}")));
-            }
-        }
-    }
-    first_error.map_or(Ok(()), Err)
+    for_each_bounded(chunks, concurrency, "batch", |chunk| {
+        let (client, table) = (client.clone(), table.to_string());
+        async move { write_chunk(&client, &table, chunk).await }
+    })
+    .await?;
+    Ok(())
 }
 
 async fn write_chunk(client: &Client, table: &str, chunk: Vec<WriteRequest>) -> Result<(), StoreError> {
@@ -104,29 +89,13 @@ pub async fn get_all(
     while it.peek().is_some() {
         chunks.push(it.by_ref().take(MAX_GET).collect::<Vec<_>>());
     }
-    let mut pending = chunks.into_iter();
-    let mut running = JoinSet::new();
-    let mut found = Vec::new();
-    let mut first_error = None;
-    loop {
-        while running.len() < concurrency.max(1) && first_error.is_none() {
-            let Some(chunk) = pending.next() else { break };
-            let (client, table) = (client.clone(), table.to_string());
-            let projection: Vec<String> = projection.iter().map(|s| s.to_string()).collect();
-            running.spawn(async move { get_chunk(&client, &table, chunk, &projection).await });
-        }
-        match running.join_next().await {
-            None => break,
-            Some(Ok(Ok(items))) => found.extend(items),
-            Some(Ok(Err(e))) => {
-                first_error.get_or_insert(e);
-            }
-            Some(Err(join)) => {
-                first_error.get_or_insert(StoreError::Unavailable(format!("batch task failed: {join}")));
-            }
-        }
-    }
-    first_error.map_or(Ok(found), Err)
+    let found = for_each_bounded(chunks, concurrency, "batch", |chunk| {
+        let (client, table) = (client.clone(), table.to_string());
+        let projection: Vec<String> = projection.iter().map(|s| s.to_string()).collect();
+        async move { get_chunk(&client, &table, chunk, &projection).await }
+    })
+    .await?;
+    Ok(found.into_iter().flatten().collect())
 }
 
 async fn get_chunk(

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod batch;
 pub mod clients;
 pub(crate) mod codec;
+pub mod concurrent;
 pub mod dynamo;
 pub mod end_users;
 pub mod integrations;

@@ -7,11 +7,11 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
-use tokio::task::JoinSet;
 
 use super::keys::{COUNTER_SK, SHARDS, member_of, member_sk, shard_of, shard_pk};
 use super::{READ_CONCURRENCY, SegmentHead, SegmentView};
 use crate::store::codec::{get_n, get_s, key, n};
+use crate::store::concurrent::for_each_bounded;
 use crate::store::dynamo::{DynamoStore, sdk_error};
 use crate::store::{StoreError, batch};
 
@@ -126,28 +126,12 @@ impl DynamoStore {
         if !current.is_empty() {
             groups.push(current);
         }
-        let mut running = JoinSet::new();
-        let mut pending = groups.into_iter();
-        let (mut applied, mut first_error) = (0, None);
-        loop {
-            while running.len() < READ_CONCURRENCY && first_error.is_none() {
-                let Some(group) = pending.next() else { break };
-                let (client, table) = (self.client().clone(), self.tables().segments.clone());
-                running.spawn(async move { transact_group(&client, &table, group, adding, now_ms).await });
-            }
-            match running.join_next().await {
-                None => break,
-                Some(Ok(Ok(n))) => applied += n,
-                Some(Ok(Err(e))) => {
-                    first_error.get_or_insert(e);
-                }
-                Some(Err(join)) => {
-                    first_error
-                        .get_or_insert(StoreError::Unavailable(format!("transaction task failed: {join}")));
-                }
-            }
-        }
-        first_error.map_or(Ok(applied), Err)
+        let applied = for_each_bounded(groups, READ_CONCURRENCY, "transaction", |group| {
+            let (client, table) = (self.client().clone(), self.tables().segments.clone());
+            async move { transact_group(&client, &table, group, adding, now_ms).await }
+        })
+        .await?;
+        Ok(applied.into_iter().sum())
     }
 }
 
