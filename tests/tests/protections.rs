@@ -17,13 +17,13 @@ async fn integrations_call(
     path: &str,
     body: Option<&str>,
 ) -> Answer {
-    answer(integrations::handle(app, req(method, path, headers, body)).await)
+    answer(shared::front::serve(app, req(method, path, headers, body)).await)
 }
 
 #[tokio::test]
 async fn an_account_over_its_limit_gets_429_and_others_do_not() {
     let stack = Stack::new().await;
-    let now = shared::now_epoch();
+    let now = shared::domain::Timestamp::now().epoch_secs();
     let slow = AccountId::parse("slow").unwrap();
     stack.store.create_account(&slow, 100, 3, now).await.unwrap();
     let (client, _) = stack.store.create_client(&slow, "c", ScopeSet::all(), now).await.unwrap();
@@ -209,7 +209,7 @@ async fn a_dead_calls_claim_expires_and_bad_keys_are_refused() {
     let auth = stack.bearer(ALL_SCOPES).await;
     let app = stack.integrations_app();
     // A call that claimed the key and died 2 minutes ago (its lease was 60 s).
-    let now = shared::now_epoch();
+    let now = shared::domain::Timestamp::now().epoch_secs();
     let fp = idempotency::fingerprint("POST", "/public/v1/integrations", "", SEED_INTEGRATION.as_bytes());
     let claimed =
         stack.store.claim(&stack.account, &idempotency::key_hash("k-dead"), &fp, now - 120).await.unwrap();
@@ -265,11 +265,11 @@ async fn writes_of_every_function_replay() {
     let body = json!({"token": token, "data": [{"Email": "k@x.io", "Type": "A"}]}).to_string();
     let h = with_key(&auth, "ud-1");
     let first =
-        answer(user_data::handle(&user_app, req("POST", "/public/v1/user/data", &h, Some(&body))).await);
+        answer(shared::front::serve(&user_app, req("POST", "/public/v1/user/data", &h, Some(&body))).await);
     assert_eq!(first.status, 200, "{}", first.body);
     stack.counter.reset();
     let again =
-        answer(user_data::handle(&user_app, req("POST", "/public/v1/user/data", &h, Some(&body))).await);
+        answer(shared::front::serve(&user_app, req("POST", "/public/v1/user/data", &h, Some(&body))).await);
     assert_eq!((again.status, &again.raw), (200, &first.raw));
     assert_eq!(stack.counter.take(), Vec::<String>::new(), "nothing written again");
 
@@ -277,17 +277,17 @@ async fn writes_of_every_function_replay() {
     let path = stack.segment_path("");
     let h = with_key(&auth, "seg-1");
     let create = r#"{"name": "s", "userIds": ["a", "b"]}"#;
-    let first = answer(segments::handle(&seg_app, req("POST", &path, &h, Some(create))).await);
+    let first = answer(shared::front::serve(&seg_app, req("POST", &path, &h, Some(create))).await);
     assert_eq!(first.status, 201);
-    let again = answer(segments::handle(&seg_app, req("POST", &path, &h, Some(create))).await);
+    let again = answer(shared::front::serve(&seg_app, req("POST", &path, &h, Some(create))).await);
     assert_eq!((again.status, &again.raw), (201, &first.raw));
     let list = call_segments(&seg_app, &auth, "GET", &path, None).await;
     assert_eq!(list.body["segments"].as_array().unwrap().len(), 1, "one segment, not two");
 
     let h = with_key(&auth, "del-1");
-    let a = answer(user_data::handle(&user_app, req("DELETE", "/public/v1/user/k@x.io", &h, None)).await);
+    let a = answer(shared::front::serve(&user_app, req("DELETE", "/public/v1/user/k@x.io", &h, None)).await);
     assert_eq!(a.status, 204);
-    let b = answer(user_data::handle(&user_app, req("DELETE", "/public/v1/user/k@x.io", &h, None)).await);
+    let b = answer(shared::front::serve(&user_app, req("DELETE", "/public/v1/user/k@x.io", &h, None)).await);
     assert_eq!((b.status, b.raw.len(), b.header("idempotent-replayed")), (204, 0, Some("true")));
 }
 
@@ -323,7 +323,7 @@ async fn usage_is_recorded_per_account_and_client() {
     let theirs = stack.bearer_for(&other, &client, ALL_SCOPES).await;
     call_segments(&seg_app, &theirs, "GET", &stack.segment_path(""), None).await;
 
-    let day = shared::protect::usage::day_of(shared::now_epoch() * 1000);
+    let day = shared::protect::usage::day_of(shared::domain::Timestamp::now().epoch_secs() * 1000);
     let rows = stack.store.usage(&stack.account, std::slice::from_ref(&day)).await.unwrap();
     assert_eq!(rows.len(), 1, "one client: {rows:?}");
     let (d, c, u) = &rows[0];
@@ -348,22 +348,22 @@ async fn the_moengage_route_is_protected_too() {
         ("content-type", "application/json"),
         ("idempotency-key", "moe-1"),
     ];
-    let first = answer(user_data::handle(&app, req("POST", "/v1/customer/acme", &h, Some(body))).await);
+    let first = answer(shared::front::serve(&app, req("POST", "/v1/customer/acme", &h, Some(body))).await);
     assert_eq!(first.status, 200, "{}", first.body);
     stack.counter.reset();
-    let again = answer(user_data::handle(&app, req("POST", "/v1/customer/acme", &h, Some(body))).await);
+    let again = answer(shared::front::serve(&app, req("POST", "/v1/customer/acme", &h, Some(body))).await);
     assert_eq!((again.status, &again.raw), (200, &first.raw));
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(stack.counter.take(), Vec::<String>::new(), "nothing written again");
     let other = body.replace("John", "Jane");
-    let a = answer(user_data::handle(&app, req("POST", "/v1/customer/acme", &h, Some(&other))).await);
+    let a = answer(shared::front::serve(&app, req("POST", "/v1/customer/acme", &h, Some(&other))).await);
     assert_eq!(a.status, 422);
     assert_eq!(a.body["status"], "fail", "MoEngage's shape: {}", a.body);
     assert_eq!(a.body["error"]["type"], "Unprocessable Entity");
     assert!(a.body["error"]["request_id"].is_string());
 
     // Over the limit: 429 in MoEngage's shape, with Retry-After.
-    let now = shared::now_epoch();
+    let now = shared::domain::Timestamp::now().epoch_secs();
     let slow = AccountId::parse("slowmo").unwrap();
     stack.store.create_account(&slow, 100, 1, now).await.unwrap();
     let (_, secret) = stack.store.create_client(&slow, "c", ScopeSet::all(), now).await.unwrap();
@@ -371,7 +371,7 @@ async fn the_moengage_route_is_protected_too() {
     let h = [("authorization", creds.as_str()), ("content-type", "application/json")];
     let mut limited = None;
     for _ in 0..4 {
-        let a = answer(user_data::handle(&app, req("POST", "/v1/customer/slowmo", &h, Some(body))).await);
+        let a = answer(shared::front::serve(&app, req("POST", "/v1/customer/slowmo", &h, Some(body))).await);
         if a.status == 429 {
             limited = Some(a);
         }
@@ -404,19 +404,21 @@ async fn an_undeclared_method_is_405_whatever_its_idempotency_key() {
         assert_eq!(a.body["error"]["code"], "method_not_allowed");
     }
     let user_app = stack.user_data_app();
-    let a = answer(user_data::handle(&user_app, req("PUT", "/public/v1/user/data", &h, Some("{}"))).await);
-    assert_eq!((a.status, a.header("allow")), (405, Some("POST")), "{}", a.body);
+    // `/public/v1/user/data` is also the user "data": its `Allow` names GET and DELETE too
+    // (it named only POST before the routes were declared once).
+    let a = answer(shared::front::serve(&user_app, req("PUT", "/public/v1/user/data", &h, Some("{}"))).await);
+    assert_eq!((a.status, a.header("allow")), (405, Some("GET, POST, DELETE")), "{}", a.body);
     // The user-data path is also the path of the user "data", whose erasure honours the key.
     let long = "k".repeat(256);
     let a = answer(
-        user_data::handle(&user_app, req("DELETE", "/public/v1/user/data", &with_key(&auth, &long), None))
+        shared::front::serve(&user_app, req("DELETE", "/public/v1/user/data", &with_key(&auth, &long), None))
             .await,
     );
     assert_eq!(a.status, 400, "{}", a.body);
     assert_eq!(a.body["error"]["code"], "invalid_idempotency_key");
     let seg_app = stack.segments_app();
     let path = stack.segment_path("/12345aeb-123c-4d83-8b38-a5a456789d0a");
-    let a = answer(segments::handle(&seg_app, req("POST", &path, &h, Some("{}"))).await);
+    let a = answer(shared::front::serve(&seg_app, req("POST", &path, &h, Some("{}"))).await);
     assert_eq!((a.status, a.header("allow")), (405, Some("GET, PUT, DELETE")), "{}", a.body);
 
     // A 405 never claims its key: the key still works for the request it was meant for.

@@ -21,8 +21,9 @@ use super::{
     ClientLookup, ClientRecord, ClientStore, FailureWindow, PublicKeyStore, SigningKeyStore, StoreError,
     StoredSigningKey,
 };
+use crate::auth::{ClientSecret, SecretHash};
 use crate::config::Tables;
-use crate::domain::{AccountId, ClientId, ClientSecret, ScopeSet, SecretHash, SystemGuid};
+use crate::domain::{AccountId, ClientId, ScopeSet, SystemGuid};
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
 

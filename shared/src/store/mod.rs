@@ -12,8 +12,9 @@ use std::future::Future;
 
 use jsonwebtoken::jwk::Jwk;
 
+use crate::auth::SecretHash;
 use crate::domain::user_data::UserId;
-use crate::domain::{AccountId, ClientId, ScopeSet, SecretHash};
+use crate::domain::{AccountId, ClientId, ScopeSet};
 use end_users::{StoredAttributes, UserWrite};
 use integrations::{IntegrationRecord, IntegrationWriteError};
 
