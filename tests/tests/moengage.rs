@@ -565,3 +565,26 @@ async fn dynamodb_requests_per_call() {
     w.get(JOHN).await;
     assert_eq!(w.stack.counter.take(), ["Query", "Query", "Query"]);
 }
+
+/// Regression ("one front" issue): the protections' answers on this route were in the REST
+/// envelope (schema fuzzing found a `422` without `"status"`). Every error is MoEngage's shape.
+#[tokio::test]
+async fn idempotency_answers_are_in_moengage_shape() {
+    let w = world().await;
+    let account = w.stack.account.as_str();
+    let first = seed_body().to_string();
+    let key = [("idempotency-key", "moe-1")];
+    let a = track_raw(&w.app, Some(&w.moe), account, &first, &key).await;
+    assert_success(&a);
+    // Same key, same body: the stored answer.
+    let a = track_raw(&w.app, Some(&w.moe), account, &first, &key).await;
+    assert_success(&a);
+    assert_eq!(a.header("idempotent-replayed"), Some("true"));
+    // Same key, another body: 422, in MoEngage's shape.
+    let other = body(JOHN, json!({"name": "Jane"})).to_string();
+    let a = track_raw(&w.app, Some(&w.moe), account, &other, &key).await;
+    assert_fail(&a, 422, "Unprocessable Entity");
+    // A malformed key: 400, in MoEngage's shape.
+    let a = track_raw(&w.app, Some(&w.moe), account, &first, &[("idempotency-key", "")]).await;
+    assert_fail(&a, 400, "Bad Request");
+}

@@ -453,3 +453,73 @@ async fn a_key_past_ascii_is_refused() {
     let list = call_integrations(&app, &auth, "GET", "/public/v1/integrations", None).await;
     assert_eq!(list.body["integrations"], json!([]), "nothing was created");
 }
+
+/// Regression ("one front" issue): a replay used to run before the route checked its scope,
+/// so a client holding only `segments:read` that sent another client's `Idempotency-Key` and
+/// body got the stored `201`, integration token included. The scope is now checked first.
+#[tokio::test]
+async fn a_replay_is_only_for_a_caller_who_may_call_the_route() {
+    let stack = Stack::new().await;
+    let app = stack.integrations_app();
+    let writer = stack.bearer(ALL_SCOPES).await;
+    let a = integrations_call(
+        &app,
+        &with_key(&writer, "k-1"),
+        "POST",
+        "/public/v1/integrations",
+        Some(SEED_INTEGRATION),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let token = a.body["token"].as_str().unwrap().to_string();
+
+    let reader = stack.bearer("segments:read").await;
+    let a = integrations_call(
+        &app,
+        &with_key(&reader, "k-1"),
+        "POST",
+        "/public/v1/integrations",
+        Some(SEED_INTEGRATION),
+    )
+    .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert_eq!(a.body["error"]["code"], "insufficient_scope");
+    assert_eq!(a.header("idempotent-replayed"), None);
+    assert!(!String::from_utf8_lossy(&a.raw).contains(&token));
+    // No credentials at all: 401, no replay either.
+    let none = [("content-type", "application/json"), ("idempotency-key", "k-1")];
+    let a = integrations_call(&app, &none, "POST", "/public/v1/integrations", Some(SEED_INTEGRATION)).await;
+    assert_eq!(a.status, 401, "{}", a.body);
+    assert!(!String::from_utf8_lossy(&a.raw).contains(&token));
+    // The writer still gets its replay.
+    let a = integrations_call(
+        &app,
+        &with_key(&writer, "k-1"),
+        "POST",
+        "/public/v1/integrations",
+        Some(SEED_INTEGRATION),
+    )
+    .await;
+    assert_eq!((a.status, a.header("idempotent-replayed")), (201, Some("true")), "{}", a.body);
+    assert_eq!(a.body["token"], token.as_str());
+}
+
+/// A caller without the scope is refused before the rate limiter counts it: its refusals
+/// never use up the account's calls.
+#[tokio::test]
+async fn a_caller_without_the_scope_costs_no_protection_request() {
+    let stack = Stack::new().await;
+    let app = stack.integrations_app();
+    let reader = stack.bearer("segments:read").await;
+    let headers = with_key(&reader, "k-2");
+    for attempt in 0..2 {
+        stack.counter.reset();
+        let a = integrations_call(&app, &headers, "POST", "/public/v1/integrations", Some(SEED_INTEGRATION))
+            .await;
+        assert_eq!(a.status, 403, "{}", a.body);
+        assert_eq!(stack.counter.take_protection(), Vec::<String>::new());
+        // The first call of an instance reads the signing keys to verify the token; then nothing.
+        let want: &[&str] = if attempt == 0 { &["Query"] } else { &[] };
+        assert_eq!(stack.counter.take(), want, "a refused caller reads nothing else");
+    }
+}
