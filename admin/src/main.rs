@@ -156,7 +156,7 @@ fn account_id(s: &str) -> Result<AccountId, String> {
 }
 
 async fn run(store: &DynamoStore, command: Command) -> Outcome {
-    let now = shared::now_epoch();
+    let now = shared::domain::Timestamp::now().epoch_secs();
     match command {
         Command::Tables { command: TablesCmd::Create } => {
             let created = store.create_tables().await.map_err(store_err)?;

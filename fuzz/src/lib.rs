@@ -13,13 +13,13 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 use shared::auth::jwt::{self, AccessClaims, LEEWAY_SECS, TokenError};
 use shared::auth::{OAuthErrorKind, SigningKey, keys, token_request};
+use shared::domain::Problem;
 use shared::domain::integration::{AttrType, Definition};
 use shared::domain::segment::{Action, CreateSegment, MAX_EXTERNAL_ID_CHARS, MAX_IDS, MAX_NAME_CHARS};
 use shared::domain::segment::{MAX_REPORTED, UpdateSegment};
 use shared::domain::user_data::{self, AttrValue, Envelope, MAX_STRING_BYTES, MAX_USER_ID_CHARS, MAX_USERS};
 use shared::domain::user_data::{Mode, UserId, Validated};
 use shared::domain::{AccountId, ScopeSet};
-use shared::http::ErrorDetail;
 
 /// The fuzz targets, by name (the folders of `fuzz/seeds/`).
 pub const TARGETS: [&str; 4] = ["user_data", "segment", "token_request", "jwt_verify"];
@@ -95,7 +95,7 @@ pub fn user_data(data: &[u8]) {
 
 /// A validation failure is a non-empty list of problems, each with a reason, and an index (if
 /// any) inside the request.
-fn check_details(errors: &[ErrorDetail], items: usize) {
+fn check_details(errors: &[Problem], items: usize) {
     assert!(!errors.is_empty(), "a failure without any problem listed");
     for e in errors {
         assert!(!e.reason.is_empty(), "a problem without a reason: {e:?}");
@@ -227,7 +227,7 @@ fn check_segment_ids(ids: &[UserId]) {
     }
 }
 
-fn check_segment_errors(errors: &[ErrorDetail]) {
+fn check_segment_errors(errors: &[Problem]) {
     check_details(errors, 0);
     let per_id =
         errors.iter().filter(|e| e.path.as_deref().is_some_and(|p| p.starts_with("userIds["))).count();
@@ -308,7 +308,7 @@ fn keys() -> &'static Keys {
         let rsa = EncodingKey::from_rsa_pem(generated.private_pem.as_bytes()).expect("its PEM");
         let jwk_json = serde_json::to_vec(&generated.public_jwk).expect("a JWK serializes");
         let n = serde_json::to_value(&generated.public_jwk).expect("a JWK serializes")["n"].to_string();
-        let now = shared::now_epoch();
+        let now = shared::domain::Timestamp::now().epoch_secs();
         let claims = claims(now, 86_400, 0, 0);
         let valid = jwt::issue(&signing, &claims).expect("the token signs");
         let k = Keys {
@@ -474,7 +474,7 @@ fn check_accepted(token: &str, claims: &AccessClaims, scopes: ScopeSet, account:
     let payload = token.split('.').nth(1).and_then(|p| B64.decode(p).ok()).expect("a payload");
     let carried: AccessClaims = serde_json::from_slice(&payload).expect("the payload holds the claims");
     assert_eq!(&carried, claims, "the claims returned are not the ones signed");
-    let now = shared::now_epoch();
+    let now = shared::domain::Timestamp::now().epoch_secs();
     let leeway = LEEWAY_SECS as i64 + 5; // time passes while the harness runs
     assert_eq!(claims.iss, ISSUER);
     assert_eq!(claims.aud, AUDIENCE);
@@ -515,7 +515,7 @@ fn chosen_claims(input: &[u8]) {
     let message =
         format!("{}.{}", B64.encode(header.to_string()), B64.encode(serde_json::to_vec(&c).expect("claims")));
     let token = format!("{message}.{}", rs256(message.as_bytes()));
-    let now = shared::now_epoch();
+    let now = shared::domain::Timestamp::now().epoch_secs();
     let result = jwt::verify(&token, &k.jwks, ISSUER, AUDIENCE);
     let leeway = LEEWAY_SECS as i64;
     let expected = c.iss == ISSUER

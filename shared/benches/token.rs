@@ -18,7 +18,7 @@ const AUDIENCE: &str = "end-user-data-api";
 
 /// The claims the token endpoint issues for a client holding every scope.
 fn claims() -> AccessClaims {
-    let now = shared::now_epoch();
+    let now = shared::domain::Timestamp::now().epoch_secs();
     AccessClaims {
         iss: ISSUER.into(),
         sub: "42b8391f17dd4846bbc28818a15c7e15".into(),

@@ -14,8 +14,9 @@ use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 
+use shared::auth::ClientSecret;
 use shared::config::{AuthConfig, Tables};
-use shared::domain::{AccountId, ClientSecret, ScopeSet, SystemGuid};
+use shared::domain::{AccountId, ScopeSet, SystemGuid};
 use shared::store::dynamo::DynamoStore;
 
 pub use faults::{Fault, FaultPlan, Faults, Injected, Reach};
@@ -157,7 +158,7 @@ impl Stack {
         let store = DynamoStore::new(client, Tables::with_prefix(&prefix));
         store.create_tables().await.expect("tables");
         let account = AccountId::parse("acme").unwrap();
-        let now = shared::now_epoch();
+        let now = shared::domain::Timestamp::now().epoch_secs();
         store.create_account(&account, 100, 10_000, now).await.expect("account");
         let (client, secret) =
             store.create_client(&account, "test", ScopeSet::all(), now).await.expect("client");
@@ -179,7 +180,7 @@ impl Stack {
     /// Another account with its own all-scopes client, in the same tables.
     pub async fn other_account(&self, id: &str) -> (AccountId, String, ClientSecret) {
         let account = AccountId::parse(id).unwrap();
-        let now = shared::now_epoch();
+        let now = shared::domain::Timestamp::now().epoch_secs();
         self.store.create_account(&account, 100, 10_000, now).await.expect("account");
         let (client, secret) =
             self.store.create_client(&account, "other", ScopeSet::all(), now).await.expect("client");
@@ -200,7 +201,7 @@ impl Stack {
     pub async fn bearer_for(&self, account: &AccountId, client_id: &str, scopes: &str) -> String {
         let stored = self.store.current_signing_key().await.unwrap().unwrap();
         let key = shared::auth::SigningKey::from_pem(&stored.kid, &stored.private_pem).unwrap();
-        let now = shared::now_epoch();
+        let now = shared::domain::Timestamp::now().epoch_secs();
         let claims = shared::auth::AccessClaims {
             iss: ISSUER.into(),
             sub: client_id.into(),
@@ -251,7 +252,7 @@ pub async fn call_integrations(
     body: Option<&str>,
 ) -> Answer {
     let headers = [("authorization", auth), ("content-type", "application/json")];
-    answer(integrations::handle(app, req(method, path, &headers, body)).await)
+    answer(shared::front::serve(app, req(method, path, &headers, body)).await)
 }
 
 pub async fn call_user_data(
@@ -262,7 +263,7 @@ pub async fn call_user_data(
     body: Option<&str>,
 ) -> Answer {
     let headers = [("authorization", auth), ("content-type", "application/json")];
-    answer(user_data::handle(app, req(method, path, &headers, body)).await)
+    answer(shared::front::serve(app, req(method, path, &headers, body)).await)
 }
 
 /// The user's group of `integration_id` in `GET /public/v1/user/{user}` (its `attributes`,
@@ -284,7 +285,7 @@ pub async fn call_segments(
     body: Option<&str>,
 ) -> Answer {
     let headers = [("authorization", auth), ("content-type", "application/json")];
-    answer(segments::handle(app, req(method, path, &headers, body)).await)
+    answer(shared::front::serve(app, req(method, path, &headers, body)).await)
 }
 
 /// Creates an integration from `definition`; returns (integrationId, token).

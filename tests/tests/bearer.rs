@@ -7,7 +7,9 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use shared::auth::jwt::{self, AccessClaims};
 use shared::auth::{Authenticator, BearerError, SigningKey, TokenError};
 use shared::domain::Scope;
+use shared::front::Dialect;
 use shared::http::ApiError;
+use shared::http::error::render;
 
 async fn signing_key(stack: &Stack) -> SigningKey {
     let stored = stack.store.current_signing_key().await.unwrap().unwrap();
@@ -15,7 +17,7 @@ async fn signing_key(stack: &Stack) -> SigningKey {
 }
 
 fn claims(stack: &Stack) -> AccessClaims {
-    let now = shared::now_epoch();
+    let now = shared::domain::Timestamp::now().epoch_secs();
     AccessClaims {
         iss: ISSUER.into(),
         sub: stack.client_id.clone(),
@@ -66,7 +68,7 @@ async fn scope_missing_is_403_insufficient_scope() {
     let token = jwt::issue(&signing_key(&stack).await, &claims(&stack)).unwrap();
     let err = auth.authenticate(Some(&bearer(&token)), None, Scope::SegmentsWrite).await.unwrap_err();
     assert!(matches!(err, BearerError::InsufficientScope(Scope::SegmentsWrite)));
-    let a = answer(ApiError::from(err).into_response("r1"));
+    let a = answer(render(ApiError::from(err), Dialect::Rest, "r1"));
     assert_eq!(a.status, 403);
     assert_eq!(a.body["error"]["code"], "insufficient_scope");
     let challenge = a.header("www-authenticate").unwrap();
@@ -81,7 +83,7 @@ async fn missing_credentials_get_a_bare_challenge() {
     for header in [None, Some("Basic Zm9vOmJhcg==")] {
         let err = auth.authenticate(header, None, Scope::SegmentsRead).await.unwrap_err();
         assert!(matches!(err, BearerError::Missing));
-        let a = answer(ApiError::from(err).into_response("r1"));
+        let a = answer(render(ApiError::from(err), Dialect::Rest, "r1"));
         assert_eq!((a.status, a.header("www-authenticate")), (401, Some("Bearer")));
         assert_eq!(a.body["error"]["requestId"], "r1");
     }
@@ -93,7 +95,7 @@ async fn expired_premature_wrong_issuer_or_audience_are_refused() {
     let stack = Stack::new().await;
     let auth = Authenticator::new(stack.store.clone(), &auth_config());
     let key = signing_key(&stack).await;
-    let now = shared::now_epoch();
+    let now = shared::domain::Timestamp::now().epoch_secs();
 
     let mut c = claims(&stack);
     c.exp = now - 31; // past the 30 s leeway
@@ -113,7 +115,7 @@ async fn expired_premature_wrong_issuer_or_audience_are_refused() {
     c.aud = "another-api".into();
     assert!(matches!(invalid(check(&auth, &jwt::issue(&key, &c).unwrap()).await), TokenError::Audience));
 
-    let a = answer(ApiError::from(BearerError::Invalid(TokenError::Expired)).into_response("r"));
+    let a = answer(render(ApiError::from(BearerError::Invalid(TokenError::Expired)), Dialect::Rest, "r"));
     assert_eq!(a.status, 401);
     assert!(a.header("www-authenticate").unwrap().starts_with("Bearer error=\"invalid_token\""));
 }
@@ -132,7 +134,7 @@ async fn algorithm_confusion_and_forgery_are_refused() {
     assert!(matches!(invalid(check(&auth, &none).await), TokenError::Malformed | TokenError::Algorithm));
 
     // HS256 keyed with the public key material (the classic confusion attack).
-    let jwk = stack.store.public_keys(shared::now_epoch()).await.unwrap().remove(0);
+    let jwk = stack.store.public_keys(shared::domain::Timestamp::now().epoch_secs()).await.unwrap().remove(0);
     let public_json = serde_json::to_vec(&jwk).unwrap();
     let mut h = Header::new(Algorithm::HS256);
     h.typ = Some("at+jwt".into());
@@ -168,7 +170,7 @@ async fn rotation_keeps_old_tokens_valid_and_unknown_kids_refresh_once() {
     let old = jwt::issue(&signing_key(&stack).await, &claims(&stack)).unwrap();
     check(&auth, &old).await.unwrap();
 
-    stack.store.rotate_signing_key(shared::now_epoch(), 3600).await.unwrap();
+    stack.store.rotate_signing_key(shared::domain::Timestamp::now().epoch_secs(), 3600).await.unwrap();
     let new_key = signing_key(&stack).await;
     let new = jwt::issue(&new_key, &claims(&stack)).unwrap();
     stack.counter.reset();
@@ -191,7 +193,7 @@ async fn rotation_keeps_old_tokens_valid_and_unknown_kids_refresh_once() {
     assert!(stack.counter.take().is_empty());
 
     // Once retired, a key no longer verifies (a fresh verifier reads the key set anew).
-    stack.store.rotate_signing_key(shared::now_epoch(), 0).await.unwrap();
+    stack.store.rotate_signing_key(shared::domain::Timestamp::now().epoch_secs(), 0).await.unwrap();
     let fresh = Authenticator::new(stack.store.clone(), &auth_config());
     assert!(matches!(invalid(check(&fresh, &new).await), TokenError::UnknownKey));
     check(&fresh, &old).await.unwrap(); // retired an hour from its own rotation, not yet

@@ -40,7 +40,7 @@ const NESTED_INTEGRATION: &str = r#"{"name": "Seed nested example", "userIdentif
 #[tokio::test]
 async fn every_event_succeeds_on_its_function() {
     let stack = Stack::new().await;
-    let token_app = token::App::new(stack.store.clone(), auth_config());
+    let token_app = token::App::new(stack.store.clone(), &auth_config());
     let integrations_app = stack.integrations_app();
     let user_data_app = stack.user_data_app();
     let segments_app = stack.segments_app();
@@ -92,13 +92,13 @@ async fn every_event_succeeds_on_its_function() {
         let route = ev["routeKey"].as_str().unwrap();
         let path = route.split_once(' ').unwrap().1;
         let resp = if path.starts_with("/accounts/") || path.starts_with("/.well-known/") {
-            token::handle(&token_app, request(&ev)).await
+            shared::front::serve(&token_app, request(&ev)).await
         } else if path.starts_with("/public/v1/user/system/") {
-            segments::handle(&segments_app, request(&ev)).await
+            shared::front::serve(&segments_app, request(&ev)).await
         } else if path.starts_with("/public/v1/integrations") {
-            integrations::handle(&integrations_app, request(&ev)).await
+            shared::front::serve(&integrations_app, request(&ev)).await
         } else if path.starts_with("/public/v1/user/") || path.starts_with("/v1/customer/") {
-            user_data::handle(&user_data_app, request(&ev)).await
+            shared::front::serve(&user_data_app, request(&ev)).await
         } else {
             panic!("events/{name}: no function serves route '{route}'");
         };

@@ -78,7 +78,7 @@ async fn headroom(stack: &Stack, account: &AccountId) -> i64 {
 /// (account, bearer, client secret).
 async fn account_with_limit(stack: &Stack, id: &str, limit: i64) -> (AccountId, String, String) {
     let account = AccountId::parse(id).unwrap();
-    let now = shared::now_epoch();
+    let now = shared::domain::Timestamp::now().epoch_secs();
     stack.store.create_account(&account, limit, 10_000, now).await.unwrap();
     let (client, secret) = stack.store.create_client(&account, "tight", ScopeSet::all(), now).await.unwrap();
     let bearer = stack.bearer_for(&account, client.client_id.as_str(), ALL_SCOPES).await;
@@ -468,7 +468,8 @@ async fn segment_create() {
     ];
     let body = json!({"name": "keyed", "userIds": ids("k", 5)}).to_string();
     let path = c.stack.segment_path("");
-    let keyed = || async { answer(segments::handle(&c.app, req("POST", &path, &key, Some(&body))).await) };
+    let keyed =
+        || async { answer(shared::front::serve(&c.app, req("POST", &path, &key, Some(&body))).await) };
     c.stack.faults.arm(FaultPlan::new().fail(TWI, 1..=5, Throttled));
     assert_unavailable(&keyed().await);
     injected(&c.stack, 5);
@@ -671,7 +672,7 @@ async fn integ(
     if let Some(k) = key {
         headers.push(("idempotency-key", k));
     }
-    answer(integrations::handle(&stack.integrations_app(), req(method, path, &headers, body)).await)
+    answer(shared::front::serve(&stack.integrations_app(), req(method, path, &headers, body)).await)
 }
 
 async fn integration_ids(stack: &Stack, auth: &str) -> Vec<String> {
@@ -842,7 +843,7 @@ async fn moengage_track_user() {
         async move {
             let headers = [("content-type", "application/json"), ("authorization", moe.as_str())];
             answer(
-                user_data::handle(
+                shared::front::serve(
                     app,
                     req("POST", &format!("/v1/customer/{account}"), &headers, Some(&body)),
                 )

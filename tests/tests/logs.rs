@@ -28,12 +28,12 @@ async fn every_line_names_its_request_and_no_secret_appears() {
     let _logs = tracing::subscriber::set_default(shared::telemetry::subscriber(filter, move || sink.clone()));
 
     let stack = Stack::new().await;
-    let token_app = token::App::new(stack.store.clone(), auth_config());
+    let token_app = token::App::new(stack.store.clone(), &auth_config());
     let headers =
         [("authorization", stack.basic()), ("content-type", "application/x-www-form-urlencoded".into())];
     let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let a = answer(
-        token::handle(
+        shared::front::serve(
             &token_app,
             req("POST", "/accounts/connect/token", &headers, Some("grant_type=client_credentials")),
         )
@@ -43,7 +43,7 @@ async fn every_line_names_its_request_and_no_secret_appears() {
     let access = a.body["access_token"].as_str().unwrap().to_string();
     let bad = [("authorization", basic(&stack.client_id, "wrong-secret-value"))];
     let bad: Vec<(&str, &str)> = bad.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    token::handle(
+    shared::front::serve(
         &token_app,
         req("POST", "/accounts/connect/token", &bad, Some("grant_type=client_credentials")),
     )

@@ -56,7 +56,7 @@ async fn track_raw(
     }
     headers.extend_from_slice(extra);
     let path = format!("/v1/customer/{workspace}");
-    answer(user_data::handle(app, req("POST", &path, &headers, Some(body))).await)
+    answer(shared::front::serve(app, req("POST", &path, &headers, Some(body))).await)
 }
 
 impl World {
@@ -249,7 +249,7 @@ async fn bad_bodies_are_400_in_moengage_shape_naming_the_attribute_and_write_not
 
     // Other methods on the path.
     let headers = [("authorization", w.moe.as_str())];
-    let a = answer(user_data::handle(&w.app, req("GET", "/v1/customer/acme", &headers, None)).await);
+    let a = answer(shared::front::serve(&w.app, req("GET", "/v1/customer/acme", &headers, None)).await);
     assert_fail(&a, 405, "Method Not Allowed");
     assert_eq!(a.header("allow"), Some("POST"));
 }
@@ -322,7 +322,7 @@ async fn concurrent_first_sights_agree_on_one_type() {
 #[tokio::test]
 async fn every_authentication_failure_is_the_same_401() {
     let w = world().await;
-    let now = shared::now_epoch();
+    let now = shared::domain::Timestamp::now().epoch_secs();
     let acme = w.stack.account.clone();
     let (disabled, disabled_key) = w
         .stack
@@ -476,7 +476,7 @@ async fn the_client_address_is_recorded_from_x_forwarded_for() {
 async fn the_attribute_cap_refuses_new_attributes_whole() {
     let w = world().await;
     let tiny = AccountId::parse("tiny").unwrap();
-    let now = shared::now_epoch();
+    let now = shared::domain::Timestamp::now().epoch_secs();
     w.stack.store.create_account(&tiny, 3, 10_000, now).await.unwrap();
     let (client, secret) = w.stack.store.create_client(&tiny, "moe", ScopeSet::all(), now).await.unwrap();
     let moe = basic("tiny", secret.expose());
@@ -564,4 +564,27 @@ async fn dynamodb_requests_per_call() {
     w.stack.counter.reset();
     w.get(JOHN).await;
     assert_eq!(w.stack.counter.take(), ["Query", "Query", "Query"]);
+}
+
+/// Regression ("one front" issue): the protections' answers on this route were in the REST
+/// envelope (schema fuzzing found a `422` without `"status"`). Every error is MoEngage's shape.
+#[tokio::test]
+async fn idempotency_answers_are_in_moengage_shape() {
+    let w = world().await;
+    let account = w.stack.account.as_str();
+    let first = seed_body().to_string();
+    let key = [("idempotency-key", "moe-1")];
+    let a = track_raw(&w.app, Some(&w.moe), account, &first, &key).await;
+    assert_success(&a);
+    // Same key, same body: the stored answer.
+    let a = track_raw(&w.app, Some(&w.moe), account, &first, &key).await;
+    assert_success(&a);
+    assert_eq!(a.header("idempotent-replayed"), Some("true"));
+    // Same key, another body: 422, in MoEngage's shape.
+    let other = body(JOHN, json!({"name": "Jane"})).to_string();
+    let a = track_raw(&w.app, Some(&w.moe), account, &other, &key).await;
+    assert_fail(&a, 422, "Unprocessable Entity");
+    // A malformed key: 400, in MoEngage's shape.
+    let a = track_raw(&w.app, Some(&w.moe), account, &first, &[("idempotency-key", "")]).await;
+    assert_fail(&a, 400, "Bad Request");
 }

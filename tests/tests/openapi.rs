@@ -69,7 +69,7 @@ async fn every_documented_example_gets_a_documented_answer() {
     )
     .await;
     let segment = a.body["segmentGuid"].as_str().unwrap().to_string();
-    let token_app = token::App::new(stack.store.clone(), auth_config());
+    let token_app = token::App::new(stack.store.clone(), &auth_config());
     let (integrations_app, user_app) = (stack.integrations_app(), stack.user_data_app());
     let moengage_basic = basic("acme", stack.client_secret.expose());
 
@@ -160,10 +160,10 @@ async fn every_documented_example_gets_a_documented_answer() {
         }
         let request = req(&c.method, &url, &headers, text.as_deref());
         let resp = match function.as_str() {
-            "TokenFunction" => token::handle(&token_app, request).await,
-            "IntegrationsFunction" => integrations::handle(&integrations_app, request).await,
-            "UserDataFunction" => user_data::handle(&user_app, request).await,
-            "SegmentsFunction" => segments::handle(&seg_app, request).await,
+            "TokenFunction" => shared::front::serve(&token_app, request).await,
+            "IntegrationsFunction" => shared::front::serve(&integrations_app, request).await,
+            "UserDataFunction" => shared::front::serve(&user_app, request).await,
+            "SegmentsFunction" => shared::front::serve(&seg_app, request).await,
             other => panic!("no handler for {other}"),
         };
         let a = answer(resp);

@@ -17,13 +17,13 @@ async fn integrations_call(
     path: &str,
     body: Option<&str>,
 ) -> Answer {
-    answer(integrations::handle(app, req(method, path, headers, body)).await)
+    answer(shared::front::serve(app, req(method, path, headers, body)).await)
 }
 
 #[tokio::test]
 async fn an_account_over_its_limit_gets_429_and_others_do_not() {
     let stack = Stack::new().await;
-    let now = shared::now_epoch();
+    let now = shared::domain::Timestamp::now().epoch_secs();
     let slow = AccountId::parse("slow").unwrap();
     stack.store.create_account(&slow, 100, 3, now).await.unwrap();
     let (client, _) = stack.store.create_client(&slow, "c", ScopeSet::all(), now).await.unwrap();
@@ -209,7 +209,7 @@ async fn a_dead_calls_claim_expires_and_bad_keys_are_refused() {
     let auth = stack.bearer(ALL_SCOPES).await;
     let app = stack.integrations_app();
     // A call that claimed the key and died 2 minutes ago (its lease was 60 s).
-    let now = shared::now_epoch();
+    let now = shared::domain::Timestamp::now().epoch_secs();
     let fp = idempotency::fingerprint("POST", "/public/v1/integrations", "", SEED_INTEGRATION.as_bytes());
     let claimed =
         stack.store.claim(&stack.account, &idempotency::key_hash("k-dead"), &fp, now - 120).await.unwrap();
@@ -265,11 +265,11 @@ async fn writes_of_every_function_replay() {
     let body = json!({"token": token, "data": [{"Email": "k@x.io", "Type": "A"}]}).to_string();
     let h = with_key(&auth, "ud-1");
     let first =
-        answer(user_data::handle(&user_app, req("POST", "/public/v1/user/data", &h, Some(&body))).await);
+        answer(shared::front::serve(&user_app, req("POST", "/public/v1/user/data", &h, Some(&body))).await);
     assert_eq!(first.status, 200, "{}", first.body);
     stack.counter.reset();
     let again =
-        answer(user_data::handle(&user_app, req("POST", "/public/v1/user/data", &h, Some(&body))).await);
+        answer(shared::front::serve(&user_app, req("POST", "/public/v1/user/data", &h, Some(&body))).await);
     assert_eq!((again.status, &again.raw), (200, &first.raw));
     assert_eq!(stack.counter.take(), Vec::<String>::new(), "nothing written again");
 
@@ -277,17 +277,17 @@ async fn writes_of_every_function_replay() {
     let path = stack.segment_path("");
     let h = with_key(&auth, "seg-1");
     let create = r#"{"name": "s", "userIds": ["a", "b"]}"#;
-    let first = answer(segments::handle(&seg_app, req("POST", &path, &h, Some(create))).await);
+    let first = answer(shared::front::serve(&seg_app, req("POST", &path, &h, Some(create))).await);
     assert_eq!(first.status, 201);
-    let again = answer(segments::handle(&seg_app, req("POST", &path, &h, Some(create))).await);
+    let again = answer(shared::front::serve(&seg_app, req("POST", &path, &h, Some(create))).await);
     assert_eq!((again.status, &again.raw), (201, &first.raw));
     let list = call_segments(&seg_app, &auth, "GET", &path, None).await;
     assert_eq!(list.body["segments"].as_array().unwrap().len(), 1, "one segment, not two");
 
     let h = with_key(&auth, "del-1");
-    let a = answer(user_data::handle(&user_app, req("DELETE", "/public/v1/user/k@x.io", &h, None)).await);
+    let a = answer(shared::front::serve(&user_app, req("DELETE", "/public/v1/user/k@x.io", &h, None)).await);
     assert_eq!(a.status, 204);
-    let b = answer(user_data::handle(&user_app, req("DELETE", "/public/v1/user/k@x.io", &h, None)).await);
+    let b = answer(shared::front::serve(&user_app, req("DELETE", "/public/v1/user/k@x.io", &h, None)).await);
     assert_eq!((b.status, b.raw.len(), b.header("idempotent-replayed")), (204, 0, Some("true")));
 }
 
@@ -323,7 +323,7 @@ async fn usage_is_recorded_per_account_and_client() {
     let theirs = stack.bearer_for(&other, &client, ALL_SCOPES).await;
     call_segments(&seg_app, &theirs, "GET", &stack.segment_path(""), None).await;
 
-    let day = shared::protect::usage::day_of(shared::now_epoch() * 1000);
+    let day = shared::protect::usage::day_of(shared::domain::Timestamp::now().epoch_secs() * 1000);
     let rows = stack.store.usage(&stack.account, std::slice::from_ref(&day)).await.unwrap();
     assert_eq!(rows.len(), 1, "one client: {rows:?}");
     let (d, c, u) = &rows[0];
@@ -348,22 +348,22 @@ async fn the_moengage_route_is_protected_too() {
         ("content-type", "application/json"),
         ("idempotency-key", "moe-1"),
     ];
-    let first = answer(user_data::handle(&app, req("POST", "/v1/customer/acme", &h, Some(body))).await);
+    let first = answer(shared::front::serve(&app, req("POST", "/v1/customer/acme", &h, Some(body))).await);
     assert_eq!(first.status, 200, "{}", first.body);
     stack.counter.reset();
-    let again = answer(user_data::handle(&app, req("POST", "/v1/customer/acme", &h, Some(body))).await);
+    let again = answer(shared::front::serve(&app, req("POST", "/v1/customer/acme", &h, Some(body))).await);
     assert_eq!((again.status, &again.raw), (200, &first.raw));
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(stack.counter.take(), Vec::<String>::new(), "nothing written again");
     let other = body.replace("John", "Jane");
-    let a = answer(user_data::handle(&app, req("POST", "/v1/customer/acme", &h, Some(&other))).await);
+    let a = answer(shared::front::serve(&app, req("POST", "/v1/customer/acme", &h, Some(&other))).await);
     assert_eq!(a.status, 422);
     assert_eq!(a.body["status"], "fail", "MoEngage's shape: {}", a.body);
     assert_eq!(a.body["error"]["type"], "Unprocessable Entity");
     assert!(a.body["error"]["request_id"].is_string());
 
     // Over the limit: 429 in MoEngage's shape, with Retry-After.
-    let now = shared::now_epoch();
+    let now = shared::domain::Timestamp::now().epoch_secs();
     let slow = AccountId::parse("slowmo").unwrap();
     stack.store.create_account(&slow, 100, 1, now).await.unwrap();
     let (_, secret) = stack.store.create_client(&slow, "c", ScopeSet::all(), now).await.unwrap();
@@ -371,7 +371,7 @@ async fn the_moengage_route_is_protected_too() {
     let h = [("authorization", creds.as_str()), ("content-type", "application/json")];
     let mut limited = None;
     for _ in 0..4 {
-        let a = answer(user_data::handle(&app, req("POST", "/v1/customer/slowmo", &h, Some(body))).await);
+        let a = answer(shared::front::serve(&app, req("POST", "/v1/customer/slowmo", &h, Some(body))).await);
         if a.status == 429 {
             limited = Some(a);
         }
@@ -404,19 +404,21 @@ async fn an_undeclared_method_is_405_whatever_its_idempotency_key() {
         assert_eq!(a.body["error"]["code"], "method_not_allowed");
     }
     let user_app = stack.user_data_app();
-    let a = answer(user_data::handle(&user_app, req("PUT", "/public/v1/user/data", &h, Some("{}"))).await);
-    assert_eq!((a.status, a.header("allow")), (405, Some("POST")), "{}", a.body);
+    // `/public/v1/user/data` is also the user "data": its `Allow` names GET and DELETE too
+    // (it named only POST before the routes were declared once).
+    let a = answer(shared::front::serve(&user_app, req("PUT", "/public/v1/user/data", &h, Some("{}"))).await);
+    assert_eq!((a.status, a.header("allow")), (405, Some("GET, POST, DELETE")), "{}", a.body);
     // The user-data path is also the path of the user "data", whose erasure honours the key.
     let long = "k".repeat(256);
     let a = answer(
-        user_data::handle(&user_app, req("DELETE", "/public/v1/user/data", &with_key(&auth, &long), None))
+        shared::front::serve(&user_app, req("DELETE", "/public/v1/user/data", &with_key(&auth, &long), None))
             .await,
     );
     assert_eq!(a.status, 400, "{}", a.body);
     assert_eq!(a.body["error"]["code"], "invalid_idempotency_key");
     let seg_app = stack.segments_app();
     let path = stack.segment_path("/12345aeb-123c-4d83-8b38-a5a456789d0a");
-    let a = answer(segments::handle(&seg_app, req("POST", &path, &h, Some("{}"))).await);
+    let a = answer(shared::front::serve(&seg_app, req("POST", &path, &h, Some("{}"))).await);
     assert_eq!((a.status, a.header("allow")), (405, Some("GET, PUT, DELETE")), "{}", a.body);
 
     // A 405 never claims its key: the key still works for the request it was meant for.
@@ -450,4 +452,74 @@ async fn a_key_past_ascii_is_refused() {
     assert_eq!(a.body["error"]["details"][0]["path"], "header:Idempotency-Key");
     let list = call_integrations(&app, &auth, "GET", "/public/v1/integrations", None).await;
     assert_eq!(list.body["integrations"], json!([]), "nothing was created");
+}
+
+/// Regression ("one front" issue): a replay used to run before the route checked its scope,
+/// so a client holding only `segments:read` that sent another client's `Idempotency-Key` and
+/// body got the stored `201`, integration token included. The scope is now checked first.
+#[tokio::test]
+async fn a_replay_is_only_for_a_caller_who_may_call_the_route() {
+    let stack = Stack::new().await;
+    let app = stack.integrations_app();
+    let writer = stack.bearer(ALL_SCOPES).await;
+    let a = integrations_call(
+        &app,
+        &with_key(&writer, "k-1"),
+        "POST",
+        "/public/v1/integrations",
+        Some(SEED_INTEGRATION),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let token = a.body["token"].as_str().unwrap().to_string();
+
+    let reader = stack.bearer("segments:read").await;
+    let a = integrations_call(
+        &app,
+        &with_key(&reader, "k-1"),
+        "POST",
+        "/public/v1/integrations",
+        Some(SEED_INTEGRATION),
+    )
+    .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert_eq!(a.body["error"]["code"], "insufficient_scope");
+    assert_eq!(a.header("idempotent-replayed"), None);
+    assert!(!String::from_utf8_lossy(&a.raw).contains(&token));
+    // No credentials at all: 401, no replay either.
+    let none = [("content-type", "application/json"), ("idempotency-key", "k-1")];
+    let a = integrations_call(&app, &none, "POST", "/public/v1/integrations", Some(SEED_INTEGRATION)).await;
+    assert_eq!(a.status, 401, "{}", a.body);
+    assert!(!String::from_utf8_lossy(&a.raw).contains(&token));
+    // The writer still gets its replay.
+    let a = integrations_call(
+        &app,
+        &with_key(&writer, "k-1"),
+        "POST",
+        "/public/v1/integrations",
+        Some(SEED_INTEGRATION),
+    )
+    .await;
+    assert_eq!((a.status, a.header("idempotent-replayed")), (201, Some("true")), "{}", a.body);
+    assert_eq!(a.body["token"], token.as_str());
+}
+
+/// A caller without the scope is refused before the rate limiter counts it: its refusals
+/// never use up the account's calls.
+#[tokio::test]
+async fn a_caller_without_the_scope_costs_no_protection_request() {
+    let stack = Stack::new().await;
+    let app = stack.integrations_app();
+    let reader = stack.bearer("segments:read").await;
+    let headers = with_key(&reader, "k-2");
+    for attempt in 0..2 {
+        stack.counter.reset();
+        let a = integrations_call(&app, &headers, "POST", "/public/v1/integrations", Some(SEED_INTEGRATION))
+            .await;
+        assert_eq!(a.status, 403, "{}", a.body);
+        assert_eq!(stack.counter.take_protection(), Vec::<String>::new());
+        // The first call of an instance reads the signing keys to verify the token; then nothing.
+        let want: &[&str] = if attempt == 0 { &["Query"] } else { &[] };
+        assert_eq!(stack.counter.take(), want, "a refused caller reads nothing else");
+    }
 }

@@ -238,7 +238,11 @@ async fn external_ids_are_unique_per_system() {
     assert_eq!(c.call("POST", "", Some(r#"{"id": "7", "name": "b"}"#)).await.status, 409);
     // Another system of the same account may reuse it.
     let other = shared::domain::SystemGuid::generate();
-    c.stack.store.create_system(&c.stack.account, other, shared::now_epoch()).await.unwrap();
+    c.stack
+        .store
+        .create_system(&c.stack.account, other, shared::domain::Timestamp::now().epoch_secs())
+        .await
+        .unwrap();
     let path = format!("/public/v1/user/system/{other}/segment");
     assert_eq!(call_segments(&c.app, &c.auth, "POST", &path, Some(body)).await.status, 201);
     // Without an id, names may repeat.

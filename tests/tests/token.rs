@@ -9,7 +9,7 @@ use shared::auth::token_service::FailurePolicy;
 const FORM: &str = "application/x-www-form-urlencoded";
 
 fn app(stack: &Stack) -> token::App {
-    token::App::new(stack.store.clone(), auth_config())
+    token::App::new(stack.store.clone(), &auth_config())
 }
 
 async fn post_token(app: &token::App, auth: Option<&str>, content_type: &str, body: &str) -> Answer {
@@ -17,11 +17,11 @@ async fn post_token(app: &token::App, auth: Option<&str>, content_type: &str, bo
     if let Some(a) = auth {
         headers.push(("authorization", a));
     }
-    answer(token::handle(app, req("POST", "/accounts/connect/token", &headers, Some(body))).await)
+    answer(shared::front::serve(app, req("POST", "/accounts/connect/token", &headers, Some(body))).await)
 }
 
 async fn jwks(app: &token::App) -> JwkSet {
-    let a = answer(token::handle(app, req("GET", "/.well-known/jwks.json", &[], None)).await);
+    let a = answer(shared::front::serve(app, req("GET", "/.well-known/jwks.json", &[], None)).await);
     assert_eq!(a.status, 200);
     serde_json::from_value(a.body).unwrap()
 }
@@ -144,9 +144,9 @@ async fn rfc6749_request_errors() {
     let a = post_token(&app, Some(&auth), FORM, &body).await;
     assert_eq!((a.status, a.body["error"].as_str()), (400, Some("invalid_request")));
     // Wrong method, unknown route.
-    let a = answer(token::handle(&app, req("GET", "/accounts/connect/token", &[], None)).await);
+    let a = answer(shared::front::serve(&app, req("GET", "/accounts/connect/token", &[], None)).await);
     assert_eq!((a.status, a.header("allow")), (405, Some("POST")));
-    let a = answer(token::handle(&app, req("GET", "/nope", &[], None)).await);
+    let a = answer(shared::front::serve(&app, req("GET", "/nope", &[], None)).await);
     assert_eq!((a.status, a.body["error"]["code"].as_str()), (404, Some("route_not_found")));
 }
 
@@ -202,7 +202,8 @@ async fn dynamodb_requests_per_token_call() {
 async fn discovery_document_names_the_issuer_and_jwks() {
     let stack = Stack::new().await;
     let app = app(&stack);
-    let a = answer(token::handle(&app, req("GET", "/.well-known/openid-configuration", &[], None)).await);
+    let a =
+        answer(shared::front::serve(&app, req("GET", "/.well-known/openid-configuration", &[], None)).await);
     assert_eq!(a.status, 200);
     assert_eq!(a.body["issuer"], ISSUER);
     assert_eq!(a.body["jwks_uri"], format!("{ISSUER}/.well-known/jwks.json"));

@@ -298,13 +298,14 @@ async fn bad_input_is_a_clear_4xx_and_writes_nothing() {
     // Wrong content type; missing scope; no token at all.
     let body = json!({"token": t, "data": [{"id": "u", "n": 1}]}).to_string();
     let headers = [("authorization", w.auth.as_str()), ("content-type", "text/plain")];
-    let a =
-        answer(user_data::handle(&w.app, req("POST", "/public/v1/user/data", &headers, Some(&body))).await);
+    let a = answer(
+        shared::front::serve(&w.app, req("POST", "/public/v1/user/data", &headers, Some(&body))).await,
+    );
     assert_eq!((a.status, a.body["error"]["code"].as_str()), (415, Some("unsupported_media_type")));
     let read_only = w.stack.bearer("endUsers:read").await;
     let a = call_user_data(&w.app, &read_only, "POST", "/public/v1/user/data", Some(&body)).await;
     assert_eq!((a.status, a.body["error"]["code"].as_str()), (403, Some("insufficient_scope")));
-    let a = answer(user_data::handle(&w.app, req("POST", "/public/v1/user/data", &[], Some(&body))).await);
+    let a = answer(shared::front::serve(&w.app, req("POST", "/public/v1/user/data", &[], Some(&body))).await);
     assert_eq!((a.status, a.header("www-authenticate")), (401, Some("Bearer")));
     assert!(w.writes().is_empty(), "no refused request wrote anything");
     assert_eq!(w.get("u").await.status, 404);

@@ -3,26 +3,34 @@
 
 use std::time::{Duration, Instant};
 
-use lambda_http::{Body, Request, Response};
-use serde::Serialize;
+use lambda_http::Request;
 use tokio::sync::RwLock;
-use tracing::Instrument;
 
+use shared::api;
 use shared::auth::token_request;
 use shared::auth::token_service::{self, FailurePolicy, TokenSettings};
 use shared::auth::{IssuerPolicy, OAuthError, OAuthErrorKind, SigningKey};
 use shared::config::AuthConfig;
-use shared::domain::Scope;
+use shared::domain::{Scope, Timestamp};
+use shared::front::{Call, Dialect, Front, Route, Service};
 use shared::http::request::header;
-use shared::http::{ApiError, RequestInfo, json_response};
+use shared::http::{ApiError, Reply, RequestInfo};
 use shared::store::dynamo::DynamoStore;
 
 /// A rotated key is picked up within this long; tokens signed meanwhile by the previous key
 /// stay valid because its public half stays published for their whole lifetime.
 const SIGNING_KEY_MAX_AGE: Duration = Duration::from_secs(300);
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Token,
+    Jwks,
+    OpenIdConfiguration,
+}
+
 pub struct App {
     store: DynamoStore,
+    front: Front,
     auth: AuthConfig,
     issuer: IssuerPolicy,
     failures: FailurePolicy,
@@ -30,9 +38,15 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(store: DynamoStore, auth: AuthConfig) -> Self {
-        let issuer = IssuerPolicy::from_config(auth.issuer.as_deref());
-        Self { store, auth, issuer, failures: FailurePolicy::default(), signing_key: RwLock::new(None) }
+    pub fn new(store: DynamoStore, auth: &AuthConfig) -> Self {
+        Self {
+            front: Front::new(&store, auth),
+            issuer: IssuerPolicy::from_config(auth.issuer.as_deref()),
+            auth: auth.clone(),
+            failures: FailurePolicy::default(),
+            signing_key: RwLock::new(None),
+            store,
+        }
     }
 
     pub fn with_failure_policy(mut self, failures: FailurePolicy) -> Self {
@@ -69,38 +83,29 @@ impl App {
     }
 }
 
-#[derive(Serialize)]
-struct TokenResponse<'a> {
-    access_token: &'a str,
-    expires_in: i64,
-    token_type: &'static str,
-    scope: String,
-}
+impl Service for App {
+    type Op = Op;
+    const ROUTES: &'static [Route<Op>] = &[
+        Route::public("POST", "/accounts/connect/token", Op::Token, Dialect::OAuth),
+        Route::public("GET", "/.well-known/jwks.json", Op::Jwks, Dialect::Rest),
+        Route::public("GET", "/.well-known/openid-configuration", Op::OpenIdConfiguration, Dialect::Rest),
+    ];
 
-pub async fn handle(app: &App, req: Request) -> Response<Body> {
-    let info = RequestInfo::from_request(&req);
-    let span = info.span();
-    serve(app, info, req).instrument(span).await
-}
+    fn front(&self) -> &Front {
+        &self.front
+    }
 
-async fn serve(app: &App, info: RequestInfo, req: Request) -> Response<Body> {
-    let result = match (info.method.as_str(), info.route().as_slice()) {
-        ("POST", ["accounts", "connect", "token"]) => return token(app, &info, &req).await,
-        ("GET", [".well-known", "jwks.json"]) => jwks(app).await,
-        ("GET", [".well-known", "openid-configuration"]) => Ok(openid_configuration(app, &info)),
-        (m, ["accounts", "connect", "token"]) => {
-            Err(ApiError::MethodNotAllowed { method: m.into(), allow: "POST" })
+    async fn handle(&self, op: Op, call: Call<'_>) -> Result<Reply, ApiError> {
+        match op {
+            Op::Token => token(self, call.info, call.req).await.map_err(ApiError::OAuth),
+            Op::Jwks => jwks(self).await,
+            Op::OpenIdConfiguration => Ok(openid_configuration(self, call.info)),
         }
-        (m, [".well-known", "jwks.json" | "openid-configuration"]) => {
-            Err(ApiError::MethodNotAllowed { method: m.into(), allow: "GET" })
-        }
-        (m, _) => Err(ApiError::RouteNotFound { method: m.into(), path: info.segments.join("/") }),
-    };
-    result.unwrap_or_else(|e| e.into_response(&info.request_id))
+    }
 }
 
-async fn token(app: &App, info: &RequestInfo, req: &Request) -> Response<Body> {
-    let outcome = async {
+async fn token(app: &App, info: &RequestInfo, req: &Request) -> Result<Reply, OAuthError> {
+    let issued = async {
         let parsed = token_request::parse(
             header(req, "authorization"),
             header(req, "content-type"),
@@ -118,7 +123,7 @@ async fn token(app: &App, info: &RequestInfo, req: &Request) -> Response<Body> {
         };
         let key = app.signing_key().await?;
         let issued =
-            token_service::issue_token(&app.store, &key, &settings, &parsed, shared::now_epoch()).await;
+            token_service::issue_token(&app.store, &key, &settings, &parsed, Timestamp::now().epoch_secs()).await;
         if let Err(e) = &issued {
             tracing::info!(request_id = %info.request_id, client_id = %parsed.client_id, error = e.kind.code(), "token refused");
         } else {
@@ -126,60 +131,40 @@ async fn token(app: &App, info: &RequestInfo, req: &Request) -> Response<Body> {
         }
         issued
     }
-    .await;
-
-    let mut resp = match outcome {
-        Ok(issued) => json_response(
-            200,
-            &TokenResponse {
-                access_token: &issued.access_token,
-                expires_in: issued.expires_in,
-                token_type: "Bearer",
-                scope: issued.scope.to_string(),
-            },
-        ),
-        Err(e) => {
-            let mut resp = json_response(e.kind.status(), &e.body());
-            if e.kind == OAuthErrorKind::InvalidClient {
-                resp.headers_mut()
-                    .insert("www-authenticate", "Basic realm=\"token\"".parse().expect("ascii"));
-            }
-            if let Some(secs) = e.retry_after {
-                resp.headers_mut().insert("retry-after", secs.into());
-            }
-            resp
-        }
-    };
-    // RFC 6749 §5.1: token responses must not be cached, errors included.
-    let headers = resp.headers_mut();
-    headers.insert("cache-control", "no-store".parse().expect("ascii"));
-    headers.insert("pragma", "no-cache".parse().expect("ascii"));
-    resp
+    .await?;
+    // RFC 6749 §5.1: token responses must not be cached (errors get the same headers from
+    // the OAuth dialect).
+    Ok(Reply::json(
+        200,
+        &api::TokenResponse {
+            access_token: &issued.access_token,
+            expires_in: issued.expires_in,
+            token_type: "Bearer",
+            scope: issued.scope.to_string(),
+        },
+    )
+    .header("cache-control", "no-store")
+    .header("pragma", "no-cache"))
 }
 
-async fn jwks(app: &App) -> Result<Response<Body>, ApiError> {
-    let keys = app.store.public_keys(shared::now_epoch()).await?;
-    let mut resp = json_response(200, &serde_json::json!({ "keys": keys }));
-    resp.headers_mut().insert("cache-control", "public, max-age=300".parse().expect("ascii"));
-    Ok(resp)
+async fn jwks(app: &App) -> Result<Reply, ApiError> {
+    let keys = app.store.public_keys(Timestamp::now().epoch_secs()).await?;
+    Ok(Reply::json(200, &api::Jwks { keys }).header("cache-control", "public, max-age=300"))
 }
 
-fn openid_configuration(app: &App, info: &RequestInfo) -> Response<Body> {
+fn openid_configuration(app: &App, info: &RequestInfo) -> Reply {
     let issuer = app.issuer.resolve(info.domain.as_deref()).unwrap_or_default();
-    let scopes: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
-    let doc = serde_json::json!({
-        "issuer": issuer,
-        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-        "token_endpoint": format!("{issuer}/accounts/connect/token"),
-        "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "scopes_supported": scopes,
-        "response_types_supported": ["token"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["RS256"],
-        "access_token_signing_alg_values_supported": ["RS256"],
-    });
-    let mut resp = json_response(200, &doc);
-    resp.headers_mut().insert("cache-control", "public, max-age=300".parse().expect("ascii"));
-    resp
+    let doc = api::OpenIdConfiguration {
+        jwks_uri: format!("{issuer}/.well-known/jwks.json"),
+        token_endpoint: format!("{issuer}/accounts/connect/token"),
+        issuer,
+        grant_types_supported: ["client_credentials"],
+        token_endpoint_auth_methods_supported: ["client_secret_basic", "client_secret_post"],
+        scopes_supported: Scope::ALL.iter().map(|s| s.as_str()).collect(),
+        response_types_supported: ["token"],
+        subject_types_supported: ["public"],
+        id_token_signing_alg_values_supported: ["RS256"],
+        access_token_signing_alg_values_supported: ["RS256"],
+    };
+    Reply::json(200, &doc).header("cache-control", "public, max-age=300")
 }

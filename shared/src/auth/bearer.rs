@@ -82,12 +82,6 @@ impl Authenticator {
         Ok(principal)
     }
 
-    /// The caller a valid bearer token names, whatever its scopes (for the protections that
-    /// run before routing: rate limits and idempotency keys are per account).
-    pub async fn identify(&self, authorization: Option<&str>, domain: Option<&str>) -> Option<Principal> {
-        self.verify(authorization, domain).await.ok()
-    }
-
     async fn verify(
         &self,
         authorization: Option<&str>,
@@ -129,7 +123,11 @@ impl Authenticator {
         if !stale(&cache) {
             return Ok(false); // another task refreshed while we waited
         }
-        let keys = self.store.public_keys(crate::now_epoch()).await.map_err(BearerError::Unavailable)?;
+        let keys = self
+            .store
+            .public_keys(crate::domain::Timestamp::now().epoch_secs())
+            .await
+            .map_err(BearerError::Unavailable)?;
         let now = Instant::now();
         cache.set = JwkSet { keys };
         cache.loaded_at = Some(now);

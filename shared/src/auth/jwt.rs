@@ -132,7 +132,7 @@ pub fn verify(
         }
     })?;
     let claims = data.claims;
-    if claims.iat > crate::now_epoch() + LEEWAY_SECS as i64 {
+    if claims.iat > crate::domain::Timestamp::now().epoch_secs() + LEEWAY_SECS as i64 {
         return Err(TokenError::NotYetValid);
     }
     if claims.sub != claims.client_id {

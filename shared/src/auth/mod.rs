@@ -5,10 +5,14 @@ pub mod bearer;
 pub mod jwt;
 pub mod keys;
 pub mod oauth;
+pub mod secret;
 pub mod token_request;
 pub mod token_service;
+pub mod workspace;
 
 pub use bearer::{Authenticator, BearerError, Principal};
 pub use jwt::{AccessClaims, IssuerPolicy, TokenError};
 pub use keys::{GeneratedKey, SigningKey};
 pub use oauth::{OAuthError, OAuthErrorKind};
+pub use secret::{ClientSecret, SecretHash};
+pub use workspace::WorkspaceAuthenticator;

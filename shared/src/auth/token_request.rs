@@ -3,8 +3,8 @@
 use base64::Engine;
 use serde::Deserialize;
 
+use super::ClientSecret;
 use super::oauth::OAuthError;
-use crate::domain::ClientSecret;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRequest {

@@ -1,11 +1,12 @@
 //! The client-credentials grant: authenticate the client, slow down guessing, pick the scopes,
 //! sign the token.
 
+use super::SecretHash;
 use super::jwt::{self, AccessClaims};
 use super::keys::SigningKey;
 use super::oauth::{OAuthError, OAuthErrorKind};
 use super::token_request::TokenRequest;
-use crate::domain::{ClientId, ScopeSet, SecretHash};
+use crate::domain::{ClientId, ScopeSet};
 use crate::store::StoreError;
 use crate::store::dynamo::DynamoStore;
 

@@ -1,12 +1,15 @@
-//! Request parsing helpers and the one place where errors become HTTP responses.
+//! The HTTP edge: what handlers read off a request ([`request`]), what they answer
+//! ([`Reply`]), and the one place errors become responses ([`error::render`]).
 
 pub mod error;
 pub mod request;
 
-pub use error::{ApiError, ErrorDetail};
+pub use error::{ApiError, ErrorCode};
 pub use request::RequestInfo;
 
 use lambda_http::{Body, Response};
+
+use crate::protect::usage::UsageReport;
 
 /// A JSON response with the given status.
 pub fn json_response<T: serde::Serialize>(status: u16, body: &T) -> Response<Body> {
@@ -16,4 +19,34 @@ pub fn json_response<T: serde::Serialize>(status: u16, body: &T) -> Response<Bod
         .header("content-type", "application/json")
         .body(Body::from(bytes))
         .expect("status and headers are valid")
+}
+
+/// A handler's successful answer, and the work it did for the usage record.
+#[derive(Debug)]
+pub struct Reply {
+    pub response: Response<Body>,
+    pub usage: UsageReport,
+}
+
+impl Reply {
+    /// `status` with `body` as JSON; bodies are the typed structs of each function's `api`
+    /// module, named after their schema in docs/openapi.yaml.
+    pub fn json<T: serde::Serialize>(status: u16, body: &T) -> Self {
+        Self { response: json_response(status, body), usage: UsageReport::default() }
+    }
+
+    pub fn no_content() -> Self {
+        let response = Response::builder().status(204).body(Body::Empty).expect("valid response");
+        Self { response, usage: UsageReport::default() }
+    }
+
+    pub fn header(mut self, name: &'static str, value: &str) -> Self {
+        self.response.headers_mut().insert(name, value.parse().expect("header values we set are ASCII"));
+        self
+    }
+
+    pub fn usage(mut self, usage: UsageReport) -> Self {
+        self.usage = usage;
+        self
+    }
 }

@@ -3,7 +3,7 @@
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 
-use super::ApiError;
+use super::{ApiError, ErrorCode};
 
 /// The parts of a request every handler uses, read once.
 #[derive(Debug, Clone)]
@@ -57,17 +57,6 @@ impl RequestInfo {
             account = tracing::field::Empty
         )
     }
-
-    /// The segments as `&str`, for matching routes with slice patterns.
-    pub fn route(&self) -> Vec<&str> {
-        self.segments.iter().map(String::as_str).collect()
-    }
-
-    /// Whether `allow` (the methods a path serves, as in an `Allow` header: `GET, POST`) lists
-    /// this request's method; `None` (a path the function does not serve) lists none.
-    pub fn is_allowed(&self, allow: Option<&str>) -> bool {
-        allow.is_some_and(|a| a.split(", ").any(|m| m == self.method))
-    }
 }
 
 /// Splits a path into its non-empty segments, percent-decoding each once (cargo-lambda and
@@ -94,11 +83,14 @@ pub fn json_body<T: serde::de::DeserializeOwned>(req: &Request, max_bytes: usize
     }
     serde_json::from_slice(body).map_err(|e| {
         if body.is_empty() {
-            ApiError::invalid("invalid_json", "the request body is empty; send a JSON object")
+            ApiError::invalid(ErrorCode::InvalidJson, "the request body is empty; send a JSON object")
         } else if e.classify() == serde_json::error::Category::Data {
-            ApiError::invalid("invalid_body", format!("the body does not have the expected shape: {e}"))
+            ApiError::invalid(
+                ErrorCode::InvalidBody,
+                format!("the body does not have the expected shape: {e}"),
+            )
         } else {
-            ApiError::invalid("invalid_json", format!("the body is not valid JSON: {e}"))
+            ApiError::invalid(ErrorCode::InvalidJson, format!("the body is not valid JSON: {e}"))
         }
     })
 }

@@ -9,7 +9,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::StoreError;
 use super::codec::{Item, get_n, get_s, n, s};
 use super::dynamo::{DynamoStore, is_conditional_failure, sdk_error};
-use crate::domain::{AccountId, ClientId, ClientSecret, ScopeSet, SecretHash};
+use crate::auth::{ClientSecret, SecretHash};
+use crate::domain::{AccountId, ClientId, ScopeSet};
 
 fn client_pk(id: &ClientId) -> String {
     format!("CLIENT#{id}")

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use super::user_data::UserId;
-use crate::http::ErrorDetail;
+use crate::Problem;
 
 /// At most this many ids per request (the seeds: "up to 25k users per request").
 pub const MAX_IDS: usize = 25_000;
@@ -40,12 +40,12 @@ pub struct UpdateSegment {
     pub user_ids: Vec<UserId>,
 }
 
-fn object(body: &Value) -> Result<&serde_json::Map<String, Value>, Vec<ErrorDetail>> {
-    body.as_object().ok_or_else(|| vec![ErrorDetail::at("", "the body must be a JSON object")])
+fn object(body: &Value) -> Result<&serde_json::Map<String, Value>, Vec<Problem>> {
+    body.as_object().ok_or_else(|| vec![Problem::at("", "the body must be a JSON object")])
 }
 
 impl CreateSegment {
-    pub fn from_json(body: &Value) -> Result<Self, Vec<ErrorDetail>> {
+    pub fn from_json(body: &Value) -> Result<Self, Vec<Problem>> {
         let obj = object(body)?;
         let mut errors = Vec::new();
         let name = match obj.get("name") {
@@ -53,7 +53,7 @@ impl CreateSegment {
                 s.clone()
             }
             _ => {
-                errors.push(ErrorDetail::at(
+                errors.push(Problem::at(
                     "name",
                     format!("required: a string of 1 to {MAX_NAME_CHARS} characters"),
                 ));
@@ -67,7 +67,7 @@ impl CreateSegment {
             }
             Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(n.to_string()),
             Some(_) => {
-                errors.push(ErrorDetail::at(
+                errors.push(Problem::at(
                     "id",
                     format!("the external id must be a string of 1 to {MAX_EXTERNAL_ID_CHARS} characters"),
                 ));
@@ -84,7 +84,7 @@ impl CreateSegment {
 }
 
 impl UpdateSegment {
-    pub fn from_json(body: &Value) -> Result<Self, Vec<ErrorDetail>> {
+    pub fn from_json(body: &Value) -> Result<Self, Vec<Problem>> {
         let obj = object(body)?;
         let mut errors = Vec::new();
         let action = match obj.get("action").and_then(Value::as_str) {
@@ -92,19 +92,19 @@ impl UpdateSegment {
             Some("remove") => Some(Action::Remove),
             Some("override") => Some(Action::Override),
             _ => {
-                errors.push(ErrorDetail::at("action", "required: one of \"add\", \"remove\", \"override\""));
+                errors.push(Problem::at("action", "required: one of \"add\", \"remove\", \"override\""));
                 None
             }
         };
         let ids = match obj.get("userIds") {
             Some(v) => user_ids(v, &mut errors),
             None => {
-                errors.push(ErrorDetail::at("userIds", "required: a list of user ids"));
+                errors.push(Problem::at("userIds", "required: a list of user ids"));
                 Vec::new()
             }
         };
         if matches!(action, Some(Action::Add | Action::Remove)) && ids.is_empty() && errors.is_empty() {
-            errors.push(ErrorDetail::at("userIds", "add and remove need at least one user id"));
+            errors.push(Problem::at("userIds", "add and remove need at least one user id"));
         }
         unknown_fields(obj, &["action", "userIds"], &mut errors);
         match action {
@@ -114,24 +114,21 @@ impl UpdateSegment {
     }
 }
 
-fn unknown_fields(obj: &serde_json::Map<String, Value>, known: &[&str], errors: &mut Vec<ErrorDetail>) {
+fn unknown_fields(obj: &serde_json::Map<String, Value>, known: &[&str], errors: &mut Vec<Problem>) {
     for key in obj.keys().filter(|k| !known.contains(&k.as_str())) {
-        errors.push(ErrorDetail::at(key.clone(), "unknown field"));
+        errors.push(Problem::at(key.clone(), "unknown field"));
     }
 }
 
 /// A list of 0 to 25,000 ids (strings, or integers kept in decimal form), each 1 to 100
 /// characters; duplicates count once.
-fn user_ids(v: &Value, errors: &mut Vec<ErrorDetail>) -> Vec<UserId> {
+fn user_ids(v: &Value, errors: &mut Vec<Problem>) -> Vec<UserId> {
     let Some(list) = v.as_array() else {
-        errors.push(ErrorDetail::at("userIds", "must be a list of user ids"));
+        errors.push(Problem::at("userIds", "must be a list of user ids"));
         return Vec::new();
     };
     if list.len() > MAX_IDS {
-        errors.push(ErrorDetail::at(
-            "userIds",
-            format!("at most {MAX_IDS} ids per request, got {}", list.len()),
-        ));
+        errors.push(Problem::at("userIds", format!("at most {MAX_IDS} ids per request, got {}", list.len())));
         return Vec::new();
     }
     let mut seen = HashSet::with_capacity(list.len());
@@ -152,13 +149,13 @@ fn user_ids(v: &Value, errors: &mut Vec<ErrorDetail>) -> Vec<UserId> {
             Err(reason) => {
                 bad += 1;
                 if bad <= MAX_REPORTED {
-                    errors.push(ErrorDetail::at(format!("userIds[{i}]"), reason));
+                    errors.push(Problem::at(format!("userIds[{i}]"), reason));
                 }
             }
         }
     }
     if bad > MAX_REPORTED {
-        errors.push(ErrorDetail::at(
+        errors.push(Problem::at(
             "userIds",
             format!("{bad} invalid ids in all; the first {MAX_REPORTED} are listed"),
         ));

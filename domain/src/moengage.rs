@@ -10,14 +10,13 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine;
 use serde_json::{Map, Value};
 
 use super::integration::{
     AttrType, Definition, MAX_ATTRIBUTE_NAME_LEN, MAX_PROPERTIES, Property, PropertyPath,
 };
 use super::user_data::{self, AttrValue, MAX_STRING_BYTES, UserId};
-use crate::http::ErrorDetail;
+use crate::Problem;
 
 /// The id of the implicit integration, in every account: `ACCOUNT#<id>` / `INTEGRATION#moengage`
 /// in the config table, `A#moengage` in a user's partition.
@@ -42,24 +41,6 @@ pub const REQUEST_TYPE: &str = "customer";
 /// neither lists nor manages it).
 pub fn is_implicit_integration(id: &str) -> bool {
     id == INTEGRATION_ID
-}
-
-/// `Basic base64(workspace_id ":" api_key)` → (workspace id, API key). `None` for any other
-/// scheme, bad base64, non-UTF-8, or a missing `:`.
-pub fn parse_basic(header: Option<&str>) -> Option<(String, String)> {
-    let header = header?.trim();
-    let (scheme, rest) = header.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let encoded = rest.trim();
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(encoded))
-        .ok()?;
-    let text = String::from_utf8(bytes).ok()?;
-    let (workspace, key) = text.split_once(':')?;
-    Some((workspace.to_string(), key.to_string()))
 }
 
 /// The client address to record with an update: the first address of `X-Forwarded-For` (the
@@ -194,38 +175,33 @@ pub struct TrackUser {
 impl TrackUser {
     /// Judges the body; every problem is returned, with its path (`attributes.<name>` for an
     /// attribute). `platforms` and unknown fields are accepted and ignored.
-    pub fn parse(body: Value) -> Result<Self, Vec<ErrorDetail>> {
+    pub fn parse(body: Value) -> Result<Self, Vec<Problem>> {
         let Value::Object(mut obj) = body else {
-            return Err(vec![ErrorDetail::at("", "the body must be a JSON object")]);
+            return Err(vec![Problem::at("", "the body must be a JSON object")]);
         };
         let mut errors = Vec::new();
         match obj.get("type") {
             Some(Value::String(t)) if t == REQUEST_TYPE => {}
-            Some(Value::String(t)) => errors.push(ErrorDetail::at(
+            Some(Value::String(t)) => errors.push(Problem::at(
                 "type",
                 format!(
                     "'{t}' is not supported: this endpoint takes \"type\": \"customer\" (case-sensitive)"
                 ),
             )),
-            _ => errors.push(ErrorDetail::at("type", "required: \"customer\"")),
+            _ => errors.push(Problem::at("type", "required: \"customer\"")),
         }
         let customer_id = match obj.get(USER_IDENTIFIER) {
             None => {
-                errors.push(ErrorDetail::at(
-                    USER_IDENTIFIER,
-                    "required: the user's id (a string or an integer)",
-                ));
+                errors.push(Problem::at(USER_IDENTIFIER, "required: the user's id (a string or an integer)"));
                 None
             }
-            Some(v) => {
-                UserId::from_json(v).map_err(|e| errors.push(ErrorDetail::at(USER_IDENTIFIER, e))).ok()
-            }
+            Some(v) => UserId::from_json(v).map_err(|e| errors.push(Problem::at(USER_IDENTIFIER, e))).ok(),
         };
         let update_existing_only = match obj.get("update_existing_only") {
             None | Some(Value::Bool(false)) => false,
             Some(Value::Bool(true)) => true,
             Some(_) => {
-                errors.push(ErrorDetail::at("update_existing_only", "must be true or false"));
+                errors.push(Problem::at("update_existing_only", "must be true or false"));
                 false
             }
         };
@@ -233,7 +209,7 @@ impl TrackUser {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Object(map)) => parse_attributes(map, &mut errors),
             Some(_) => {
-                errors.push(ErrorDetail::at("attributes", "must be an object of attribute names to values"));
+                errors.push(Problem::at("attributes", "must be an object of attribute names to values"));
                 Vec::new()
             }
         };
@@ -246,9 +222,9 @@ impl TrackUser {
     }
 }
 
-fn parse_attributes(map: Map<String, Value>, errors: &mut Vec<ErrorDetail>) -> Vec<(String, Incoming)> {
+fn parse_attributes(map: Map<String, Value>, errors: &mut Vec<Problem>) -> Vec<(String, Incoming)> {
     if map.len() > MAX_ATTRIBUTES {
-        errors.push(ErrorDetail::at(
+        errors.push(Problem::at(
             "attributes",
             format!("at most {MAX_ATTRIBUTES} attributes per request, got {}", map.len()),
         ));
@@ -258,12 +234,12 @@ fn parse_attributes(map: Map<String, Value>, errors: &mut Vec<ErrorDetail>) -> V
     for (name, value) in map {
         let path = format!("attributes.{name}");
         if let Err(e) = check_name(&name) {
-            errors.push(ErrorDetail::at(path, e));
+            errors.push(Problem::at(path, e));
             continue;
         }
         match Incoming::from_json(value) {
             Ok(v) => out.push((name, v)),
-            Err(e) => errors.push(ErrorDetail::at(path, format!("attribute '{name}': {e}"))),
+            Err(e) => errors.push(Problem::at(path, format!("attribute '{name}': {e}"))),
         }
     }
     out
@@ -282,7 +258,7 @@ pub struct Resolved {
 pub fn resolve(
     attributes: &[(String, Incoming)],
     known: &BTreeMap<String, AttrType>,
-) -> Result<Resolved, Vec<ErrorDetail>> {
+) -> Result<Resolved, Vec<Problem>> {
     let mut errors = Vec::new();
     let mut values = Vec::with_capacity(attributes.len());
     let mut new_attributes = Vec::new();
@@ -290,7 +266,7 @@ pub fn resolve(
         match known.get(name) {
             Some(t) => match incoming.typed(*t) {
                 Ok(v) => values.push((name.clone(), v)),
-                Err(e) => errors.push(ErrorDetail::at(
+                Err(e) => errors.push(Problem::at(
                     format!("attributes.{name}"),
                     format!("attribute '{name}' is a {t} (types never change): {e}"),
                 )),
@@ -479,18 +455,7 @@ mod tests {
     }
 
     #[test]
-    fn basic_credentials() {
-        let enc = |s: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(s));
-        assert_eq!(parse_basic(Some(&enc("acme:k:ey"))), Some(("acme".into(), "k:ey".into())));
-        assert_eq!(
-            parse_basic(Some(&enc("acme:key").replace("Basic", "basic"))),
-            Some(("acme".into(), "key".into()))
-        );
-        assert_eq!(parse_basic(Some(&enc("acme"))), None);
-        assert_eq!(parse_basic(Some("Bearer abc")), None);
-        assert_eq!(parse_basic(Some("Basic !!!")), None);
-        assert_eq!(parse_basic(Some("Basic")), None);
-        assert_eq!(parse_basic(None), None);
+    fn the_implicit_integration_is_told_apart() {
         assert!(is_implicit_integration("moengage"));
         assert!(!is_implicit_integration(&uuid::Uuid::new_v4().to_string()));
     }

@@ -9,7 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::http::ErrorDetail;
+use crate::Problem;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum AttrType {
@@ -135,25 +135,25 @@ pub struct PropertyDto {
 impl Definition {
     /// Validates a create body (`name`, `userIdentifierProperty`, `properties`); every
     /// problem is reported, with its path.
-    pub fn from_json(body: &Value) -> Result<Self, Vec<ErrorDetail>> {
+    pub fn from_json(body: &Value) -> Result<Self, Vec<Problem>> {
         let mut errors = Vec::new();
         let Some(obj) = body.as_object() else {
-            return Err(vec![ErrorDetail::at("", "the body must be a JSON object")]);
+            return Err(vec![Problem::at("", "the body must be a JSON object")]);
         };
         let name = parse_name(obj.get("name"), &mut errors);
         let user_identifier = match obj.get("userIdentifierProperty") {
-            Some(Value::String(s)) => PropertyPath::parse(s)
-                .map_err(|e| errors.push(ErrorDetail::at("userIdentifierProperty", e)))
-                .ok(),
+            Some(Value::String(s)) => {
+                PropertyPath::parse(s).map_err(|e| errors.push(Problem::at("userIdentifierProperty", e))).ok()
+            }
             _ => {
-                errors.push(ErrorDetail::at("userIdentifierProperty", "required: a string path"));
+                errors.push(Problem::at("userIdentifierProperty", "required: a string path"));
                 None
             }
         };
         let properties = parse_properties(obj.get("properties"), &mut errors);
         for key in obj.keys() {
             if !matches!(key.as_str(), "name" | "userIdentifierProperty" | "properties") {
-                errors.push(ErrorDetail::at(key.clone(), "unknown field"));
+                errors.push(Problem::at(key.clone(), "unknown field"));
             }
         }
         match (name, user_identifier, properties) {
@@ -167,9 +167,9 @@ impl Definition {
     }
 
     /// Applies a PATCH body (`name` and/or the whole new `properties` list).
-    pub fn patched(&self, body: &Value) -> Result<Self, Vec<ErrorDetail>> {
+    pub fn patched(&self, body: &Value) -> Result<Self, Vec<Problem>> {
         let Some(obj) = body.as_object() else {
-            return Err(vec![ErrorDetail::at("", "the body must be a JSON object")]);
+            return Err(vec![Problem::at("", "the body must be a JSON object")]);
         };
         let mut errors = Vec::new();
         let mut next = self.clone();
@@ -190,11 +190,11 @@ impl Definition {
                 } else {
                     "unknown field"
                 };
-                errors.push(ErrorDetail::at(key.clone(), reason));
+                errors.push(Problem::at(key.clone(), reason));
             }
         }
         if !obj.contains_key("name") && !obj.contains_key("properties") && errors.is_empty() {
-            errors.push(ErrorDetail::at("", "send 'name' and/or 'properties'"));
+            errors.push(Problem::at("", "send 'name' and/or 'properties'"));
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -203,17 +203,14 @@ impl Definition {
         Ok(next)
     }
 
-    fn check_identifier_not_imported(&self) -> Result<(), Vec<ErrorDetail>> {
-        let clash: Vec<ErrorDetail> = self
+    fn check_identifier_not_imported(&self) -> Result<(), Vec<Problem>> {
+        let clash: Vec<Problem> = self
             .properties
             .iter()
             .enumerate()
             .filter(|(_, p)| p.path == self.user_identifier)
             .map(|(i, _)| {
-                ErrorDetail::at(
-                    format!("properties[{i}].path"),
-                    "the user identifier cannot also be a property",
-                )
+                Problem::at(format!("properties[{i}].path"), "the user identifier cannot also be a property")
             })
             .collect();
         if clash.is_empty() { Ok(()) } else { Err(clash) }
@@ -255,12 +252,12 @@ impl Definition {
     pub fn merge_types(
         &self,
         known: &BTreeMap<String, AttrType>,
-    ) -> Result<BTreeMap<String, AttrType>, Vec<ErrorDetail>> {
+    ) -> Result<BTreeMap<String, AttrType>, Vec<Problem>> {
         let mut errors = Vec::new();
         let mut all = known.clone();
         for (i, p) in self.properties.iter().enumerate() {
             match known.get(&p.name) {
-                Some(t) if *t != p.attr_type => errors.push(ErrorDetail::at(
+                Some(t) if *t != p.attr_type => errors.push(Problem::at(
                     format!("properties[{i}].type"),
                     format!("attribute '{}' is a {t}; the type of an attribute cannot change", p.name),
                 )),
@@ -273,28 +270,25 @@ impl Definition {
     }
 }
 
-fn parse_name(v: Option<&Value>, errors: &mut Vec<ErrorDetail>) -> Option<String> {
+fn parse_name(v: Option<&Value>, errors: &mut Vec<Problem>) -> Option<String> {
     match v {
         Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= MAX_NAME_LEN => {
             Some(s.clone())
         }
         _ => {
-            errors.push(ErrorDetail::at(
-                "name",
-                format!("required: a string of 1 to {MAX_NAME_LEN} characters"),
-            ));
+            errors.push(Problem::at("name", format!("required: a string of 1 to {MAX_NAME_LEN} characters")));
             None
         }
     }
 }
 
-fn parse_properties(v: Option<&Value>, errors: &mut Vec<ErrorDetail>) -> Option<Vec<Property>> {
+fn parse_properties(v: Option<&Value>, errors: &mut Vec<Problem>) -> Option<Vec<Property>> {
     let Some(list) = v.and_then(Value::as_array) else {
-        errors.push(ErrorDetail::at("properties", "required: a list of {path, name, type}"));
+        errors.push(Problem::at("properties", "required: a list of {path, name, type}"));
         return None;
     };
     if list.is_empty() || list.len() > MAX_PROPERTIES {
-        errors.push(ErrorDetail::at("properties", format!("must hold 1 to {MAX_PROPERTIES} properties")));
+        errors.push(Problem::at("properties", format!("must hold 1 to {MAX_PROPERTIES} properties")));
         return None;
     }
     let before = errors.len();
@@ -302,15 +296,15 @@ fn parse_properties(v: Option<&Value>, errors: &mut Vec<ErrorDetail>) -> Option<
     for (i, p) in list.iter().enumerate() {
         let at = |field: &str| format!("properties[{i}]{field}");
         let Some(obj) = p.as_object() else {
-            errors.push(ErrorDetail::at(at(""), "must be an object {path, name, type}"));
+            errors.push(Problem::at(at(""), "must be an object {path, name, type}"));
             continue;
         };
         let path = match obj.get("path") {
             Some(Value::String(s)) => {
-                PropertyPath::parse(s).map_err(|e| errors.push(ErrorDetail::at(at(".path"), e))).ok()
+                PropertyPath::parse(s).map_err(|e| errors.push(Problem::at(at(".path"), e))).ok()
             }
             _ => {
-                errors.push(ErrorDetail::at(at(".path"), "required: a string path"));
+                errors.push(Problem::at(at(".path"), "required: a string path"));
                 None
             }
         };
@@ -318,42 +312,39 @@ fn parse_properties(v: Option<&Value>, errors: &mut Vec<ErrorDetail>) -> Option<
             None | Some(Value::Null) => path.as_ref().map(|p| p.as_str().to_string()),
             Some(Value::String(s)) => Some(s.clone()),
             Some(_) => {
-                errors.push(ErrorDetail::at(at(".name"), "must be a string"));
+                errors.push(Problem::at(at(".name"), "must be a string"));
                 None
             }
         };
         if let Some(n) = &name
             && (n.trim().is_empty() || n.chars().count() > MAX_ATTRIBUTE_NAME_LEN)
         {
-            errors.push(ErrorDetail::at(
+            errors.push(Problem::at(
                 at(".name"),
                 format!("an attribute name must be 1 to {MAX_ATTRIBUTE_NAME_LEN} characters"),
             ));
         }
         let attr_type = match obj.get("type") {
             Some(Value::String(s)) => AttrType::parse(s).or_else(|| {
-                errors.push(ErrorDetail::at(at(".type"), "must be one of String, Number, Date, Boolean"));
+                errors.push(Problem::at(at(".type"), "must be one of String, Number, Date, Boolean"));
                 None
             }),
             _ => {
-                errors.push(ErrorDetail::at(at(".type"), "required: one of String, Number, Date, Boolean"));
+                errors.push(Problem::at(at(".type"), "required: one of String, Number, Date, Boolean"));
                 None
             }
         };
         for key in obj.keys() {
             if !matches!(key.as_str(), "path" | "name" | "type") {
-                errors.push(ErrorDetail::at(at(&format!(".{key}")), "unknown field"));
+                errors.push(Problem::at(at(&format!(".{key}")), "unknown field"));
             }
         }
         if let (Some(path), Some(name), Some(attr_type)) = (path, name, attr_type) {
             if out.iter().any(|q| q.name == name) {
-                errors.push(ErrorDetail::at(at(".name"), format!("attribute name '{name}' is used twice")));
+                errors.push(Problem::at(at(".name"), format!("attribute name '{name}' is used twice")));
             }
             if out.iter().any(|q| q.path == path) {
-                errors.push(ErrorDetail::at(
-                    at(".path"),
-                    format!("path '{}' is imported twice", path.as_str()),
-                ));
+                errors.push(Problem::at(at(".path"), format!("path '{}' is imported twice", path.as_str())));
             }
             out.push(Property { path, name, attr_type });
         }

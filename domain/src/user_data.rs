@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::integration::{AttrType, Definition};
-use crate::http::ErrorDetail;
+use crate::Problem;
 
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 pub const MAX_USERS: usize = 100;
@@ -113,23 +113,23 @@ pub struct Request {
 
 impl Envelope {
     /// Checks the envelope's shape; the items themselves are judged by [`validate`].
-    pub fn into_request(self, token_required: bool) -> Result<Request, Vec<ErrorDetail>> {
+    pub fn into_request(self, token_required: bool) -> Result<Request, Vec<Problem>> {
         let mut errors = Vec::new();
         let token = match self.token {
             Some(Value::String(t)) if !t.is_empty() => t,
             None if !token_required => String::new(),
             _ => {
-                errors.push(ErrorDetail::at("token", "required: the integration token (a string)"));
+                errors.push(Problem::at("token", "required: the integration token (a string)"));
                 String::new()
             }
         };
         let data = match self.data {
             Some(Value::Array(items)) if items.is_empty() => {
-                errors.push(ErrorDetail::at("data", "must hold at least one user"));
+                errors.push(Problem::at("data", "must hold at least one user"));
                 Vec::new()
             }
             Some(Value::Array(items)) if items.len() > MAX_USERS => {
-                errors.push(ErrorDetail::at(
+                errors.push(Problem::at(
                     "data",
                     format!("at most {MAX_USERS} users per request, got {}", items.len()),
                 ));
@@ -137,7 +137,7 @@ impl Envelope {
             }
             Some(Value::Array(items)) => items,
             _ => {
-                errors.push(ErrorDetail::at("data", "required: a list of user objects"));
+                errors.push(Problem::at("data", "required: a list of user objects"));
                 Vec::new()
             }
         };
@@ -145,7 +145,7 @@ impl Envelope {
             None | Some(Value::Bool(false)) => false,
             Some(Value::Bool(true)) => true,
             Some(_) => {
-                errors.push(ErrorDetail::at("updateExistingOnly", "must be true or false"));
+                errors.push(Problem::at("updateExistingOnly", "must be true or false"));
                 false
             }
         };
@@ -171,7 +171,7 @@ pub struct Validated {
 /// Judges every item; on any problem, every problem is returned and nothing may be written.
 /// Imported values are moved out of `data` (left as `null`) rather than copied: a 2 MB
 /// request is mostly values.
-pub fn validate(def: &Definition, data: &mut [Value]) -> Result<Validated, Vec<ErrorDetail>> {
+pub fn validate(def: &Definition, data: &mut [Value]) -> Result<Validated, Vec<Problem>> {
     let mut errors = Vec::new();
     let mut users = Vec::with_capacity(data.len());
     let mut seen: HashSet<UserId> = HashSet::with_capacity(data.len());
@@ -181,13 +181,10 @@ pub fn validate(def: &Definition, data: &mut [Value]) -> Result<Validated, Vec<E
         .collect();
 
     for (index, item) in data.iter_mut().enumerate() {
-        let err = |path: &str, reason: String| ErrorDetail {
-            index: Some(index),
-            path: Some(path.to_string()),
-            reason,
-        };
+        let err =
+            |path: &str, reason: String| Problem { index: Some(index), path: Some(path.to_string()), reason };
         let Some(obj) = item.as_object_mut() else {
-            errors.push(ErrorDetail {
+            errors.push(Problem {
                 index: Some(index),
                 path: None,
                 reason: "each user must be a JSON object".into(),
@@ -214,7 +211,7 @@ pub fn validate(def: &Definition, data: &mut [Value]) -> Result<Validated, Vec<E
         }
         let item_had_errors = errors.last().is_some_and(|e| e.index == Some(index));
         if values.is_empty() && !item_had_errors {
-            errors.push(ErrorDetail {
+            errors.push(Problem {
                 index: Some(index),
                 path: None,
                 reason: "at least one imported property with a value is required besides the identifier"
@@ -407,12 +404,12 @@ mod tests {
         v.as_array().unwrap().clone()
     }
 
-    fn check(def: &Definition, v: Value) -> Result<Validated, Vec<ErrorDetail>> {
+    fn check(def: &Definition, v: Value) -> Result<Validated, Vec<Problem>> {
         validate(def, &items(v))
     }
 
     /// The tests judge copies, so that they can reuse their inputs.
-    fn validate(def: &Definition, data: &[Value]) -> Result<Validated, Vec<ErrorDetail>> {
+    fn validate(def: &Definition, data: &[Value]) -> Result<Validated, Vec<Problem>> {
         super::validate(def, &mut data.to_vec())
     }
 

@@ -1,0 +1,66 @@
+//! The one clock every rule and record uses, with its units in its method names.
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// A point in time (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(OffsetDateTime);
+
+impl Timestamp {
+    pub fn now() -> Self {
+        Self(OffsetDateTime::now_utc())
+    }
+
+    /// `None` past the calendar `time` can represent.
+    pub fn from_epoch_secs(secs: i64) -> Option<Self> {
+        OffsetDateTime::from_unix_timestamp(secs).ok().map(Self)
+    }
+
+    pub fn from_epoch_ms(ms: i64) -> Option<Self> {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok().map(Self)
+    }
+
+    pub fn epoch_secs(self) -> i64 {
+        self.0.unix_timestamp()
+    }
+
+    pub fn epoch_ms(self) -> i64 {
+        (self.0.unix_timestamp_nanos() / 1_000_000) as i64
+    }
+
+    /// RFC 3339 at the clock's full precision (`2026-11-29T09:00:00.123456789Z`).
+    pub fn rfc3339(self) -> String {
+        self.0.format(&Rfc3339).expect("a UTC time within year 9999 formats")
+    }
+
+    /// RFC 3339 at whole seconds (`2026-11-29T09:00:00Z`).
+    pub fn rfc3339_secs(self) -> String {
+        self.0.replace_nanosecond(0).expect("0 ns is valid").format(&Rfc3339).expect("formats")
+    }
+
+    /// RFC 3339 with exactly three fractional digits (`2026-11-29T09:00:00.120Z`).
+    pub fn rfc3339_millis(self) -> String {
+        self.0
+            .format(time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+            ))
+            .expect("formats")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_and_formats_agree() {
+        let t = Timestamp::from_epoch_ms(1_795_424_400_120).unwrap();
+        assert_eq!(t.epoch_secs(), 1_795_424_400);
+        assert_eq!(t.epoch_ms(), 1_795_424_400_120);
+        assert_eq!(t.rfc3339_millis(), "2026-11-23T09:00:00.120Z");
+        assert_eq!(t.rfc3339_secs(), "2026-11-23T09:00:00Z");
+        assert_eq!(t.rfc3339(), "2026-11-23T09:00:00.12Z");
+        assert_eq!(Timestamp::from_epoch_secs(1_795_424_400).unwrap().rfc3339(), "2026-11-23T09:00:00Z");
+    }
+}

@@ -1,0 +1,17 @@
+//! The rules of the product: identifiers, values, what a request may hold and the problems
+//! found in one. The compiler keeps this crate free of HTTP, Lambda and AWS types: it depends
+//! on none of those crates.
+
+pub mod clock;
+pub mod ids;
+pub mod integration;
+pub mod moengage;
+pub mod problem;
+pub mod scope;
+pub mod segment;
+pub mod user_data;
+
+pub use clock::Timestamp;
+pub use ids::{AccountId, ClientId, IdError, SegmentGuid, SystemGuid};
+pub use problem::Problem;
+pub use scope::{Scope, ScopeSet};

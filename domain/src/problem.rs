@@ -1,0 +1,20 @@
+//! What is wrong with a request, as the rules see it: the detail every 4xx body lists.
+
+use serde::Serialize;
+
+/// One problem found in a request: where (`index` of a list item and/or `path` into it) and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub reason: String,
+}
+
+impl Problem {
+    pub fn at(path: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self { index: None, path: Some(path.into()), reason: reason.into() }
+    }
+}

@@ -1,0 +1,188 @@
+//! The response bodies of every route, one struct per schema of `docs/openapi.yaml`
+//! (`components/schemas`, same names): changing a field here changes the API, and
+//! `tests/tests/openapi.rs` checks every answer against the document. Stored items have their
+//! own record types in [`crate::store`], so nothing here changes what is stored.
+//!
+//! Error bodies are made in one place, [`crate::http::error::render`].
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::domain::Problem;
+use crate::domain::integration::PropertyDto;
+
+/// `TokenResponse` (RFC 6749 §5.1).
+#[derive(Debug, Serialize)]
+pub struct TokenResponse<'a> {
+    pub access_token: &'a str,
+    pub expires_in: i64,
+    pub token_type: &'static str,
+    pub scope: String,
+}
+
+/// `Jwks`.
+#[derive(Debug, Serialize)]
+pub struct Jwks {
+    pub keys: Vec<jsonwebtoken::jwk::Jwk>,
+}
+
+/// `OpenIdConfiguration`.
+#[derive(Debug, Serialize)]
+pub struct OpenIdConfiguration {
+    pub issuer: String,
+    pub jwks_uri: String,
+    pub token_endpoint: String,
+    pub grant_types_supported: [&'static str; 1],
+    pub token_endpoint_auth_methods_supported: [&'static str; 2],
+    pub scopes_supported: Vec<&'static str>,
+    pub response_types_supported: [&'static str; 1],
+    pub subject_types_supported: [&'static str; 1],
+    pub id_token_signing_alg_values_supported: [&'static str; 1],
+    pub access_token_signing_alg_values_supported: [&'static str; 1],
+}
+
+/// `Integration`, and `IntegrationCreated` when `token` is set.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Integration {
+    pub integration_id: String,
+    pub name: String,
+    pub user_identifier_property: String,
+    pub properties: Vec<PropertyDto>,
+    pub endpoint: String,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// `IntegrationList`.
+#[derive(Debug, Serialize)]
+pub struct IntegrationList {
+    pub integrations: Vec<Integration>,
+}
+
+/// `TestReport`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestReport<'a> {
+    pub valid: bool,
+    pub mode: Option<&'static str>,
+    pub users: Vec<TestUser<'a>>,
+    pub errors: &'a [Problem],
+    pub ignored_fields: &'a [String],
+}
+
+/// One user of a `TestReport`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestUser<'a> {
+    pub user_id: &'a str,
+    pub set: Map<String, Value>,
+    pub unset: Vec<&'a str>,
+}
+
+/// `UserDataResponse`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserDataResponse<'a> {
+    pub accepted: usize,
+    pub mode: &'static str,
+    pub ignored_fields: &'a [String],
+    pub skipped: Vec<&'a str>,
+}
+
+/// `EndUser`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndUser<'a> {
+    pub user_id: &'a str,
+    pub integrations: Vec<EndUserIntegration<'a>>,
+    pub segments: Vec<SegmentMembership<'a>>,
+}
+
+/// `EndUserIntegration`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndUserIntegration<'a> {
+    pub integration_id: &'a str,
+    pub name: &'a str,
+    pub attributes: Map<String, Value>,
+    pub types: Map<String, Value>,
+    pub updated_at: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<&'a str>,
+}
+
+/// `SegmentMembership`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SegmentMembership<'a> {
+    pub system_guid: String,
+    pub segment_guid: String,
+    pub id: Option<&'a str>,
+    pub name: &'a str,
+}
+
+/// `Segment`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Segment<'a> {
+    pub segment_guid: String,
+    pub system_guid: String,
+    pub id: Option<&'a str>,
+    pub name: &'a str,
+    pub user_count: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// `SegmentList`.
+#[derive(Debug, Serialize)]
+pub struct SegmentList<'a> {
+    pub segments: Vec<Segment<'a>>,
+}
+
+/// `SegmentMembers`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SegmentMembers<'a> {
+    pub user_ids: &'a [String],
+    pub next_cursor: Option<String>,
+}
+
+/// `MoEngageSuccess`.
+#[derive(Debug, Serialize)]
+pub struct MoEngageSuccess {
+    pub status: &'static str,
+    pub message: &'static str,
+}
+
+impl MoEngageSuccess {
+    pub const MESSAGE: &'static str = "Your request has been accepted and will be processed soon.";
+
+    pub fn accepted() -> Self {
+        Self { status: "success", message: Self::MESSAGE }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every body here is named after a schema of the OpenAPI document.
+    #[test]
+    fn every_body_is_a_schema_of_the_openapi_document() {
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.yaml")).unwrap();
+        let src = include_str!("api.rs");
+        let names: Vec<&str> = src
+            .lines()
+            .filter_map(|l| l.strip_prefix("pub struct "))
+            .map(|l| l.split(|c: char| !c.is_alphanumeric()).next().unwrap())
+            .filter(|n| *n != "TestUser")
+            .collect();
+        assert!(names.len() >= 14, "{names:?}");
+        for name in names {
+            assert!(doc.contains(&format!("\n    {name}:\n")), "{name} is not a schema of docs/openapi.yaml");
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The one runner every HTTP function is served by. For each request, in this order:
+//! 1. read it ([`RequestInfo`]) and find its route in the function's table ([`routes`]):
+//!    `404`/`405` here;
+//! 2. authenticate the caller once, as the route's [`Access`] says;
+//! 3. check the route's scope: a caller who lacks it gets `403` (or Basic's `401`) before any
+//!    rate-limit charge, idempotency replay or handler runs;
+//! 4. run the protections ([`crate::protect`]): rate limit, then a write's `Idempotency-Key`;
+//! 5. hand the handler the route and a typed [`Principal`];
+//!
+//! then render any error once, in the route's [`Dialect`], and record the call's usage.
+//! A function implements [`Service`] (its route table and one `handle`), and its `main` is
+//! `shared::front::run(App::new)`.
+
+pub mod routes;
+
+use std::future::Future;
+
+use lambda_http::{Body, Request, Response};
+use tracing::Instrument;
+
+pub use routes::{Access, Dialect, Miss, Params, Route};
+
+use crate::auth::{Authenticator, Principal, WorkspaceAuthenticator};
+use crate::config::{self, AuthConfig, Tables};
+use crate::http::error::render;
+use crate::http::request::header;
+use crate::http::{ApiError, ErrorCode, Reply, RequestInfo};
+use crate::protect::usage::UsageReport;
+use crate::protect::{Claim, Guard};
+use crate::store::dynamo::DynamoStore;
+
+/// What a handler gets: the request, its route's path parameters, and who is calling.
+pub struct Call<'a> {
+    pub info: &'a RequestInfo,
+    pub req: &'a Request,
+    pub params: &'a Params,
+    principal: Option<&'a Principal>,
+}
+
+impl Call<'_> {
+    /// The authenticated caller. The front has checked the route's scope; a [`Access::Public`]
+    /// route has no caller, and asking for one is answered `401`.
+    pub fn principal(&self) -> Result<&Principal, ApiError> {
+        self.principal.ok_or(ApiError::Auth(crate::auth::BearerError::Missing))
+    }
+
+    /// A path parameter of the route's template.
+    pub fn param(&self, name: &str) -> &str {
+        self.params.get(name)
+    }
+}
+
+/// A Lambda function behind API Gateway: its routes, declared once, and its handler.
+pub trait Service: Send + Sync {
+    /// The function's own names for its routes.
+    type Op: Copy + Send + Sync + 'static;
+    const ROUTES: &'static [Route<Self::Op>];
+
+    fn front(&self) -> &Front;
+
+    fn handle<'a>(
+        &'a self,
+        op: Self::Op,
+        call: Call<'a>,
+    ) -> impl Future<Output = Result<Reply, ApiError>> + Send + 'a;
+}
+
+/// Authentication and protections, the same for every function.
+pub struct Front {
+    bearer: Authenticator,
+    workspace: WorkspaceAuthenticator,
+    guard: Guard,
+}
+
+impl Front {
+    pub fn new(store: &DynamoStore, auth: &AuthConfig) -> Self {
+        Self {
+            bearer: Authenticator::new(store.clone(), auth),
+            workspace: WorkspaceAuthenticator::new(store.clone()),
+            guard: Guard::new(store.clone()),
+        }
+    }
+
+    /// Steps 2 and 3: the caller, with the route's scope checked.
+    async fn authenticate(
+        &self,
+        access: Access,
+        info: &RequestInfo,
+        req: &Request,
+        params: &Params,
+    ) -> Result<Option<Principal>, ApiError> {
+        let authorization = header(req, "authorization");
+        let principal = match access {
+            Access::Public => return Ok(None),
+            Access::Bearer(scope) => {
+                self.bearer.authenticate(authorization, info.domain.as_deref(), scope).await?
+            }
+            Access::WorkspaceBasic(scope) => {
+                self.workspace.authenticate(authorization, params.get("workspace_id"), scope).await?
+            }
+        };
+        tracing::Span::current().record("account", principal.account.as_str());
+        Ok(Some(principal))
+    }
+}
+
+/// Serves one request with `service`: the whole path described in the module's doc.
+pub async fn serve<S: Service>(service: &S, req: Request) -> Response<Body> {
+    let info = RequestInfo::from_request(&req);
+    let span = info.span();
+    serve_in_span(service, &info, &req).instrument(span).await
+}
+
+async fn serve_in_span<S: Service>(service: &S, info: &RequestInfo, req: &Request) -> Response<Body> {
+    let (route, params) = match routes::find(S::ROUTES, &info.method, &info.segments) {
+        Ok(found) => found,
+        Err(Miss::Method { allow, dialect }) => {
+            let err = ApiError::MethodNotAllowed { method: info.method.clone(), allow };
+            return render(err, dialect, &info.request_id);
+        }
+        Err(Miss::Path) => {
+            let err = ApiError::RouteNotFound { method: info.method.clone(), path: info.segments.join("/") };
+            return render(err, Dialect::Rest, &info.request_id);
+        }
+    };
+    let front = service.front();
+    let fail = |e: ApiError| render(e, route.dialect, &info.request_id);
+    let principal = match front.authenticate(route.access, info, req, &params).await {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let Some(principal) = principal else {
+        let call = Call { info, req, params: &params, principal: None };
+        return Box::pin(service.handle(route.op, call)).await.map(|r| r.response).unwrap_or_else(fail);
+    };
+    let account = &principal.account;
+    if let Err(e) = front.guard.admit(account, info).await {
+        return fail(e);
+    }
+    let (response, usage, error) = protected(service, route, &params, &principal, info, req).await;
+    front.guard.record(account, &principal.client_id, &usage, error).await;
+    response
+}
+
+/// Step 4's idempotency and step 5, for an admitted caller: a write's key is claimed before
+/// the handler runs and settled with whatever the caller is answered, errors included.
+async fn protected<S: Service>(
+    service: &S,
+    route: &'static Route<S::Op>,
+    params: &Params,
+    principal: &Principal,
+    info: &RequestInfo,
+    req: &Request,
+) -> (Response<Body>, UsageReport, Option<ErrorCode>) {
+    let fail = |e: ApiError| {
+        let code = e.code();
+        (render(e, route.dialect, &info.request_id), UsageReport::default(), Some(code))
+    };
+    let guard = &service.front().guard;
+    let account = &principal.account;
+    let claim = if route.write { guard.claim(account, info, req).await } else { Ok(Claim::None) };
+    let key = match claim {
+        Err(e) => return fail(e),
+        Ok(Claim::Replay(response)) => return (response, UsageReport::default(), None),
+        Ok(Claim::Fresh { key }) => Some(key),
+        Ok(Claim::None) => None,
+    };
+    let call = Call { info, req, params, principal: Some(principal) };
+    let (response, usage, error) = match Box::pin(service.handle(route.op, call)).await {
+        Ok(reply) => (reply.response, reply.usage, None),
+        Err(e) => fail(e),
+    };
+    if let Some(key) = key {
+        guard.settle(account, info, &key, &response).await;
+    }
+    (response, usage, error)
+}
+
+/// A function's `main`: telemetry, the AWS clients and tables from the environment, then the
+/// Lambda runtime serving `make(store, auth)` until the instance is reclaimed.
+pub async fn run<S, F>(make: F) -> Result<(), lambda_http::Error>
+where
+    S: Service,
+    F: FnOnce(DynamoStore, &AuthConfig) -> S,
+{
+    crate::telemetry::init();
+    let sdk = config::aws_sdk_config().await;
+    let store = DynamoStore::new(config::dynamodb_client(&sdk), Tables::from_env());
+    let service = make(store, &AuthConfig::from_env());
+    let service = &service;
+    lambda_http::run(lambda_http::service_fn(move |req: Request| async move {
+        Ok::<_, lambda_http::Error>(serve(service, req).await)
+    }))
+    .await
+}

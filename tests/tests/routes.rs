@@ -1,0 +1,137 @@
+//! Each function declares its routes once (`Service::ROUTES`). The three other places that
+//! name them must agree with those declarations, method for method: `template.yaml` (what API
+//! Gateway sends to which function), the local router of `cargo lambda watch` in `Cargo.toml`
+//! (what `make dev` sends where) and `docs/openapi.yaml` (what clients are told, with each
+//! operation's credentials and scope).
+
+use std::collections::BTreeSet;
+
+use serde_yaml::Value;
+use shared::front::{Access, Route, Service};
+
+/// (method, path, function binary, access) of every declared route.
+fn declared() -> BTreeSet<(String, String, String, String)> {
+    fn of<S: Service>(binary: &str) -> Vec<(String, String, String, String)> {
+        S::ROUTES
+            .iter()
+            .map(|r: &Route<S::Op>| {
+                (r.method.to_string(), r.path.to_string(), binary.to_string(), access(r.access))
+            })
+            .collect()
+    }
+    [
+        of::<token::App>("token"),
+        of::<user_data::App>("user-data"),
+        of::<integrations::App>("integrations"),
+        of::<segments::App>("segments"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+fn access(a: Access) -> String {
+    match a {
+        Access::Public => "public".into(),
+        Access::Bearer(s) => format!("bearer {s}"),
+        // HTTP Basic has no scopes in OpenAPI: the scheme's description names the scope (below).
+        Access::WorkspaceBasic(_) => "moengage".into(),
+    }
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(format!("{}/../{rel}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+#[test]
+fn template_yaml_routes_each_declared_route_to_its_function() {
+    let t: Value = serde_yaml::from_str(&read("template.yaml")).unwrap();
+    let mut routed = BTreeSet::new();
+    for res in t["Resources"].as_mapping().unwrap().values() {
+        let Some(events) = res["Properties"]["Events"].as_mapping() else { continue };
+        let binary = res["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap_or_default();
+        for ev in events.values().filter(|e| e["Type"].as_str() == Some("HttpApi")) {
+            let p = &ev["Properties"];
+            routed.insert((
+                p["Method"].as_str().unwrap().to_uppercase(),
+                p["Path"].as_str().unwrap().to_string(),
+                binary.to_string(),
+            ));
+        }
+    }
+    let want: BTreeSet<_> = declared().into_iter().map(|(m, p, b, _)| (m, p, b)).collect();
+    assert_eq!(routed, want, "template.yaml's HttpApi events differ from the declared routes");
+}
+
+#[test]
+fn the_local_router_sends_each_declared_path_to_its_function() {
+    let text = read("Cargo.toml");
+    let section = text.split("[workspace.metadata.lambda.watch.router]").nth(1).expect("the router section");
+    let mut routed = BTreeSet::new();
+    for line in section.lines().map(str::trim).take_while(|l| !l.starts_with('[')) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (path, function) =
+            line.split_once(" = ").unwrap_or_else(|| panic!("unexpected router line {line}"));
+        routed.insert((path.trim_matches('"').to_string(), function.trim_matches('"').to_string()));
+    }
+    let want: BTreeSet<_> = declared().into_iter().map(|(_, p, b, _)| (p, b)).collect();
+    assert_eq!(
+        routed, want,
+        "Cargo.toml's [workspace.metadata.lambda.watch.router] differs from the declared routes"
+    );
+}
+
+#[test]
+fn the_openapi_document_describes_each_declared_route_with_its_credentials() {
+    let doc: Value = serde_yaml::from_str(&read("docs/openapi.yaml")).unwrap();
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_mapping().unwrap() {
+        for method in ["get", "post", "put", "patch", "delete"] {
+            let op = &item[method];
+            if op.is_null() {
+                continue;
+            }
+            let security: Vec<String> = op["security"]
+                .as_sequence()
+                .map(|reqs| {
+                    reqs.iter()
+                        .filter_map(|r| r.as_mapping())
+                        .flat_map(|m| m.iter())
+                        .map(|(scheme, scopes)| {
+                            let scopes: Vec<&str> =
+                                scopes.as_sequence().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+                            format!("{} {}", scheme.as_str().unwrap(), scopes.join(" "))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let access = match security.as_slice() {
+                [one] if one.starts_with("bearerAuth ") => one.replacen("bearerAuth", "bearer", 1),
+                [one] if one.starts_with("moengageBasic ") => one.replacen("moengageBasic", "moengage", 1),
+                // No security, or the token endpoint's Basic (its own client authentication).
+                [] => "public".into(),
+                [one] if one.trim() == "basicAuth" => "public".into(),
+                other => panic!("{method} {path:?}: unexpected security {other:?}"),
+            };
+            documented.insert((
+                method.to_uppercase(),
+                path.as_str().unwrap().to_string(),
+                access.trim().to_string(),
+            ));
+        }
+    }
+    let want: BTreeSet<_> = declared().into_iter().map(|(m, p, _, a)| (m, p, a)).collect();
+    assert_eq!(
+        documented, want,
+        "docs/openapi.yaml differs from the declared routes (method, path, credentials)"
+    );
+    let described = doc["components"]["securitySchemes"]["moengageBasic"]["description"].as_str().unwrap();
+    for s in <user_data::App as Service>::ROUTES.iter().filter_map(|r| match r.access {
+        Access::WorkspaceBasic(s) => Some(s),
+        _ => None,
+    }) {
+        assert!(described.contains(&format!("`{s}`")), "moengageBasic's description must name the scope {s}");
+    }
+}
