@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
+use shared::auth::{ClientSecret, keys};
 use shared::config::{self, AuthConfig, Tables};
 use shared::domain::{AccountId, ClientId, ScopeSet, SystemGuid};
 use shared::store::StoreError;
@@ -189,7 +190,11 @@ async fn run(store: &DynamoStore, command: Command) -> Outcome {
         Command::Usage { account, from, to } => usage(store, &account_id(&account)?, from, to).await,
         Command::Keys { command: KeysCmd::Rotate { retire_after } } => {
             let retire = retire_after.unwrap_or(AuthConfig::from_env().token_ttl_secs + 600);
-            let key = store.rotate_signing_key(now, retire).await.map_err(store_err)?;
+            let key = keys::generate().map_err(|e| e.to_string())?;
+            store
+                .rotate_signing_key(&key.kid, &key.private_pem, &key.public_jwk, now, retire)
+                .await
+                .map_err(store_err)?;
             Ok((
                 json!({ "kid": key.kid, "previousKeysRetireAfterSeconds": retire }),
                 format!("signing key {} is now current", key.kid),
@@ -210,7 +215,9 @@ async fn client(store: &DynamoStore, command: ClientCmd, now: i64) -> Outcome {
             if scopes.is_empty() {
                 return Err("--scopes must name at least one scope".into());
             }
-            let (rec, secret) = store.create_client(&account, &name, scopes, now).await.map_err(store_err)?;
+            let secret = ClientSecret::generate();
+            let rec =
+                store.create_client(&account, &name, scopes, secret.hash(), now).await.map_err(store_err)?;
             let value = json!({
                 "clientId": rec.client_id.as_str(),
                 "clientSecret": secret.expose(),
@@ -258,7 +265,8 @@ async fn client(store: &DynamoStore, command: ClientCmd, now: i64) -> Outcome {
         }
         ClientCmd::RotateSecret { client_id } => {
             let id = ClientId::parse(&client_id).map_err(|e| e.to_string())?;
-            let secret = store.rotate_client_secret(&id).await.map_err(store_err)?;
+            let secret = ClientSecret::generate();
+            store.rotate_client_secret(&id, &secret.hash()).await.map_err(store_err)?;
             Ok((
                 json!({ "clientId": id.as_str(), "clientSecret": secret.expose() }),
                 format!("new secret for {id}: {}   (shown once)", secret.expose()),

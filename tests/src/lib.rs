@@ -14,10 +14,11 @@ use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 
-use shared::auth::ClientSecret;
+use shared::auth::{ClientSecret, GeneratedKey};
 use shared::config::{AuthConfig, Tables};
 use shared::domain::{AccountId, ScopeSet, SystemGuid};
 use shared::store::dynamo::DynamoStore;
+use shared::store::{ClientRecord, StoreError};
 
 pub use faults::{Fault, FaultPlan, Faults, Injected, Reach};
 
@@ -120,6 +121,31 @@ pub fn auth_config() -> AuthConfig {
     AuthConfig { issuer: Some(ISSUER.into()), audience: AUDIENCE.into(), token_ttl_secs: 86_400 }
 }
 
+/// Creates an API client as `admin client create` does: the secret is generated here and
+/// returned; the store keeps only its hash.
+pub async fn create_client(
+    store: &DynamoStore,
+    account: &AccountId,
+    name: &str,
+    scopes: ScopeSet,
+    now: i64,
+) -> Result<(ClientRecord, ClientSecret), StoreError> {
+    let secret = ClientSecret::generate();
+    let record = store.create_client(account, name, scopes, secret.hash(), now).await?;
+    Ok((record, secret))
+}
+
+/// Generates a signing key and makes it the current one, as `admin keys rotate` does.
+pub async fn rotate_signing_key(
+    store: &DynamoStore,
+    now: i64,
+    retire_after_secs: i64,
+) -> Result<GeneratedKey, StoreError> {
+    let key = shared::auth::keys::generate().expect("an RSA key");
+    store.rotate_signing_key(&key.kid, &key.private_pem, &key.public_jwk, now, retire_after_secs).await?;
+    Ok(key)
+}
+
 /// One test's world: its own tables, an account with a client holding every scope, and a
 /// current signing key.
 pub struct Stack {
@@ -161,8 +187,8 @@ impl Stack {
         let now = shared::domain::Timestamp::now().epoch_secs();
         store.create_account(&account, 100, 10_000, now).await.expect("account");
         let (client, secret) =
-            store.create_client(&account, "test", ScopeSet::all(), now).await.expect("client");
-        store.rotate_signing_key(now, 3600).await.expect("key");
+            create_client(&store, &account, "test", ScopeSet::all(), now).await.expect("client");
+        rotate_signing_key(&store, now, 3600).await.expect("key");
         let system = SystemGuid::generate();
         store.create_system(&account, system, now).await.expect("system");
         counter.reset();
@@ -183,9 +209,29 @@ impl Stack {
         let now = shared::domain::Timestamp::now().epoch_secs();
         self.store.create_account(&account, 100, 10_000, now).await.expect("account");
         let (client, secret) =
-            self.store.create_client(&account, "other", ScopeSet::all(), now).await.expect("client");
+            self.create_client(&account, "other", ScopeSet::all(), now).await.expect("client");
         self.counter.reset();
         (account, client.client_id.to_string(), secret)
+    }
+
+    /// [`create_client`] in this stack's tables.
+    pub async fn create_client(
+        &self,
+        account: &AccountId,
+        name: &str,
+        scopes: ScopeSet,
+        now: i64,
+    ) -> Result<(ClientRecord, ClientSecret), StoreError> {
+        create_client(&self.store, account, name, scopes, now).await
+    }
+
+    /// [`rotate_signing_key`] in this stack's tables.
+    pub async fn rotate_signing_key(
+        &self,
+        now: i64,
+        retire_after_secs: i64,
+    ) -> Result<GeneratedKey, StoreError> {
+        rotate_signing_key(&self.store, now, retire_after_secs).await
     }
 
     pub fn basic(&self) -> String {

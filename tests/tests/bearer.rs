@@ -170,7 +170,7 @@ async fn rotation_keeps_old_tokens_valid_and_unknown_kids_refresh_once() {
     let old = jwt::issue(&signing_key(&stack).await, &claims(&stack)).unwrap();
     check(&auth, &old).await.unwrap();
 
-    stack.store.rotate_signing_key(shared::domain::Timestamp::now().epoch_secs(), 3600).await.unwrap();
+    stack.rotate_signing_key(shared::domain::Timestamp::now().epoch_secs(), 3600).await.unwrap();
     let new_key = signing_key(&stack).await;
     let new = jwt::issue(&new_key, &claims(&stack)).unwrap();
     stack.counter.reset();
@@ -193,7 +193,7 @@ async fn rotation_keeps_old_tokens_valid_and_unknown_kids_refresh_once() {
     assert!(stack.counter.take().is_empty());
 
     // Once retired, a key no longer verifies (a fresh verifier reads the key set anew).
-    stack.store.rotate_signing_key(shared::domain::Timestamp::now().epoch_secs(), 0).await.unwrap();
+    stack.rotate_signing_key(shared::domain::Timestamp::now().epoch_secs(), 0).await.unwrap();
     let fresh = Authenticator::new(stack.store.clone(), &auth_config());
     assert!(matches!(invalid(check(&fresh, &new).await), TokenError::UnknownKey));
     check(&fresh, &old).await.unwrap(); // retired an hour from its own rotation, not yet

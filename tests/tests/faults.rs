@@ -80,7 +80,7 @@ async fn account_with_limit(stack: &Stack, id: &str, limit: i64) -> (AccountId, 
     let account = AccountId::parse(id).unwrap();
     let now = shared::domain::Timestamp::now().epoch_secs();
     stack.store.create_account(&account, limit, 10_000, now).await.unwrap();
-    let (client, secret) = stack.store.create_client(&account, "tight", ScopeSet::all(), now).await.unwrap();
+    let (client, secret) = stack.create_client(&account, "tight", ScopeSet::all(), now).await.unwrap();
     let bearer = stack.bearer_for(&account, client.client_id.as_str(), ALL_SCOPES).await;
     (account, bearer, secret.expose().to_string())
 }

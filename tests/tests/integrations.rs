@@ -147,8 +147,7 @@ async fn attribute_cap_holds_under_concurrent_edits() {
     let stack = Stack::new().await;
     let small = shared::domain::AccountId::parse("small").unwrap();
     stack.store.create_account(&small, 10, 100, 0).await.unwrap();
-    let (client, _) =
-        stack.store.create_client(&small, "c", shared::domain::ScopeSet::all(), 0).await.unwrap();
+    let (client, _) = stack.create_client(&small, "c", shared::domain::ScopeSet::all(), 0).await.unwrap();
     let auth = Arc::new(stack.bearer_for(&small, client.client_id.as_str(), ALL_SCOPES).await);
     let app = Arc::new(stack.integrations_app());
 

@@ -326,20 +326,17 @@ async fn every_authentication_failure_is_the_same_401() {
     let acme = w.stack.account.clone();
     let (disabled, disabled_key) = w
         .stack
-        .store
         .create_client(&acme, "off", ScopeSet::parse("endUserUpdate:write").unwrap(), now)
         .await
         .unwrap();
     w.stack.store.disable_client(&disabled.client_id).await.unwrap();
     let (_, read_only_key) = w
         .stack
-        .store
         .create_client(&acme, "ro", ScopeSet::parse("endUsers:read segments:write").unwrap(), now)
         .await
         .unwrap();
     let (_, writer_key) = w
         .stack
-        .store
         .create_client(&acme, "moe", ScopeSet::parse("endUserUpdate:write").unwrap(), now)
         .await
         .unwrap();
@@ -478,7 +475,7 @@ async fn the_attribute_cap_refuses_new_attributes_whole() {
     let tiny = AccountId::parse("tiny").unwrap();
     let now = shared::domain::Timestamp::now().epoch_secs();
     w.stack.store.create_account(&tiny, 3, 10_000, now).await.unwrap();
-    let (client, secret) = w.stack.store.create_client(&tiny, "moe", ScopeSet::all(), now).await.unwrap();
+    let (client, secret) = w.stack.create_client(&tiny, "moe", ScopeSet::all(), now).await.unwrap();
     let moe = basic("tiny", secret.expose());
     let bearer = w.stack.bearer_for(&tiny, client.client_id.as_str(), ALL_SCOPES).await;
     let send = |attrs: Value| {

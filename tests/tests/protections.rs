@@ -26,7 +26,7 @@ async fn an_account_over_its_limit_gets_429_and_others_do_not() {
     let now = shared::domain::Timestamp::now().epoch_secs();
     let slow = AccountId::parse("slow").unwrap();
     stack.store.create_account(&slow, 100, 3, now).await.unwrap();
-    let (client, _) = stack.store.create_client(&slow, "c", ScopeSet::all(), now).await.unwrap();
+    let (client, _) = stack.create_client(&slow, "c", ScopeSet::all(), now).await.unwrap();
     let slow_auth = stack.bearer_for(&slow, client.client_id.as_str(), ALL_SCOPES).await;
     let fast_auth = stack.bearer(ALL_SCOPES).await;
     let app = stack.integrations_app();
@@ -366,7 +366,7 @@ async fn the_moengage_route_is_protected_too() {
     let now = shared::domain::Timestamp::now().epoch_secs();
     let slow = AccountId::parse("slowmo").unwrap();
     stack.store.create_account(&slow, 100, 1, now).await.unwrap();
-    let (_, secret) = stack.store.create_client(&slow, "c", ScopeSet::all(), now).await.unwrap();
+    let (_, secret) = stack.create_client(&slow, "c", ScopeSet::all(), now).await.unwrap();
     let creds = basic("slowmo", secret.expose());
     let h = [("authorization", creds.as_str()), ("content-type", "application/json")];
     let mut limited = None;

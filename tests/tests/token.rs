@@ -83,7 +83,7 @@ async fn form_and_json_bodies_and_scope_subsets() {
 
     // A scope the client does not hold, and one that does not exist.
     let read_only = shared::domain::ScopeSet::parse("segments:read").unwrap();
-    let (limited, secret) = stack.store.create_client(&stack.account, "limited", read_only, 0).await.unwrap();
+    let (limited, secret) = stack.create_client(&stack.account, "limited", read_only, 0).await.unwrap();
     let auth = basic(limited.client_id.as_str(), secret.expose());
     let a = post_token(&app, Some(&auth), FORM, "grant_type=client_credentials&scope=segments%3Awrite").await;
     assert_eq!((a.status, a.body["error"].as_str()), (400, Some("invalid_scope")));

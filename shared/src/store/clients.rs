@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::StoreError;
 use super::codec::{Item, get_n, get_s, n, s};
 use super::dynamo::{DynamoStore, is_conditional_failure, sdk_error};
-use crate::auth::{ClientSecret, SecretHash};
+use crate::auth::SecretHash;
 use crate::domain::{AccountId, ClientId, ScopeSet};
 
 fn client_pk(id: &ClientId) -> String {
@@ -45,20 +45,21 @@ pub struct ClientLookup {
 }
 
 impl DynamoStore {
-    /// Creates a client; the secret is returned once and only its hash is stored.
+    /// Stores a new client of the account under a fresh client id. Only the hash of its secret
+    /// is given and stored: the caller generates the secret and shows it once.
     pub async fn create_client(
         &self,
         account: &AccountId,
         name: &str,
         scopes: ScopeSet,
+        secret_hash: SecretHash,
         now: i64,
-    ) -> Result<(ClientRecord, ClientSecret), StoreError> {
-        let secret = ClientSecret::generate();
+    ) -> Result<ClientRecord, StoreError> {
         let record = ClientRecord {
             client_id: ClientId::generate(),
             account: account.clone(),
             name: name.to_string(),
-            secret_hash: secret.hash(),
+            secret_hash,
             scopes,
             disabled: false,
             created_at: now,
@@ -77,7 +78,7 @@ impl DynamoStore {
             ("createdAt".to_string(), n(now)),
         ]);
         self.put_under_account(account, item, format!("client {}", record.client_id)).await?;
-        Ok((record, secret))
+        Ok(record)
     }
 
     pub async fn list_clients(&self, account: &AccountId) -> Result<Vec<ClientRecord>, StoreError> {
@@ -105,11 +106,14 @@ impl DynamoStore {
         }
     }
 
-    /// A new secret for an existing client; the old one stops working at once.
-    pub async fn rotate_client_secret(&self, id: &ClientId) -> Result<ClientSecret, StoreError> {
-        let secret = ClientSecret::generate();
-        self.update_client(id, "SET secretHash = :v", s(secret.hash().to_base64())).await?;
-        Ok(secret)
+    /// Replaces an existing client's secret by the one `secret_hash` is the hash of (generated
+    /// and shown by the caller); the old secret stops working at once.
+    pub async fn rotate_client_secret(
+        &self,
+        id: &ClientId,
+        secret_hash: &SecretHash,
+    ) -> Result<(), StoreError> {
+        self.update_client(id, "SET secretHash = :v", s(secret_hash.to_base64())).await
     }
 
     pub async fn disable_client(&self, id: &ClientId) -> Result<(), StoreError> {
