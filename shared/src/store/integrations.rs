@@ -18,7 +18,7 @@ use super::accounts::account_pk;
 use super::codec::{Item, get_n, get_s, n, s};
 use super::dynamo::{DynamoStore, sdk_error};
 use crate::domain::AccountId;
-use crate::domain::integration::{AttrType, Definition, PropertyDto};
+use crate::domain::integration::{AttrType, Definition, Property, PropertyPath};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct IntegrationRecord {
@@ -52,15 +52,69 @@ fn token_pk(hash: &str) -> String {
     format!("ITOKEN#{hash}")
 }
 
+/// A property as stored in an integration item's `properties` JSON. The store's own type, not
+/// the API's body, so that changing the API's JSON cannot change stored items: these field
+/// names and the type names (`AttrType::as_str`) are what existing items hold.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct StoredProperty {
+    path: String,
+    name: String,
+    #[serde(rename = "type")]
+    attr_type: String,
+}
+
+impl StoredProperty {
+    fn of(p: &Property) -> Self {
+        Self {
+            path: p.path.as_str().to_string(),
+            name: p.name.clone(),
+            attr_type: p.attr_type.as_str().into(),
+        }
+    }
+
+    fn into_property(self) -> Result<Property, String> {
+        Ok(Property {
+            path: PropertyPath::parse(&self.path)?,
+            name: self.name,
+            attr_type: stored_type(&self.attr_type)?,
+        })
+    }
+}
+
+fn stored_type(name: &str) -> Result<AttrType, String> {
+    AttrType::parse(name).ok_or_else(|| format!("unknown attribute type '{name}'"))
+}
+
+fn properties_json(properties: &[Property]) -> String {
+    let stored: Vec<StoredProperty> = properties.iter().map(StoredProperty::of).collect();
+    serde_json::to_string(&stored).expect("serializable")
+}
+
+fn properties_from_json(raw: &str) -> Result<Vec<Property>, String> {
+    let stored: Vec<StoredProperty> = serde_json::from_str(raw).map_err(|e| e.to_string())?;
+    stored.into_iter().map(StoredProperty::into_property).collect()
+}
+
+/// `attributeTypes`: a JSON object of attribute name to type name.
+fn types_json(types: &BTreeMap<String, AttrType>) -> String {
+    let stored: BTreeMap<&str, &str> = types.iter().map(|(name, t)| (name.as_str(), t.as_str())).collect();
+    serde_json::to_string(&stored).expect("serializable")
+}
+
+fn types_from_json(raw: &str) -> Result<BTreeMap<String, AttrType>, String> {
+    let stored: BTreeMap<String, String> = serde_json::from_str(raw).map_err(|e| e.to_string())?;
+    stored.into_iter().map(|(name, t)| Ok((name, stored_type(&t)?))).collect()
+}
+
 fn definition_attrs(rec: &IntegrationRecord) -> Vec<(&'static str, AttributeValue)> {
-    let props = serde_json::to_string(&rec.definition.property_dtos()).expect("serializable");
+    let props = properties_json(&rec.definition.properties);
     vec![
         ("integrationId", s(&rec.integration_id)),
         ("accountId", s(rec.account.as_str())),
         ("name", s(&rec.definition.name)),
         ("userIdentifierProperty", s(rec.definition.user_identifier.as_str())),
         ("properties", s(props)),
-        ("attributeTypes", s(serde_json::to_string(&rec.attribute_types).expect("serializable"))),
+        ("attributeTypes", s(types_json(&rec.attribute_types))),
         ("tokenHash", s(&rec.token_hash)),
         ("version", n(rec.version)),
         ("createdAt", n(rec.created_at)),
@@ -70,20 +124,16 @@ fn definition_attrs(rec: &IntegrationRecord) -> Vec<(&'static str, AttributeValu
 
 fn record_from_item(item: &Item) -> Result<IntegrationRecord, StoreError> {
     let corrupt = |e: String| StoreError::Corrupt(format!("integration item: {e}"));
-    let props: Vec<PropertyDto> =
-        serde_json::from_str(get_s(item, "properties")?).map_err(|e| corrupt(e.to_string()))?;
-    let definition = Definition::from_stored(
-        get_s(item, "name")?.to_string(),
-        get_s(item, "userIdentifierProperty")?,
-        props,
-    )
-    .map_err(corrupt)?;
+    let definition = Definition {
+        name: get_s(item, "name")?.to_string(),
+        user_identifier: PropertyPath::parse(get_s(item, "userIdentifierProperty")?).map_err(corrupt)?,
+        properties: properties_from_json(get_s(item, "properties")?).map_err(corrupt)?,
+    };
     Ok(IntegrationRecord {
         integration_id: get_s(item, "integrationId")?.to_string(),
         account: AccountId::parse(get_s(item, "accountId")?).map_err(|e| corrupt(e.to_string()))?,
         definition,
-        attribute_types: serde_json::from_str(get_s(item, "attributeTypes")?)
-            .map_err(|e| corrupt(e.to_string()))?,
+        attribute_types: types_from_json(get_s(item, "attributeTypes")?).map_err(corrupt)?,
         token_hash: get_s(item, "tokenHash")?.to_string(),
         version: get_n(item, "version")?,
         created_at: get_n(item, "createdAt")?,
@@ -280,5 +330,37 @@ impl DynamoStore {
     pub async fn list_integrations(&self, account: &AccountId) -> Result<Vec<IntegrationRecord>, StoreError> {
         let items = self.query_prefix(&self.tables().config, &account_pk(account), "INTEGRATION#").await?;
         items.iter().map(record_from_item).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stored_json_of_properties_and_types_is_pinned() {
+        // Items written since the first release hold exactly this JSON; it must keep decoding.
+        let properties = vec![
+            Property {
+                path: PropertyPath::parse("Type").unwrap(),
+                name: "Customer_Type".into(),
+                attr_type: AttrType::String,
+            },
+            Property {
+                path: PropertyPath::parse("a.b").unwrap(),
+                name: "Score".into(),
+                attr_type: AttrType::Number,
+            },
+        ];
+        let stored = r#"[{"path":"Type","name":"Customer_Type","type":"String"},{"path":"a.b","name":"Score","type":"Number"}]"#;
+        assert_eq!(properties_json(&properties), stored);
+        assert_eq!(properties_from_json(stored).unwrap(), properties);
+
+        let types =
+            BTreeMap::from([("Score".to_string(), AttrType::Number), ("Day".to_string(), AttrType::Date)]);
+        let stored = r#"{"Day":"Date","Score":"Number"}"#;
+        assert_eq!(types_json(&types), stored);
+        assert_eq!(types_from_json(stored).unwrap(), types);
+        assert!(properties_from_json(r#"[{"path":"x","name":"x","type":"string"}]"#).is_err());
     }
 }
