@@ -11,7 +11,7 @@
 //!
 //! Attempts are counted per operation (`x-amz-target`) from the moment a plan is armed, every
 //! HTTP request counting once (SDK retries included). Requests of the protections (rate limit,
-//! idempotency, usage; tagged by the store) are neither counted nor faulted: the tests aim at
+//! idempotency, usage: [`crate::is_protection`]) are neither counted nor faulted: the tests aim at
 //! the routes' own writes.
 
 use std::collections::HashMap;
@@ -181,7 +181,7 @@ impl Faults {
     }
 
     fn decide(&self, req: &HttpRequest) -> Option<(String, Fault, Reach)> {
-        if req.headers().get(shared::store::protections::PURPOSE_HEADER).is_some() {
+        if crate::is_protection(req.body().bytes()) {
             return None;
         }
         let op = operation(req)?;

@@ -26,8 +26,8 @@ pub const ISSUER: &str = "https://api.test.example";
 pub const AUDIENCE: &str = "end-user-data-api";
 
 /// Counts every DynamoDB HTTP request (retries included) by operation name. Requests of the
-/// pay-per-call protections (rate limit, idempotency; tagged by the store) are kept apart, so
-/// that each test asserts the route's own requests and the protections' separately.
+/// pay-per-call protections (rate limit, idempotency, usage: [`is_protection`]) are kept
+/// apart, so that each test asserts the route's own requests and the protections' separately.
 #[derive(Debug, Clone, Default)]
 pub struct RequestCounter {
     ops: Arc<Mutex<Vec<String>>>,
@@ -60,11 +60,27 @@ impl Intercept for RequestCounter {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let op = cfg.load::<Metadata>().map(|m| m.name().to_string()).unwrap_or_default();
-        let tagged = context.request().headers().get(shared::store::protections::PURPOSE_HEADER).is_some();
-        let list = if tagged { &self.protection } else { &self.ops };
+        let list = if is_protection(context.request().body().bytes()) { &self.protection } else { &self.ops };
         list.lock().unwrap().push(op);
         Ok(())
     }
+}
+
+/// Whether a serialized DynamoDB request is one of the pay-per-call protections', told by the
+/// config-table items it names (docs/TABLES.md): a `RATE#` window, an `IDEM#` record or a
+/// `USAGE#` sum, or the read of the account item's `rateLimit` alone.
+pub fn is_protection(body: Option<&[u8]>) -> bool {
+    let Some(Ok(request)) = body.map(serde_json::from_slice::<Value>) else {
+        return false;
+    };
+    let table = request["TableName"].as_str().unwrap_or("");
+    if !table.ends_with(shared::store::schema::CONFIG.default_name) {
+        return false;
+    }
+    let key = request.get("Key").or_else(|| request.get("Item"));
+    let pk = key.and_then(|k| k["pk"]["S"].as_str()).unwrap_or("");
+    ["RATE#", "IDEM#", "USAGE#"].iter().any(|prefix| pk.starts_with(prefix))
+        || request["ProjectionExpression"] == "rateLimit"
 }
 
 /// A client of the local server with a request counter attached.

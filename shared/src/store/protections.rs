@@ -1,10 +1,8 @@
 //! Rate-limit windows and idempotency records, in the config table (which has TTL on
 //! `expiresAt`). Keys: `RATE#<acc>#<shard>` / `<epoch second>` and `IDEM#<acc>#<sha256(key)>` /
 //! `IDEM`; neither is written on every call of an account by more than its share (see
-//! `protect::rate`), and idempotency records are one per client-chosen key.
-//!
-//! Every request here is tagged `x-ingest-purpose: protection` so that the request-counting
-//! tests can tell these (asserted separately) from the route's own requests.
+//! `protect::rate`), and idempotency records are one per client-chosen key. Usage sums live
+//! under `USAGE#<acc>#<day>` / `<clientId>`.
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
@@ -17,17 +15,8 @@ use crate::domain::AccountId;
 use crate::protect::idempotency::{self, Record, StoredResponse};
 use crate::protect::usage::Usage;
 
-pub const PURPOSE_HEADER: &str = "x-ingest-purpose";
 /// Window items outlive their second by a minute, then TTL removes them.
 const WINDOW_TTL_SECS: i64 = 60;
-
-macro_rules! tagged {
-    ($builder:expr) => {
-        $builder.customize().mutate_request(|r| {
-            r.headers_mut().insert(PURPOSE_HEADER, "protection");
-        })
-    };
-}
 
 fn idem_pk(account: &AccountId, key_hash: &str) -> String {
     format!("IDEM#{account}#{key_hash}")
@@ -64,17 +53,16 @@ fn parse_record(item: &Item, now: i64) -> Result<Option<Record>, StoreError> {
 impl DynamoStore {
     /// The account's requests-per-second limit (`None`: unknown account).
     pub async fn rate_limit(&self, account: &AccountId) -> Result<Option<i64>, StoreError> {
-        let out = tagged!(
-            self.client()
-                .get_item()
-                .table_name(&self.tables().config)
-                .key("pk", s(account_pk(account)))
-                .key("sk", s("ACCOUNT"))
-                .projection_expression("rateLimit")
-        )
-        .send()
-        .await
-        .map_err(|e| sdk_error("GetItem", e))?;
+        let out = self
+            .client()
+            .get_item()
+            .table_name(&self.tables().config)
+            .key("pk", s(account_pk(account)))
+            .key("sk", s("ACCOUNT"))
+            .projection_expression("rateLimit")
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
         out.item.map(|item| get_n(&item, "rateLimit")).transpose()
     }
 
@@ -86,21 +74,20 @@ impl DynamoStore {
         second: i64,
         cap: i64,
     ) -> Result<bool, StoreError> {
-        let res = tagged!(
-            self.client()
-                .update_item()
-                .table_name(&self.tables().config)
-                .key("pk", s(format!("RATE#{account}#{shard}")))
-                .key("sk", s(second.to_string()))
-                .update_expression("ADD #n :one SET expiresAt = :exp")
-                .condition_expression("attribute_not_exists(#n) OR #n < :cap")
-                .expression_attribute_names("#n", "n")
-                .expression_attribute_values(":one", n(1))
-                .expression_attribute_values(":cap", n(cap))
-                .expression_attribute_values(":exp", n(second + WINDOW_TTL_SECS))
-        )
-        .send()
-        .await;
+        let res = self
+            .client()
+            .update_item()
+            .table_name(&self.tables().config)
+            .key("pk", s(format!("RATE#{account}#{shard}")))
+            .key("sk", s(second.to_string()))
+            .update_expression("ADD #n :one SET expiresAt = :exp")
+            .condition_expression("attribute_not_exists(#n) OR #n < :cap")
+            .expression_attribute_names("#n", "n")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":cap", n(cap))
+            .expression_attribute_values(":exp", n(second + WINDOW_TTL_SECS))
+            .send()
+            .await;
         match res {
             Ok(_) => Ok(true),
             Err(e) if is_conditional_failure(&e) => Ok(false),
@@ -118,27 +105,26 @@ impl DynamoStore {
         fingerprint: &str,
         now: i64,
     ) -> Result<Option<Record>, StoreError> {
-        let res = tagged!(
-            self.client()
-                .put_item()
-                .table_name(&self.tables().config)
-                .item("pk", s(idem_pk(account, key_hash)))
-                .item("sk", s("IDEM"))
-                .item("state", s("running"))
-                .item("fingerprint", s(fingerprint))
-                .item("leaseUntil", n(now + idempotency::LEASE_SECS))
-                .item("expiresAt", n(now + idempotency::TTL_SECS))
-                // Free, expired, or a dead call's lease: take it.
-                .condition_expression(
-                    "attribute_not_exists(pk) OR expiresAt <= :now OR (#st = :running AND leaseUntil <= :now)",
-                )
-                .expression_attribute_names("#st", "state")
-                .expression_attribute_values(":now", n(now))
-                .expression_attribute_values(":running", s("running"))
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-        )
-        .send()
-        .await;
+        let res = self
+            .client()
+            .put_item()
+            .table_name(&self.tables().config)
+            .item("pk", s(idem_pk(account, key_hash)))
+            .item("sk", s("IDEM"))
+            .item("state", s("running"))
+            .item("fingerprint", s(fingerprint))
+            .item("leaseUntil", n(now + idempotency::LEASE_SECS))
+            .item("expiresAt", n(now + idempotency::TTL_SECS))
+            // Free, expired, or a dead call's lease: take it.
+            .condition_expression(
+                "attribute_not_exists(pk) OR expiresAt <= :now OR (#st = :running AND leaseUntil <= :now)",
+            )
+            .expression_attribute_names("#st", "state")
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":running", s("running"))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
         match res {
             Ok(_) => Ok(None),
             Err(e) => match e.as_service_error() {
@@ -192,7 +178,7 @@ impl DynamoStore {
                 .expression_attribute_names("#loc", "location")
                 .expression_attribute_values(":loc", s(loc));
         }
-        tagged!(req.update_expression(format!("SET {}", set.join(", "))))
+        req.update_expression(format!("SET {}", set.join(", ")))
             .send()
             .await
             .map_err(|e| sdk_error("UpdateItem", e))?;
@@ -200,16 +186,14 @@ impl DynamoStore {
     }
 
     pub async fn release(&self, account: &AccountId, key_hash: &str) -> Result<(), StoreError> {
-        tagged!(
-            self.client()
-                .delete_item()
-                .table_name(&self.tables().config)
-                .key("pk", s(idem_pk(account, key_hash)))
-                .key("sk", s("IDEM"))
-        )
-        .send()
-        .await
-        .map_err(|e| sdk_error("DeleteItem", e))?;
+        self.client()
+            .delete_item()
+            .table_name(&self.tables().config)
+            .key("pk", s(idem_pk(account, key_hash)))
+            .key("sk", s("IDEM"))
+            .send()
+            .await
+            .map_err(|e| sdk_error("DeleteItem", e))?;
         Ok(())
     }
 }
@@ -228,20 +212,18 @@ impl DynamoStore {
         day: &str,
         usage: &Usage,
     ) -> Result<(), StoreError> {
-        tagged!(
-            self.client()
-                .update_item()
-                .table_name(&self.tables().config)
-                .key("pk", s(usage_pk(account, day)))
-                .key("sk", s(client_id))
-                .update_expression("ADD calls :c, usersUpdated :u, segmentIds :s")
-                .expression_attribute_values(":c", n(usage.calls))
-                .expression_attribute_values(":u", n(usage.users_updated))
-                .expression_attribute_values(":s", n(usage.segment_ids))
-        )
-        .send()
-        .await
-        .map_err(|e| sdk_error("UpdateItem", e))?;
+        self.client()
+            .update_item()
+            .table_name(&self.tables().config)
+            .key("pk", s(usage_pk(account, day)))
+            .key("sk", s(client_id))
+            .update_expression("ADD calls :c, usersUpdated :u, segmentIds :s")
+            .expression_attribute_values(":c", n(usage.calls))
+            .expression_attribute_values(":u", n(usage.users_updated))
+            .expression_attribute_values(":s", n(usage.segment_ids))
+            .send()
+            .await
+            .map_err(|e| sdk_error("UpdateItem", e))?;
         Ok(())
     }
 }
