@@ -1,6 +1,6 @@
 //! BatchWriteItem and BatchGetItem at DynamoDB's limits (25 writes, 100 keys per call), with
 //! `UnprocessedItems` / `UnprocessedKeys` retried under capped exponential backoff with full
-//! jitter, and bounded concurrency.
+//! jitter, `concurrency` calls at a time ([`super::concurrent::for_each_bounded`]).
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -229,8 +229,8 @@ impl DynamoStore {
 }
 
 impl DynamoStore {
-    /// Usage of an account from `from` to `to` (inclusive `YYYY-MM-DD` days): (day, client,
-    /// sums), one strongly consistent Query per day.
+    /// Usage of an account on each of `days` (`YYYY-MM-DD`): (day, client, sums), one strongly
+    /// consistent Query per day.
     pub async fn usage(
         &self,
         account: &AccountId,

@@ -41,6 +41,8 @@ pub struct MemberPage {
 }
 
 impl DynamoStore {
+    /// Up to `limit` members of the head's current generation, from `cursor` on, shard by shard
+    /// in user-id order; only shards whose counter is above zero are read.
     pub async fn members(
         &self,
         head: &SegmentHead,
