@@ -28,7 +28,7 @@ async fn every_line_names_its_request_and_no_secret_appears() {
     let _logs = tracing::subscriber::set_default(shared::telemetry::subscriber(filter, move || sink.clone()));
 
     let stack = Stack::new().await;
-    let token_app = token::App::new(stack.store.clone(), &auth_config());
+    let token_app = stack.token_app();
     let headers =
         [("authorization", stack.basic()), ("content-type", "application/x-www-form-urlencoded".into())];
     let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();

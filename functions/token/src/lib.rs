@@ -12,7 +12,7 @@ use shared::auth::token_service::{self, FailurePolicy, TokenSettings};
 use shared::auth::{IssuerPolicy, OAuthError, OAuthErrorKind, SigningKey};
 use shared::config::AuthConfig;
 use shared::domain::{Scope, Timestamp};
-use shared::front::{Call, Dialect, Front, Route, Service};
+use shared::front::{Call, Dialect, Env, Route, Service};
 use shared::http::request::header;
 use shared::http::{ApiError, Reply, RequestInfo};
 use shared::store::dynamo::DynamoStore;
@@ -31,7 +31,6 @@ pub enum Op {
 
 pub struct App {
     store: DynamoStore,
-    front: Front,
     auth: AuthConfig,
     issuer: IssuerPolicy,
     failures: FailurePolicy,
@@ -39,14 +38,13 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(store: DynamoStore, auth: &AuthConfig) -> Self {
+    pub fn new(env: &Env) -> Self {
         Self {
-            front: Front::new(&store, auth),
-            issuer: IssuerPolicy::from_config(auth.issuer.as_deref()),
-            auth: auth.clone(),
+            store: env.store.clone(),
+            issuer: IssuerPolicy::from_config(env.auth.issuer.as_deref()),
+            auth: env.auth.clone(),
             failures: FailurePolicy::default(),
             signing_key: RwLock::new(None),
-            store,
         }
     }
 
@@ -91,10 +89,6 @@ impl Service for App {
         Route::public("GET", "/.well-known/jwks.json", Op::Jwks, Dialect::Rest),
         Route::public("GET", "/.well-known/openid-configuration", Op::OpenIdConfiguration, Dialect::Rest),
     ];
-
-    fn front(&self) -> &Front {
-        &self.front
-    }
 
     async fn handle(&self, op: Op, call: Call<'_>) -> Result<Reply, ApiError> {
         match op {
