@@ -11,7 +11,7 @@ use shared::auth::token_request;
 use shared::auth::token_service::{self, FailurePolicy, TokenSettings};
 use shared::auth::{IssuerPolicy, OAuthError, OAuthErrorKind, SigningKey};
 use shared::config::AuthConfig;
-use shared::domain::{Scope, Timestamp};
+use shared::domain::{ClientId, Scope, Timestamp};
 use shared::front::{Call, Dialect, Env, Route, Service};
 use shared::http::request::header;
 use shared::http::{ApiError, Reply, RequestInfo};
@@ -118,11 +118,19 @@ async fn token(app: &App, info: &RequestInfo, req: &Request) -> Result<Reply, OA
         };
         let key = app.signing_key().await?;
         let issued =
-            token_service::issue_token(&app.store, &key, &settings, &parsed, Timestamp::now().epoch_secs()).await;
-        if let Err(e) = &issued {
-            tracing::info!(request_id = %info.request_id, client_id = %parsed.client_id, error = e.kind.code(), "token refused");
+            token_service::issue_token(&app.store, &key, &settings, &parsed, Timestamp::now().epoch_secs())
+                .await;
+        // Only an id of the form we issue is logged: a caller that swaps its id and secret
+        // would otherwise log its secret.
+        let client_id = if ClientId::is_issued_form(&parsed.client_id) {
+            parsed.client_id.as_str()
         } else {
-            tracing::info!(request_id = %info.request_id, client_id = %parsed.client_id, "token issued");
+            "(malformed)"
+        };
+        if let Err(e) = &issued {
+            tracing::info!(request_id = %info.request_id, client_id, error = e.kind.code(), "token refused");
+        } else {
+            tracing::info!(request_id = %info.request_id, client_id, "token issued");
         }
         issued
     }
