@@ -50,6 +50,12 @@ impl ClientId {
     pub fn generate() -> Self {
         Self(uuid::Uuid::new_v4().simple().to_string())
     }
+    /// Whether `s` has the form [`ClientId::generate`] gives (32 lowercase hex characters):
+    /// only such a value is fit for a log line. Anything else a caller sends as a client id
+    /// may be a secret sent in the wrong field, or 8 KiB of noise.
+    pub fn is_issued_form(s: &str) -> bool {
+        s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -143,5 +149,13 @@ mod tests {
         assert!(SystemGuid::parse("not-a-guid").is_err());
         let upper = g.to_uppercase();
         assert_eq!(SystemGuid::parse(&upper).unwrap().to_string(), g);
+    }
+
+    #[test]
+    fn only_issued_client_ids_are_fit_for_logs() {
+        assert!(ClientId::is_issued_form(ClientId::generate().as_str()));
+        assert!(!ClientId::is_issued_form("0123456789abcdef0123456789ABCDEF"));
+        assert!(!ClientId::is_issued_form("0123456789abcdef0123456789abcde"));
+        assert!(!ClientId::is_issued_form("wJalrXUtnFEMI_K7MDENG-bPxRfiCYEXAMPLEKEYabc"));
     }
 }

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use shared::auth::{ClientSecret, GeneratedKey};
 use shared::config::{AuthConfig, Tables};
 use shared::domain::{AccountId, ScopeSet, SystemGuid};
+pub use shared::front::{Env, Served, Service};
 use shared::store::dynamo::DynamoStore;
 use shared::store::{ClientRecord, StoreError};
 
@@ -279,16 +280,26 @@ impl Stack {
         format!("Bearer {}", shared::auth::jwt::issue(&key, &claims).unwrap())
     }
 
-    pub fn integrations_app(&self) -> integrations::App {
-        integrations::App::new(self.store.clone(), &auth_config())
+    pub fn integrations_app(&self) -> Served<integrations::App> {
+        self.served(integrations::App::new)
     }
 
-    pub fn user_data_app(&self) -> user_data::App {
-        user_data::App::new(self.store.clone(), &auth_config())
+    pub fn user_data_app(&self) -> Served<user_data::App> {
+        self.served(user_data::App::new)
     }
 
-    pub fn segments_app(&self) -> segments::App {
-        segments::App::new(self.store.clone(), &auth_config())
+    pub fn segments_app(&self) -> Served<segments::App> {
+        self.served(segments::App::new)
+    }
+
+    pub fn token_app(&self) -> Served<token::App> {
+        self.served(token::App::new)
+    }
+
+    /// A function as its `main` serves it, on this stack's tables.
+    pub fn served<S: Service>(&self, make: impl FnOnce(&Env) -> S) -> Served<S> {
+        let env = Env { store: self.store.clone(), auth: auth_config() };
+        Served::new(&env, make(&env))
     }
 
     /// `/public/v1/user/system/<this stack's system>/segment` followed by `rest`.
@@ -307,7 +318,7 @@ pub const SEED_INTEGRATION: &str = r#"{"name": "Update Customer Attributes", "us
 
 /// Sends a JSON request with a bearer token; returns the answer.
 pub async fn call_integrations(
-    app: &integrations::App,
+    app: &Served<integrations::App>,
     auth: &str,
     method: &str,
     path: &str,
@@ -318,7 +329,7 @@ pub async fn call_integrations(
 }
 
 pub async fn call_user_data(
-    app: &user_data::App,
+    app: &Served<user_data::App>,
     auth: &str,
     method: &str,
     path: &str,
@@ -330,7 +341,12 @@ pub async fn call_user_data(
 
 /// The user's group of `integration_id` in `GET /public/v1/user/{user}` (its `attributes`,
 /// `types`, `updatedAt`...); `None` when the user is unknown (404) or has no such group.
-pub async fn user_group(app: &user_data::App, auth: &str, user: &str, integration_id: &str) -> Option<Value> {
+pub async fn user_group(
+    app: &Served<user_data::App>,
+    auth: &str,
+    user: &str,
+    integration_id: &str,
+) -> Option<Value> {
     let a = call_user_data(app, auth, "GET", &format!("/public/v1/user/{user}"), None).await;
     if a.status == 404 {
         return None;
@@ -340,7 +356,7 @@ pub async fn user_group(app: &user_data::App, auth: &str, user: &str, integratio
 }
 
 pub async fn call_segments(
-    app: &segments::App,
+    app: &Served<segments::App>,
     auth: &str,
     method: &str,
     path: &str,

@@ -40,7 +40,7 @@ const NESTED_INTEGRATION: &str = r#"{"name": "Seed nested example", "userIdentif
 #[tokio::test]
 async fn every_event_succeeds_on_its_function() {
     let stack = Stack::new().await;
-    let token_app = token::App::new(stack.store.clone(), &auth_config());
+    let token_app = stack.token_app();
     let integrations_app = stack.integrations_app();
     let user_data_app = stack.user_data_app();
     let segments_app = stack.segments_app();

@@ -90,7 +90,7 @@ async fn account_with_limit(stack: &Stack, id: &str, limit: i64) -> (AccountId, 
 
 struct Users {
     stack: Stack,
-    app: user_data::App,
+    app: Served<user_data::App>,
     auth: String,
     token: String,
     integration: String,
@@ -350,7 +350,7 @@ async fn erase_of_a_user_with_segment_memberships() {
 
 struct Segs {
     stack: Stack,
-    app: segments::App,
+    app: Served<segments::App>,
     auth: String,
 }
 

@@ -28,7 +28,7 @@ async fn every_line_names_its_request_and_no_secret_appears() {
     let _logs = tracing::subscriber::set_default(shared::telemetry::subscriber(filter, move || sink.clone()));
 
     let stack = Stack::new().await;
-    let token_app = token::App::new(stack.store.clone(), &auth_config());
+    let token_app = stack.token_app();
     let headers =
         [("authorization", stack.basic()), ("content-type", "application/x-www-form-urlencoded".into())];
     let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -48,6 +48,24 @@ async fn every_line_names_its_request_and_no_secret_appears() {
         req("POST", "/accounts/connect/token", &bad, Some("grant_type=client_credentials")),
     )
     .await;
+
+    // A client that swaps its id and secret: the "id" it sends is its secret.
+    let swapped = [("authorization", basic(stack.client_secret.expose(), &stack.client_id))];
+    let swapped: Vec<(&str, &str)> = swapped.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let a = answer(
+        shared::front::serve(
+            &token_app,
+            req("POST", "/accounts/connect/token", &swapped, Some("grant_type=client_credentials")),
+        )
+        .await,
+    );
+    assert_eq!(a.status, 401);
+    // 8 KiB of attacker-chosen text as a client id.
+    let noise = "x".repeat(8192);
+    let form = format!("grant_type=client_credentials&client_id={noise}&client_secret=s");
+    let form_headers = [("content-type", "application/x-www-form-urlencoded")];
+    shared::front::serve(&token_app, req("POST", "/accounts/connect/token", &form_headers, Some(&form)))
+        .await;
 
     let auth = stack.bearer(ALL_SCOPES).await;
     let (_, integration_token) = create_integration(&stack, &auth, SEED_INTEGRATION).await;
@@ -80,7 +98,9 @@ async fn every_line_names_its_request_and_no_secret_appears() {
         integration_token.as_str(),
         access.as_str(),
         &auth[7..],
+        noise.as_str(),
     ] {
         assert!(!text.contains(secret), "a secret reached the logs");
     }
+    assert!(text.contains(&stack.client_id), "a well-formed client id is logged");
 }

@@ -28,7 +28,7 @@ fn body(customer_id: &str, attributes: Value) -> Value {
 
 struct World {
     stack: Stack,
-    app: user_data::App,
+    app: Served<user_data::App>,
     /// Basic credentials of this account's all-scopes client, as MoEngage clients send them.
     moe: String,
     bearer: String,
@@ -44,7 +44,7 @@ async fn world() -> World {
 }
 
 async fn track_raw(
-    app: &user_data::App,
+    app: &Served<user_data::App>,
     auth: Option<&str>,
     workspace: &str,
     body: &str,
@@ -510,7 +510,7 @@ async fn the_attribute_cap_refuses_new_attributes_whole() {
 }
 
 /// The MoEngage attributes of user `u`.
-async fn attributes(app: &user_data::App, bearer: &str) -> Value {
+async fn attributes(app: &Served<user_data::App>, bearer: &str) -> Value {
     let a = call_user_data(app, bearer, "GET", "/public/v1/user/u", None).await;
     assert_eq!(a.status, 200, "{}", a.body);
     a.body["integrations"][0]["attributes"].clone()

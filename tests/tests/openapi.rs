@@ -69,7 +69,7 @@ async fn every_documented_example_gets_a_documented_answer() {
     )
     .await;
     let segment = a.body["segmentGuid"].as_str().unwrap().to_string();
-    let token_app = token::App::new(stack.store.clone(), &auth_config());
+    let token_app = stack.token_app();
     let (integrations_app, user_app) = (stack.integrations_app(), stack.user_data_app());
     let moengage_basic = basic("acme", stack.client_secret.expose());
 

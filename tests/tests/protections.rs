@@ -11,7 +11,7 @@ fn with_key<'a>(auth: &'a str, key: &'a str) -> [(&'a str, &'a str); 3] {
 }
 
 async fn integrations_call(
-    app: &integrations::App,
+    app: &Served<integrations::App>,
     headers: &[(&str, &str)],
     method: &str,
     path: &str,

@@ -15,7 +15,7 @@ fn ids(prefix: &str, n: usize) -> Vec<String> {
 
 struct Ctx {
     stack: Stack,
-    app: segments::App,
+    app: Served<segments::App>,
     auth: String,
 }
 

@@ -8,11 +8,11 @@ use shared::auth::token_service::FailurePolicy;
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
-fn app(stack: &Stack) -> token::App {
-    token::App::new(stack.store.clone(), &auth_config())
+fn app(stack: &Stack) -> Served<token::App> {
+    stack.token_app()
 }
 
-async fn post_token(app: &token::App, auth: Option<&str>, content_type: &str, body: &str) -> Answer {
+async fn post_token(app: &Served<token::App>, auth: Option<&str>, content_type: &str, body: &str) -> Answer {
     let mut headers = vec![("content-type", content_type)];
     if let Some(a) = auth {
         headers.push(("authorization", a));
@@ -20,7 +20,7 @@ async fn post_token(app: &token::App, auth: Option<&str>, content_type: &str, bo
     answer(shared::front::serve(app, req("POST", "/accounts/connect/token", &headers, Some(body))).await)
 }
 
-async fn jwks(app: &token::App) -> JwkSet {
+async fn jwks(app: &Served<token::App>) -> JwkSet {
     let a = answer(shared::front::serve(app, req("GET", "/.well-known/jwks.json", &[], None)).await);
     assert_eq!(a.status, 200);
     serde_json::from_value(a.body).unwrap()
@@ -153,7 +153,9 @@ async fn rfc6749_request_errors() {
 #[tokio::test]
 async fn repeated_failures_slow_down_one_client_only() {
     let stack = Stack::new().await;
-    let app = app(&stack).with_failure_policy(FailurePolicy { max_failures: 3, window_secs: 60 });
+    let app = stack.served(|env| {
+        token::App::new(env).with_failure_policy(FailurePolicy { max_failures: 3, window_secs: 60 })
+    });
     let (_, other_id, other_secret) = stack.other_account("globex").await;
     let wrong = basic(&stack.client_id, "guess");
     for _ in 0..3 {

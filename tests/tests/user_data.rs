@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 struct World {
     stack: Stack,
-    app: user_data::App,
+    app: Served<user_data::App>,
     auth: String,
     token: String,
     integration_id: String,

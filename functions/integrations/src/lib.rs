@@ -11,11 +11,10 @@ use serde_json::Value;
 
 use shared::api;
 use shared::auth::{IssuerPolicy, Principal, SecretHash};
-use shared::config::AuthConfig;
 use shared::domain::integration::Definition;
 use shared::domain::user_data::{self, Envelope, Mode};
 use shared::domain::{Problem, Scope, Timestamp};
-use shared::front::{Call, Front, Route, Service};
+use shared::front::{Call, Env, Route, Service};
 use shared::http::request::json_body;
 use shared::http::{ApiError, ErrorCode, Reply, RequestInfo};
 use shared::store::dynamo::DynamoStore;
@@ -38,17 +37,12 @@ pub enum Op {
 
 pub struct App {
     store: DynamoStore,
-    front: Front,
     issuer: IssuerPolicy,
 }
 
 impl App {
-    pub fn new(store: DynamoStore, auth: &AuthConfig) -> Self {
-        Self {
-            front: Front::new(&store, auth),
-            issuer: IssuerPolicy::from_config(auth.issuer.as_deref()),
-            store,
-        }
+    pub fn new(env: &Env) -> Self {
+        Self { store: env.store.clone(), issuer: IssuerPolicy::from_config(env.auth.issuer.as_deref()) }
     }
 }
 
@@ -70,10 +64,6 @@ impl Service for App {
             Scope::IntegrationsRead,
         ),
     ];
-
-    fn front(&self) -> &Front {
-        &self.front
-    }
 
     async fn handle(&self, op: Op, call: Call<'_>) -> Result<Reply, ApiError> {
         let p = call.principal()?;

@@ -7,10 +7,9 @@ use serde_json::Value;
 
 use shared::api;
 use shared::auth::Principal;
-use shared::config::AuthConfig;
 use shared::domain::segment::{CreateSegment, UpdateSegment};
 use shared::domain::{Problem, Scope, SegmentGuid, SystemGuid, Timestamp};
-use shared::front::{Call, Front, Route, Service};
+use shared::front::{Call, Env, Route, Service};
 use shared::http::request::json_body;
 use shared::http::{ApiError, ErrorCode, Reply, RequestInfo};
 use shared::protect::usage::UsageReport;
@@ -35,12 +34,11 @@ pub enum Op {
 
 pub struct App {
     store: DynamoStore,
-    front: Front,
 }
 
 impl App {
-    pub fn new(store: DynamoStore, auth: &AuthConfig) -> Self {
-        Self { front: Front::new(&store, auth), store }
+    pub fn new(env: &Env) -> Self {
+        Self { store: env.store.clone() }
     }
 }
 
@@ -58,10 +56,6 @@ impl Service for App {
         Route::bearer("DELETE", SEGMENT, Op::Delete, Scope::SegmentsWrite),
         Route::bearer("GET", MEMBERS, Op::Members, Scope::SegmentsRead),
     ];
-
-    fn front(&self) -> &Front {
-        &self.front
-    }
 
     async fn handle(&self, op: Op, call: Call<'_>) -> Result<Reply, ApiError> {
         let p = call.principal()?;

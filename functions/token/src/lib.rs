@@ -11,8 +11,8 @@ use shared::auth::token_request;
 use shared::auth::token_service::{self, FailurePolicy, TokenSettings};
 use shared::auth::{IssuerPolicy, OAuthError, OAuthErrorKind, SigningKey};
 use shared::config::AuthConfig;
-use shared::domain::{Scope, Timestamp};
-use shared::front::{Call, Dialect, Front, Route, Service};
+use shared::domain::{ClientId, Scope, Timestamp};
+use shared::front::{Call, Dialect, Env, Route, Service};
 use shared::http::request::header;
 use shared::http::{ApiError, Reply, RequestInfo};
 use shared::store::dynamo::DynamoStore;
@@ -30,7 +30,6 @@ pub enum Op {
 
 pub struct App {
     store: DynamoStore,
-    front: Front,
     auth: AuthConfig,
     issuer: IssuerPolicy,
     failures: FailurePolicy,
@@ -38,14 +37,13 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(store: DynamoStore, auth: &AuthConfig) -> Self {
+    pub fn new(env: &Env) -> Self {
         Self {
-            front: Front::new(&store, auth),
-            issuer: IssuerPolicy::from_config(auth.issuer.as_deref()),
-            auth: auth.clone(),
+            store: env.store.clone(),
+            issuer: IssuerPolicy::from_config(env.auth.issuer.as_deref()),
+            auth: env.auth.clone(),
             failures: FailurePolicy::default(),
             signing_key: RwLock::new(None),
-            store,
         }
     }
 
@@ -91,10 +89,6 @@ impl Service for App {
         Route::public("GET", "/.well-known/openid-configuration", Op::OpenIdConfiguration, Dialect::Rest),
     ];
 
-    fn front(&self) -> &Front {
-        &self.front
-    }
-
     async fn handle(&self, op: Op, call: Call<'_>) -> Result<Reply, ApiError> {
         match op {
             Op::Token => token(self, call.info, call.req).await.map_err(ApiError::OAuth),
@@ -123,11 +117,19 @@ async fn token(app: &App, info: &RequestInfo, req: &Request) -> Result<Reply, OA
         };
         let key = app.signing_key().await?;
         let issued =
-            token_service::issue_token(&app.store, &key, &settings, &parsed, Timestamp::now().epoch_secs()).await;
-        if let Err(e) = &issued {
-            tracing::info!(request_id = %info.request_id, client_id = %parsed.client_id, error = e.kind.code(), "token refused");
+            token_service::issue_token(&app.store, &key, &settings, &parsed, Timestamp::now().epoch_secs())
+                .await;
+        // Only an id of the form we issue is logged: a caller that swaps its id and secret
+        // would otherwise log its secret.
+        let client_id = if ClientId::is_issued_form(&parsed.client_id) {
+            parsed.client_id.as_str()
         } else {
-            tracing::info!(request_id = %info.request_id, client_id = %parsed.client_id, "token issued");
+            "(malformed)"
+        };
+        if let Err(e) = &issued {
+            tracing::info!(request_id = %info.request_id, client_id, error = e.kind.code(), "token refused");
+        } else {
+            tracing::info!(request_id = %info.request_id, client_id, "token issued");
         }
         issued
     }

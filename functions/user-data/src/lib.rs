@@ -11,10 +11,9 @@ use serde_json::{Map, json};
 
 use shared::api;
 use shared::auth::{Principal, SecretHash};
-use shared::config::AuthConfig;
 use shared::domain::user_data::{self, Envelope, Mode, UserId};
 use shared::domain::{Problem, Scope, Timestamp};
-use shared::front::{Access, Call, Dialect, Front, Route, Service};
+use shared::front::{Access, Call, Dialect, Env, Route, Service};
 use shared::http::request::json_body;
 use shared::http::{ApiError, Reply, RequestInfo};
 use shared::protect::usage::UsageReport;
@@ -31,13 +30,12 @@ pub enum Op {
 
 pub struct App {
     store: DynamoStore,
-    front: Front,
     moengage: moengage::State,
 }
 
 impl App {
-    pub fn new(store: DynamoStore, auth: &AuthConfig) -> Self {
-        Self { front: Front::new(&store, auth), moengage: moengage::State::default(), store }
+    pub fn new(env: &Env) -> Self {
+        Self { store: env.store.clone(), moengage: moengage::State::default() }
     }
 }
 
@@ -53,10 +51,6 @@ impl Service for App {
             ..Route::bearer("POST", "/v1/customer/{workspace_id}", Op::Track, Scope::EndUserUpdateWrite)
         },
     ];
-
-    fn front(&self) -> &Front {
-        &self.front
-    }
 
     async fn handle(&self, op: Op, call: Call<'_>) -> Result<Reply, ApiError> {
         let p = call.principal()?;

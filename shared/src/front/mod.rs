@@ -56,8 +56,6 @@ pub trait Service: Send + Sync {
     type Op: Copy + Send + Sync + 'static;
     const ROUTES: &'static [Route<Self::Op>];
 
-    fn front(&self) -> &Front;
-
     fn handle<'a>(
         &'a self,
         op: Self::Op,
@@ -65,15 +63,37 @@ pub trait Service: Send + Sync {
     ) -> impl Future<Output = Result<Reply, ApiError>> + Send + 'a;
 }
 
+/// What a function is built from: its clients and configuration, read once per cold start.
+pub struct Env {
+    pub store: DynamoStore,
+    pub auth: AuthConfig,
+}
+
+/// A service with the front that serves it: what a function's Lambda runtime runs.
+pub struct Served<S> {
+    front: Front,
+    service: S,
+}
+
+impl<S: Service> Served<S> {
+    pub fn new(env: &Env, service: S) -> Self {
+        Self { front: Front::new(&env.store, &env.auth), service }
+    }
+
+    pub fn service(&self) -> &S {
+        &self.service
+    }
+}
+
 /// Authentication and protections, the same for every function.
-pub struct Front {
+struct Front {
     bearer: Authenticator,
     workspace: WorkspaceAuthenticator,
     guard: Guard,
 }
 
 impl Front {
-    pub fn new(store: &DynamoStore, auth: &AuthConfig) -> Self {
+    fn new(store: &DynamoStore, auth: &AuthConfig) -> Self {
         Self {
             bearer: Authenticator::new(store.clone(), auth),
             workspace: WorkspaceAuthenticator::new(store.clone()),
@@ -105,13 +125,14 @@ impl Front {
 }
 
 /// Serves one request with `service`: the whole path described in the module's doc.
-pub async fn serve<S: Service>(service: &S, req: Request) -> Response<Body> {
+pub async fn serve<S: Service>(served: &Served<S>, req: Request) -> Response<Body> {
     let info = RequestInfo::from_request(&req);
     let span = info.span();
-    serve_in_span(service, &info, &req).instrument(span).await
+    serve_in_span(served, &info, &req).instrument(span).await
 }
 
-async fn serve_in_span<S: Service>(service: &S, info: &RequestInfo, req: &Request) -> Response<Body> {
+async fn serve_in_span<S: Service>(served: &Served<S>, info: &RequestInfo, req: &Request) -> Response<Body> {
+    let (front, service) = (&served.front, &served.service);
     let (route, params) = match routes::find(S::ROUTES, &info.method, &info.segments) {
         Ok(found) => found,
         Err(Miss::Method { allow, dialect }) => {
@@ -123,7 +144,6 @@ async fn serve_in_span<S: Service>(service: &S, info: &RequestInfo, req: &Reques
             return render(err, Dialect::Rest, &info.request_id);
         }
     };
-    let front = service.front();
     let fail = |e: ApiError| render(e, route.dialect, &info.request_id);
     let principal = match front.authenticate(route.access, info, req, &params).await {
         Ok(p) => p,
@@ -137,7 +157,7 @@ async fn serve_in_span<S: Service>(service: &S, info: &RequestInfo, req: &Reques
     if let Err(e) = front.guard.admit(account, info).await {
         return fail(e);
     }
-    let (response, usage, error) = protected(service, route, &params, &principal, info, req).await;
+    let (response, usage, error) = protected(served, route, &params, &principal, info, req).await;
     front.guard.record(account, &principal.client_id, &usage, error).await;
     response
 }
@@ -145,7 +165,7 @@ async fn serve_in_span<S: Service>(service: &S, info: &RequestInfo, req: &Reques
 /// Step 4's idempotency and step 5, for an admitted caller: a write's key is claimed before
 /// the handler runs and settled with whatever the caller is answered, errors included.
 async fn protected<S: Service>(
-    service: &S,
+    served: &Served<S>,
     route: &'static Route<S::Op>,
     params: &Params,
     principal: &Principal,
@@ -156,7 +176,7 @@ async fn protected<S: Service>(
         let code = e.code();
         (render(e, route.dialect, &info.request_id), UsageReport::default(), Some(code))
     };
-    let guard = &service.front().guard;
+    let (guard, service) = (&served.front.guard, &served.service);
     let account = &principal.account;
     let claim = if route.write { guard.claim(account, info, req).await } else { Ok(Claim::None) };
     let key = match claim {
@@ -177,19 +197,20 @@ async fn protected<S: Service>(
 }
 
 /// A function's `main`: telemetry, the AWS clients and tables from the environment, then the
-/// Lambda runtime serving `make(store, auth)` until the instance is reclaimed.
+/// Lambda runtime serving `make(env)` until the instance is reclaimed.
 pub async fn run<S, F>(make: F) -> Result<(), lambda_http::Error>
 where
     S: Service,
-    F: FnOnce(DynamoStore, &AuthConfig) -> S,
+    F: FnOnce(&Env) -> S,
 {
     crate::telemetry::init();
     let sdk = config::aws_sdk_config().await;
     let store = DynamoStore::new(config::dynamodb_client(&sdk), Tables::from_env());
-    let service = make(store, &AuthConfig::from_env());
-    let service = &service;
+    let env = Env { store, auth: AuthConfig::from_env() };
+    let served = Served::new(&env, make(&env));
+    let served = &served;
     lambda_http::run(lambda_http::service_fn(move |req: Request| async move {
-        Ok::<_, lambda_http::Error>(serve(service, req).await)
+        Ok::<_, lambda_http::Error>(serve(served, req).await)
     }))
     .await
 }

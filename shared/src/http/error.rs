@@ -322,6 +322,20 @@ mod tests {
         }
     }
 
+    /// The codes a REST envelope can carry are exactly those `docs/openapi.yaml` lists.
+    #[test]
+    fn the_openapi_document_lists_every_code() {
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.yaml")).unwrap();
+        let start = doc.find("Stable snake_case code:").unwrap();
+        let end = start + doc[start..].find("examples:").unwrap();
+        let listed: std::collections::BTreeSet<&str> =
+            doc[start..end].split('`').skip(1).step_by(2).collect();
+        let ours: std::collections::BTreeSet<&str> =
+            ErrorCode::ALL.iter().filter(|c| **c != ErrorCode::OAuth).map(|c| c.as_str()).collect();
+        assert_eq!(listed, ours);
+    }
+
     #[test]
     fn moengage_dialect_keeps_its_shape_for_every_error() {
         let errors = [
