@@ -122,16 +122,6 @@ pub const MAX_NAME_LEN: usize = 200;
 pub const MAX_ATTRIBUTE_NAME_LEN: usize = 128;
 pub const MAX_PROPERTIES: usize = 100;
 
-/// The wire form of a property, as `POST /public/v1/integrations` takes and returns it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct PropertyDto {
-    pub path: String,
-    pub name: String,
-    #[serde(rename = "type")]
-    pub attr_type: AttrType,
-}
-
 impl Definition {
     /// Validates a create body (`name`, `userIdentifierProperty`, `properties`); every
     /// problem is reported, with its path.
@@ -214,32 +204,6 @@ impl Definition {
             })
             .collect();
         if clash.is_empty() { Ok(()) } else { Err(clash) }
-    }
-
-    pub fn property_dtos(&self) -> Vec<PropertyDto> {
-        self.properties
-            .iter()
-            .map(|p| PropertyDto {
-                path: p.path.as_str().to_string(),
-                name: p.name.clone(),
-                attr_type: p.attr_type,
-            })
-            .collect()
-    }
-
-    pub fn from_stored(
-        name: String,
-        user_identifier: &str,
-        properties: Vec<PropertyDto>,
-    ) -> Result<Self, String> {
-        let user_identifier = PropertyPath::parse(user_identifier)?;
-        let properties = properties
-            .into_iter()
-            .map(|p| {
-                Ok(Property { path: PropertyPath::parse(&p.path)?, name: p.name, attr_type: p.attr_type })
-            })
-            .collect::<Result<Vec<_>, String>>()?;
-        Ok(Self { name, user_identifier, properties })
     }
 
     /// The types of this definition's attributes, by name.

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::domain::Problem;
-use crate::domain::integration::PropertyDto;
+use crate::domain::integration::{self, AttrType};
 
 /// `TokenResponse` (RFC 6749 §5.1).
 #[derive(Debug, Serialize)]
@@ -41,25 +41,40 @@ pub struct OpenIdConfiguration {
     pub access_token_signing_alg_values_supported: [&'static str; 1],
 }
 
+/// `Property`: one imported property of an integration.
+#[derive(Debug, Serialize)]
+pub struct Property<'a> {
+    pub path: &'a str,
+    pub name: &'a str,
+    #[serde(rename = "type")]
+    pub attr_type: AttrType,
+}
+
+impl<'a> From<&'a integration::Property> for Property<'a> {
+    fn from(p: &'a integration::Property) -> Self {
+        Self { path: p.path.as_str(), name: &p.name, attr_type: p.attr_type }
+    }
+}
+
 /// `Integration`, and `IntegrationCreated` when `token` is set.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Integration {
-    pub integration_id: String,
-    pub name: String,
-    pub user_identifier_property: String,
-    pub properties: Vec<PropertyDto>,
+pub struct Integration<'a> {
+    pub integration_id: &'a str,
+    pub name: &'a str,
+    pub user_identifier_property: &'a str,
+    pub properties: Vec<Property<'a>>,
     pub endpoint: String,
     pub created_at: String,
     pub updated_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
+    pub token: Option<&'a str>,
 }
 
 /// `IntegrationList`.
 #[derive(Debug, Serialize)]
-pub struct IntegrationList {
-    pub integrations: Vec<Integration>,
+pub struct IntegrationList<'a> {
+    pub integrations: Vec<Integration<'a>>,
 }
 
 /// `TestReport`.

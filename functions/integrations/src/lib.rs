@@ -97,18 +97,23 @@ fn write_error(e: IntegrationWriteError) -> ApiError {
     }
 }
 
-fn view(app: &App, info: &RequestInfo, rec: &IntegrationRecord, token: Option<&str>) -> api::Integration {
+fn view<'a>(
+    app: &App,
+    info: &RequestInfo,
+    rec: &'a IntegrationRecord,
+    token: Option<&'a str>,
+) -> api::Integration<'a> {
     let issuer = app.issuer.resolve(info.domain.as_deref()).unwrap_or_default();
     let rfc3339 = |secs| Timestamp::from_epoch_secs(secs).map(Timestamp::rfc3339).unwrap_or_default();
     api::Integration {
-        integration_id: rec.integration_id.clone(),
-        name: rec.definition.name.clone(),
-        user_identifier_property: rec.definition.user_identifier.as_str().to_string(),
-        properties: rec.definition.property_dtos(),
+        integration_id: &rec.integration_id,
+        name: &rec.definition.name,
+        user_identifier_property: rec.definition.user_identifier.as_str(),
+        properties: rec.definition.properties.iter().map(api::Property::from).collect(),
         endpoint: format!("{issuer}/public/v1/user/data"),
         created_at: rfc3339(rec.created_at),
         updated_at: rfc3339(rec.updated_at),
-        token: token.map(str::to_string),
+        token,
     }
 }
 
