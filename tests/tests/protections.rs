@@ -10,6 +10,11 @@ fn with_key<'a>(auth: &'a str, key: &'a str) -> [(&'a str, &'a str); 3] {
     [("authorization", auth), ("content-type", "application/json"), ("idempotency-key", key)]
 }
 
+/// `POST /public/v1/integrations` of the seeds' integration with `headers`.
+async fn create_seed(app: &Served<integrations::App>, headers: &[(&str, &str)]) -> Answer {
+    integrations_call(app, headers, "POST", "/public/v1/integrations", Some(SEED_INTEGRATION)).await
+}
+
 async fn integrations_call(
     app: &Served<integrations::App>,
     headers: &[(&str, &str)],
@@ -462,44 +467,23 @@ async fn a_replay_is_only_for_a_caller_who_may_call_the_route() {
     let stack = Stack::new().await;
     let app = stack.integrations_app();
     let writer = stack.bearer(ALL_SCOPES).await;
-    let a = integrations_call(
-        &app,
-        &with_key(&writer, "k-1"),
-        "POST",
-        "/public/v1/integrations",
-        Some(SEED_INTEGRATION),
-    )
-    .await;
+    let a = create_seed(&app, &with_key(&writer, "k-1")).await;
     assert_eq!(a.status, 201, "{}", a.body);
     let token = a.body["token"].as_str().unwrap().to_string();
 
     let reader = stack.bearer("segments:read").await;
-    let a = integrations_call(
-        &app,
-        &with_key(&reader, "k-1"),
-        "POST",
-        "/public/v1/integrations",
-        Some(SEED_INTEGRATION),
-    )
-    .await;
+    let a = create_seed(&app, &with_key(&reader, "k-1")).await;
     assert_eq!(a.status, 403, "{}", a.body);
     assert_eq!(a.body["error"]["code"], "insufficient_scope");
     assert_eq!(a.header("idempotent-replayed"), None);
     assert!(!String::from_utf8_lossy(&a.raw).contains(&token));
     // No credentials at all: 401, no replay either.
     let none = [("content-type", "application/json"), ("idempotency-key", "k-1")];
-    let a = integrations_call(&app, &none, "POST", "/public/v1/integrations", Some(SEED_INTEGRATION)).await;
+    let a = create_seed(&app, &none).await;
     assert_eq!(a.status, 401, "{}", a.body);
     assert!(!String::from_utf8_lossy(&a.raw).contains(&token));
     // The writer still gets its replay.
-    let a = integrations_call(
-        &app,
-        &with_key(&writer, "k-1"),
-        "POST",
-        "/public/v1/integrations",
-        Some(SEED_INTEGRATION),
-    )
-    .await;
+    let a = create_seed(&app, &with_key(&writer, "k-1")).await;
     assert_eq!((a.status, a.header("idempotent-replayed")), (201, Some("true")), "{}", a.body);
     assert_eq!(a.body["token"], token.as_str());
 }
@@ -514,8 +498,7 @@ async fn a_caller_without_the_scope_costs_no_protection_request() {
     let headers = with_key(&reader, "k-2");
     for attempt in 0..2 {
         stack.counter.reset();
-        let a = integrations_call(&app, &headers, "POST", "/public/v1/integrations", Some(SEED_INTEGRATION))
-            .await;
+        let a = create_seed(&app, &headers).await;
         assert_eq!(a.status, 403, "{}", a.body);
         assert_eq!(stack.counter.take_protection(), Vec::<String>::new());
         // The first call of an instance reads the signing keys to verify the token; then nothing.
