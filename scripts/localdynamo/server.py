@@ -247,6 +247,16 @@ class LocalDynamo:
             self.meter.reset()
             self.buckets.reset()
             body = b"{}"
+        elif path.rstrip("/") == "/_meter/config" and method == "POST":
+            # {"scale": x, "txn_ms": y}: the scale factor and the commit time, changed live.
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            conf = json.loads(environ["wsgi.input"].read(length) or b"{}") if length else {}
+            if "scale" in conf:
+                self.scale = self.buckets.scale = float(conf["scale"])
+                self.buckets.reset()
+            if "txn_ms" in conf:
+                self.txn_s = float(conf["txn_ms"]) / 1000.0
+            body = json.dumps({"scale": self.scale, "txn_ms": self.txn_s * 1000}).encode()
         elif path.rstrip("/") == "/_meter" and method == "GET":
             body = json.dumps(self.meter.snapshot(self.scale)).encode()
         else:
