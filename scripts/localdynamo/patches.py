@@ -126,6 +126,10 @@ def last_query_hash():
     return getattr(_tl, "qhash", None)
 
 
+def forget_query_hash():
+    _tl.qhash = None
+
+
 def _partition_query(self, hash_key, *args, **kwargs):
     _tl.qhash = hash_key
     # The index name is Table.query's 8th parameter (moto's backend passes it positionally).

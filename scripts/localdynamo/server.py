@@ -401,6 +401,7 @@ class LocalDynamo:
             return self.forward(environ, raw)
         index = req.get("IndexName")
         mode = "strong" if req.get("ConsistentRead") else "eventual"
+        patches.forget_query_hash()
         with patches.capture_reads() as read:
             status, headers, _, parsed, err = self.call(environ, req, raw)
             pk = patches.last_query_hash()
