@@ -185,8 +185,9 @@ def key_patterns():
             pk = cells[0].strip("`")
             rx = "^" + re.sub(r"<[^>]+>", "[^#]+", re.escape(pk).replace(r"\<", "<").replace(r"\>", ">")) + "$"
             what = cells[2] if len(cells) >= 4 else f"sk {cells[1]}"
-            pats.append((rx, f"{table}: `{pk}` {re.sub(r'[*`]', '', what)[:70]}"))
-    return pats
+            pats.append((rx, f"{table}: `{pk}` {re.sub(r'[*`]', '', what)[:70]}", len(re.sub(r"<[^>]+>", "", pk))))
+    # The most specific pattern first (`<acc>#SEGMENTS` before `<accountId>#<userId>`).
+    return [(rx, what) for rx, what, _ in sorted(pats, key=lambda p: -p[2])]
 
 
 def describe(pk, patterns):
@@ -301,7 +302,15 @@ def projection(results, patterns):
                 continue  # a key only some calls touch (a shard among many): not a hot key
             w, rd = k["wcu"] / r["calls"] * calls_per_s, k["rcu"] / r["calls"] * calls_per_s
             rows.append((label, k, w, rd, describe(k["pk"], patterns)))
-    return rows
+    # One row per kind of key (the 100 shards of a segment are one kind): the busiest of them.
+    grouped = {}
+    for label, k, w, rd, what in rows:
+        g = (label, k["table"], k["index"], what)
+        best = grouped.get(g)
+        if best is None or w + rd > best[2] + best[3]:
+            grouped[g] = [label, k, w, rd, what, 0]
+        grouped[g][5] += 1
+    return list(grouped.values())
 
 
 def scale_run(stack, args, patterns):
@@ -324,7 +333,8 @@ def write_report(args, results, skipped, memory, patterns, scale):
            "units from the local DynamoDB's meter (`GET /_meter`, DynamoDB's published sizing rules: docs/LOCAL_DYNAMODB.md). "
            "Prices: AWS on-demand, us-east-1: DynamoDB $0.625/M WRU and $0.125/M RRU, API Gateway HTTP API $1.00/M, "
            "Lambda arm64 $0.20/M requests + $0.0000133334/GB-s at the function's MemorySize (template.yaml) and the "
-           "measured median duration. The duration is the local round trip through `cargo lambda watch` (debug build, "
+           "measured median duration, usage sums flushed every 5 s per instance as deployed "
+           "(`USAGE_FLUSH_SECONDS`; `make dev` writes them on every call). The duration is the local round trip through `cargo lambda watch` (debug build, "
            "moto): an upper bound of the Lambda's own. Floor: API Gateway + Lambda request + 1 ms + the units of the "
            "items any design must read or write for the call (FLOORS in scripts/capacity.py, basis in the last column).\n",
            "| route | event | status | DynamoDB requests / call | RRU / call | WRU / call | ms | MB | $ / M calls | floor $ / M | cost / floor | floor basis |",
@@ -339,10 +349,13 @@ def write_report(args, results, skipped, memory, patterns, scale):
     out += ["", "## Hot keys at SPEC's targets (projection)\n",
             "Units per call on each partition key that every call of the route touches, times the calls per second "
             "of SPEC's targets. DynamoDB serves at most 1,000 WCU/s and 3,000 RCU/s per partition key.\n",
-            "| target | table | pk (this run) | what | WCU/s | RCU/s | verdict |", "|---|---|---|---|---|---|---|"]
-    for label, k, w, rd, what in projection(results, patterns):
+            "The calls per second are the target divided by the users or ids of the route's sample event "
+            "(one per call: the worst case; a segment's 50,000 member writes/s sent as 25,000-id calls is 2 calls/s).\n",
+            "| target | table | pk (busiest of this kind, this run) | keys of this kind | what | WCU/s | RCU/s | verdict |",
+            "|---|---|---|---|---|---|---|---|"]
+    for label, k, w, rd, what, n in projection(results, patterns):
         verdict = "**throttles**" if w > 1000 or rd > 3000 else "ok"
-        out.append(f"| {label} | {k['table']}{'/' + k['index'] if k['index'] else ''} | `{k['pk'][:60]}` | {what} | {w:,.0f} | {rd:,.0f} | {verdict} |")
+        out.append(f"| {label} | {k['table']}{'/' + k['index'] if k['index'] else ''} | `{k['pk'][:70]}` | {n} | {what} | {w:,.0f} | {rd:,.0f} | {verdict} |")
     if scale:
         m, seconds, rc, summary = scale
         out += ["", f"## Scale simulation: `make load`'s mix at DEV_DYNAMODB_SCALE = {m['scale']:g}\n",
@@ -351,13 +364,13 @@ def write_report(args, results, skipped, memory, patterns, scale):
                 f"{seconds:.0f} s; load.py exit code {rc}; {m['throttled']} throttled requests, {m['conflicts']} transaction conflicts.\n",
                 "| table | pk | what | RCU | WCU | peak RCU/s × scale | peak WCU/s × scale | requests | throttled |",
                 "|---|---|---|---|---|---|---|---|---|"]
-        for k in m["keys"][:25]:
-            out.append(f"| {k['table']}{'/' + k['index'] if k['index'] else ''} | `{k['pk'][:60]}` | {describe(k['pk'], patterns)} | "
+        for k in m["keys"][:15]:
+            out.append(f"| {k['table']}{'/' + k['index'] if k['index'] else ''} | `{k['pk'][:70]}` | {describe(k['pk'], patterns)} | "
                        f"{k['rcu']:g} | {k['wcu']:g} | {k['peak_rcu_per_s'] * m['scale']:,.0f} | {k['peak_wcu_per_s'] * m['scale']:,.0f} | "
                        f"{k['requests']} | {k['throttled']} |")
         hot = [k for k in m["keys"] if k["throttled"]]
         out += ["", "Keys that throttled: " + ("none." if not hot else ", ".join(
-            f"`{k['pk'][:60]}` ({describe(k['pk'], patterns)}; {k['throttled']}×)" for k in hot)), "",
+            f"`{k['pk'][:70]}` ({describe(k['pk'], patterns)}; {k['throttled']}×)" for k in hot)), "",
                 "load.py's summary:", "```", *summary, "```"]
     with open(args.out, "w") as f:
         f.write("\n".join(out) + "\n")

@@ -20,7 +20,8 @@ if [ -n "${DEV_DIR:-}" ] && answers "$DEV_DIR"; then
   exec python3 scripts/capacity.py "$@"
 fi
 
-export DEV_DIR=.dev-capacity DEV_NO_RELOAD=1
+# Usage sums flushed every 5 s per instance, as deployed (make dev writes them on every call).
+export DEV_DIR=.dev-capacity DEV_NO_RELOAD=1 DEV_USAGE_FLUSH_SECONDS="${DEV_USAGE_FLUSH_SECONDS:-5}"
 DEV_DYNAMODB_PORT="$(free_port)"
 DEV_API_PORT="$(free_port)"
 export DEV_DYNAMODB_PORT DEV_API_PORT
