@@ -15,6 +15,7 @@ import re
 import sys
 import threading
 import time
+import traceback
 import uuid
 import zlib
 
@@ -238,6 +239,10 @@ class LocalDynamo:
                 status, headers, body = handler(environ, req, raw)
             except Refused as e:
                 status, headers, body = self.refusal(e)
+            except Exception:  # a bug here: say so, as DynamoDB's 500 (the SDKs retry it)
+                traceback.print_exc()
+                status, headers, body = self.reply("500 Internal Server Error", {
+                    "__type": PREFIX + "InternalServerError", "message": f"local server error in {op}; see its log"})
         start_response(status, headers)
         return [body]
 
