@@ -313,17 +313,34 @@ def projection(results, patterns):
     return list(grouped.values())
 
 
+def load(requests):
+    """Runs scripts/load.py; (exit code, its last lines, users written/s, segment ids added/s)."""
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "load.py"), "--requests", str(requests)],
+                          cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, DEV_DIR=os.path.relpath(DEV_DIR, ROOT)))
+    try:
+        rep = json.load(open(os.path.join(DEV_DIR, "load-report.json")))
+        secs = rep["durationSeconds"] or 1
+        rates = (rep["usersWritten"] / secs, rep["segmentIdsAdded"] / secs)
+    except (OSError, KeyError, ValueError):
+        rates = (0.0, 0.0)
+    return proc.returncode, [line for line in proc.stdout.splitlines() if line.strip()][-12:], rates
+
+
 def scale_run(stack, args, patterns):
-    stack.meter("POST", "/_meter/config", json.dumps({"scale": args.scale}))
+    scale = args.scale
+    if scale <= 0:  # auto: one account's user updates at SPEC's 10,000/s
+        stack.meter("POST", "/_meter/config", json.dumps({"scale": 1}))
+        _, _, (users_per_s, _) = load(args.calibration_requests)
+        scale = round(10_000 / users_per_s) if users_per_s else 100
+        print(f"calibration: {users_per_s:.1f} user updates/s here; scale factor {scale}")
+    stack.meter("POST", "/_meter/config", json.dumps({"scale": scale}))
     stack.meter("POST", "/_meter/reset")
     started = time.time()
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "load.py"), "--requests", str(args.load_requests)],
-                          cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, DEV_DIR=os.path.relpath(DEV_DIR, ROOT)))
+    rc, summary, rates = load(args.load_requests)
     seconds = time.time() - started
     m = stack.meter()
     stack.meter("POST", "/_meter/config", json.dumps({"scale": 1}))
-    summary = [line for line in proc.stdout.splitlines() if line.strip()][-12:]
-    return m, seconds, proc.returncode, summary
+    return m, seconds, rc, summary, rates
 
 
 def write_report(args, results, skipped, memory, patterns, scale):
@@ -357,10 +374,15 @@ def write_report(args, results, skipped, memory, patterns, scale):
         verdict = "**throttles**" if w > 1000 or rd > 3000 else "ok"
         out.append(f"| {label} | {k['table']}{'/' + k['index'] if k['index'] else ''} | `{k['pk'][:70]}` | {n} | {what} | {w:,.0f} | {rd:,.0f} | {verdict} |")
     if scale:
-        m, seconds, rc, summary = scale
-        out += ["", f"## Scale simulation: `make load`'s mix at DEV_DYNAMODB_SCALE = {m['scale']:g}\n",
-                f"scripts/load.py --requests {args.load_requests} against the same stack, every unit counted {m['scale']:g} times "
-                f"against the per-key buckets, so a key's local rate × {m['scale']:g} is its rate on AWS. "
+        m, seconds, rc, summary, (users_s, ids_s) = scale
+        sc = m["scale"]
+        out += ["", f"## Scale simulation: `make load`'s mix at DEV_DYNAMODB_SCALE = {sc:g}\n",
+                f"scripts/load.py --requests {args.load_requests} against the same stack, every unit counted {sc:g} times "
+                f"against the per-key buckets, so a key's local rate × {sc:g} is its rate on AWS. The scale factor was "
+                f"chosen so that the account's user updates ({users_s:.1f}/s here in a calibration run) stand for "
+                f"SPEC's 10,000/s. During the run: {users_s:.1f} users written/s = {users_s * sc:,.0f}/s on AWS "
+                f"(target 10,000), {ids_s:.1f} segment ids added/s = {ids_s * sc:,.0f}/s on AWS over 4 segments "
+                f"(target 50,000 per segment: the segments' keys below are at {ids_s * sc / 4 / 50_000:.1%} of it). "
                 f"{seconds:.0f} s; load.py exit code {rc}; {m['throttled']} throttled requests, {m['conflicts']} transaction conflicts.\n",
                 "| table | pk | what | RCU | WCU | peak RCU/s × scale | peak WCU/s × scale | requests | throttled |",
                 "|---|---|---|---|---|---|---|---|---|"]
@@ -379,7 +401,9 @@ def write_report(args, results, skipped, memory, patterns, scale):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calls", type=int, default=20)
-    ap.add_argument("--scale", type=float, default=100.0)
+    ap.add_argument("--scale", type=float, default=0.0,
+                    help="scale factor of the simulation (default: chosen so the account's user updates stand for 10,000/s)")
+    ap.add_argument("--calibration-requests", type=int, default=400)
     ap.add_argument("--load-requests", type=int, default=2000)
     ap.add_argument("--no-load", action="store_true", help="skip the scale simulation")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "CAPACITY.md"))
@@ -401,8 +425,9 @@ def main():
               f"${per_m(cost)}/M floor ${per_m(floor)}/M x{cost / floor:.2f}")
     scale = None if args.no_load else scale_run(stack, args, patterns)
     if scale:
-        m, seconds, rc, _ = scale
-        print(f"scale simulation: {seconds:.0f} s at scale {m['scale']:g}, load.py exit {rc}, "
+        m, seconds, rc, _, (users_s, ids_s) = scale
+        print(f"scale simulation: {seconds:.0f} s at scale {m['scale']:g} ({users_s * m['scale']:,.0f} user updates/s, "
+              f"{ids_s * m['scale']:,.0f} segment ids/s on AWS), load.py exit {rc}, "
               f"{m['throttled']} throttled, {m['conflicts']} conflicts")
         for k in m["keys"][:10]:
             print(f"  {k['table']:20} {k['pk'][:50]:50} wcu {k['wcu']:8.1f} rcu {k['rcu']:8.1f} throttled {k['throttled']}")
