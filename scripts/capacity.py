@@ -313,33 +313,51 @@ def projection(results, patterns):
     return list(grouped.values())
 
 
-def load(requests):
-    """Runs scripts/load.py; (exit code, its last lines, users written/s, segment ids added/s)."""
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "load.py"), "--requests", str(requests)],
-                          cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, DEV_DIR=os.path.relpath(DEV_DIR, ROOT)))
+def load(requests, stack=None, scale=None):
+    """Runs scripts/load.py: (exit code, its last lines, users written/s, segment ids added/s, meter).
+
+    With a scale: load.py's setup (account, integration, segments) runs at scale 1, the load at
+    `scale` from its "==> N requests at" line, and the meter is read when the read-back begins
+    (which runs at scale 1 again: it verifies, it is not part of the mix)."""
+    report = os.path.join(DEV_DIR, "load-report.json")
+    if os.path.exists(report):
+        os.remove(report)
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts", "load.py"), "--requests", str(requests)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, DEV_DIR=os.path.relpath(DEV_DIR, ROOT), PYTHONUNBUFFERED="1"))
+    lines, m = [], None
+    for line in proc.stdout:
+        lines.append(line.rstrip())
+        if stack is not None and scale and line.startswith("==> ") and " requests at " in line:
+            stack.meter("POST", "/_meter/config", json.dumps({"scale": scale}))
+            stack.meter("POST", "/_meter/reset")
+        elif stack is not None and scale and line.startswith("==> read-back"):
+            m = stack.meter()
+            stack.meter("POST", "/_meter/config", json.dumps({"scale": 1}))
+    rc = proc.wait()
     try:
-        rep = json.load(open(os.path.join(DEV_DIR, "load-report.json")))
+        rep = json.load(open(report))
         secs = rep["durationSeconds"] or 1
         rates = (rep["usersWritten"] / secs, rep["segmentIdsAdded"] / secs)
     except (OSError, KeyError, ValueError):
         rates = (0.0, 0.0)
-    return proc.returncode, [line for line in proc.stdout.splitlines() if line.strip()][-12:], rates
+    return rc, [x for x in lines if x.strip()][-12:], rates, m
 
 
 def scale_run(stack, args, patterns):
     scale = args.scale
+    stack.meter("POST", "/_meter/config", json.dumps({"scale": 1}))
     if scale <= 0:  # auto: one account's user updates at SPEC's 10,000/s
-        stack.meter("POST", "/_meter/config", json.dumps({"scale": 1}))
-        _, _, (users_per_s, _) = load(args.calibration_requests)
+        _, _, (users_per_s, _), _ = load(args.calibration_requests)
         scale = round(10_000 / users_per_s) if users_per_s else 100
         print(f"calibration: {users_per_s:.1f} user updates/s here; scale factor {scale}")
-    stack.meter("POST", "/_meter/config", json.dumps({"scale": scale}))
-    stack.meter("POST", "/_meter/reset")
     started = time.time()
-    rc, summary, rates = load(args.load_requests)
+    rc, summary, rates, m = load(args.load_requests, stack, scale)
     seconds = time.time() - started
-    m = stack.meter()
+    if m is None:  # load.py stopped before its read-back
+        m = stack.meter()
     stack.meter("POST", "/_meter/config", json.dumps({"scale": 1}))
+    m["scale"] = scale
     return m, seconds, rc, summary, rates
 
 
@@ -373,6 +391,10 @@ def write_report(args, results, skipped, memory, patterns, scale):
     for label, k, w, rd, what, n in projection(results, patterns):
         verdict = "**throttles**" if w > 1000 or rd > 3000 else "ok"
         out.append(f"| {label} | {k['table']}{'/' + k['index'] if k['index'] else ''} | `{k['pk'][:70]}` | {n} | {what} | {w:,.0f} | {rd:,.0f} | {verdict} |")
+    out += ["", "`RATE#<account>#<shard>`: the limiter spreads an account over ⌈limit / per-shard rate⌉ shards "
+            "(shared/src/protect/rate.rs); the demo account measured here has `make dev`'s limit of 100/s, so one "
+            "shard: an account allowed 10,000/s has proportionally more shards (the scale simulation's account does). "
+            "Keys of the other kinds do not depend on the account's limit."]
     if scale:
         m, seconds, rc, summary, (users_s, ids_s) = scale
         sc = m["scale"]
