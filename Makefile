@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make dev` (run it locally) and `make test` (every test).
-.PHONY: dev test build clean bench-segments bench-coldstart load fuzz schemathesis
+.PHONY: dev test build clean bench-segments bench-coldstart load fuzz schemathesis capacity
 
 dev:
 	@scripts/dev.sh
@@ -22,6 +22,12 @@ bench-coldstart:
 # every acknowledged write; fails on any 5xx or missing write.
 load:
 	@scripts/load.sh
+
+# Cost per call of every route (units from the local DynamoDB's meter, AWS prices, the floor and
+# the ratio) and the scale simulation: writes docs/CAPACITY.md. Starts its own stack unless
+# DEV_DIR names a running `make dev`. Knobs: scripts/capacity.py --help (CAPACITY_ARGS).
+capacity:
+	@scripts/capacity.sh $(CAPACITY_ARGS)
 
 # Schema fuzzing of a running `make dev` against docs/openapi.yaml (schemathesis, every
 # check); fails on any failure. Knobs: SCHEMATHESIS_MAX_EXAMPLES, SCHEMATHESIS_WORKERS, DEV_DIR.

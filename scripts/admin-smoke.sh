@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CONFIG_TABLE=smoke-config KEYS_TABLE=smoke-keys END_USERS_TABLE=smoke-end-users SEGMENTS_TABLE=smoke-segments
-admin() { target/debug/admin --json "$@"; }
+admin() { "${CARGO_TARGET_DIR:-target}/debug/admin" --json "$@"; }
 check() { # check JSON FIELD...: the output is one JSON object holding every field
   python3 -c 'import json,sys; o=json.loads(sys.argv[1]); missing=[f for f in sys.argv[2:] if f not in o]; sys.exit(f"missing {missing} in {o}" if missing else 0)' "$@"
 }

@@ -3,6 +3,10 @@
 # Local DynamoDB-compatible server (moto) on 127.0.0.1:$DEV_DYNAMODB_PORT (8000), tables,
 # a demo account, every function built and served by `cargo lambda watch` on its production
 # path at http://127.0.0.1:$DEV_API_PORT (9000). Writes $DEV_DIR (.dev)/env and demo.json.
+# Prints a "ready" banner, then one line per request (scripts/dev_proxy.py); the build's output
+# goes to $DEV_DIR/build.log, the functions' logs to $DEV_DIR/functions.log, moto's to moto.log.
+# The functions reload when a source changes, not when a git-ignored file does (DEV_DIR, tool
+# reports: keep them git-ignored); DEV_NO_RELOAD=1 never reloads.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -17,6 +21,12 @@ DEV_DIR="${DEV_DIR:-.dev}"
 ensure_venv
 export PATH="$VENV/bin:$PATH"
 mkdir -p "$DEV_DIR"
+# cargo lambda watch restarts every function (dropping requests in flight) on any change to a
+# file git does not ignore: a DEV_DIR inside the tree must be ignored (.gitignore has /.dev*/).
+if ! git check-ignore -q "$DEV_DIR" 2>/dev/null && [[ "$(cd "$DEV_DIR" && pwd)" == "$ROOT"/* ]]; then
+  echo "warning: $DEV_DIR is not git-ignored: every log line written there reloads the functions." >&2
+  echo "         Use a DEV_DIR named .dev* or under target/ (or DEV_NO_RELOAD=1)." >&2
+fi
 
 if curl -s -o /dev/null "http://127.0.0.1:$API_PORT/"; then
   echo "error: something already listens on 127.0.0.1:$API_PORT (another make dev?)" >&2
@@ -24,7 +34,9 @@ if curl -s -o /dev/null "http://127.0.0.1:$API_PORT/"; then
 fi
 start_moto "$DB_PORT" "$DEV_DIR/moto.log"
 WATCH_PID=""
+PROXY_PID=""
 cleanup() {
+  [ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null
   [ -n "$WATCH_PID" ] && kill "$WATCH_PID" 2>/dev/null
   kill "$MOTO_PID" 2>/dev/null || true
 }
@@ -41,7 +53,7 @@ AWS_SECRET_ACCESS_KEY=local
 AWS_EC2_METADATA_DISABLED=true
 DYNAMODB_ATTEMPT_TIMEOUT_MS=30000
 DYNAMODB_OPERATION_TIMEOUT_MS=120000
-USAGE_FLUSH_SECONDS=0
+USAGE_FLUSH_SECONDS=${DEV_USAGE_FLUSH_SECONDS:-0}
 CONFIG_TABLE=ingest-config
 KEYS_TABLE=ingest-signing-keys
 END_USERS_TABLE=ingest-end-users
@@ -54,10 +66,14 @@ set -a
 source "$DEV_DIR/env"
 set +a
 
-echo "==> building every function and the admin tool"
-cargo build --workspace --bins
+echo "==> building every function and the admin tool (output: $DEV_DIR/build.log)"
+if ! cargo build --workspace --bins >"$DEV_DIR/build.log" 2>&1; then
+  tail -n 40 "$DEV_DIR/build.log" >&2
+  echo "error: the build failed; see $DEV_DIR/build.log" >&2
+  exit 1
+fi
 
-admin() { target/debug/admin --json "$@"; }
+admin() { "${CARGO_TARGET_DIR:-target}/debug/admin" --json "$@"; }
 json_field() { "$VENV/bin/python" -c "import json,sys; print(json.load(sys.stdin)[sys.argv[1]])" "$1"; }
 
 echo "==> creating tables and the demo account"
@@ -69,17 +85,21 @@ admin keys rotate >/dev/null
 CLIENT_ID="$(echo "$CLIENT_JSON" | json_field clientId)"
 CLIENT_SECRET="$(echo "$CLIENT_JSON" | json_field clientSecret)"
 
-echo "==> starting the functions (cargo lambda watch)"
+echo "==> starting the functions (cargo lambda watch; logs: $DEV_DIR/functions.log)"
 # cargo lambda watch runs one instance per function unless told otherwise: concurrent
 # callers (make load, schemathesis) would queue behind each other. DEV_NO_RELOAD=1 keeps the
 # running functions when sources change (a reload drops the requests in flight).
 WATCH_FLAGS=(--concurrency "${DEV_CONCURRENCY:-4}")
 [ "${DEV_NO_RELOAD:-0}" = 1 ] && WATCH_FLAGS+=(--ignore-changes)
-cargo lambda watch -A 127.0.0.1 -P "$API_PORT" "${WATCH_FLAGS[@]}" &
+# Behind scripts/dev_proxy.py, which prints one line per request.
+WATCH_PORT="$(free_port)"
+cargo lambda watch -A 127.0.0.1 -P "$WATCH_PORT" "${WATCH_FLAGS[@]}" >"$DEV_DIR/functions.log" 2>&1 &
 WATCH_PID=$!
+"$VENV/bin/python" -u scripts/dev_proxy.py "$API_PORT" "$WATCH_PORT" > "$DEV_DIR/requests.log" 2>&1 &
+PROXY_PID=$!
 for _ in $(seq 1 300); do
   curl -s -o /dev/null "$API_URL/.well-known/jwks.json" && break
-  kill -0 "$WATCH_PID" 2>/dev/null || { echo "error: cargo lambda watch exited" >&2; exit 1; }
+  kill -0 "$WATCH_PID" 2>/dev/null || { tail -n 20 "$DEV_DIR/functions.log" >&2; echo "error: cargo lambda watch exited; see $DEV_DIR/functions.log" >&2; exit 1; }
   sleep 0.2
 done
 
@@ -125,7 +145,8 @@ cat <<MSG
 
 Local stack ready (Ctrl-C stops everything).
   API:            $API_URL
-  DynamoDB:       http://127.0.0.1:$DB_PORT   (moto)
+  DynamoDB:       http://127.0.0.1:$DB_PORT   (moto + meter: GET /_meter, docs/LOCAL_DYNAMODB.md)
+  logs:           $DEV_DIR/functions.log  $DEV_DIR/moto.log  $DEV_DIR/build.log
   demo account:   $DEV_DIR/demo.json      environment: $DEV_DIR/env
 
 Get a token:
@@ -134,5 +155,9 @@ Get a token:
     --header "Authorization: Basic \$(printf '%s:%s' '$CLIENT_ID' '$CLIENT_SECRET' | base64 -w0)" \\
     --data-urlencode 'grant_type=client_credentials'
 
+Requests (method, path, status, milliseconds):
 MSG
+tail -n 0 -f "$DEV_DIR/requests.log" &
+TAIL_PID=$!
+trap 'kill "$TAIL_PID" 2>/dev/null; cleanup' EXIT
 wait "$WATCH_PID"

@@ -30,7 +30,7 @@ start_moto() {
     echo "error: something already listens on 127.0.0.1:$port (stop it, or pick another port)" >&2
     return 1
   fi
-  # Our wrapper of moto_server: see scripts/moto_server.py for the one thing it fixes.
+  # moto behind scripts/localdynamo (meter, limits, throttling, conflicts): docs/LOCAL_DYNAMODB.md.
   "$VENV/bin/python" "$(dirname "${BASH_SOURCE[0]}")/moto_server.py" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
   MOTO_PID=$!
   for _ in $(seq 1 100); do
@@ -54,8 +54,9 @@ local_aws_env() {
   export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
   export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
   export AWS_EC2_METADATA_DISABLED=true
-  # The emulator serves one request at a time: a 25,000-id call queues for seconds.
+  # The local server is slower than DynamoDB (Python): a 25,000-id call takes seconds.
   export DYNAMODB_ATTEMPT_TIMEOUT_MS=30000 DYNAMODB_OPERATION_TIMEOUT_MS=120000
-  # Usage sums written on every call, so that `admin usage` and the tests see them at once.
-  export USAGE_FLUSH_SECONDS=0
+  # Usage sums written on every call, so that `admin usage` and the tests see them at once
+  # (`make capacity` flushes every 5 s, as deployed: DEV_USAGE_FLUSH_SECONDS).
+  export USAGE_FLUSH_SECONDS="${DEV_USAGE_FLUSH_SECONDS:-0}"
 }

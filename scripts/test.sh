@@ -18,6 +18,9 @@ echo "==> template lint"
 cfn-lint template.yaml
 sam validate --lint --template-file template.yaml
 
+echo "==> local DynamoDB server unit tests (pytest scripts/localdynamo)"
+PYTHONDONTWRITEBYTECODE=1 "$VENV/bin/python" -m pytest -q -p no:cacheprovider scripts/localdynamo
+
 mkdir -p target
 port="$(free_port)"
 start_moto "$port" target/moto-test.log

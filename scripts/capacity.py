@@ -1,0 +1,463 @@
+#!/usr/bin/env python3
+"""`make capacity`: what every API call costs on AWS, measured by the local DynamoDB's meter.
+
+Against a running stack (DEV_DIR's demo.json and env: `make dev`, or the one scripts/capacity.sh
+starts on free ports), for every route of events/*.json (one API Gateway event per route, so the
+list follows the handlers): reset the meter (POST /_meter/reset), make --calls calls after two
+unmetered warm-up calls, read GET /_meter, and price the call on AWS on-demand:
+  DynamoDB  $0.625 per million write request units, $0.125 per million read request units
+  API Gateway HTTP API $1.00 per million requests
+  Lambda arm64 $0.20 per million requests + $0.0000133334 per GB-second, at the measured
+  duration and the function's MemorySize in template.yaml
+beside the call's floor (API Gateway + Lambda request fee + 1 ms at that memory + the units of
+the items any design must read or write for it: FLOORS below) and the ratio cost / floor.
+
+Then the scale simulation: scripts/load.py's mix with the server's scale factor set to --scale
+(POST /_meter/config), the busiest partition keys and every key that throttled, named from the
+key patterns of docs/TABLES.md; and a projection of the measured units per call to SPEC's
+targets (10,000 user updates/s per account, 50,000 member writes/s per segment).
+
+Writes docs/CAPACITY.md (--out) and DEV_DIR/capacity.json. Python standard library only.
+"""
+import argparse
+import base64
+import datetime
+import glob
+import http.client
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.parse
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEV_DIR = os.path.join(ROOT, os.environ.get("DEV_DIR", ".dev"))
+
+WRU, RRU = 0.625e-6, 0.125e-6
+APIGW, LAMBDA_REQ, GBS = 1.00e-6, 0.20e-6, 0.0000133334
+
+# Order of the routes: what creates comes before what reads, deletes last. Routes not named
+# here run in the middle with no special handling.
+FIRST = ["token", "jwks", "openid-configuration", "integrations-create", "user-data-seed-single",
+         "user-data-seed-multiple", "user-data-seed-nested", "moengage-track-user", "user-get",
+         "segments-create"]
+LAST = ["segments-update-add", "segments-update-remove", "segments-update-override",
+        "integrations-delete", "segments-delete", "user-delete"]
+
+
+def n_users(body):
+    return len(body.get("data") or [None])
+
+
+def n_ids(body):
+    return len(set(body.get("userIds") or []))
+
+
+# The least any design must read (RRU) and write (WRU) for one call, and why. A function of the
+# event's body (a dict, or None).
+FLOORS = {
+    "token": (lambda b: (0.5, 0), "read the client (one item ≤ 4 KB, eventually consistent)"),
+    "jwks": (lambda b: (0, 0), "public keys: cacheable in the function"),
+    "openid-configuration": (lambda b: (0, 0), "static document"),
+    "integrations-create": (lambda b: (0, 1), "write one item ≤ 1 KB"),
+    "integrations-get": (lambda b: (0.5, 0), "read one item"),
+    "integrations-list": (lambda b: (0.5, 0), "read one partition page ≤ 4 KB"),
+    "integrations-patch": (lambda b: (0.5, 1), "read and write one item"),
+    "integrations-delete": (lambda b: (0, 1), "delete one item"),
+    "integrations-test": (lambda b: (0.5, 0), "read the integration; writes nothing"),
+    "user-data-seed-single": (lambda b: (0, n_users(b)), "one ≤ 1 KB item per user"),
+    "user-data-seed-multiple": (lambda b: (0, n_users(b)), "one ≤ 1 KB item per user"),
+    "user-data-seed-nested": (lambda b: (0, n_users(b)), "one ≤ 1 KB item per user"),
+    "moengage-track-user": (lambda b: (0, 1), "one ≤ 1 KB item"),
+    "user-get": (lambda b: (1, 0), "the user's items, one strongly consistent read ≤ 4 KB"),
+    "user-delete": (lambda b: (0, 1), "delete the user's item(s): at least one"),
+    "segments-create": (lambda b: (0, n_ids(b) + 1), "one item per member + the segment"),
+    "segments-get": (lambda b: (0.5, 0), "read one item"),
+    "segments-list": (lambda b: (0.5, 0), "read one partition page"),
+    "segments-members": (lambda b: (0.5, 0), "read one partition page"),
+    "segments-update-add": (lambda b: (0, n_ids(b)), "one item per id"),
+    "segments-update-remove": (lambda b: (0, n_ids(b)), "one item per id"),
+    "segments-update-override": (lambda b: (0, n_ids(b)), "one item per id (at least)"),
+    "segments-delete": (lambda b: (0, 1), "delete the segment's head"),
+}
+
+
+def fail(msg):
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+class Stack:
+    def __init__(self, dev_dir):
+        try:
+            self.demo = json.load(open(os.path.join(dev_dir, "demo.json")))
+            env = dict(line.split("=", 1) for line in open(os.path.join(dev_dir, "env")).read().split("\n") if "=" in line)
+        except OSError:
+            fail(f"no {dev_dir}/demo.json or env: start `make dev` (or run `make capacity`, which starts a stack)")
+        self.api = urllib.parse.urlsplit(self.demo["apiUrl"])
+        self.db = urllib.parse.urlsplit(env["AWS_ENDPOINT_URL_DYNAMODB"])
+        self.basic = base64.b64encode(f'{self.demo["clientId"]}:{self.demo["clientSecret"]}'.encode()).decode()
+        self.conn = None
+        self.token = self.get_token()
+
+    def request(self, method, path, headers=None, body=None, url=None):
+        url = url or self.api
+        for attempt in range(2):
+            if url is self.api and self.conn is None:
+                self.conn = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
+            conn = self.conn if url is self.api else http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+            try:
+                started = time.perf_counter()
+                conn.request(method, path, body=body, headers=headers or {})
+                resp = conn.getresponse()
+                data = resp.read()
+                return resp.status, (time.perf_counter() - started) * 1000, data
+            except (http.client.HTTPException, OSError):
+                if url is self.api:
+                    self.conn = None
+                if attempt:
+                    raise
+
+    def meter(self, method="GET", path="/_meter", body=None):
+        status, _, data = self.request(method, path, {"Content-Type": "application/json"}, body, url=self.db)
+        if status != 200:
+            fail(f"the local DynamoDB has no meter ({method} {path}: {status}): is it scripts/moto_server.py?")
+        return json.loads(data)
+
+    def get_token(self):
+        status, _, data = self.request("POST", "/accounts/connect/token",
+                                       {"Authorization": f"Basic {self.basic}",
+                                        "Content-Type": "application/x-www-form-urlencoded"},
+                                       "grant_type=client_credentials")
+        if status != 200:
+            fail(f"token: {status} {data[:200]!r}")
+        return json.loads(data)["access_token"]
+
+    def fill(self, text):
+        d = self.demo
+        subs = {
+            "__BASIC_CREDENTIALS__": self.basic, "__ACCESS_TOKEN__": self.token,
+            "__SYSTEM_GUID__": d["systemGuid"], "__SEGMENT_GUID__": d["segmentGuid"],
+            "__INTEGRATION_TOKEN__": d["integrationToken"], "__INTEGRATION_ID__": d["integrationId"],
+            "__NESTED_INTEGRATION_TOKEN__": d.get("nestedIntegrationToken", ""),
+            "__WORKSPACE_ID__": d["accountId"],
+            "__MOENGAGE_BASIC__": base64.b64encode(f'{d["accountId"]}:{d["clientSecret"]}'.encode()).decode(),
+        }
+        for k, v in subs.items():
+            text = text.replace(k, v)
+        return text
+
+
+def functions_memory():
+    """{binary: MemorySize} from template.yaml (Globals' MemorySize unless the function sets one)."""
+    text = open(os.path.join(ROOT, "template.yaml")).read()
+    default = int(re.search(r"^Globals:.*?^\s+MemorySize:\s*(\d+)", text, re.S | re.M).group(1))
+    out = {}
+    for block in re.split(r"\n  (?=\w+:\n    Type: AWS::Serverless::Function)", text)[1:]:
+        binary = re.search(r"Binary:\s*([\w-]+)", block)
+        mem = re.search(r"\n      MemorySize:\s*(\d+)", block.split("\n  Outputs:")[0])
+        if binary:
+            out[binary.group(1)] = int(mem.group(1)) if mem else default
+    return out
+
+
+def function_of(path):
+    router = tomllib.load(open(os.path.join(ROOT, "Cargo.toml"), "rb"))["workspace"]["metadata"]["lambda"]["watch"]["router"]
+    for pattern, target in router.items():
+        rx = "^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(pattern)) + "$"
+        if re.match(rx, path):
+            return target if isinstance(target, str) else target[0]["function"]
+    return "?"
+
+
+def key_patterns():
+    """(regex, description) for every key pattern of docs/TABLES.md's tables."""
+    pats, table = [], ""
+    for line in open(os.path.join(ROOT, "docs", "TABLES.md")):
+        if line.startswith("## "):
+            table = line[3:].split("(")[0].strip()
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("| `") else []
+        if len(cells) >= 3 and cells[0].startswith("`"):
+            pk = cells[0].strip("`")
+            rx = "^" + re.sub(r"<[^>]+>", "[^#]+", re.escape(pk).replace(r"\<", "<").replace(r"\>", ">")) + "$"
+            what = cells[2] if len(cells) >= 4 else f"sk {cells[1]}"
+            pats.append((rx, f"{table}: `{pk}` {re.sub(r'[*`]', '', what)[:70]}", len(re.sub(r"<[^>]+>", "", pk))))
+    # The most specific pattern first (`<acc>#SEGMENTS` before `<accountId>#<userId>`).
+    return [(rx, what) for rx, what, _ in sorted(pats, key=lambda p: -p[2])]
+
+
+def describe(pk, patterns):
+    for rx, what in patterns:
+        if re.match(rx, pk):
+            return what
+    return "?"
+
+
+def route_events():
+    names = [os.path.basename(p)[:-5] for p in glob.glob(os.path.join(ROOT, "events", "*.json"))]
+    middle = sorted(n for n in names if n not in FIRST and n not in LAST)
+    return [n for n in FIRST if n in names] + middle + [n for n in LAST if n in names]
+
+
+def vary(name, body, i):
+    """Each call of a write of users or members names new ones (the targets are many users, not
+    one user written again), so that only the keys every call shares stay hot in the meter."""
+    if not body or not body.lstrip().startswith("{"):
+        return body
+    b = json.loads(body)
+    if name.startswith("user-data") or name == "moengage-track-user":
+        for user in b.get("data") or [b]:
+            for field in ("Email", "properties.ID", "customer_id"):
+                if isinstance(user.get(field), str):
+                    user[field] = f"{user[field]}-{i}"
+    elif name == "segments-update-add":
+        b["userIds"] = [f"{u}-{i}" for u in b.get("userIds") or []]
+    else:
+        return body
+    return json.dumps(b)
+
+
+def measure(stack, name, calls, warm=2):
+    event = json.loads(stack.fill(open(os.path.join(ROOT, "events", name + ".json")).read()))
+    method = event["requestContext"]["http"]["method"]
+    path = event["rawPath"] + (("?" + event["rawQueryString"]) if event.get("rawQueryString") else "")
+    headers = {k: v for k, v in event.get("headers", {}).items() if k != "host"}
+    body = event.get("body")
+    if body and event.get("isBase64Encoded"):
+        body = base64.b64decode(body).decode()
+    total = warm + calls
+    variants = [(path, vary(name, body, i) if i else body) for i in range(total)]  # the first: as sent
+    if name == "segments-create":
+        variants = [(path, json.dumps(dict(json.loads(body), id=f"cap-{time.time_ns()}-{i}"))) for i in range(total)]
+    elif name in ("segments-delete", "integrations-delete"):
+        made = stack.created.get(name.replace("delete", "create"), [])
+        if len(made) < total:
+            return None, f"needs {total} items made by its create route, has {len(made)}"
+        old = path.rsplit("/", 1)[1]
+        variants = [(path.replace(old, made[i]), body) for i in range(total)]
+    elif name == "user-delete":
+        old = path.rsplit("/", 1)[1]
+        ids = [f"cap-delete-{time.time_ns()}-{i}" for i in range(total)]
+        for uid in ids:  # each call erases one user that exists (written before the meter reset)
+            data = {"token": stack.demo["integrationToken"], "data": [{"Email": uid, "Type": "Internal"}]}
+            stack.request("POST", "/public/v1/user/data", {"Authorization": f"Bearer {stack.token}",
+                                                          "Content-Type": "application/json"}, json.dumps(data))
+        variants = [(path.replace(old, urllib.parse.quote(uid, safe="")), body) for uid in ids]
+    statuses, times, results = [], [], []
+    for i, (p, b) in enumerate(variants):
+        if i == warm:
+            stack.meter("POST", "/_meter/reset")
+        status, ms, data = stack.request(method, p, headers, b)
+        if i >= warm:
+            statuses.append(status)
+            times.append(ms)
+        results.append(data)
+    m = stack.meter()
+    if name in ("segments-create", "integrations-create"):
+        key = "segmentGuid" if name == "segments-create" else "integrationId"
+        stack.created[name] = [json.loads(r).get(key) for r in results if r.startswith(b"{") and key.encode() in r]
+    ops = {op: v["requests"] / calls for op, v in m["operations"].items()}
+    rcu = sum(v["rcu"] for v in m["tables"].values()) / calls
+    wcu = sum(v["wcu"] for v in m["tables"].values()) / calls
+    return {
+        "route": event["routeKey"], "event": name, "statuses": sorted(set(statuses)),
+        "calls": calls, "ms": statistics.median(times), "rcu": rcu, "wcu": wcu, "ops": ops,
+        "keys": m["keys"], "body": json.loads(body) if body and body.lstrip().startswith("{") else None,
+    }, None
+
+
+def price(r, memory):
+    mem = memory.get(function_of(r["route"].split(" ", 1)[1]), 128)
+    lam = LAMBDA_REQ + GBS * mem / 1024 * r["ms"] / 1000
+    cost = APIGW + lam + r["wcu"] * WRU + r["rcu"] * RRU
+    fl = FLOORS.get(r["event"])
+    frr, fwr = fl[0](r["body"] or {}) if fl else (0, 0)
+    floor = APIGW + LAMBDA_REQ + GBS * mem / 1024 * 0.001 + fwr * WRU + frr * RRU
+    return mem, cost, floor, (frr, fwr, fl[1] if fl else "no floor defined: API Gateway + Lambda only")
+
+
+def per_m(x):
+    return f"{x * 1e6:.3f}"
+
+
+def projection(results, patterns):
+    """Per-second load on each key class at SPEC's targets, from the measured units per call."""
+    rows = []
+    targets = {"user-data-seed-single": (10_000, "10,000 single-user updates/s (one account)"),
+               "moengage-track-user": (10_000, "10,000 MoEngage updates/s (one account)"),
+               "segments-update-add": (50_000, "50,000 member writes/s (one segment)")}
+    for r in results:
+        if r["event"] not in targets:
+            continue
+        rate, label = targets[r["event"]]
+        calls_per_s = rate / (n_ids(r["body"] or {}) if r["event"].startswith("segments") else 1)
+        # Keys hit by every call (same pk on each call) carry calls_per_s x units per call.
+        for k in r["keys"]:
+            share = k["requests"] / r["calls"]
+            if share < 0.5:
+                continue  # a key only some calls touch (a shard among many): not a hot key
+            w, rd = k["wcu"] / r["calls"] * calls_per_s, k["rcu"] / r["calls"] * calls_per_s
+            rows.append((label, k, w, rd, describe(k["pk"], patterns)))
+    # One row per kind of key (the 100 shards of a segment are one kind): the busiest of them.
+    grouped = {}
+    for label, k, w, rd, what in rows:
+        g = (label, k["table"], k["index"], what)
+        best = grouped.get(g)
+        if best is None or w + rd > best[2] + best[3]:
+            grouped[g] = [label, k, w, rd, what, 0]
+        grouped[g][5] += 1
+    return list(grouped.values())
+
+
+def load(requests, stack=None, scale=None):
+    """Runs scripts/load.py: (exit code, its last lines, users written/s, segment ids added/s, meter).
+
+    With a scale: load.py's setup (account, integration, segments) runs at scale 1, the load at
+    `scale` from its "==> N requests at" line, and the meter is read when the read-back begins
+    (which runs at scale 1 again: it verifies, it is not part of the mix)."""
+    report = os.path.join(DEV_DIR, "load-report.json")
+    if os.path.exists(report):
+        os.remove(report)
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts", "load.py"), "--requests", str(requests)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, DEV_DIR=os.path.relpath(DEV_DIR, ROOT), PYTHONUNBUFFERED="1"))
+    lines, m = [], None
+    for line in proc.stdout:
+        lines.append(line.rstrip())
+        if stack is not None and scale and line.startswith("==> ") and " requests at " in line:
+            stack.meter("POST", "/_meter/config", json.dumps({"scale": scale}))
+            stack.meter("POST", "/_meter/reset")
+        elif stack is not None and scale and line.startswith("==> read-back"):
+            m = stack.meter()
+            stack.meter("POST", "/_meter/config", json.dumps({"scale": 1}))
+    rc = proc.wait()
+    try:
+        rep = json.load(open(report))
+        secs = rep["durationSeconds"] or 1
+        rates = (rep["usersWritten"] / secs, rep["segmentIdsAdded"] / secs)
+    except (OSError, KeyError, ValueError):
+        rates = (0.0, 0.0)
+    return rc, [x for x in lines if x.strip()][-12:], rates, m
+
+
+def scale_run(stack, args, patterns):
+    scale, users_per_s = args.scale, 0.0
+    stack.meter("POST", "/_meter/config", json.dumps({"scale": 1}))
+    if scale <= 0:  # auto: one account's user updates at SPEC's 10,000/s
+        _, _, (users_per_s, _), _ = load(args.calibration_requests)
+        scale = round(10_000 / users_per_s) if users_per_s else 100
+        print(f"calibration: {users_per_s:.1f} user updates/s here; scale factor {scale}")
+    started = time.time()
+    rc, summary, rates, m = load(args.load_requests, stack, scale)
+    seconds = time.time() - started
+    if m is None:  # load.py stopped before its read-back
+        m = stack.meter()
+    stack.meter("POST", "/_meter/config", json.dumps({"scale": 1}))
+    m["scale"], m["calibration_users_per_s"] = scale, users_per_s
+    return m, seconds, rc, summary, rates
+
+
+def write_report(args, results, skipped, memory, patterns, scale):
+    today = datetime.date.today().isoformat()
+    out = [f"# Capacity and cost per call\n",
+           f"Measured by `make capacity` on {today} (scripts/capacity.py): {args.calls} calls per route after two warm-up calls, "
+           "units from the local DynamoDB's meter (`GET /_meter`, DynamoDB's published sizing rules: docs/LOCAL_DYNAMODB.md). "
+           "Prices: AWS on-demand, us-east-1: DynamoDB $0.625/M WRU and $0.125/M RRU, API Gateway HTTP API $1.00/M, "
+           "Lambda arm64 $0.20/M requests + $0.0000133334/GB-s at the function's MemorySize (template.yaml) and the "
+           "measured median duration, usage sums flushed every 5 s per instance as deployed "
+           "(`USAGE_FLUSH_SECONDS`; `make dev` writes them on every call). The duration is the local round trip through `cargo lambda watch` (debug build, "
+           "moto): an upper bound of the Lambda's own. Floor: API Gateway + Lambda request + 1 ms + the units of the "
+           "items any design must read or write for the call (FLOORS in scripts/capacity.py, basis in the last column).\n",
+           "| route | event | status | DynamoDB requests / call | RRU / call | WRU / call | ms | MB | $ / M calls | floor $ / M | cost / floor | floor basis |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        mem, cost, floor, (frr, fwr, basis) = price(r, memory)
+        ops = ", ".join(f"{v:g} {k}" for k, v in sorted(r["ops"].items())) or "0"
+        out.append(f"| `{r['route']}` | {r['event']} | {','.join(map(str, r['statuses']))} | {ops} | {r['rcu']:g} | {r['wcu']:g} | "
+                   f"{r['ms']:.0f} | {mem} | {per_m(cost)} | {per_m(floor)} | {cost / floor:.2f} | {frr:g} RRU + {fwr:g} WRU: {basis} |")
+    for name, why in skipped:
+        out.append(f"| | {name} | not measured: {why} | | | | | | | | | |")
+    out += ["", "## Hot keys at SPEC's targets (projection)\n",
+            "Units per call on each partition key that every call of the route touches, times the calls per second "
+            "of SPEC's targets. DynamoDB serves at most 1,000 WCU/s and 3,000 RCU/s per partition key.\n",
+            "The calls per second are the target divided by the users or ids of the route's sample event "
+            "(one per call: the worst case; a segment's 50,000 member writes/s sent as 25,000-id calls is 2 calls/s).\n",
+            "| target | table | pk (busiest of this kind, this run) | keys of this kind | what | WCU/s | RCU/s | verdict |",
+            "|---|---|---|---|---|---|---|---|"]
+    for label, k, w, rd, what, n in projection(results, patterns):
+        verdict = "**throttles**" if w > 1000 or rd > 3000 else "ok"
+        out.append(f"| {label} | {k['table']}{'/' + k['index'] if k['index'] else ''} | `{k['pk'][:70]}` | {n} | {what} | {w:,.0f} | {rd:,.0f} | {verdict} |")
+    out += ["", "`RATE#<account>#<shard>`: the limiter spreads an account over ⌈limit / per-shard rate⌉ shards "
+            "(shared/src/protect/rate.rs); the demo account measured here has `make dev`'s limit of 100/s, so one "
+            "shard: an account allowed 10,000/s has proportionally more shards (the scale simulation's account does). "
+            "Keys of the other kinds do not depend on the account's limit."]
+    if scale:
+        m, seconds, rc, summary, (users_s, ids_s) = scale
+        sc = m["scale"]
+        out += ["", f"## Scale simulation: `make load`'s mix at DEV_DYNAMODB_SCALE = {sc:g}\n",
+                f"scripts/load.py --requests {args.load_requests} against the same stack, every unit counted {sc:g} times "
+                f"against the per-key buckets, so a key's local rate × {sc:g} is its rate on AWS. The scale factor was "
+                f"chosen so that the account's user updates ({m.get('calibration_users_per_s', 0):.1f}/s here in a calibration "
+                f"run at scale 1) stand for SPEC's 10,000/s; throttled calls are retried and slow the run down. During the run: {users_s:.1f} users written/s = {users_s * sc:,.0f}/s on AWS "
+                f"(target 10,000), {ids_s:.1f} segment ids added/s = {ids_s * sc:,.0f}/s on AWS over 4 segments "
+                f"(target 50,000 per segment: the segments' keys below are at {ids_s * sc / 4 / 50_000:.1%} of it). "
+                f"{seconds:.0f} s; load.py exit code {rc}; {m['throttled']} throttled requests, {m['conflicts']} transaction conflicts.\n",
+                "| table | pk | what | RCU | WCU | peak RCU/s × scale | peak WCU/s × scale | requests | throttled |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for k in m["keys"][:15]:
+            out.append(f"| {k['table']}{'/' + k['index'] if k['index'] else ''} | `{k['pk'][:70]}` | {describe(k['pk'], patterns)} | "
+                       f"{k['rcu']:g} | {k['wcu']:g} | {k['peak_rcu_per_s'] * m['scale']:,.0f} | {k['peak_wcu_per_s'] * m['scale']:,.0f} | "
+                       f"{k['requests']} | {k['throttled']} |")
+        hot = [k for k in m["keys"] if k["throttled"]]
+        out += ["", "Keys that throttled: " + ("none." if not hot else ", ".join(
+            f"`{k['pk'][:70]}` ({describe(k['pk'], patterns)}; {k['throttled']}×)" for k in hot)), "",
+                "load.py's summary:", "```", *summary, "```"]
+    with open(args.out, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--calls", type=int, default=20)
+    ap.add_argument("--scale", type=float, default=0.0,
+                    help="scale factor of the simulation (default: chosen so the account's user updates stand for 10,000/s)")
+    ap.add_argument("--calibration-requests", type=int, default=400)
+    ap.add_argument("--load-requests", type=int, default=2000)
+    ap.add_argument("--no-load", action="store_true", help="skip the scale simulation")
+    ap.add_argument("--out", default=os.path.join(ROOT, "docs", "CAPACITY.md"))
+    args = ap.parse_args()
+    stack = Stack(DEV_DIR)
+    stack.created = {}
+    memory = functions_memory()
+    patterns = key_patterns()
+    results, skipped = [], []
+    for name in route_events():
+        r, why = measure(stack, name, args.calls)
+        if r is None:
+            skipped.append((name, why))
+            print(f"{name:28} skipped: {why}")
+            continue
+        results.append(r)
+        mem, cost, floor, _ = price(r, memory)
+        print(f"{name:28} {r['statuses']} {r['rcu']:7.2f} RRU {r['wcu']:7.2f} WRU {r['ms']:7.1f} ms "
+              f"${per_m(cost)}/M floor ${per_m(floor)}/M x{cost / floor:.2f}")
+    scale = None if args.no_load else scale_run(stack, args, patterns)
+    if scale:
+        m, seconds, rc, _, (users_s, ids_s) = scale
+        print(f"scale simulation: {seconds:.0f} s at scale {m['scale']:g} ({users_s * m['scale']:,.0f} user updates/s, "
+              f"{ids_s * m['scale']:,.0f} segment ids/s on AWS), load.py exit {rc}, "
+              f"{m['throttled']} throttled, {m['conflicts']} conflicts")
+        for k in m["keys"][:10]:
+            print(f"  {k['table']:20} {k['pk'][:50]:50} wcu {k['wcu']:8.1f} rcu {k['rcu']:8.1f} throttled {k['throttled']}")
+    write_report(args, results, skipped, memory, patterns, scale)
+    with open(os.path.join(DEV_DIR, "capacity.json"), "w") as f:
+        json.dump({"results": results, "skipped": skipped}, f, indent=1, default=str)
+    print(f"wrote {os.path.relpath(args.out, ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

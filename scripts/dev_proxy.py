@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""`make dev`'s front door: one line per request (time, method, path, status, milliseconds) on
+stdout, everything forwarded to `cargo lambda watch` behind it (whose own output goes to
+DEV_DIR/functions.log). Usage: dev_proxy.py LISTEN_PORT UPSTREAM_PORT. Standard library only."""
+import http.client
+import http.server
+import sys
+import threading
+import time
+
+HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
+_local = threading.local()
+
+
+def upstream(port, fresh=False):
+    conn = getattr(_local, "conn", None)
+    if conn is None or fresh:
+        conn = _local.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=900)
+    return conn
+
+
+class Proxy(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    upstream_port = 0
+
+    def log_message(self, *args):
+        pass
+
+    def relay(self):
+        started = time.perf_counter()
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
+        status, data, out_headers = 502, b"", []
+        for attempt in range(2):
+            try:
+                conn = upstream(self.upstream_port, fresh=attempt > 0)
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                status, data = resp.status, resp.read()
+                out_headers = [(k, v) for k, v in resp.getheaders() if k.lower() not in HOP | {"content-length"}]
+                break
+            except (http.client.HTTPException, OSError):
+                _local.conn = None
+                data = b'{"error": "the functions (cargo lambda watch) did not answer"}'
+        self.send_response(status)
+        for k, v in out_headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        ms = (time.perf_counter() - started) * 1000
+        print(f"{time.strftime('%H:%M:%S')} {self.command:6} {self.path.split('?')[0]} {status} {ms:.0f} ms", flush=True)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = relay
+
+
+def main():
+    listen, up = int(sys.argv[1]), int(sys.argv[2])
+    Proxy.upstream_port = up
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", listen), Proxy)
+    server.daemon_threads = True
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

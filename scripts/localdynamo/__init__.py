@@ -1,0 +1,1 @@
+"""A local DynamoDB that bills and refuses like AWS (moto underneath): see server.py."""
