@@ -142,7 +142,6 @@ async fn attribute_cap_counts_every_integration_at_the_edge() {
     create_integration(&stack, &auth, &definition("d", 59)).await; // deleting freed 59
 }
 
-#[ignore = "issue 14: on DynamoDB (and the local server) racing creates' transactions conflict on the account item (TransactionConflict) and answer 503; the store must retry conflicts"]
 #[tokio::test]
 async fn attribute_cap_holds_under_concurrent_edits() {
     let stack = Stack::new().await;

@@ -293,7 +293,6 @@ async fn types_are_set_on_first_sight_and_never_change() {
     assert_fail(&a, 400, "Bad Request");
 }
 
-#[ignore = "issue 14: racing first sights' transactions conflict on the MoEngage integration item (TransactionConflict) and answer 503, not the loser's 400"]
 #[tokio::test]
 async fn concurrent_first_sights_agree_on_one_type() {
     let w = world().await;

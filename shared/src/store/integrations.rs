@@ -20,6 +20,9 @@ use super::dynamo::{DynamoStore, sdk_error};
 use crate::domain::AccountId;
 use crate::domain::integration::{AttrType, Definition, Property, PropertyPath};
 
+/// Attempts of a transaction cancelled for transient reasons only, before a 503.
+const TRANSACT_ATTEMPTS: u32 = 10;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct IntegrationRecord {
     pub integration_id: String,
@@ -199,30 +202,41 @@ impl DynamoStore {
             .await
     }
 
+    /// Runs the transaction. A cancellation for a transient reason only (a concurrent
+    /// transaction on one of its items, or throttling: nothing was applied) is retried with
+    /// backoff; DynamoDB answers it to the loser of every race on the account's headroom item.
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), IntegrationWriteError> {
-        let res = self.client().transact_write_items().set_transact_items(Some(items)).send().await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(e) => match e.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(t)) => {
-                    let failed: Vec<bool> = t
-                        .cancellation_reasons()
-                        .iter()
-                        .map(|r| r.code() == Some("ConditionalCheckFailed"))
-                        .collect();
-                    match failed.as_slice() {
-                        // Item 1 is the integration: it changed since it was read (or, on a
-                        // create, exists), so whatever the headroom said was judged on a stale
-                        // record. This includes an SDK retry of a transaction that committed and
-                        // lost its answer: that attempt used the headroom too.
-                        [_, true, ..] => Err(IntegrationWriteError::Conflict),
-                        // Item 0 is always the account's headroom.
-                        [true, ..] => Err(IntegrationWriteError::AttributeLimit),
-                        _ => Err(StoreError::Unavailable(format!("transaction cancelled: {t}")).into()),
-                    }
-                }
-                _ => Err(sdk_error("TransactWriteItems", e).into()),
-            },
+        let mut attempt = 0;
+        loop {
+            let res =
+                self.client().transact_write_items().set_transact_items(Some(items.clone())).send().await;
+            let e = match res {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            let Some(TransactWriteItemsError::TransactionCanceledException(t)) = e.as_service_error() else {
+                return Err(sdk_error("TransactWriteItems", e).into());
+            };
+            let codes: Vec<&str> =
+                t.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None")).collect();
+            let failed: Vec<bool> = codes.iter().map(|c| *c == "ConditionalCheckFailed").collect();
+            match failed.as_slice() {
+                // Item 1 is the integration: it changed since it was read (or, on a create,
+                // exists), so whatever the headroom said was judged on a stale record. This
+                // includes an SDK retry of a transaction that committed and lost its answer:
+                // that attempt used the headroom too.
+                [_, true, ..] => return Err(IntegrationWriteError::Conflict),
+                // Item 0 is always the account's headroom.
+                [true, ..] => return Err(IntegrationWriteError::AttributeLimit),
+                _ => {}
+            }
+            let transient =
+                codes.iter().all(|c| matches!(*c, "None" | "TransactionConflict" | "ThrottlingError"));
+            if !transient || attempt + 1 >= TRANSACT_ATTEMPTS {
+                return Err(StoreError::Unavailable(format!("transaction cancelled: {t}")).into());
+            }
+            tokio::time::sleep(super::batch::backoff(attempt)).await;
+            attempt += 1;
         }
     }
 }
