@@ -127,6 +127,25 @@ SEGMENT_GUID="$(curl -s -X POST "$API_URL/public/v1/user/system/$SYSTEM_GUID/seg
   --data-raw '{"id": "demo-segment", "name": "Demo segment",
     "userIds": ["John@company.com", "Melissa@company.com"]}' | json_field segmentGuid)"
 
+# `cargo lambda watch` starts a function's instances one at a time as concurrent requests
+# arrive, and answers 500 to a request that meets an instance still starting. Start every
+# instance of every function now, so the first burst of traffic (a load run, schema fuzzing)
+# meets warm ones.
+warm() {
+  local i pids=()
+  for i in $(seq 1 "${DEV_CONCURRENCY:-4}"); do
+    curl -s -o /dev/null -H "Authorization: Bearer $ACCESS_TOKEN" "$API_URL$1" &
+    pids+=("$!")
+  done
+  wait "${pids[@]}"
+}
+for _ in 1 2 3; do
+  warm /.well-known/jwks.json
+  warm /public/v1/integrations
+  warm /public/v1/user/John@company.com
+  warm "/public/v1/user/system/$SYSTEM_GUID/segment/$SEGMENT_GUID"
+done
+
 cat > "$DEV_DIR/demo.json" <<JSON
 {
   "apiUrl": "$API_URL",

@@ -52,7 +52,12 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         ms = (time.perf_counter() - started) * 1000
         print(f"{time.strftime('%H:%M:%S')} {self.command:6} {self.path.split('?')[0]} {status} {ms:.0f} ms", flush=True)
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = relay
+    def __getattr__(self, name):
+        # Every method goes through, TRACE and others included: the functions answer what they
+        # do not serve (405 with Allow), not this proxy (http.server's 501 page).
+        if name.startswith("do_"):
+            return self.relay
+        raise AttributeError(name)
 
 
 def main():
