@@ -34,11 +34,6 @@ impl Timestamp {
         self.0.format(&Rfc3339).expect("a UTC time within year 9999 formats")
     }
 
-    /// RFC 3339 at whole seconds (`2026-11-29T09:00:00Z`).
-    pub fn rfc3339_secs(self) -> String {
-        self.0.replace_nanosecond(0).expect("0 ns is valid").format(&Rfc3339).expect("formats")
-    }
-
     /// RFC 3339 with exactly three fractional digits (`2026-11-29T09:00:00.120Z`).
     pub fn rfc3339_millis(self) -> String {
         self.0
@@ -59,7 +54,6 @@ mod tests {
         assert_eq!(t.epoch_secs(), 1_795_424_400);
         assert_eq!(t.epoch_ms(), 1_795_424_400_120);
         assert_eq!(t.rfc3339_millis(), "2026-11-23T09:00:00.120Z");
-        assert_eq!(t.rfc3339_secs(), "2026-11-23T09:00:00Z");
         assert_eq!(t.rfc3339(), "2026-11-23T09:00:00.12Z");
         assert_eq!(Timestamp::from_epoch_secs(1_795_424_400).unwrap().rfc3339(), "2026-11-23T09:00:00Z");
     }

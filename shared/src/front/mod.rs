@@ -79,10 +79,6 @@ impl<S: Service> Served<S> {
     pub fn new(env: &Env, service: S) -> Self {
         Self { front: Front::new(&env.store, &env.auth), service }
     }
-
-    pub fn service(&self) -> &S {
-        &self.service
-    }
 }
 
 /// Authentication and protections, the same for every function.

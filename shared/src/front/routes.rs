@@ -30,15 +30,6 @@ pub enum Access {
     WorkspaceBasic(Scope),
 }
 
-impl Access {
-    pub fn scope(self) -> Option<Scope> {
-        match self {
-            Self::Public => None,
-            Self::Bearer(s) | Self::WorkspaceBasic(s) => Some(s),
-        }
-    }
-}
-
 /// One route of a function. `Op` is the function's own name for it.
 #[derive(Debug)]
 pub struct Route<Op: 'static> {
