@@ -145,7 +145,7 @@ class Stack:
             "__INTEGRATION_TOKEN__": d["integrationToken"], "__INTEGRATION_ID__": d["integrationId"],
             "__NESTED_INTEGRATION_TOKEN__": d.get("nestedIntegrationToken", ""),
             "__WORKSPACE_ID__": d["accountId"],
-            "__MOENGAGE_BASIC__": base64.b64encode(f'{d["accountId"]}:{d["clientSecret"]}'.encode()).decode(),
+            "__MOENGAGE_BASIC__": base64.b64encode(f'{d["accountId"]}:{d["moengageApiKey"]}'.encode()).decode(),
         }
         for k, v in subs.items():
             text = text.replace(k, v)

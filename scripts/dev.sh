@@ -81,6 +81,8 @@ admin tables create >/dev/null
 admin account create demo >/dev/null
 SYSTEM_GUID="$(admin system create --account demo | json_field systemGuid)"
 CLIENT_JSON="$(admin client create --account demo --scopes all --name demo)"
+# MoEngage's API key: a client scoped to exactly what its route needs (docs/SECURITY.md).
+MOENGAGE_API_KEY="$(admin client create --account demo --scopes endUserUpdate:write --name moengage | json_field clientSecret)"
 admin keys rotate >/dev/null
 CLIENT_ID="$(echo "$CLIENT_JSON" | json_field clientId)"
 CLIENT_SECRET="$(echo "$CLIENT_JSON" | json_field clientSecret)"
@@ -154,6 +156,7 @@ cat > "$DEV_DIR/demo.json" <<JSON
   "segmentGuid": "$SEGMENT_GUID",
   "clientId": "$CLIENT_ID",
   "clientSecret": "$CLIENT_SECRET",
+  "moengageApiKey": "$MOENGAGE_API_KEY",
   "integrationToken": "$INTEGRATION_TOKEN",
   "integrationId": "$INTEGRATION_ID",
   "nestedIntegrationToken": "$NESTED_TOKEN"

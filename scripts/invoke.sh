@@ -17,7 +17,7 @@ API_PORT="${DEV_API_PORT:-9000}"
 # A demo.json written by an older `make dev` may lack a key: it prints as empty.
 field() { python3 -c "import json,sys; print(json.load(open('.dev/demo.json')).get(sys.argv[1]) or '')" "$1"; }
 basic="$(printf '%s:%s' "$(field clientId)" "$(field clientSecret)" | base64 -w0)"
-moengage_basic="$(printf '%s:%s' "$(field accountId)" "$(field clientSecret)" | base64 -w0)"
+moengage_basic="$(printf '%s:%s' "$(field accountId)" "$(field moengageApiKey)" | base64 -w0)"
 token=""
 if grep -q __ACCESS_TOKEN__ "$event"; then
   token="$(curl -s -X POST "$(field apiUrl)/accounts/connect/token" \

@@ -161,7 +161,7 @@ def main():
         "",
         "[auth.openapi.moengageBasic]",
         f"username = {toml_str(demo['accountId'])}",
-        f"password = {toml_str(client[1])}",
+        f"password = {toml_str(demo['moengageApiKey'])}",
         "",
     ]
     for name, values in dictionaries.items():

@@ -106,9 +106,9 @@ enum ClientCmd {
         #[arg(long)]
         account: String,
     },
-    /// Issue a new secret; the old one stops working at once.
+    /// Issue a new secret; the old one stops working at once, its tokens within a minute.
     RotateSecret { client_id: String },
-    /// Refuse every further token request of this client.
+    /// Refuse every further token request of this client; its tokens stop within a minute.
     Disable { client_id: String },
 }
 
@@ -120,6 +120,9 @@ enum KeysCmd {
         #[arg(long)]
         retire_after: Option<i64>,
     },
+    /// Emergency: stop trusting a (compromised) key within a minute. Tokens it signed stop
+    /// verifying; if it is the current key, a new one is made current first.
+    Revoke { kid: String },
 }
 
 #[tokio::main]
@@ -190,20 +193,41 @@ async fn run(store: &DynamoStore, command: Command) -> Outcome {
         Command::Usage { account, from, to } => usage(store, &account_id(&account)?, from, to).await,
         Command::Keys { command: KeysCmd::Rotate { retire_after } } => {
             let retire = retire_after.unwrap_or(AuthConfig::from_env().token_ttl_secs + 600);
-            let key = keys::generate().map_err(|e| e.to_string())?;
-            store
-                .rotate_signing_key(&key.kid, &key.private_pem, &key.public_jwk, now, retire)
-                .await
-                .map_err(store_err)?;
+            let kid = rotate(store, now, retire).await?;
             Ok((
-                json!({ "kid": key.kid, "previousKeysRetireAfterSeconds": retire }),
-                format!("signing key {} is now current", key.kid),
+                json!({ "kid": kid, "previousKeysRetireAfterSeconds": retire }),
+                format!("signing key {kid} is now current"),
+            ))
+        }
+        Command::Keys { command: KeysCmd::Revoke { kid } } => {
+            let current = store.current_signing_key().await.map_err(store_err)?;
+            let mut text = String::new();
+            let mut replaced_by = None;
+            if current.is_some_and(|c| c.kid == kid) {
+                let new = rotate(store, now, AuthConfig::from_env().token_ttl_secs + 600).await?;
+                text = format!("signing key {new} is now current; ");
+                replaced_by = Some(new);
+            }
+            store.revoke_signing_key(&kid).await.map_err(store_err)?;
+            Ok((
+                json!({ "revoked": kid, "current": replaced_by }),
+                format!("{text}key {kid} revoked: its tokens stop verifying within a minute"),
             ))
         }
     }
 }
 
+async fn rotate(store: &DynamoStore, now: i64, retire: i64) -> Result<String, String> {
+    let key = keys::generate().map_err(|e| e.to_string())?;
+    store
+        .rotate_signing_key(&key.kid, &key.private_pem, &key.public_jwk, now, retire)
+        .await
+        .map_err(store_err)?;
+    Ok(key.kid)
+}
+
 async fn client(store: &DynamoStore, command: ClientCmd, now: i64) -> Outcome {
+    let token_ttl = AuthConfig::from_env().token_ttl_secs;
     match command {
         ClientCmd::Create { account, scopes, name } => {
             let account = account_id(&account)?;
@@ -266,7 +290,7 @@ async fn client(store: &DynamoStore, command: ClientCmd, now: i64) -> Outcome {
         ClientCmd::RotateSecret { client_id } => {
             let id = ClientId::parse(&client_id).map_err(|e| e.to_string())?;
             let secret = ClientSecret::generate();
-            store.rotate_client_secret(&id, &secret.hash()).await.map_err(store_err)?;
+            store.rotate_client_secret(&id, &secret.hash(), now, token_ttl).await.map_err(store_err)?;
             Ok((
                 json!({ "clientId": id.as_str(), "clientSecret": secret.expose() }),
                 format!("new secret for {id}: {}   (shown once)", secret.expose()),
@@ -274,7 +298,7 @@ async fn client(store: &DynamoStore, command: ClientCmd, now: i64) -> Outcome {
         }
         ClientCmd::Disable { client_id } => {
             let id = ClientId::parse(&client_id).map_err(|e| e.to_string())?;
-            store.disable_client(&id).await.map_err(store_err)?;
+            store.disable_client(&id, now, token_ttl).await.map_err(store_err)?;
             Ok((json!({ "clientId": id.as_str(), "disabled": true }), format!("client {id} disabled")))
         }
     }

@@ -134,6 +134,9 @@ pub async fn dynamodb_with_faults(counter: &RequestCounter, faults: &Faults) -> 
     aws_sdk_dynamodb::Client::from_conf(conf)
 }
 
+/// The only scopes a client whose secret MoEngage sends may hold.
+pub const MOENGAGE_SCOPE: &str = "endUserUpdate:write";
+
 pub fn auth_config() -> AuthConfig {
     AuthConfig { issuer: Some(ISSUER.into()), audience: AUDIENCE.into(), token_ttl_secs: 86_400 }
 }
@@ -174,6 +177,9 @@ pub struct Stack {
     pub account: AccountId,
     pub client_id: String,
     pub client_secret: ClientSecret,
+    /// The API key MoEngage sends: the secret of `account`'s client scoped to exactly
+    /// `endUserUpdate:write`.
+    pub moengage_key: ClientSecret,
     /// A system of `account`.
     pub system: SystemGuid,
 }
@@ -205,6 +211,10 @@ impl Stack {
         store.create_account(&account, 100, 10_000, now).await.expect("account");
         let (client, secret) =
             create_client(&store, &account, "test", ScopeSet::all(), now).await.expect("client");
+        let (_, moengage_key) =
+            create_client(&store, &account, "moengage", ScopeSet::parse(MOENGAGE_SCOPE).unwrap(), now)
+                .await
+                .expect("moengage client");
         rotate_signing_key(&store, now, 3600).await.expect("key");
         let system = SystemGuid::generate();
         store.create_system(&account, system, now).await.expect("system");
@@ -216,6 +226,7 @@ impl Stack {
             account,
             client_id: client.client_id.to_string(),
             client_secret: secret,
+            moengage_key,
             system,
         }
     }
@@ -253,6 +264,19 @@ impl Stack {
 
     pub fn basic(&self) -> String {
         basic(&self.client_id, self.client_secret.expose())
+    }
+
+    /// MoEngage's `Authorization` for this stack's account.
+    pub fn moengage_basic(&self) -> String {
+        basic(self.account.as_str(), self.moengage_key.expose())
+    }
+
+    /// A new client of `account` as MoEngage needs one; its Basic credentials.
+    pub async fn moengage_client(&self, account: &AccountId) -> String {
+        let now = shared::domain::Timestamp::now().epoch_secs();
+        let scopes = ScopeSet::parse(MOENGAGE_SCOPE).unwrap();
+        let (_, key) = self.create_client(account, "moengage", scopes, now).await.expect("client");
+        basic(account.as_str(), key.expose())
     }
 
     /// `Bearer <token>` for this stack's account with the given scopes, signed by the

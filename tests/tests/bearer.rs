@@ -1,5 +1,7 @@
 //! Bearer verification (shared::auth::Authenticator) as every later endpoint uses it.
 
+use std::time::Duration;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use integration_tests::*;
@@ -197,4 +199,78 @@ async fn rotation_keeps_old_tokens_valid_and_unknown_kids_refresh_once() {
     let fresh = Authenticator::new(stack.store.clone(), &auth_config());
     assert!(matches!(invalid(check(&fresh, &new).await), TokenError::UnknownKey));
     check(&fresh, &old).await.unwrap(); // retired an hour from its own rotation, not yet
+}
+
+#[tokio::test]
+async fn disabling_a_client_or_rotating_its_secret_stops_its_tokens() {
+    let stack = Stack::new().await;
+    // Zero: re-read at every check, as a warm instance does once its 30 s have passed.
+    let auth = Authenticator::new(stack.store.clone(), &auth_config()).with_max_key_age(Duration::ZERO);
+    let key = signing_key(&stack).await;
+    let token = jwt::issue(&key, &claims(&stack)).unwrap();
+    assert!(check(&auth, &token).await.is_ok());
+    let id = shared::domain::ClientId::parse(&stack.client_id).unwrap();
+    let now = shared::domain::Timestamp::now().epoch_secs();
+    stack.store.disable_client(&id, now, 3600).await.unwrap();
+    assert!(matches!(invalid(check(&auth, &token).await), TokenError::Revoked));
+    // A token issued after the revocation (a re-enabled client, a new secret) verifies.
+    let later = AccessClaims { iat: now + 1, nbf: now + 1, ..claims(&stack) };
+    assert!(check(&auth, &jwt::issue(&key, &later).unwrap()).await.is_ok());
+    // Another client's tokens are untouched.
+    let (_, other_id, _) = stack.other_account("globex").await;
+    let other = AccessClaims {
+        sub: other_id.clone(),
+        client_id: other_id,
+        account: "globex".into(),
+        ..claims(&stack)
+    };
+    assert!(check(&auth, &jwt::issue(&key, &other).unwrap()).await.is_ok());
+
+    // Rotation of the secret revokes the same way.
+    let (_, third_id, _) = stack.other_account("initech").await;
+    let third = AccessClaims {
+        sub: third_id.clone(),
+        client_id: third_id.clone(),
+        account: "initech".into(),
+        ..claims(&stack)
+    };
+    let third_token = jwt::issue(&key, &third).unwrap();
+    assert!(check(&auth, &third_token).await.is_ok());
+    let secret = shared::auth::ClientSecret::generate();
+    let id = shared::domain::ClientId::parse(&third_id).unwrap();
+    stack.store.rotate_client_secret(&id, &secret.hash(), now, 3600).await.unwrap();
+    assert!(matches!(invalid(check(&auth, &third_token).await), TokenError::Revoked));
+}
+
+#[tokio::test]
+async fn a_warm_verifier_reads_keys_and_revocations_once_per_interval() {
+    let stack = Stack::new().await;
+    let auth = Authenticator::new(stack.store.clone(), &auth_config());
+    let token = jwt::issue(&signing_key(&stack).await, &claims(&stack)).unwrap();
+    stack.counter.reset();
+    for _ in 0..20 {
+        check(&auth, &token).await.unwrap();
+    }
+    assert_eq!(stack.counter.take(), ["Query"], "one read, not one per call");
+}
+
+#[tokio::test]
+async fn a_revoked_signing_key_stops_verifying() {
+    let stack = Stack::new().await;
+    let auth = Authenticator::new(stack.store.clone(), &auth_config()).with_max_key_age(Duration::ZERO);
+    let key = signing_key(&stack).await;
+    let token = jwt::issue(&key, &claims(&stack)).unwrap();
+    assert!(check(&auth, &token).await.is_ok());
+    // As `admin keys revoke` does for the current key: a new key first, then the revocation.
+    let now = shared::domain::Timestamp::now().epoch_secs();
+    let new = stack.rotate_signing_key(now, 3600).await.unwrap();
+    assert!(check(&auth, &token).await.is_ok(), "a plain rotation keeps old tokens valid");
+    stack.store.revoke_signing_key(&key.kid).await.unwrap();
+    assert!(matches!(invalid(check(&auth, &token).await), TokenError::UnknownKey));
+    assert_eq!(stack.store.current_signing_key().await.unwrap().unwrap().kid, new.kid);
+    assert!(check(&auth, &jwt::issue(&signing_key(&stack).await, &claims(&stack)).unwrap()).await.is_ok());
+    assert!(matches!(
+        stack.store.revoke_signing_key(&key.kid).await,
+        Err(shared::store::StoreError::NotFound(_))
+    ));
 }

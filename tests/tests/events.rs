@@ -52,12 +52,9 @@ async fn every_event_succeeds_on_its_function() {
         stack.client_id,
         stack.client_secret.expose()
     ));
-    // MoEngage's Basic credentials: the workspace id (our account id) and the client secret.
-    let moengage_b64 = base64::engine::general_purpose::STANDARD.encode(format!(
-        "{}:{}",
-        stack.account,
-        stack.client_secret.expose()
-    ));
+    // MoEngage's Basic credentials: the workspace id (our account id) and the secret of the
+    // account's client scoped to exactly endUserUpdate:write.
+    let moengage_b64 = stack.moengage_basic().trim_start_matches("Basic ").to_string();
 
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../events");
     let mut files: Vec<String> = std::fs::read_dir(dir)

@@ -834,8 +834,8 @@ async fn integration_patch_and_delete() {
 #[tokio::test]
 async fn moengage_track_user() {
     let stack = Stack::with_faults(FaultPlan::new()).await;
-    let (account, bearer, secret) = account_with_limit(&stack, "moe", 4).await;
-    let moe = basic(account.as_str(), &secret);
+    let (account, bearer, _) = account_with_limit(&stack, "moe", 4).await;
+    let moe = stack.moengage_client(&account).await;
     let app = stack.user_data_app();
     let track = |attributes: Value| {
         let body = json!({"type": "customer", "customer_id": JOHN, "attributes": attributes}).to_string();

@@ -71,7 +71,7 @@ async fn every_documented_example_gets_a_documented_answer() {
     let segment = a.body["segmentGuid"].as_str().unwrap().to_string();
     let token_app = stack.token_app();
     let (integrations_app, user_app) = (stack.integrations_app(), stack.user_data_app());
-    let moengage_basic = basic("acme", stack.client_secret.expose());
+    let moengage_basic = stack.moengage_basic();
 
     let doc = to_json(&yaml("docs/openapi.yaml"));
     let functions = served_by();

@@ -347,7 +347,7 @@ async fn the_moengage_route_is_protected_too() {
     let stack = Stack::new().await;
     let app = stack.user_data_app();
     let body = r#"{"type": "customer", "customer_id": "m-1", "attributes": {"name": "John", "points": 20}}"#;
-    let creds = basic("acme", stack.client_secret.expose());
+    let creds = stack.moengage_basic();
     let h = [
         ("authorization", creds.as_str()),
         ("content-type", "application/json"),
@@ -371,8 +371,7 @@ async fn the_moengage_route_is_protected_too() {
     let now = shared::domain::Timestamp::now().epoch_secs();
     let slow = AccountId::parse("slowmo").unwrap();
     stack.store.create_account(&slow, 100, 1, now).await.unwrap();
-    let (_, secret) = stack.create_client(&slow, "c", ScopeSet::all(), now).await.unwrap();
-    let creds = basic("slowmo", secret.expose());
+    let creds = stack.moengage_client(&slow).await;
     let h = [("authorization", creds.as_str()), ("content-type", "application/json")];
     let mut limited = None;
     for _ in 0..4 {

@@ -7,8 +7,9 @@ use lambda_http::Request;
 use tokio::sync::RwLock;
 
 use shared::api;
+use shared::auth::recent::Recent;
 use shared::auth::token_request;
-use shared::auth::token_service::{self, FailurePolicy, TokenSettings};
+use shared::auth::token_service::{self, ClientReads, TokenSettings};
 use shared::auth::{IssuerPolicy, OAuthError, OAuthErrorKind, SigningKey};
 use shared::config::AuthConfig;
 use shared::domain::{ClientId, Scope, Timestamp};
@@ -18,8 +19,12 @@ use shared::http::{ApiError, Reply, RequestInfo};
 use shared::store::dynamo::DynamoStore;
 
 /// A rotated key is picked up within this long; tokens signed meanwhile by the previous key
-/// stay valid because its public half stays published for their whole lifetime.
-const SIGNING_KEY_MAX_AGE: Duration = Duration::from_secs(300);
+/// stay valid because its public half stays published for their whole lifetime (a revoked
+/// key's tokens do not: `admin keys revoke` rotates first).
+const SIGNING_KEY_MAX_AGE: Duration = Duration::from_secs(30);
+/// The JWKS document is public and unauthenticated: one read per instance per this long,
+/// however many requests ask for it.
+const JWKS_MAX_AGE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -32,7 +37,8 @@ pub struct App {
     store: DynamoStore,
     auth: AuthConfig,
     issuer: IssuerPolicy,
-    failures: FailurePolicy,
+    clients: ClientReads,
+    jwks: Recent<(), Vec<shared::auth::Jwk>>,
     signing_key: RwLock<Option<(Instant, SigningKey)>>,
 }
 
@@ -42,14 +48,10 @@ impl App {
             store: env.store.clone(),
             issuer: IssuerPolicy::from_config(env.auth.issuer.as_deref()),
             auth: env.auth.clone(),
-            failures: FailurePolicy::default(),
+            clients: ClientReads::default(),
+            jwks: Recent::default(),
             signing_key: RwLock::new(None),
         }
-    }
-
-    pub fn with_failure_policy(mut self, failures: FailurePolicy) -> Self {
-        self.failures = failures;
-        self
     }
 
     async fn signing_key(&self) -> Result<SigningKey, OAuthError> {
@@ -109,16 +111,18 @@ async fn token(app: &App, info: &RequestInfo, req: &Request) -> Result<Reply, OA
             tracing::error!("TOKEN_ISSUER is unset and the request carries no domain");
             OAuthError::new(OAuthErrorKind::TemporarilyUnavailable, "the token service is misconfigured")
         })?;
-        let settings = TokenSettings {
-            issuer,
-            audience: app.auth.audience.clone(),
-            ttl_secs: app.auth.token_ttl_secs,
-            failures: app.failures,
-        };
+        let settings =
+            TokenSettings { issuer, audience: app.auth.audience.clone(), ttl_secs: app.auth.token_ttl_secs };
         let key = app.signing_key().await?;
-        let issued =
-            token_service::issue_token(&app.store, &key, &settings, &parsed, Timestamp::now().epoch_secs())
-                .await;
+        let issued = token_service::issue_token(
+            &app.store,
+            &app.clients,
+            &key,
+            &settings,
+            &parsed,
+            Timestamp::now().epoch_secs(),
+        )
+        .await;
         // Only an id of the form we issue is logged: a caller that swaps its id and secret
         // would otherwise log its secret.
         let client_id = if ClientId::is_issued_form(&parsed.client_id) {
@@ -150,7 +154,14 @@ async fn token(app: &App, info: &RequestInfo, req: &Request) -> Result<Reply, OA
 }
 
 async fn jwks(app: &App) -> Result<Reply, ApiError> {
-    let keys = app.store.public_keys(Timestamp::now().epoch_secs()).await?;
+    let keys = match app.jwks.get(&(), JWKS_MAX_AGE) {
+        Some(keys) => keys,
+        None => {
+            let keys = app.store.public_keys(Timestamp::now().epoch_secs()).await?;
+            app.jwks.put((), keys.clone());
+            keys
+        }
+    };
     Ok(Reply::json(200, &api::Jwks { keys }).header("cache-control", "public, max-age=300"))
 }
 

@@ -1,5 +1,6 @@
 //! Bearer-token checks for every endpoint but the token endpoint (RFC 6750).
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::JwkSet;
@@ -31,15 +32,18 @@ pub enum BearerError {
     Unavailable(#[source] StoreError),
 }
 
-/// Keys are re-read this often even when every `kid` is known, so a retired key stops
-/// verifying without a redeploy.
-const MAX_KEY_AGE: Duration = Duration::from_secs(600);
+/// Keys and revocations are re-read this often even when every `kid` is known, so that a
+/// revoked key or client stops verifying within a minute (this, plus the read's eventual
+/// consistency), at one read per instance per interval rather than one per call.
+const MAX_KEY_AGE: Duration = Duration::from_secs(30);
 /// An unknown `kid` triggers at most one re-read per interval, so a flood of forged tokens
 /// cannot turn into a flood of reads.
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 
 struct KeyCache {
     set: JwkSet,
+    /// Client id → tokens issued at or before this second are refused.
+    revoked: HashMap<String, i64>,
     loaded_at: Option<Instant>,
     /// When an unknown `kid` last caused a re-read.
     miss_refreshed_at: Option<Instant>,
@@ -48,6 +52,7 @@ struct KeyCache {
 /// Verifies bearer tokens against the published keys, cached across warm invocations.
 pub struct Authenticator {
     store: DynamoStore,
+    max_key_age: Duration,
     issuer: IssuerPolicy,
     audience: String,
     cache: RwLock<KeyCache>,
@@ -57,14 +62,22 @@ impl Authenticator {
     pub fn new(store: DynamoStore, config: &AuthConfig) -> Self {
         Self {
             store,
+            max_key_age: MAX_KEY_AGE,
             issuer: IssuerPolicy::from_config(config.issuer.as_deref()),
             audience: config.audience.clone(),
             cache: RwLock::new(KeyCache {
                 set: JwkSet { keys: Vec::new() },
+                revoked: HashMap::new(),
                 loaded_at: None,
                 miss_refreshed_at: None,
             }),
         }
+    }
+
+    /// Re-reads keys and revocations this often instead (tests: zero, to see a revocation at once).
+    pub fn with_max_key_age(mut self, max_key_age: Duration) -> Self {
+        self.max_key_age = max_key_age;
+        self
     }
 
     /// Checks the `Authorization` header and that the token grants `required`.
@@ -92,23 +105,32 @@ impl Authenticator {
         // Cheap header checks first: a token that can never verify costs no key read.
         jwt::peek_kid(token)?;
 
-        let expired = |c: &KeyCache| c.loaded_at.is_none_or(|t| t.elapsed() > MAX_KEY_AGE);
+        let expired = |c: &KeyCache| c.loaded_at.is_none_or(|t| t.elapsed() >= self.max_key_age);
         self.refresh_if(expired, false).await?;
-        let mut result = {
-            let cache = self.cache.read().await;
-            jwt::verify(token, &cache.set, &issuer, &self.audience)
-        };
+        let mut result = self.verify_with_cache(token, &issuer).await;
         if matches!(result, Err(TokenError::UnknownKey)) {
             let refreshed = self
                 .refresh_if(|c| c.miss_refreshed_at.is_none_or(|t| t.elapsed() > MIN_REFRESH_INTERVAL), true)
                 .await?;
             if refreshed {
-                let cache = self.cache.read().await;
-                result = jwt::verify(token, &cache.set, &issuer, &self.audience);
+                result = self.verify_with_cache(token, &issuer).await;
             }
         }
         let (claims, scopes, account) = result?;
         Ok(Principal { account, client_id: claims.client_id, scopes })
+    }
+
+    async fn verify_with_cache(
+        &self,
+        token: &str,
+        issuer: &str,
+    ) -> Result<(jwt::AccessClaims, ScopeSet, AccountId), TokenError> {
+        let cache = self.cache.read().await;
+        let verified = jwt::verify(token, &cache.set, issuer, &self.audience)?;
+        if cache.revoked.get(&verified.0.client_id).is_some_and(|&at| verified.0.iat <= at) {
+            return Err(TokenError::Revoked);
+        }
+        Ok(verified)
     }
 
     async fn refresh_if(
@@ -123,13 +145,14 @@ impl Authenticator {
         if !stale(&cache) {
             return Ok(false); // another task refreshed while we waited
         }
-        let keys = self
+        let set = self
             .store
-            .public_keys(crate::domain::Timestamp::now().epoch_secs())
+            .verification_set(crate::domain::Timestamp::now().epoch_secs())
             .await
             .map_err(BearerError::Unavailable)?;
         let now = Instant::now();
-        cache.set = JwkSet { keys };
+        cache.set = JwkSet { keys: set.keys };
+        cache.revoked = set.revoked_clients;
         cache.loaded_at = Some(now);
         if on_miss {
             cache.miss_refreshed_at = Some(now);

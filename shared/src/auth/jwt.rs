@@ -49,6 +49,8 @@ pub enum TokenError {
     Signature,
     #[error("the token's claims are invalid")]
     Claims,
+    #[error("the token was revoked")]
+    Revoked,
     #[error("could not sign the token")]
     Sign,
 }

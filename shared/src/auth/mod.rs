@@ -5,12 +5,14 @@ pub mod bearer;
 pub mod jwt;
 pub mod keys;
 pub mod oauth;
+pub mod recent;
 pub mod secret;
 pub mod token_request;
 pub mod token_service;
 pub mod workspace;
 
 pub use bearer::{Authenticator, BearerError, Principal};
+pub use jsonwebtoken::jwk::Jwk;
 pub use jwt::{AccessClaims, IssuerPolicy, TokenError};
 pub use keys::{GeneratedKey, SigningKey};
 pub use oauth::{OAuthError, OAuthErrorKind};

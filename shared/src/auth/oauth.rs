@@ -10,8 +10,6 @@ pub enum OAuthErrorKind {
     UnauthorizedClient,
     UnsupportedGrantType,
     InvalidScope,
-    /// Not an RFC 6749 code: too many failed attempts for this client id (429).
-    SlowDown,
     /// Not an RFC 6749 code: the store is unavailable (503); nothing was issued.
     TemporarilyUnavailable,
 }
@@ -25,7 +23,6 @@ impl OAuthErrorKind {
             Self::UnauthorizedClient => "unauthorized_client",
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::InvalidScope => "invalid_scope",
-            Self::SlowDown => "slow_down",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
         }
     }
@@ -33,7 +30,6 @@ impl OAuthErrorKind {
     pub fn status(self) -> u16 {
         match self {
             Self::InvalidClient => 401,
-            Self::SlowDown => 429,
             Self::TemporarilyUnavailable => 503,
             _ => 400,
         }
@@ -44,13 +40,11 @@ impl OAuthErrorKind {
 pub struct OAuthError {
     pub kind: OAuthErrorKind,
     pub description: String,
-    /// Seconds, for 429.
-    pub retry_after: Option<i64>,
 }
 
 impl OAuthError {
     pub fn new(kind: OAuthErrorKind, description: impl Into<String>) -> Self {
-        Self { kind, description: description.into(), retry_after: None }
+        Self { kind, description: description.into() }
     }
 
     pub fn invalid_request(description: impl Into<String>) -> Self {
@@ -61,14 +55,6 @@ impl OAuthError {
     /// says nothing about which client ids exist.
     pub fn invalid_client() -> Self {
         Self::new(OAuthErrorKind::InvalidClient, "client authentication failed")
-    }
-
-    pub fn slow_down(retry_after: i64) -> Self {
-        Self {
-            kind: OAuthErrorKind::SlowDown,
-            description: "too many failed attempts for this client; retry later".into(),
-            retry_after: Some(retry_after.max(1)),
-        }
     }
 
     pub fn body(&self) -> serde_json::Value {

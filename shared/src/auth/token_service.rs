@@ -1,35 +1,37 @@
-//! The client-credentials grant: authenticate the client, slow down guessing, pick the scopes,
-//! sign the token.
+//! The client-credentials grant: authenticate the client, pick the scopes, sign the token.
+//!
+//! A wrong secret is simply refused: there is no lockout, because secrets are 256 random bits
+//! (guessing is pointless) and a lockout keyed by the public client id would let anyone refuse
+//! the right secret. What a failed attempt costs us is bounded instead: a malformed client id
+//! costs no read, an unknown one at most one read per minute per instance, a known one with a
+//! wrong secret at most one read per second per instance, and no failure writes anything.
+//! A success always reads the client fresh, so a disabled client or a rotated secret stops
+//! minting tokens at once.
+
+use std::time::Duration;
 
 use super::SecretHash;
 use super::jwt::{self, AccessClaims};
 use super::keys::SigningKey;
 use super::oauth::{OAuthError, OAuthErrorKind};
+use super::recent::Recent;
 use super::token_request::TokenRequest;
 use crate::domain::{ClientId, ScopeSet};
 use crate::store::StoreError;
+use crate::store::clients::ClientRecord;
 use crate::store::dynamo::DynamoStore;
 
-/// How many failed authentications one client id may have in one window before it is slowed
-/// down, and the window's length. Ten guesses per five minutes against a 256-bit secret.
-#[derive(Debug, Clone, Copy)]
-pub struct FailurePolicy {
-    pub max_failures: u32,
-    pub window_secs: i64,
-}
-
-impl Default for FailurePolicy {
-    fn default() -> Self {
-        Self { max_failures: 10, window_secs: 300 }
-    }
-}
+/// A failed attempt is judged against a read of the client this recent.
+const FAILURE_REUSE: Duration = Duration::from_secs(1);
+/// An unknown client id is judged against a read this recent. Ids are 128 random bits, so no
+/// client created later was probed before it existed.
+const UNKNOWN_REUSE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct TokenSettings {
     pub issuer: String,
     pub audience: String,
     pub ttl_secs: i64,
-    pub failures: FailurePolicy,
 }
 
 #[derive(Debug)]
@@ -39,45 +41,48 @@ pub struct IssuedToken {
     pub scope: ScopeSet,
 }
 
+/// The clients this instance read lately (`None`: no such client).
+pub type ClientReads = Recent<ClientId, Option<ClientRecord>>;
+
 /// Compared against when the client does not exist, so that an unknown id costs the same
 /// hashing work as a known one.
 fn decoy_hash() -> SecretHash {
     SecretHash::of_str("decoy: no client has this secret")
 }
 
+/// Whether a recent read already proves the attempt fails, so that it costs no read.
+fn known_failure(reads: &ClientReads, id: &ClientId, request: &TokenRequest) -> bool {
+    if let Some(None) = reads.get(id, UNKNOWN_REUSE) {
+        let _ = decoy_hash().verify(&request.client_secret);
+        return true;
+    }
+    matches!(reads.get(id, FAILURE_REUSE), Some(Some(c)) if !c.secret_hash.verify(&request.client_secret))
+}
+
 pub async fn issue_token(
     store: &DynamoStore,
+    reads: &ClientReads,
     key: &SigningKey,
     settings: &TokenSettings,
     request: &TokenRequest,
     now: i64,
 ) -> Result<IssuedToken, OAuthError> {
     let client_id = ClientId::parse(&request.client_id).map_err(|_| OAuthError::invalid_client())?;
-    let found = store.client_with_failures(&client_id).await.map_err(unavailable)?;
-
-    let policy = settings.failures;
-    if let Some(window) = found.failures
-        && window.window_start + policy.window_secs > now
-        && window.count >= policy.max_failures
-    {
-        return Err(OAuthError::slow_down(window.window_start + policy.window_secs - now));
+    if known_failure(reads, &client_id, request) {
+        return Err(OAuthError::invalid_client());
     }
-
-    let authenticated = match &found.client {
+    let found = store.client_record(&client_id).await.map_err(unavailable)?;
+    reads.put(client_id, found.clone());
+    let authenticated = match &found {
         Some(c) => c.secret_hash.verify(&request.client_secret) && !c.disabled,
         None => {
             let _ = decoy_hash().verify(&request.client_secret);
             false
         }
     };
-    let client = match (authenticated, found.client) {
+    let client = match (authenticated, found) {
         (true, Some(c)) => c,
-        _ => {
-            if let Err(e) = store.record_failure(&client_id, now, policy.window_secs).await {
-                tracing::warn!(error = %e, "could not record a failed client authentication");
-            }
-            return Err(OAuthError::invalid_client());
-        }
+        _ => return Err(OAuthError::invalid_client()),
     };
 
     let scope = match request.scope.as_deref().map(str::trim).filter(|s| !s.is_empty()) {

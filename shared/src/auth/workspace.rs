@@ -1,26 +1,32 @@
 //! MoEngage's credentials (`POST /v1/customer/{workspace_id}`): HTTP Basic
 //! `base64(workspace_id ":" api_key)`. The workspace id is the account id and must equal the
-//! path's; the API key is the secret of an enabled API client of that account that holds the
-//! route's scope, found with one Query of the `byAccount` index and compared in constant time.
+//! path's; the API key is the secret of an enabled API client of that account whose scopes are
+//! exactly the route's (`endUserUpdate:write`): a key kept on MoEngage's side can then do
+//! nothing else, neither here nor at the token endpoint. The account's clients are found with
+//! one Query of the `byAccount` index and every secret hash is compared in constant time.
 //! Every failure is the same 401.
+//!
+//! What an instance read is reused: a verified (workspace, key) for [`VERIFIED_TTL`], an
+//! account's client list for a failed attempt for [`FAILURE_REUSE`], so that a flood of
+//! wrong keys costs at most one Query per account per second per instance and no write.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 
+use super::recent::Recent;
 use super::{ClientSecret, Principal, SecretHash};
 use crate::domain::{AccountId, Scope, ScopeSet};
 use crate::http::ApiError;
+use crate::store::ClientRecord;
 use crate::store::dynamo::DynamoStore;
 
 /// A verified (workspace, API key) pair is trusted this long by a warm instance, so that a
 /// busy account does not read the same index partition on every call. A disabled client or a
 /// rotated secret therefore stops working here within this delay.
 const VERIFIED_TTL: Duration = Duration::from_secs(10);
-/// Entries before the cache is emptied (a bound on memory, not an eviction policy).
-const CACHE_MAX: usize = 1024;
+/// A failed attempt is judged against the account's clients as read this recently.
+const FAILURE_REUSE: Duration = Duration::from_secs(1);
 
 /// The `WWW-Authenticate` realm of every 401 of the route.
 pub const REALM: &str = "moengage";
@@ -35,18 +41,19 @@ fn unauthorized() -> ApiError {
 /// Checks MoEngage's Basic credentials, caching what it verified.
 pub struct WorkspaceAuthenticator {
     store: DynamoStore,
-    /// SHA-256 of (account, API key) → until when it is trusted, and whose key it is.
-    verified: Mutex<HashMap<String, (Instant, Principal)>>,
+    /// SHA-256 of (account, API key, scope) → whose key it is.
+    verified: Recent<String, Principal>,
+    /// The clients of an account, as last read.
+    clients: Recent<AccountId, Vec<ClientRecord>>,
 }
 
 impl WorkspaceAuthenticator {
     pub fn new(store: DynamoStore) -> Self {
-        Self { store, verified: Mutex::default() }
+        Self { store, verified: Recent::default(), clients: Recent::default() }
     }
 
     /// The caller, if `authorization` names `workspace` and the secret of an enabled client of
-    /// that account holding `required`. Every secret hash of the account is compared (constant
-    /// time each), whatever matched.
+    /// that account scoped to exactly `required`.
     pub async fn authenticate(
         &self,
         authorization: Option<&str>,
@@ -61,37 +68,43 @@ impl WorkspaceAuthenticator {
         let secret = ClientSecret::from_presented(&key).ok_or_else(unauthorized)?;
         let cache_key =
             SecretHash::of_str(&format!("{account}\n{}\n{required}", secret.expose())).to_base64();
-        if let Some(p) = self.cached(&cache_key) {
+        if let Some(p) = self.verified.get(&cache_key, VERIFIED_TTL) {
             return Ok(p);
+        }
+        let scopes = ScopeSet::from_iter([required]);
+        if let Some(clients) = self.clients.get(&account, FAILURE_REUSE)
+            && matching(&clients, &account, &secret, scopes).is_none()
+        {
+            return Err(unauthorized());
         }
         // The byAccount index (one Query): eventually consistent, so a client created a moment
         // ago may take about a second to be found.
         let clients = self.store.list_clients(&account).await?;
-        let mut found = None;
-        for c in &clients {
-            let matches = c.secret_hash.verify(&secret);
-            if matches & !c.disabled & c.scopes.contains(required) & (c.account == account) {
-                found = Some(c.client_id.to_string());
-            }
-        }
+        let found = matching(&clients, &account, &secret, scopes);
+        self.clients.put(account.clone(), clients);
         let client_id = found.ok_or_else(unauthorized)?;
-        let principal = Principal { account, client_id, scopes: ScopeSet::from_iter([required]) };
-        self.remember(cache_key, principal.clone());
+        let principal = Principal { account, client_id, scopes };
+        self.verified.put(cache_key, principal.clone());
         Ok(principal)
     }
+}
 
-    fn cached(&self, key: &str) -> Option<Principal> {
-        let map = self.verified.lock().expect("not poisoned");
-        map.get(key).filter(|(until, _)| *until > Instant::now()).map(|(_, p)| p.clone())
-    }
-
-    fn remember(&self, key: String, principal: Principal) {
-        let mut map = self.verified.lock().expect("not poisoned");
-        if map.len() >= CACHE_MAX {
-            map.clear();
+/// The id of the enabled client of `account` whose secret is `secret` and whose scopes are
+/// exactly `scopes`. Every hash is compared (constant time each), whatever matched.
+fn matching(
+    clients: &[ClientRecord],
+    account: &AccountId,
+    secret: &ClientSecret,
+    scopes: ScopeSet,
+) -> Option<String> {
+    let mut found = None;
+    for c in clients {
+        let matches = c.secret_hash.verify(secret);
+        if matches & !c.disabled & (c.scopes == scopes) & (&c.account == account) {
+            found = Some(c.client_id.to_string());
         }
-        map.insert(key, (Instant::now() + VERIFIED_TTL, principal));
     }
+    found
 }
 
 /// `Basic base64(workspace_id ":" api_key)` → (workspace id, API key). `None` for any other

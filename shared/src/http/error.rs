@@ -222,7 +222,6 @@ impl ApiError {
     fn retry_after(&self) -> Option<i64> {
         match self {
             Self::RateLimited { retry_after } => Some(*retry_after),
-            Self::OAuth(e) => e.retry_after,
             _ => None,
         }
     }

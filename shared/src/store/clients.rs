@@ -1,6 +1,5 @@
 //! API clients in the config table: `CLIENT#<id>`/`CLIENT` (listed per account through the
-//! `byAccount` index, `ACCOUNT#<id>#CLIENTS`) and `CLIENT#<id>`/`FAILURES`, the failed
-//! authentications of the current window.
+//! `byAccount` index, `ACCOUNT#<id>#CLIENTS`).
 
 use std::collections::HashMap;
 
@@ -29,19 +28,6 @@ pub struct ClientRecord {
     pub scopes: ScopeSet,
     pub disabled: bool,
     pub created_at: i64,
-}
-
-/// Failed authentications of one client id in the current window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FailureWindow {
-    pub count: u32,
-    pub window_start: i64,
-}
-
-#[derive(Debug, Default)]
-pub struct ClientLookup {
-    pub client: Option<ClientRecord>,
-    pub failures: Option<FailureWindow>,
 }
 
 impl DynamoStore {
@@ -107,17 +93,28 @@ impl DynamoStore {
     }
 
     /// Replaces an existing client's secret by the one `secret_hash` is the hash of (generated
-    /// and shown by the caller); the old secret stops working at once.
+    /// and shown by the caller): the old secret stops working at once, and so do the tokens
+    /// it minted (within a verifier's refresh, see `revoke_client_tokens`).
     pub async fn rotate_client_secret(
         &self,
         id: &ClientId,
         secret_hash: &SecretHash,
+        now: i64,
+        token_ttl_secs: i64,
     ) -> Result<(), StoreError> {
-        self.update_client(id, "SET secretHash = :v", s(secret_hash.to_base64())).await
+        self.update_client(id, "SET secretHash = :v", s(secret_hash.to_base64())).await?;
+        self.revoke_client_tokens(id.as_str(), now, token_ttl_secs).await
     }
 
-    pub async fn disable_client(&self, id: &ClientId) -> Result<(), StoreError> {
-        self.update_client(id, "SET disabled = :v", AttributeValue::Bool(true)).await
+    /// The client gets no more tokens, and those it holds stop verifying.
+    pub async fn disable_client(
+        &self,
+        id: &ClientId,
+        now: i64,
+        token_ttl_secs: i64,
+    ) -> Result<(), StoreError> {
+        self.update_client(id, "SET disabled = :v", AttributeValue::Bool(true)).await?;
+        self.revoke_client_tokens(id.as_str(), now, token_ttl_secs).await
     }
 
     async fn update_client(
@@ -144,68 +141,19 @@ impl DynamoStore {
         }
     }
 
-    /// What the token endpoint needs: the client and its failed authentications, in one read.
-    pub async fn client_with_failures(&self, id: &ClientId) -> Result<ClientLookup, StoreError> {
-        // Both items share the partition, so one strongly consistent Query reads them.
+    /// One client, read strongly consistent: the token endpoint judges a secret by it.
+    pub async fn client_record(&self, id: &ClientId) -> Result<Option<ClientRecord>, StoreError> {
         let out = self
             .client()
-            .query()
+            .get_item()
             .table_name(&self.tables().config)
-            .key_condition_expression("pk = :p")
-            .expression_attribute_values(":p", s(client_pk(id)))
+            .key("pk", s(client_pk(id)))
+            .key("sk", s("CLIENT"))
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| sdk_error("Query", e))?;
-        let mut lookup = ClientLookup::default();
-        for item in out.items() {
-            match get_s(item, "sk")? {
-                "CLIENT" => lookup.client = Some(client_from_item(item)?),
-                "FAILURES" => {
-                    lookup.failures = Some(FailureWindow {
-                        count: get_n(item, "failures")?.clamp(0, u32::MAX as i64) as u32,
-                        window_start: get_n(item, "windowStart")?,
-                    })
-                }
-                _ => {}
-            }
-        }
-        Ok(lookup)
-    }
-
-    /// Counts one failed authentication of the client id (one write).
-    pub async fn record_failure(&self, id: &ClientId, now: i64, window_secs: i64) -> Result<(), StoreError> {
-        // Count within the open window; when it has closed, start a new one.
-        let res = self
-            .client()
-            .update_item()
-            .table_name(&self.tables().config)
-            .key("pk", s(client_pk(id)))
-            .key("sk", s("FAILURES"))
-            .update_expression("ADD failures :one")
-            .condition_expression("windowStart > :cutoff")
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":cutoff", n(now - window_secs))
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(e) if is_conditional_failure(&e) => {
-                self.client()
-                    .put_item()
-                    .table_name(&self.tables().config)
-                    .item("pk", s(client_pk(id)))
-                    .item("sk", s("FAILURES"))
-                    .item("failures", n(1))
-                    .item("windowStart", n(now))
-                    .item("expiresAt", n(now + window_secs + 60))
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("PutItem", e))?;
-                Ok(())
-            }
-            Err(e) => Err(sdk_error("UpdateItem", e)),
-        }
+            .map_err(|e| sdk_error("GetItem", e))?;
+        out.item.as_ref().map(client_from_item).transpose()
     }
 }
 

@@ -14,7 +14,7 @@ pub mod schema;
 pub mod segments;
 pub mod signing_keys;
 
-pub use clients::{ClientLookup, ClientRecord, FailureWindow};
+pub use clients::ClientRecord;
 pub use signing_keys::StoredSigningKey;
 
 #[derive(Debug, thiserror::Error)]

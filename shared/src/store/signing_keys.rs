@@ -1,6 +1,9 @@
 //! Signing keys: the public halves in the config table (`JWKS`/`KEY#<kid>`, published, kept
 //! until `retireAt`), the private halves in the keys table (`SIGNING`/`KEY#<kid>`), which only
-//! the token function's role may read.
+//! the token function's role may read. Revoked clients sit in the same partition
+//! (`JWKS`/`REVOKED#<clientId>`), so that a verifier learns keys and revocations in one read.
+
+use std::collections::HashMap;
 
 use jsonwebtoken::jwk::Jwk;
 
@@ -9,6 +12,16 @@ use super::codec::{get_n, get_s, n, opt_n, s};
 use super::dynamo::{DynamoStore, sdk_error};
 
 const JWKS_PK: &str = "JWKS";
+const KEY_SK: &str = "KEY#";
+const REVOKED_SK: &str = "REVOKED#";
+
+/// What a bearer verifier trusts: the published keys, and per revoked client the second
+/// before which its tokens were issued are refused.
+#[derive(Debug, Clone, Default)]
+pub struct VerificationSet {
+    pub keys: Vec<Jwk>,
+    pub revoked_clients: HashMap<String, i64>,
+}
 const SIGNING_PK: &str = "SIGNING";
 
 /// A private key as stored.
@@ -33,7 +46,7 @@ impl DynamoStore {
         retire_after_secs: i64,
     ) -> Result<(), StoreError> {
         let jwk_json = serde_json::to_string(public_jwk).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let previous_public = self.query_all(&self.tables().config, JWKS_PK).await?;
+        let previous_public = self.query_prefix(&self.tables().config, JWKS_PK, KEY_SK).await?;
         let previous_private = self.query_all(&self.tables().keys, SIGNING_PK).await?;
         // Public first: a verifier must be able to find the key before any token carries it.
         self.client()
@@ -81,19 +94,75 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// The published (public) keys, as a verifier or the JWKS document needs them.
+    /// The published (public) keys, as the JWKS document shows them.
     pub async fn public_keys(&self, now: i64) -> Result<Vec<Jwk>, StoreError> {
+        Ok(self.verification_set(now).await?.keys)
+    }
+
+    /// The published keys and the revoked clients, in one read of one partition.
+    pub async fn verification_set(&self, now: i64) -> Result<VerificationSet, StoreError> {
         let items = self.query_all(&self.tables().config, JWKS_PK).await?;
-        let mut keys = Vec::with_capacity(items.len());
+        let mut set = VerificationSet::default();
         for item in items {
+            let sk = get_s(&item, "sk")?;
+            if let Some(client) = sk.strip_prefix(REVOKED_SK) {
+                if opt_n(&item, "expiresAt")?.is_none_or(|t| t > now) {
+                    set.revoked_clients.insert(client.to_string(), get_n(&item, "revokedAt")?);
+                }
+                continue;
+            }
             if opt_n(&item, "retireAt")?.is_some_and(|t| t <= now) {
                 continue;
             }
             let jwk: Jwk = serde_json::from_str(get_s(&item, "jwk")?)
                 .map_err(|e| StoreError::Corrupt(format!("jwk: {e}")))?;
-            keys.push(jwk);
+            set.keys.push(jwk);
         }
-        Ok(keys)
+        Ok(set)
+    }
+
+    /// Refuses every token of `client_id` issued up to `now` (a disabled client, a rotated
+    /// secret). The entry outlives the longest token (`token_ttl_secs` plus the clock leeway),
+    /// then DynamoDB's TTL removes it, so the partition holds only the last day's revocations.
+    pub async fn revoke_client_tokens(
+        &self,
+        client_id: &str,
+        now: i64,
+        token_ttl_secs: i64,
+    ) -> Result<(), StoreError> {
+        self.client()
+            .put_item()
+            .table_name(&self.tables().config)
+            .item("pk", s(JWKS_PK))
+            .item("sk", s(format!("{REVOKED_SK}{client_id}")))
+            .item("revokedAt", n(now))
+            .item("expiresAt", n(now + token_ttl_secs + crate::auth::jwt::LEEWAY_SECS as i64 + 60))
+            .send()
+            .await
+            .map_err(|e| sdk_error("PutItem", e))?;
+        Ok(())
+    }
+
+    /// Stops trusting the key `kid` at once: both halves are deleted, so verifiers drop it at
+    /// their next refresh and the token function can no longer sign with it. `NotFound` if no
+    /// such key is published.
+    pub async fn revoke_signing_key(&self, kid: &str) -> Result<(), StoreError> {
+        let sk = format!("{KEY_SK}{kid}");
+        if !self.exists(&self.tables().config, JWKS_PK.into(), sk.clone()).await? {
+            return Err(StoreError::NotFound(format!("signing key {kid}")));
+        }
+        for table in [&self.tables().keys, &self.tables().config] {
+            let pk = if table == &self.tables().keys { SIGNING_PK } else { JWKS_PK };
+            self.client()
+                .delete_item()
+                .table_name(table)
+                .key("pk", s(pk))
+                .key("sk", s(sk.clone()))
+                .send()
+                .await
+                .map_err(|e| sdk_error("DeleteItem", e))?;
+        }
+        Ok(())
     }
 
     /// The newest private key; only the token function's role may read the keys table.
