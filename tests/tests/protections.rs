@@ -158,6 +158,47 @@ async fn same_key_same_request_replays_the_first_response_and_applies_nothing() 
     assert_eq!((b.status, b.raw), (400, a.raw));
 }
 
+/// Every stored idempotency record of the stack, as raw bytes of every attribute.
+async fn idempotency_records(stack: &Stack) -> Vec<Vec<u8>> {
+    let out = stack.store.client().scan().table_name(&stack.store.tables().config).send().await.unwrap();
+    out.items()
+        .iter()
+        .filter(|i| i["pk"].as_s().unwrap().starts_with("IDEM#"))
+        .map(|i| format!("{i:?}").into_bytes())
+        .collect()
+}
+
+#[tokio::test]
+async fn no_stored_replay_holds_a_secret_or_a_users_values() {
+    let stack = Stack::new().await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let app = stack.integrations_app();
+    let headers = with_key(&auth, "create-crm-secret");
+    let first =
+        integrations_call(&app, &headers, "POST", "/public/v1/integrations", Some(SEED_INTEGRATION)).await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let token = first.body["token"].as_str().unwrap().to_string();
+    let id = first.body["integrationId"].as_str().unwrap().to_string();
+    let records = idempotency_records(&stack).await;
+    assert_eq!(records.len(), 1);
+    assert!(!records[0].windows(token.len()).any(|w| w == token.as_bytes()), "the token is not at rest");
+    // The lost 201 still replays faithfully, token included, to whoever holds the key.
+    let again =
+        integrations_call(&app, &headers, "POST", "/public/v1/integrations", Some(SEED_INTEGRATION)).await;
+    assert_eq!((again.status, &again.raw), (201, &first.raw));
+
+    // The dry run answers with users' values: it is a read, so nothing of it is kept.
+    let test = format!("/public/v1/integrations/{id}/test");
+    let sample = r#"{"data": [{"Email": "erase-me@x.io", "Type": "Secret-Value"}]}"#;
+    let h = with_key(&auth, "dry-1");
+    let a = integrations_call(&app, &h, "POST", &test, Some(sample)).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.raw.windows(12).any(|w| w == b"Secret-Value"));
+    let b = integrations_call(&app, &h, "POST", &test, Some(sample)).await;
+    assert_eq!((b.status, b.header("idempotent-replayed")), (200, None), "run again, not replayed");
+    assert_eq!(idempotency_records(&stack).await.len(), 1, "no record for the dry run");
+}
+
 #[tokio::test]
 async fn a_duplicate_sent_concurrently_runs_exactly_once() {
     let stack = Stack::new().await;

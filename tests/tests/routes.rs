@@ -9,6 +9,17 @@ use std::collections::BTreeSet;
 use serde_yaml::Value;
 use shared::front::{Access, Route, Service};
 
+/// (method, path) of every route the front treats as a write (an `Idempotency-Key` applies).
+fn writes() -> BTreeSet<(String, String)> {
+    fn of<S: Service>() -> Vec<(String, String)> {
+        S::ROUTES.iter().filter(|r| r.write).map(|r| (r.method.to_string(), r.path.to_string())).collect()
+    }
+    [of::<token::App>(), of::<user_data::App>(), of::<integrations::App>(), of::<segments::App>()]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 /// (method, path, function binary, access) of every declared route.
 fn declared() -> BTreeSet<(String, String, String, String)> {
     fn of<S: Service>(binary: &str) -> Vec<(String, String, String, String)> {
@@ -134,4 +145,19 @@ fn the_openapi_document_describes_each_declared_route_with_its_credentials() {
     }) {
         assert!(described.contains(&format!("`{s}`")), "moengageBasic's description must name the scope {s}");
     }
+}
+
+#[test]
+fn the_openapi_document_offers_an_idempotency_key_exactly_on_write_routes() {
+    let doc: Value = serde_yaml::from_str(&read("docs/openapi.yaml")).unwrap();
+    let mut offered = BTreeSet::new();
+    for (path, item) in doc["paths"].as_mapping().unwrap() {
+        for method in ["get", "post", "put", "patch", "delete"] {
+            let params = item[method]["parameters"].as_sequence().cloned().unwrap_or_default();
+            if params.iter().any(|p| p["$ref"].as_str() == Some("#/components/parameters/IdempotencyKey")) {
+                offered.insert((method.to_uppercase(), path.as_str().unwrap().to_string()));
+            }
+        }
+    }
+    assert_eq!(offered, writes(), "Idempotency-Key in docs/openapi.yaml differs from the write routes");
 }

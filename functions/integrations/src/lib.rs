@@ -57,12 +57,17 @@ impl Service for App {
         Route::bearer("GET", INTEGRATION, Op::Get, Scope::IntegrationsRead),
         Route::bearer("PATCH", INTEGRATION, Op::Patch, Scope::IntegrationsWrite),
         Route::bearer("DELETE", INTEGRATION, Op::Delete, Scope::IntegrationsWrite),
-        Route::bearer(
-            "POST",
-            "/public/v1/integrations/{integrationId}/test",
-            Op::Test,
-            Scope::IntegrationsRead,
-        ),
+        // A dry run, so not a write: no Idempotency-Key record keeps its answer, which holds
+        // users' values that must not outlive an erase.
+        Route {
+            write: false,
+            ..Route::bearer(
+                "POST",
+                "/public/v1/integrations/{integrationId}/test",
+                Op::Test,
+                Scope::IntegrationsRead,
+            )
+        },
     ];
 
     async fn handle(&self, op: Op, call: Call<'_>) -> Result<Reply, ApiError> {

@@ -178,7 +178,7 @@ async fn protected<S: Service>(
     let key = match claim {
         Err(e) => return fail(e),
         Ok(Claim::Replay(response)) => return (response, UsageReport::default(), None),
-        Ok(Claim::Fresh { key }) => Some(key),
+        Ok(Claim::Fresh { key, seal }) => Some((key, seal)),
         Ok(Claim::None) => None,
     };
     let call = Call { info, req, params, principal: Some(principal) };
@@ -186,8 +186,8 @@ async fn protected<S: Service>(
         Ok(reply) => (reply.response, reply.usage, None),
         Err(e) => fail(e),
     };
-    if let Some(key) = key {
-        guard.settle(account, info, &key, &response).await;
+    if let Some((key, seal)) = key {
+        guard.settle(account, info, (&key, &seal), &response).await;
     }
     (response, usage, error)
 }

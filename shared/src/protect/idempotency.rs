@@ -8,7 +8,11 @@
 //! - same key while the first call still runs → 409; the claim is a lease of
 //!   [`LEASE_SECS`], so a function that dies mid-call frees the key;
 //! - a 5xx, 401 or 403 answer is not kept (the key is released), so a retry runs again;
-//! - records live 24 hours (DynamoDB TTL, and checked on read since TTL deletes lazily).
+//! - records live 24 hours (DynamoDB TTL, and checked on read since TTL deletes lazily);
+//! - a kept body is sealed ([`Seal`]) under a key derived from the caller's `Idempotency-Key`,
+//!   which is never stored (the record's key is its SHA-256), so the table, its backups and
+//!   every role that can read them hold ciphertext only: an integration's token in a `201`
+//!   is no longer at rest in the clear.
 
 pub const HEADER: &str = "idempotency-key";
 pub const MAX_KEY_LEN: usize = 255;
@@ -63,9 +67,76 @@ pub fn keep(status: u16) -> bool {
     status < 500 && status != 401 && status != 403
 }
 
+/// AES-256-GCM under a key derived (HKDF-SHA256) from the raw `Idempotency-Key` and the
+/// account. Only a caller presenting the key again can open what was kept for it.
+pub struct Seal(aws_lc_rs::aead::LessSafeKey);
+
+/// Marks a sealed body; a body kept before sealing existed has none (records live 24 h).
+const SEALED: &[u8] = b"\0sealed-v1\0";
+const NONCE_LEN: usize = 12;
+
+impl Seal {
+    pub fn derive(account: &str, raw_key: &str) -> Self {
+        use aws_lc_rs::{aead, hkdf};
+        let prk =
+            hkdf::Salt::new(hkdf::HKDF_SHA256, b"idempotency-replay-seal-v1").extract(raw_key.as_bytes());
+        let info = [account.as_bytes()];
+        let okm = prk.expand(&info, &aead::AES_256_GCM).expect("32 bytes is a valid HKDF length");
+        Self(aead::LessSafeKey::new(aead::UnboundKey::from(okm)))
+    }
+
+    /// `SEALED`, a random nonce, the ciphertext and its tag; `aad` binds it to its record.
+    pub fn seal(&self, aad: &str, plain: &[u8]) -> Vec<u8> {
+        use aws_lc_rs::aead::{Aad, Nonce};
+        let mut nonce = [0u8; NONCE_LEN];
+        aws_lc_rs::rand::fill(&mut nonce).expect("the system RNG works");
+        let mut sealed = plain.to_vec();
+        self.0
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad.as_bytes()),
+                &mut sealed,
+            )
+            .expect("AES-GCM seals any length a response has");
+        [SEALED, &nonce[..], &sealed].concat()
+    }
+
+    /// The plain body; a body kept before sealing existed is returned as it is. `None` if it
+    /// does not open (not this key's, or altered).
+    pub fn open(&self, aad: &str, stored: &[u8]) -> Option<Vec<u8>> {
+        use aws_lc_rs::aead::{Aad, Nonce};
+        let Some(rest) = stored.strip_prefix(SEALED) else { return Some(stored.to_vec()) };
+        if rest.len() < NONCE_LEN {
+            return None;
+        }
+        let (nonce, sealed) = rest.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut buf = sealed.to_vec();
+        let plain = self.0.open_in_place(nonce, Aad::from(aad.as_bytes()), &mut buf).ok()?;
+        Some(plain.to_vec())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sealed_body_opens_only_with_the_same_key_account_and_record() {
+        let body = br#"{"token":"0123abcd"}"#;
+        let sealed = Seal::derive("acme", "key-1").seal("rec", body);
+        assert!(!sealed.windows(8).any(|w| w == b"0123abcd"), "no plaintext at rest");
+        assert_eq!(Seal::derive("acme", "key-1").open("rec", &sealed).as_deref(), Some(&body[..]));
+        assert_eq!(Seal::derive("acme", "key-2").open("rec", &sealed), None, "another key");
+        assert_eq!(Seal::derive("globex", "key-1").open("rec", &sealed), None, "another account");
+        assert_eq!(Seal::derive("acme", "key-1").open("other", &sealed), None, "another record");
+        let mut altered = sealed.clone();
+        *altered.last_mut().unwrap() ^= 1;
+        assert_eq!(Seal::derive("acme", "key-1").open("rec", &altered), None, "altered");
+        assert_ne!(Seal::derive("acme", "key-1").seal("rec", body), sealed, "fresh nonce each time");
+        // Kept before sealing existed: as it is.
+        assert_eq!(Seal::derive("acme", "k").open("rec", b"{}").as_deref(), Some(&b"{}"[..]));
+    }
 
     #[test]
     fn keys_and_fingerprints() {

@@ -13,7 +13,7 @@ use lambda_http::{Body, Request, Response};
 use crate::domain::{AccountId, Problem, Timestamp};
 use crate::http::{ApiError, ErrorCode, RequestInfo};
 use crate::store::dynamo::DynamoStore;
-use idempotency::{Record, StoredResponse};
+use idempotency::{Record, Seal, StoredResponse};
 use rate::RateLimiter;
 use usage::{UsageRecorder, UsageReport};
 
@@ -27,8 +27,9 @@ pub struct Guard {
 pub enum Claim {
     /// No key: the call runs unprotected.
     None,
-    /// The key is this call's now; [`Guard::settle`] keeps or releases it.
-    Fresh { key: String },
+    /// The key (its hash) is this call's now; [`Guard::settle`] keeps or releases it, and
+    /// seals what it keeps with `seal`.
+    Fresh { key: String, seal: Seal },
     /// The same request already completed: its response, to send instead of running again.
     Replay(Response<Body>),
 }
@@ -59,19 +60,23 @@ impl Guard {
         let Some(raw_key) = req.headers().get(idempotency::HEADER) else {
             return Ok(Claim::None);
         };
-        let key =
-            idempotency::parse_key(raw_key.as_bytes()).map(idempotency::key_hash).map_err(|reason| {
-                ApiError::Invalid {
-                    code: ErrorCode::InvalidIdempotencyKey,
-                    message: "the Idempotency-Key header is invalid".into(),
-                    details: vec![Problem::at("header:Idempotency-Key", reason)],
-                }
-            })?;
+        let raw_key = idempotency::parse_key(raw_key.as_bytes()).map_err(|reason| ApiError::Invalid {
+            code: ErrorCode::InvalidIdempotencyKey,
+            message: "the Idempotency-Key header is invalid".into(),
+            details: vec![Problem::at("header:Idempotency-Key", reason)],
+        })?;
+        let (key, seal) = (idempotency::key_hash(raw_key), Seal::derive(account.as_str(), raw_key));
         let fingerprint = fingerprint(info, req);
         match self.store.claim(account, &key, &fingerprint, Timestamp::now().epoch_secs()).await? {
-            None => Ok(Claim::Fresh { key }),
-            Some(Record::Done { fingerprint: f, response }) if f == fingerprint => {
+            None => Ok(Claim::Fresh { key, seal }),
+            Some(Record::Done { fingerprint: f, mut response }) if f == fingerprint => {
                 tracing::info!(request_id = %info.request_id, %account, "idempotent replay");
+                // The record was found by this key's hash, so only damage stops it opening.
+                response.body = seal.open(&key, &response.body).ok_or_else(|| {
+                    ApiError::Store(crate::store::StoreError::Corrupt(
+                        "idempotency record does not open".into(),
+                    ))
+                })?;
                 Ok(Claim::Replay(replay(response)))
             }
             Some(Record::Done { fingerprint: f, .. } | Record::Running { fingerprint: f })
@@ -91,7 +96,13 @@ impl Guard {
 
     /// After the call: keeps its response under the claimed key for replay, or releases the
     /// key when the answer must not be replayed (see [`idempotency::keep`]).
-    pub async fn settle(&self, account: &AccountId, info: &RequestInfo, key: &str, resp: &Response<Body>) {
+    pub async fn settle(
+        &self,
+        account: &AccountId,
+        info: &RequestInfo,
+        (key, seal): (&str, &Seal),
+        resp: &Response<Body>,
+    ) {
         let status = resp.status().as_u16();
         let outcome = if idempotency::keep(status) {
             let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(Into::into);
@@ -99,7 +110,7 @@ impl Guard {
                 status,
                 content_type: header("content-type"),
                 location: header("location"),
-                body: resp.body().as_ref().to_vec(),
+                body: seal.seal(key, resp.body().as_ref()),
             };
             self.store.complete(account, key, &stored, Timestamp::now().epoch_secs()).await
         } else {
