@@ -3,6 +3,7 @@
 //! on none of those crates.
 
 pub mod clock;
+pub mod exact;
 pub mod ids;
 pub mod integration;
 pub mod moengage;

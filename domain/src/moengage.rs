@@ -71,14 +71,20 @@ pub enum Incoming {
 }
 
 impl Incoming {
+    /// A JSON number, or one `exact::protect_numbers` kept whole.
+    fn number(v: Value) -> Result<Self, String> {
+        match user_data::typed(AttrType::Number, v)? {
+            AttrValue::Number(n) => Ok(Self::Number(n)),
+            _ => unreachable!("typed(Number) yields a Number"),
+        }
+    }
+
     fn from_json(v: Value) -> Result<Self, String> {
         match v {
             Value::Null => Err("null is not allowed".into()),
             Value::Bool(b) => Ok(Self::Boolean(b)),
-            v @ Value::Number(_) => match user_data::typed(AttrType::Number, v)? {
-                AttrValue::Number(n) => Ok(Self::Number(n)),
-                _ => unreachable!("typed(Number) yields a Number"),
-            },
+            v @ Value::Number(_) => Self::number(v),
+            v if crate::exact::is_number(&v) => Self::number(v),
             Value::String(s) => {
                 if s.len() > MAX_STRING_BYTES {
                     return Err(format!("a string value may hold at most {MAX_STRING_BYTES} bytes"));

@@ -36,6 +36,10 @@ impl UserId {
         match v {
             Value::String(s) => Self::parse(s),
             Value::Number(n) if n.is_i64() || n.is_u64() => Self::parse(&n.to_string()),
+            // An integer too long for 64 bits, protected by `exact::protect_numbers`.
+            v if crate::exact::number_text(v).is_some_and(|t| !t.contains(['.', 'e', 'E'])) => {
+                Self::parse(&crate::exact::number_text(v).unwrap_or_default())
+            }
             Value::Null => Err("null is not allowed".into()),
             _ => Err("the user identifier must be a string or an integer".into()),
         }
@@ -57,14 +61,17 @@ pub enum AttrValue {
     Boolean(bool),
 }
 
-impl AttrValue {
-    pub fn to_json(&self) -> Value {
+/// As JSON, a Number with every digit it holds (not through an `f64`).
+impl serde::Serialize for AttrValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            AttrValue::String(s) | AttrValue::Date(s) => Value::String(s.clone()),
-            AttrValue::Number(n) => {
-                n.parse::<serde_json::Number>().map(Value::Number).unwrap_or(Value::String(n.clone()))
-            }
-            AttrValue::Boolean(b) => Value::Bool(*b),
+            AttrValue::String(v) | AttrValue::Date(v) => s.serialize_str(v),
+            AttrValue::Boolean(b) => s.serialize_bool(*b),
+            AttrValue::Number(n) => match serde_json::value::RawValue::from_string(n.clone()) {
+                Ok(raw) => raw.serialize(s),
+                // Not JSON number text (never stored: `check_number` and DynamoDB hold it).
+                Err(_) => s.serialize_str(n),
+            },
         }
     }
 }
@@ -266,8 +273,10 @@ pub fn typed(t: AttrType, v: Value) -> Result<AttrValue, String> {
                 Ok(AttrValue::String(s))
             }
         }
-        (AttrType::Number, Value::Number(n)) => check_number(&n.to_string()).map(AttrValue::Number),
         (AttrType::Number, Value::String(s)) => check_number(&s).map(AttrValue::Number),
+        (AttrType::Number, v) if crate::exact::is_number(&v) => {
+            check_number(&crate::exact::number_text(&v).unwrap_or_default()).map(AttrValue::Number)
+        }
         (AttrType::Date, Value::String(s)) => check_date(&s).map(|()| AttrValue::Date(s)),
         (AttrType::Boolean, Value::Bool(b)) => Ok(AttrValue::Boolean(b)),
         (t, other) => Err(format!("expected a {}, got {}", expected(t), kind(&other))),
@@ -284,6 +293,9 @@ fn expected(t: AttrType) -> &'static str {
 }
 
 fn kind(v: &Value) -> &'static str {
+    if crate::exact::is_number(v) {
+        return "a number";
+    }
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -5,11 +5,14 @@
 //!
 //! Error bodies are made in one place, [`crate::http::error::render`].
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::domain::Problem;
 use crate::domain::integration::{self, AttrType};
+use crate::domain::user_data::AttrValue;
 
 /// `TokenResponse` (RFC 6749 §5.1).
 #[derive(Debug, Serialize)]
@@ -93,7 +96,7 @@ pub struct TestReport<'a> {
 #[serde(rename_all = "camelCase")]
 pub struct TestUser<'a> {
     pub user_id: &'a str,
-    pub set: Map<String, Value>,
+    pub set: BTreeMap<String, AttrValue>,
     pub unset: Vec<&'a str>,
 }
 
@@ -122,7 +125,7 @@ pub struct EndUser<'a> {
 pub struct EndUserIntegration<'a> {
     pub integration_id: &'a str,
     pub name: &'a str,
-    pub attributes: Map<String, Value>,
+    pub attributes: BTreeMap<String, AttrValue>,
     pub types: Map<String, Value>,
     pub updated_at: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -406,6 +406,19 @@ fn b64(s: &str) -> String {
 }
 
 #[tokio::test]
+async fn a_long_number_keeps_every_digit() {
+    let w = world().await;
+    let n = "98765432109876543210.123456789";
+    let body = format!(r#"{{"type": "customer", "customer_id": "exact", "attributes": {{"balance": {n}}}}}"#);
+    let a = track_raw(&w.app, Some(&w.moe), "acme", &body, &[]).await;
+    assert_success(&a);
+    let read = w.get("exact").await;
+    let text = String::from_utf8(read.raw.clone()).unwrap();
+    assert!(text.contains(&format!(r#""balance":{n}"#)), "{text}");
+    assert_eq!(w.moengage("exact").await.unwrap()["types"]["balance"], "Number");
+}
+
+#[tokio::test]
 async fn another_accounts_data_and_types_are_untouched() {
     let w = world().await;
     assert_success(&w.track(&seed_body()).await);

@@ -334,6 +334,38 @@ async fn numbers_dates_booleans_and_integer_ids_round_trip() {
 }
 
 #[tokio::test]
+async fn numbers_keep_every_digit_sent_up_to_dynamodbs_38() {
+    let w = world().await;
+    let def = r#"{"name": "Exact", "userIdentifierProperty": "id", "properties": [
+        {"path": "n", "name": "N", "type": "Number"}, {"path": "m", "name": "M", "type": "Number"},
+        {"path": "s", "name": "S", "type": "String"}]}"#;
+    let (_, token) = create_integration(&w.stack, &w.auth, def).await;
+    let n = "1.2345678901234567890123456789012345678"; // 38 significant digits
+    let m = "-123456789012345678901234567890"; // past 64 bits
+    let id = "123456789012345678901234567"; // an integer id past 64 bits
+    let body = format!(r#"{{"token": "{token}", "data": [{{"id": {id}, "n": {n}, "m": {m}, "s": "x"}}]}}"#);
+    let a = w.post(&body).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let read = w.get(id).await;
+    assert_eq!(read.status, 200, "the id kept its digits too: {}", read.body);
+    let text = String::from_utf8(read.raw.clone()).unwrap();
+    assert!(text.contains(&format!(r#""N":{n}"#)), "JSON number, every digit: {text}");
+    assert!(text.contains(&format!(r#""M":{m}"#)), "{text}");
+    // 39 significant digits is one past DynamoDB's: refused, not rounded.
+    let body = format!(
+        r#"{{"token": "{token}", "data": [{{"id": 1, "n": 1.23456789012345678901234567890123456789}}]}}"#
+    );
+    let a = w.post(&body).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert_eq!(a.body["error"]["details"][0]["path"], "n");
+    // A long number where a String is expected is named a number.
+    let body = format!(r#"{{"token": "{token}", "data": [{{"id": 1, "s": 1.23456789012345678901}}]}}"#);
+    let a = w.post(&body).await;
+    assert_eq!(a.status, 400);
+    assert!(a.body["error"]["details"][0]["reason"].as_str().unwrap().contains("got a number"), "{}", a.body);
+}
+
+#[tokio::test]
 async fn update_existing_only_skips_unknown_users() {
     let w = world().await;
     assert_eq!(w.send(json!([{"Email": "known@x.io", "Type": "A"}])).await.status, 200);

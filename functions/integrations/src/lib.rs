@@ -238,8 +238,8 @@ async fn test(app: &App, p: &Principal, id: &str, req: &Request) -> Result<Reply
         .users
         .iter()
         .map(|u| {
-            let set: serde_json::Map<String, Value> =
-                u.values.iter().map(|(i, val)| (def.properties[*i].name.clone(), val.to_json())).collect();
+            let set: std::collections::BTreeMap<String, user_data::AttrValue> =
+                u.values.iter().map(|(i, val)| (def.properties[*i].name.clone(), val.clone())).collect();
             let unset = match v.mode {
                 Mode::Merge => Vec::new(),
                 Mode::Replace => def

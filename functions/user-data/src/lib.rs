@@ -137,7 +137,7 @@ async fn read(app: &App, p: &Principal, raw_id: &str) -> Result<Reply, ApiError>
         let Some(integration) = by_id.get(s.integration_id.as_str()) else {
             continue;
         };
-        let mut attributes = Map::new();
+        let mut attributes = std::collections::BTreeMap::new();
         let mut types = Map::new();
         for prop in &integration.definition.properties {
             if let Some(v) = s.values.get(&prop.name) {

@@ -81,7 +81,8 @@ pub fn json_body<T: serde::de::DeserializeOwned>(req: &Request, max_bytes: usize
     if body.len() > max_bytes {
         return Err(ApiError::PayloadTooLarge { limit: max_bytes });
     }
-    serde_json::from_slice(body).map_err(|e| {
+    // Every digit of a long number survives the parse (domain::exact).
+    serde_json::from_slice(&crate::domain::exact::protect_numbers(body)).map_err(|e| {
         if body.is_empty() {
             ApiError::invalid(ErrorCode::InvalidJson, "the request body is empty; send a JSON object")
         } else if e.classify() == serde_json::error::Category::Data {

@@ -9,7 +9,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use serde_json::Value;
 
 use super::codec::{Item, get_s, key, s};
 use super::dynamo::{DynamoStore, is_conditional_failure, sdk_error};
@@ -26,7 +25,7 @@ const WRITE_CONCURRENCY: usize = 4;
 pub struct StoredAttributes {
     pub integration_id: String,
     pub updated_at: String,
-    pub values: BTreeMap<String, Value>,
+    pub values: BTreeMap<String, AttrValue>,
     /// The client address recorded with the last update (MoEngage's `X-Forwarded-For`).
     pub client_ip: Option<String>,
 }
@@ -53,11 +52,12 @@ fn to_av(v: &AttrValue) -> AttributeValue {
     }
 }
 
-fn to_json(v: &AttributeValue) -> Option<Value> {
+/// A stored value as it is shown (a Date is stored, and shown, as its text).
+fn from_av(v: &AttributeValue) -> Option<AttrValue> {
     match v {
-        AttributeValue::S(x) => Some(Value::String(x.clone())),
-        AttributeValue::N(x) => x.parse::<serde_json::Number>().ok().map(Value::Number),
-        AttributeValue::Bool(b) => Some(Value::Bool(*b)),
+        AttributeValue::S(x) => Some(AttrValue::String(x.clone())),
+        AttributeValue::N(x) => Some(AttrValue::Number(x.clone())),
+        AttributeValue::Bool(b) => Some(AttrValue::Boolean(*b)),
         _ => None,
     }
 }
@@ -126,7 +126,7 @@ impl DynamoStore {
             }
             let values = item
                 .iter()
-                .filter_map(|(k, v)| Some((k.strip_prefix(ATTR_PREFIX)?.to_string(), to_json(v)?)))
+                .filter_map(|(k, v)| Some((k.strip_prefix(ATTR_PREFIX)?.to_string(), from_av(v)?)))
                 .collect();
             out.push(StoredAttributes {
                 integration_id: get_s(&item, "integrationId")?.to_string(),
