@@ -35,7 +35,9 @@ where
         None => format!("{op}: {}", aws_smithy_runtime_api::client::result::SdkError::<E, R>::to_string(&e)),
     };
     match code.as_str() {
-        "ResourceNotFoundException" => StoreError::Corrupt(detail),
+        // Neither heals by retrying: a missing table, or a request DynamoDB refuses as it is
+        // (a key past its size, say), which is our bug and must not tell the caller to retry.
+        "ResourceNotFoundException" | "ValidationException" => StoreError::Corrupt(detail),
         _ => StoreError::Unavailable(detail),
     }
 }

@@ -20,8 +20,18 @@ pub(super) fn head_sk(system: SystemGuid, segment: SegmentGuid) -> String {
     format!("S#{system}#{segment}")
 }
 
+/// External ids longer than this (in UTF-8 bytes) are keyed by their SHA-256: 256 characters
+/// of four bytes each would pass DynamoDB's 1,024-byte sort key. Shorter ones keep the
+/// readable form existing guards were written in; the two prefixes never collide.
+const RAW_EXTERNAL_ID_MAX_BYTES: usize = 512;
+
 pub(super) fn guard_sk(system: SystemGuid, external_id: &str) -> String {
-    format!("X#{system}#{external_id}")
+    if external_id.len() <= RAW_EXTERNAL_ID_MAX_BYTES {
+        return format!("X#{system}#{external_id}");
+    }
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, external_id.as_bytes());
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("XH#{system}#{hex}")
 }
 
 pub(super) fn shard_pk(account: &AccountId, segment: SegmentGuid, generation: &str, shard: u32) -> String {
@@ -83,6 +93,17 @@ pub(super) fn parse_head(account: &AccountId, item: &Item) -> Result<SegmentHead
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_external_id_makes_a_sort_key_dynamodb_takes() {
+        let system = SystemGuid::generate();
+        let longest = "\u{1F600}".repeat(crate::domain::segment::MAX_EXTERNAL_ID_CHARS);
+        assert_eq!(longest.len(), 1024);
+        assert!(guard_sk(system, &longest).len() <= 1024);
+        assert!(guard_sk(system, &"a".repeat(RAW_EXTERNAL_ID_MAX_BYTES)).len() <= 1024);
+        assert_ne!(guard_sk(system, &longest), guard_sk(system, &"\u{1F601}".repeat(256)));
+        assert_eq!(guard_sk(system, "crm-1"), format!("X#{system}#crm-1"), "the stored form is kept");
+    }
 
     #[test]
     fn shards_are_stable_and_spread() {
