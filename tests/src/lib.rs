@@ -4,6 +4,7 @@
 //! fault injection on chosen DynamoDB calls.
 
 pub mod faults;
+pub mod iam;
 
 use std::sync::{Arc, Mutex};
 
@@ -320,10 +321,27 @@ impl Stack {
         self.served(token::App::new)
     }
 
-    /// A function as its `main` serves it, on this stack's tables.
+    /// A function as its `main` serves it, on this stack's tables, under its role in
+    /// `template.yaml` ([`iam`]): a request the role does not allow fails.
     pub fn served<S: Service>(&self, make: impl FnOnce(&Env) -> S) -> Served<S> {
-        let env = Env { store: self.store.clone(), auth: auth_config() };
+        // `user_data::App` is the function built as `user-data`.
+        let krate = std::any::type_name::<S>().split("::").next().unwrap_or_default();
+        let env = Env { store: self.store_as(&krate.replace('_', "-")), auth: auth_config() };
         Served::new(&env, make(&env))
+    }
+
+    /// This stack's store as the function built as `binary` may use it: its requests are
+    /// checked against the function's role, and counted and fault-injected as the stack's.
+    pub fn store_as(&self, binary: &str) -> DynamoStore {
+        let tables = self.store.tables().clone();
+        let config = self
+            .store
+            .client()
+            .config()
+            .to_builder()
+            .interceptor(iam::PolicyCheck::new(binary, tables.clone()))
+            .build();
+        DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), tables)
     }
 
     /// `/public/v1/user/system/<this stack's system>/segment` followed by `rest`.

@@ -238,6 +238,7 @@ async fn disabling_a_client_or_rotating_its_secret_stops_its_tokens() {
     assert!(check(&auth, &third_token).await.is_ok());
     let secret = shared::auth::ClientSecret::generate();
     let id = shared::domain::ClientId::parse(&third_id).unwrap();
+    let now = shared::domain::Timestamp::now().epoch_secs();
     stack.store.rotate_client_secret(&id, &secret.hash(), now, 3600).await.unwrap();
     assert!(matches!(invalid(check(&auth, &third_token).await), TokenError::Revoked));
 }

@@ -394,7 +394,7 @@ async fn a_flood_of_wrong_keys_costs_at_most_one_read_per_second_and_no_write() 
     }
     let ops = w.stack.counter.take();
     assert!(ops.iter().all(|op| op == "Query"), "reads only: {ops:?}");
-    assert!((1..=2).contains(&ops.len()), "20 wrong keys within a second or two: {ops:?}");
+    assert!(ops.len() <= 2, "20 wrong keys within a second or two: {ops:?}");
     // The right key right after: served (the failures reused a read, they did not block it).
     let a = track_raw(&w.app, Some(&w.moe), "acme", &seed, &[]).await;
     assert_success(&a);

@@ -168,7 +168,7 @@ async fn wrong_secrets_never_lock_out_the_right_one_and_cost_no_write() {
     }
     let ops = stack.counter.take();
     assert!(ops.iter().all(|op| op == "GetItem"), "no write for a failure: {ops:?}");
-    assert!((1..=2).contains(&ops.len()), "one read per second at most: {ops:?}");
+    assert!(ops.len() <= 2, "one read per second at most: {ops:?}");
     // ...never refuses the right secret, which is judged on a fresh read.
     let a = post_token(&app, Some(&stack.basic()), FORM, ok).await;
     assert_eq!(a.status, 200, "{}", a.body);
