@@ -143,3 +143,36 @@ fn every_route_is_in_the_openapi_document() {
         "docs/openapi.yaml documents routes template.yaml does not serve"
     );
 }
+
+/// One tenant within its rate can hold at most its function's reservation, never every Lambda
+/// instance of the region: each function reserves (and is capped at) a parameter's value.
+#[test]
+fn every_function_has_a_reserved_concurrency_parameter_with_a_default() {
+    let t = template();
+    for (name, res) in t["Resources"].as_mapping().unwrap() {
+        if res["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let reserved = &res["Properties"]["ReservedConcurrentExecutions"];
+        let text = serde_yaml::to_string(reserved).unwrap();
+        let param = text
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("ReservedConcurrency"))
+            .unwrap_or_else(|| panic!("{name:?} has no reserved concurrency parameter: {text}"));
+        let p = &t["Parameters"][format!("ReservedConcurrency{}", param.trim_end_matches([',', ']']))];
+        assert!(p["Default"].as_u64().is_some_and(|d| d > 0), "{name:?}: a default above 0");
+        assert_eq!(p["MinValue"].as_u64(), Some(0), "{name:?}: 0 turns the reservation off");
+    }
+}
+
+/// The routes anyone may call have their own throttle at the edge, before any function runs.
+#[test]
+fn every_public_route_is_throttled_at_the_edge() {
+    let t = template();
+    let settings = t["Resources"]["HttpApi"]["Properties"]["RouteSettings"].as_mapping().unwrap();
+    for route in <token::App as shared::front::Service>::ROUTES {
+        let key = format!("{} {}", route.method, route.path);
+        let s = settings.get(key.as_str()).unwrap_or_else(|| panic!("no RouteSettings for {key}"));
+        assert!(!s["ThrottlingRateLimit"].is_null() && !s["ThrottlingBurstLimit"].is_null(), "{key}");
+    }
+}
