@@ -50,7 +50,13 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
         ms = (time.perf_counter() - started) * 1000
-        print(f"{time.strftime('%H:%M:%S')} {self.command:6} {self.path.split('?')[0]} {status} {ms:.0f} ms", flush=True)
+        line = f"{time.strftime('%H:%M:%S')} {self.command:6} {self.path.split('?')[0]} {status} {ms:.0f} ms"
+        # A 5xx that is not the functions' own JSON comes from the emulator itself: keep what
+        # it said, since the function logged nothing for it.
+        content_type = next((v for k, v in out_headers if k.lower() == "content-type"), "")
+        if status >= 500 and "json" not in content_type:
+            line += f"  [not from a function: {content_type or 'no content type'}] {data[:300]!r}"
+        print(line, flush=True)
 
     def __getattr__(self, name):
         # Every method goes through, TRACE and others included: the functions answer what they
