@@ -17,7 +17,13 @@ id="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["clientId"])' "
 check "$(admin client list --account smoke)" clients
 check "$(admin client rotate-secret "$id")" clientId clientSecret
 check "$(admin client disable "$id")" clientId disabled
-check "$(admin keys rotate)" kid
+out="$(admin keys rotate)"
+check "$out" kid
+kid="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["kid"])' "$out")"
+# Revoking the current key makes a new one current first.
+out="$(admin keys revoke "$kid")"
+check "$out" revoked current
+python3 -c 'import json,sys; o=json.loads(sys.argv[1]); sys.exit(0 if o["current"] and o["current"] != o["revoked"] else f"no new current key: {o}")' "$out"
 check "$(admin usage --account smoke --from 2026-11-01 --to 2026-11-23)" accountId from to usage total
 # Errors are JSON too, with a non-zero exit.
 if out="$(admin account create smoke)"; then echo "duplicate account accepted" >&2; exit 1; fi
@@ -26,4 +32,6 @@ if out="$(admin client create --account nobody --scopes all)"; then echo "client
 check "$out" error
 if out="$(admin usage --account smoke --from 2026-11-23 --to 2026-11-01)"; then echo "reversed days accepted" >&2; exit 1; fi
 check "$out" error
-echo "admin CLI smoke test: 12 passed, 0 failed"
+if out="$(admin keys revoke "$kid")"; then echo "a revoked key revoked again" >&2; exit 1; fi
+check "$out" error
+echo "admin CLI smoke test: 14 passed, 0 failed"
