@@ -99,11 +99,15 @@ cargo lambda watch -A 127.0.0.1 -P "$WATCH_PORT" "${WATCH_FLAGS[@]}" >"$DEV_DIR/
 WATCH_PID=$!
 "$VENV/bin/python" -u scripts/dev_proxy.py "$API_PORT" "$WATCH_PORT" > "$DEV_DIR/requests.log" 2>&1 &
 PROXY_PID=$!
-for _ in $(seq 1 300); do
-  curl -s -o /dev/null "$API_URL/.well-known/jwks.json" && break
+ready=0
+for _ in $(seq 1 900); do
+  # -f: the proxy answers 502 until cargo lambda watch is up (it starts a function on its
+  # first request, which takes a while on a busy machine).
+  if curl -sf -o /dev/null "$API_URL/.well-known/jwks.json"; then ready=1; break; fi
   kill -0 "$WATCH_PID" 2>/dev/null || { tail -n 20 "$DEV_DIR/functions.log" >&2; echo "error: cargo lambda watch exited; see $DEV_DIR/functions.log" >&2; exit 1; }
   sleep 0.2
 done
+[ "$ready" = 1 ] || { echo "error: the functions did not answer within 3 minutes; see $DEV_DIR/functions.log" >&2; exit 1; }
 
 echo "==> seeding the demo integrations and segment (the seeds' examples) through the API"
 ACCESS_TOKEN="$(curl -s -X POST "$API_URL/accounts/connect/token" \
