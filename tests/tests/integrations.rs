@@ -221,6 +221,16 @@ async fn test_endpoint_reports_what_would_be_stored_and_writes_nothing() {
         call(&stack, &auth, "POST", &path, Some(r#"{"data": [{"Email": "a@x.io", "Type": null}]}"#)).await;
     assert_eq!(a.body["valid"], false);
     assert_eq!(a.body["errors"][0]["path"], "Type");
+    // A body that is not an object is unreadable, not a sample with problems (serde would
+    // read a struct from an array by position).
+    for not_an_object in ["[null, null]", "[]", "\"x\"", "1"] {
+        let a = call(&stack, &auth, "POST", &path, Some(not_an_object)).await;
+        assert_eq!(
+            (a.status, a.body["error"]["code"].as_str()),
+            (400, Some("invalid_body")),
+            "{not_an_object}"
+        );
+    }
     let ops = stack.counter.take();
     assert!(ops.iter().all(|op| op == "GetItem" || op == "Query"), "the test endpoint only reads: {ops:?}");
     let ud = stack.user_data_app();

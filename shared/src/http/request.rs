@@ -69,7 +69,8 @@ pub fn split_path(path: &str) -> Vec<String> {
 }
 
 /// The JSON body of a request: 415 unless the content type is JSON (or absent), 413 past
-/// `max_bytes`, 400 `invalid_json` with the parser's line and column.
+/// `max_bytes`, 400 `invalid_json` with the parser's line and column, 400 `invalid_body`
+/// unless it is a JSON object.
 pub fn json_body<T: serde::de::DeserializeOwned>(req: &Request, max_bytes: usize) -> Result<T, ApiError> {
     if let Some(ct) = header(req, "content-type") {
         let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
@@ -80,6 +81,15 @@ pub fn json_body<T: serde::de::DeserializeOwned>(req: &Request, max_bytes: usize
     let body = req.body().as_ref();
     if body.len() > max_bytes {
         return Err(ApiError::PayloadTooLarge { limit: max_bytes });
+    }
+    // Every request body of this API is an object; serde would also read a struct from a
+    // JSON array (by position), so `[null, null]` must be refused here.
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+        return Err(ApiError::invalid(
+            ErrorCode::InvalidBody,
+            "the body must be a JSON object; nothing was written",
+        ));
     }
     // Every digit of a long number survives the parse (domain::exact).
     serde_json::from_slice(&crate::domain::exact::protect_numbers(body)).map_err(|e| {
