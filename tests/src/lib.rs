@@ -134,6 +134,46 @@ pub async fn dynamodb_with_faults(counter: &RequestCounter, faults: &Faults) -> 
     aws_sdk_dynamodb::Client::from_conf(conf)
 }
 
+/// Capacity units, as the local server's meter (`GET /_meter`, docs/LOCAL_DYNAMODB.md) bills
+/// them: DynamoDB's published sizing rules, not request counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Units {
+    pub rcu: f64,
+    pub wcu: f64,
+}
+
+impl std::ops::Sub for Units {
+    type Output = Units;
+    fn sub(self, o: Units) -> Units {
+        Units { rcu: self.rcu - o.rcu, wcu: self.wcu - o.wcu }
+    }
+}
+
+/// The meter's whole answer (a plain HTTP/1.0 GET: no client library needed).
+pub fn meter() -> Value {
+    use std::io::{Read, Write};
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("a local server");
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let mut conn = std::net::TcpStream::connect(host).expect("the local server");
+    write!(conn, "GET /_meter HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    conn.read_to_string(&mut raw).unwrap();
+    let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("meter answer {raw:?}: {e}"))
+}
+
+/// Units billed so far on the tables named in `tables` (the meter counts since its last
+/// reset, for every test of the process: subtract two readings).
+pub fn units_of(tables: &[&str]) -> Units {
+    let m = meter();
+    let mut u = Units::default();
+    for t in tables {
+        u.rcu += m["tables"][*t]["rcu"].as_f64().unwrap_or(0.0);
+        u.wcu += m["tables"][*t]["wcu"].as_f64().unwrap_or(0.0);
+    }
+    u
+}
+
 pub fn auth_config() -> AuthConfig {
     AuthConfig { issuer: Some(ISSUER.into()), audience: AUDIENCE.into(), token_ttl_secs: 86_400 }
 }
@@ -229,6 +269,29 @@ impl Stack {
             self.create_client(&account, "other", ScopeSet::all(), now).await.expect("client");
         self.counter.reset();
         (account, client.client_id.to_string(), secret)
+    }
+
+    /// Units billed so far on this stack's tables (see [`units_of`]).
+    pub fn units(&self) -> Units {
+        let t = self.store.tables();
+        units_of(&[&t.config, &t.keys, &t.end_users, &t.segments])
+    }
+
+    /// Units billed so far on this stack's `RATE#`, `USAGE#` and `IDEM#` keys: the
+    /// protections' own share (the meter lists the busiest keys of the whole server).
+    pub fn protection_units(&self) -> Units {
+        let m = meter();
+        let config = &self.store.tables().config;
+        let mut u = Units::default();
+        for k in m["keys"].as_array().into_iter().flatten() {
+            let pk = k["pk"].as_str().unwrap_or("");
+            if k["table"] == config.as_str() && ["RATE#", "USAGE#", "IDEM#"].iter().any(|p| pk.starts_with(p))
+            {
+                u.rcu += k["rcu"].as_f64().unwrap_or(0.0);
+                u.wcu += k["wcu"].as_f64().unwrap_or(0.0);
+            }
+        }
+        u
     }
 
     /// [`create_client`] in this stack's tables.

@@ -181,7 +181,10 @@ async fn patch(
             ..old.clone()
         };
         match app.store.update_integration(&old, &new).await {
-            Ok(()) => return Ok(Reply::json(200, &view(app, info, &new, None))),
+            Ok(()) => {
+                settle_caches().await;
+                return Ok(Reply::json(200, &view(app, info, &new, None)));
+            }
             Err(IntegrationWriteError::Conflict) => continue,
             Err(e) => return Err(write_error(e)),
         }
@@ -189,18 +192,28 @@ async fn patch(
     Err(write_error(IntegrationWriteError::Conflict))
 }
 
+/// Waits until no warm user-data instance still judges calls by the definition this call
+/// replaced: an answer to `PATCH` or `DELETE` means "in effect for every call sent from now"
+/// (`shared::store::integrations::TokenCache`).
+async fn settle_caches() {
+    tokio::time::sleep(shared::store::integrations::DEFINITION_STALENESS).await;
+}
+
 async fn delete(app: &App, p: &Principal, id: &str) -> Result<Reply, ApiError> {
-    let deleted = Reply::no_content;
+    let deleted = || async {
+        settle_caches().await;
+        Ok(Reply::no_content())
+    };
     let mut rec = find(app, p, id).await?;
     for _ in 0..EDIT_ATTEMPTS {
         match app.store.delete_integration(&rec).await {
-            Ok(()) => return Ok(deleted()),
+            Ok(()) => return deleted().await,
             Err(IntegrationWriteError::Conflict) => match find(app, p, id).await {
                 Ok(again) => rec = again,
                 // Gone since this call found it: deleted by an attempt of this call whose answer
                 // was lost (the SDK's retry then fails the version condition), or by a concurrent
                 // delete. Either way it is deleted, as asked.
-                Err(ApiError::NotFound(_)) => return Ok(deleted()),
+                Err(ApiError::NotFound(_)) => return deleted().await,
                 Err(e) => return Err(e),
             },
             Err(e) => return Err(write_error(e)),

@@ -2,13 +2,17 @@
 //!
 //! - `ACCOUNT#<accountId>` / `INTEGRATION#<integrationId>`: the definition, the registry of
 //!   every attribute name it ever used with its type, the token's hash, a version;
-//! - `ITOKEN#<sha256(token)>` / `ITOKEN`: a copy of the definition keyed by the token, so that
-//!   `POST /public/v1/user/data` finds the integration with one GetItem;
+//! - `ITOKEN#<sha256(token)>` / `ITOKEN`: a copy of the current definition keyed by the token
+//!   (without the registry of names, so its size is bounded by the definition's limits), so
+//!   that `POST /public/v1/user/data` finds the integration with one GetItem, which a warm
+//!   instance repeats at most once per [`DEFINITION_STALENESS`] ([`TokenCache`]);
 //! - the account item's `attributeHeadroom`: the attribute cap minus the attributes in use,
 //!   decremented in the same transaction as every change, under the condition that it stays
 //!   non-negative. Concurrent edits therefore cannot overshoot the cap.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
@@ -132,11 +136,17 @@ fn record_from_item(item: &Item) -> Result<IntegrationRecord, StoreError> {
         user_identifier: PropertyPath::parse(get_s(item, "userIdentifierProperty")?).map_err(corrupt)?,
         properties: properties_from_json(get_s(item, "properties")?).map_err(corrupt)?,
     };
+    // A token item holds no registry (items written before it was dropped still do): the
+    // definition's own types are all that judging a payload needs.
+    let attribute_types = match item.get("attributeTypes") {
+        Some(_) => types_from_json(get_s(item, "attributeTypes")?).map_err(corrupt)?,
+        None => definition.properties.iter().map(|p| (p.name.clone(), p.attr_type)).collect(),
+    };
     Ok(IntegrationRecord {
         integration_id: get_s(item, "integrationId")?.to_string(),
         account: AccountId::parse(get_s(item, "accountId")?).map_err(|e| corrupt(e.to_string()))?,
         definition,
-        attribute_types: types_from_json(get_s(item, "attributeTypes")?).map_err(corrupt)?,
+        attribute_types,
         token_hash: get_s(item, "tokenHash")?.to_string(),
         version: get_n(item, "version")?,
         created_at: get_n(item, "createdAt")?,
@@ -160,7 +170,11 @@ impl DynamoStore {
     }
 
     fn put_token_item(&self, rec: &IntegrationRecord) -> TransactWriteItem {
-        let mut item: Item = definition_attrs(rec).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let mut item: Item = definition_attrs(rec)
+            .into_iter()
+            .filter(|(k, _)| *k != "attributeTypes")
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
         item.insert("pk".into(), s(token_pk(&rec.token_hash)));
         item.insert("sk".into(), s("ITOKEN"));
         let put =
@@ -344,6 +358,51 @@ impl DynamoStore {
     pub async fn list_integrations(&self, account: &AccountId) -> Result<Vec<IntegrationRecord>, StoreError> {
         let items = self.query_prefix(&self.tables().config, &account_pk(account), "INTEGRATION#").await?;
         items.iter().map(record_from_item).collect()
+    }
+}
+
+/// How old a definition a warm instance may judge a user-data call with. Every write of an
+/// integration (`PATCH`, `DELETE`) waits this long after it committed before it answers, so a
+/// call sent after that answer is judged by the new definition (docs/DECISIONS.md).
+pub const DEFINITION_STALENESS: Duration = Duration::from_millis(1000);
+/// Tokens an instance remembers before it forgets them all (a bound on memory).
+const TOKEN_CACHE_MAX: usize = 4096;
+
+/// Per warm instance: integrations by token hash, each re-read once it is
+/// [`DEFINITION_STALENESS`] old. An entry's age counts from the moment its read was sent, so it
+/// reflects every write committed before that moment. Unknown tokens are not remembered.
+#[derive(Default)]
+pub struct TokenCache {
+    entries: Mutex<HashMap<String, (Arc<IntegrationRecord>, Instant)>>,
+}
+
+impl TokenCache {
+    /// The integration `token_hash` belongs to, as of at most [`DEFINITION_STALENESS`] ago.
+    pub async fn get(
+        &self,
+        store: &DynamoStore,
+        token_hash: &str,
+    ) -> Result<Option<Arc<IntegrationRecord>>, StoreError> {
+        if let Some((rec, at)) = self.entries.lock().expect("not poisoned").get(token_hash)
+            && at.elapsed() < DEFINITION_STALENESS
+        {
+            return Ok(Some(rec.clone()));
+        }
+        let asked = Instant::now();
+        let found = store.integration_by_token(token_hash).await?.map(Arc::new);
+        let mut entries = self.entries.lock().expect("not poisoned");
+        match &found {
+            Some(rec) => {
+                if entries.len() >= TOKEN_CACHE_MAX {
+                    entries.clear();
+                }
+                entries.insert(token_hash.to_string(), (rec.clone(), asked));
+            }
+            None => {
+                entries.remove(token_hash);
+            }
+        }
+        Ok(found)
     }
 }
 
