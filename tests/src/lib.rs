@@ -33,6 +33,7 @@ pub const AUDIENCE: &str = "end-user-data-api";
 pub struct RequestCounter {
     ops: Arc<Mutex<Vec<String>>>,
     protection: Arc<Mutex<Vec<String>>>,
+    rate: Arc<Mutex<Vec<String>>>,
 }
 
 impl RequestCounter {
@@ -43,9 +44,15 @@ impl RequestCounter {
     pub fn take_protection(&self) -> Vec<String> {
         std::mem::take(&mut *self.protection.lock().unwrap())
     }
+    /// The rate limiter's window writes (`RATE#` keys) since the last call; they are counted
+    /// among [`RequestCounter::take_protection`]'s too.
+    pub fn take_rate(&self) -> Vec<String> {
+        std::mem::take(&mut *self.rate.lock().unwrap())
+    }
     pub fn reset(&self) {
         self.ops.lock().unwrap().clear();
         self.protection.lock().unwrap().clear();
+        self.rate.lock().unwrap().clear();
     }
 }
 
@@ -61,7 +68,11 @@ impl Intercept for RequestCounter {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let op = cfg.load::<Metadata>().map(|m| m.name().to_string()).unwrap_or_default();
-        let list = if is_protection(context.request().body().bytes()) { &self.protection } else { &self.ops };
+        let body = context.request().body().bytes();
+        if is_rate_window(body) {
+            self.rate.lock().unwrap().push(op.clone());
+        }
+        let list = if is_protection(body) { &self.protection } else { &self.ops };
         list.lock().unwrap().push(op);
         Ok(())
     }
@@ -82,6 +93,14 @@ pub fn is_protection(body: Option<&[u8]>) -> bool {
     let pk = key.and_then(|k| k["pk"]["S"].as_str()).unwrap_or("");
     ["RATE#", "IDEM#", "USAGE#"].iter().any(|prefix| pk.starts_with(prefix))
         || request["ProjectionExpression"] == "rateLimit"
+}
+
+/// Whether a serialized DynamoDB request writes a rate-limit window (`RATE#`).
+pub fn is_rate_window(body: Option<&[u8]>) -> bool {
+    let Some(Ok(request)) = body.map(serde_json::from_slice::<Value>) else {
+        return false;
+    };
+    request["Key"]["pk"]["S"].as_str().is_some_and(|pk| pk.starts_with("RATE#"))
 }
 
 /// A client of the local server with a request counter attached.
@@ -275,23 +294,6 @@ impl Stack {
     pub fn units(&self) -> Units {
         let t = self.store.tables();
         units_of(&[&t.config, &t.keys, &t.end_users, &t.segments])
-    }
-
-    /// Units billed so far on this stack's `RATE#`, `USAGE#` and `IDEM#` keys: the
-    /// protections' own share (the meter lists the busiest keys of the whole server).
-    pub fn protection_units(&self) -> Units {
-        let m = meter();
-        let config = &self.store.tables().config;
-        let mut u = Units::default();
-        for k in m["keys"].as_array().into_iter().flatten() {
-            let pk = k["pk"].as_str().unwrap_or("");
-            if k["table"] == config.as_str() && ["RATE#", "USAGE#", "IDEM#"].iter().any(|p| pk.starts_with(p))
-            {
-                u.rcu += k["rcu"].as_f64().unwrap_or(0.0);
-                u.wcu += k["wcu"].as_f64().unwrap_or(0.0);
-            }
-        }
-        u
     }
 
     /// [`create_client`] in this stack's tables.

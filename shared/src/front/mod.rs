@@ -150,7 +150,7 @@ async fn serve_in_span<S: Service>(served: &Served<S>, info: &RequestInfo, req: 
         return Box::pin(service.handle(route.op, call)).await.map(|r| r.response).unwrap_or_else(fail);
     };
     let account = &principal.account;
-    if let Err(e) = front.guard.admit(account, info).await {
+    if let Err(e) = front.guard.admit(account, route.cost, info).await {
         return fail(e);
     }
     let (response, usage, error) = protected(served, route, &params, &principal, info, req).await;
