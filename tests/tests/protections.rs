@@ -547,3 +547,42 @@ async fn the_limiter_fails_closed_when_its_storage_fails() {
     stack.faults.disarm();
     assert_eq!(call_integrations(&app, &auth, "GET", "/public/v1/integrations", None).await.status, 200);
 }
+
+/// Usage at the production setting (sums written every 5 s per instance, not per call): the
+/// totals `admin usage` reads equal the calls made, once the instances' pending sums are
+/// written, and the calls themselves wrote no usage item.
+#[tokio::test]
+async fn usage_sums_are_exact_without_a_write_per_call() {
+    let stack = Stack::new().await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let (_, token) = create_integration(&stack, &auth, SEED_INTEGRATION).await;
+    let every = std::time::Duration::from_secs(5);
+    let instances = [
+        stack.user_data_app().flushing_usage_every(every),
+        stack.user_data_app().flushing_usage_every(every),
+    ];
+    let day = shared::protect::usage::day_of(shared::domain::Timestamp::now().epoch_secs() * 1000);
+    let before = stack.store.usage(&stack.account, std::slice::from_ref(&day)).await.unwrap();
+    let calls_before: i64 = before.iter().map(|r| r.2.calls).sum();
+    stack.counter.reset();
+    let (mut calls, mut users) = (0, 0);
+    for i in 0..30 {
+        let n = 1 + i % 3;
+        let data: Vec<_> = (0..n).map(|u| json!({"Email": format!("u{u}@x.io"), "Type": "A"})).collect();
+        let body = json!({"token": token, "data": data}).to_string();
+        let a = call_user_data(&instances[i % 2], &auth, "POST", "/public/v1/user/data", Some(&body)).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        calls += 1;
+        users += n as i64;
+    }
+    let usage_writes = stack.counter.take_protection().len() - stack.counter.take_rate().len();
+    assert!(usage_writes <= 2 * 2, "at most one write per instance per 5 s: {usage_writes}");
+    for app in &instances {
+        app.flush_usage().await;
+    }
+    let rows = stack.store.usage(&stack.account, &[day]).await.unwrap();
+    let total: i64 = rows.iter().map(|r| r.2.calls).sum::<i64>() - calls_before;
+    let updated: i64 = rows.iter().map(|r| r.2.users_updated).sum::<i64>()
+        - before.iter().map(|r| r.2.users_updated).sum::<i64>();
+    assert_eq!((total, updated), (calls, users));
+}

@@ -79,6 +79,17 @@ impl<S: Service> Served<S> {
     pub fn new(env: &Env, service: S) -> Self {
         Self { front: Front::new(&env.store, &env.auth), service }
     }
+
+    /// The same, with usage sums written every `every` (tests of the production setting).
+    pub fn flushing_usage_every(mut self, every: std::time::Duration) -> Self {
+        self.front.guard.flush_usage_every(every);
+        self
+    }
+
+    /// Writes this instance's pending usage sums now.
+    pub async fn flush_usage(&self) {
+        self.front.guard.flush_usage().await;
+    }
 }
 
 /// Authentication and protections, the same for every function.

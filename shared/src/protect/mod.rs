@@ -119,6 +119,17 @@ impl Guard {
         }
     }
 
+    /// Usage sums written every `every` per (account, client, day) instead of the
+    /// environment's `USAGE_FLUSH_SECONDS`.
+    pub fn flush_usage_every(&mut self, every: std::time::Duration) {
+        self.usage = UsageRecorder::new(every);
+    }
+
+    /// Writes every pending usage sum now.
+    pub async fn flush_usage(&self) {
+        self.usage.flush_all(&self.store).await;
+    }
+
     /// The call's usage, and its error code if it failed.
     pub async fn record(
         &self,
