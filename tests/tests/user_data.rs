@@ -396,10 +396,16 @@ async fn dynamodb_requests_per_call() {
     assert_eq!(lookup(w.stack.counter.take()), ["UpdateItem"], "merge: (lookup) + one UpdateItem");
 
     let hundred: Value = (0..100).map(|i| json!({"Email": format!("u{i}"), "Type": "A"})).collect();
+    let before = w.stack.units();
     let a = w.send(hundred).await;
     assert_eq!(a.status, 200);
     let ops = lookup(w.stack.counter.take());
     assert_eq!(ops, ["BatchWriteItem"; 4], "replace: ceil(100/25) batches");
+    // In units, everything included (the protections too, usage written per call here): the
+    // 100 items, ≤ 1 RCU (the integration, when this instance re-reads it), and the
+    // protections' share of a lease and a usage sum.
+    let spent = w.stack.units() - before;
+    assert!(spent.rcu <= 1.0 + 1e-9 && spent.wcu <= 102.0 + 1e-9, "100-user replace: {spent:?}");
 
     let with_flag: Value = (0..100).map(|i| json!({"Email": format!("u{i}"), "Type": "B"})).collect();
     w.post(&json!({"token": w.token, "updateExistingOnly": true, "data": with_flag}).to_string()).await;
