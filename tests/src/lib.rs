@@ -296,6 +296,28 @@ impl Stack {
         units_of(&[&t.config, &t.keys, &t.end_users, &t.segments])
     }
 
+    /// The size of a config-table item (attribute names + string values, 8 bytes per other
+    /// value: an estimate for bounds), read strongly consistent; it must hold no
+    /// `attributeTypes` (issue 14: no integration item carries the registry of names).
+    pub async fn config_item_size(&self, pk: &str, sk: &str) -> usize {
+        use aws_sdk_dynamodb::types::AttributeValue::S;
+        let item = self
+            .store
+            .client()
+            .get_item()
+            .table_name(&self.store.tables().config)
+            .key("pk", S(pk.into()))
+            .key("sk", S(sk.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap_or_else(|| panic!("no item {pk} / {sk}"));
+        assert!(!item.contains_key("attributeTypes"), "{pk} / {sk}");
+        item.iter().map(|(k, v)| k.len() + v.as_s().map_or(8, String::len)).sum()
+    }
+
     /// [`create_client`] in this stack's tables.
     pub async fn create_client(
         &self,

@@ -515,20 +515,7 @@ async fn the_token_item_stays_bounded_as_names_come_and_go() {
         assert_eq!(p.status, 200, "{}", p.body);
     }
     let hash = shared::auth::SecretHash::of_str(&token).to_hex();
-    let item = stack
-        .store
-        .client()
-        .get_item()
-        .table_name(&stack.store.tables().config)
-        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("ITOKEN#{hash}")))
-        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("ITOKEN".into()))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
-    assert!(!item.contains_key("attributeTypes"));
-    let size: usize = item.iter().map(|(k, v)| k.len() + v.as_s().map_or(8, String::len)).sum();
+    let size = stack.config_item_size(&format!("ITOKEN#{hash}"), "ITOKEN").await;
     assert!(size <= 48 * 1024, "docs/TABLES.md: the token item's largest size; {size}");
 
     let app = stack.user_data_app();
@@ -547,5 +534,6 @@ async fn the_token_item_stays_bounded_as_names_come_and_go() {
     // One read of the ≤ 48 KB item (12 RCU) per second at most, whatever the call rate: at
     // 12 calls a second or more, ≤ 1 RCU per merge.
     assert!(reads as f64 <= secs.ceil() + 1.0, "{reads} reads in {secs} s");
-    assert!(spent.rcu <= 12.0 * reads as f64 + 1e-9, "{spent:?}");
+    // (+ 0.5: the new instance's one read of the account's rate limit.)
+    assert!(spent.rcu <= 12.0 * reads as f64 + 0.5 + 1e-9, "{spent:?}");
 }

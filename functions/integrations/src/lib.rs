@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use shared::api;
 use shared::auth::{IssuerPolicy, Principal, SecretHash};
-use shared::domain::integration::Definition;
+use shared::domain::integration::{AttrType, Definition};
 use shared::domain::user_data::{self, Envelope, Mode};
 use shared::domain::{Problem, Scope, Timestamp};
 use shared::front::{Call, Env, Route, Service};
@@ -172,7 +172,26 @@ async fn patch(
     for _ in 0..EDIT_ATTEMPTS {
         let old = find(app, p, id).await?;
         let definition = old.definition.patched(&body).map_err(validation_failed)?;
-        let attribute_types = definition.merge_types(&old.attribute_types).map_err(validation_failed)?;
+        // Names new to the definition may be retired ones: their recorded types judge them.
+        let fresh: Vec<&str> = definition
+            .properties
+            .iter()
+            .map(|p| p.name.as_str())
+            .filter(|n| !old.attribute_types.contains_key(*n))
+            .collect();
+        let mut known = old.attribute_types.clone();
+        known.extend(app.store.retired_types(&old, &fresh).await?);
+        definition.merge_types(&known).map_err(validation_failed)?;
+        // Names leaving the definition (and, for an item from before issue 14, its whole
+        // registry) are recorded apart, so the integration's own item holds only its definition.
+        let retired: BTreeMap<String, AttrType> = old
+            .attribute_types
+            .iter()
+            .filter(|(n, _)| !definition.properties.iter().any(|p| &p.name == *n))
+            .map(|(n, t)| (n.clone(), *t))
+            .collect();
+        app.store.retire_names(&old, &retired).await?;
+        let attribute_types = definition.properties.iter().map(|p| (p.name.clone(), p.attr_type)).collect();
         let new = IntegrationRecord {
             definition,
             attribute_types,

@@ -102,7 +102,8 @@ fn properties_from_json(raw: &str) -> Result<Vec<Property>, String> {
     stored.into_iter().map(StoredProperty::into_property).collect()
 }
 
-/// `attributeTypes`: a JSON object of attribute name to type name.
+/// `attributeTypes`: a JSON object of attribute name to type name (items before issue 14).
+#[cfg(test)]
 fn types_json(types: &BTreeMap<String, AttrType>) -> String {
     let stored: BTreeMap<&str, &str> = types.iter().map(|(name, t)| (name.as_str(), t.as_str())).collect();
     serde_json::to_string(&stored).expect("serializable")
@@ -121,7 +122,6 @@ fn definition_attrs(rec: &IntegrationRecord) -> Vec<(&'static str, AttributeValu
         ("name", s(&rec.definition.name)),
         ("userIdentifierProperty", s(rec.definition.user_identifier.as_str())),
         ("properties", s(props)),
-        ("attributeTypes", s(types_json(&rec.attribute_types))),
         ("tokenHash", s(&rec.token_hash)),
         ("version", n(rec.version)),
         ("createdAt", n(rec.created_at)),
@@ -136,12 +136,12 @@ fn record_from_item(item: &Item) -> Result<IntegrationRecord, StoreError> {
         user_identifier: PropertyPath::parse(get_s(item, "userIdentifierProperty")?).map_err(corrupt)?,
         properties: properties_from_json(get_s(item, "properties")?).map_err(corrupt)?,
     };
-    // A token item holds no registry (items written before it was dropped still do): the
-    // definition's own types are all that judging a payload needs.
-    let attribute_types = match item.get("attributeTypes") {
+    // The definition's own types, and the registry of items written before issue 14.
+    let mut attribute_types: BTreeMap<String, AttrType> = match item.get("attributeTypes") {
         Some(_) => types_from_json(get_s(item, "attributeTypes")?).map_err(corrupt)?,
-        None => definition.properties.iter().map(|p| (p.name.clone(), p.attr_type)).collect(),
+        None => BTreeMap::new(),
     };
+    attribute_types.extend(definition.properties.iter().map(|p| (p.name.clone(), p.attr_type)));
     Ok(IntegrationRecord {
         integration_id: get_s(item, "integrationId")?.to_string(),
         account: AccountId::parse(get_s(item, "accountId")?).map_err(|e| corrupt(e.to_string()))?,
@@ -170,11 +170,7 @@ impl DynamoStore {
     }
 
     fn put_token_item(&self, rec: &IntegrationRecord) -> TransactWriteItem {
-        let mut item: Item = definition_attrs(rec)
-            .into_iter()
-            .filter(|(k, _)| *k != "attributeTypes")
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
+        let mut item: Item = definition_attrs(rec).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         item.insert("pk".into(), s(token_pk(&rec.token_hash)));
         item.insert("sk".into(), s("ITOKEN"));
         let put =
@@ -255,7 +251,70 @@ impl DynamoStore {
     }
 }
 
+fn retired_sk(integration_id: &str, name: &str) -> String {
+    format!("ATYPE#{integration_id}#{name}")
+}
+
 impl DynamoStore {
+    /// The recorded types of those of `names` the integration once imported and no longer does
+    /// (one strongly consistent `BatchGetItem` per 100 names).
+    pub async fn retired_types(
+        &self,
+        rec: &IntegrationRecord,
+        names: &[&str],
+    ) -> Result<BTreeMap<String, AttrType>, StoreError> {
+        if names.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let pk = account_pk(&rec.account);
+        let keys: Vec<Item> = names
+            .iter()
+            .map(|name| {
+                Item::from([("pk".into(), s(&pk)), ("sk".into(), s(retired_sk(&rec.integration_id, name)))])
+            })
+            .collect();
+        let found =
+            super::batch::get_all(self.client(), &self.tables().config, keys, &["attrName", "attrType"], 4)
+                .await?;
+        let corrupt = |e: String| StoreError::Corrupt(format!("retired attribute item: {e}"));
+        found
+            .iter()
+            .map(|item| {
+                Ok((
+                    get_s(item, "attrName")?.to_string(),
+                    stored_type(get_s(item, "attrType")?).map_err(corrupt)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Records the types of names leaving the definition. Written before the change's
+    /// transaction: if that fails, the names are still in the definition with these very
+    /// types, so the records are true either way (puts of whole items: a retry rewrites them).
+    pub async fn retire_names(
+        &self,
+        rec: &IntegrationRecord,
+        retired: &BTreeMap<String, AttrType>,
+    ) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+        let pk = account_pk(&rec.account);
+        let requests: Vec<WriteRequest> = retired
+            .iter()
+            .map(|(name, t)| {
+                let item = Item::from([
+                    ("pk".into(), s(&pk)),
+                    ("sk".into(), s(retired_sk(&rec.integration_id, name))),
+                    ("attrName".into(), s(name)),
+                    ("attrType".into(), s(t.as_str())),
+                ]);
+                WriteRequest::builder()
+                    .put_request(PutRequest::builder().set_item(Some(item)).build().expect("item is set"))
+                    .build()
+            })
+            .collect();
+        super::batch::write_all(self.client(), &self.tables().config, requests, 4).await
+    }
+
     /// Creates it, consuming attribute headroom of the account atomically.
     pub async fn create_integration(&self, rec: &IntegrationRecord) -> Result<(), IntegrationWriteError> {
         let used = rec.definition.properties.len() as i64;
