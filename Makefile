@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make dev` (run it locally) and `make test` (every test).
-.PHONY: dev test build clean bench-segments bench-coldstart load fuzz schemathesis capacity
+.PHONY: dev test build clean bench-segments bench-coldstart load fuzz schemathesis capacity flood
 
 dev:
 	@scripts/dev.sh
@@ -28,6 +28,11 @@ load:
 # DEV_DIR names a running `make dev`. Knobs: scripts/capacity.py --help (CAPACITY_ARGS).
 capacity:
 	@scripts/capacity.sh $(CAPACITY_ARGS)
+
+# The rate limiter under a 30 s flood at 50x an account's limit, beside a calm account
+# (tests/tests/flood.rs; `make test` runs it for 5 s). Prints the FLOOD line PERFORMANCE quotes.
+flood:
+	@FLOOD_SECS=$${FLOOD_SECS:-30} scripts/quick-test.sh -p integration-tests --test flood -- --nocapture
 
 # Schema fuzzing of a running `make dev` against docs/openapi.yaml (schemathesis, every
 # check); fails on any failure. Knobs: SCHEMATHESIS_MAX_EXAMPLES, SCHEMATHESIS_WORKERS, DEV_DIR.

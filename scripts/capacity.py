@@ -86,6 +86,31 @@ FLOORS = {
 }
 
 
+# Routes whose per-call cost is measured over --steady-calls calls (SPEC's 10,000/s targets).
+STEADY = ("user-data-seed-single", "moengage-track-user")
+# The protections' keys (docs/TABLES.md): their units per call are reported apart.
+PROTECTION_PREFIXES = ("RATE#", "USAGE#", "IDEM#")
+
+
+def protections_share(r):
+    """(RRU, WRU) per call on the protections' keys (of the meter's busiest keys)."""
+    keys = [k for k in r["keys"] if k["pk"].startswith(PROTECTION_PREFIXES)]
+    return (sum(k["rcu"] for k in keys) / r["calls"], sum(k["wcu"] for k in keys) / r["calls"])
+
+
+def before_rows(path):
+    """event -> (RRU, WRU, $/M, ratio) from a CAPACITY.md written by this script."""
+    rows = {}
+    for line in open(path).read().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 12 and cells[1] and not cells[1].startswith("-") and cells[1] != "event":
+            try:
+                rows[cells[1]] = (float(cells[4]), float(cells[5]), float(cells[8]), float(cells[10]))
+            except ValueError:
+                pass
+    return rows
+
+
 def fail(msg):
     print(f"error: {msg}", file=sys.stderr)
     sys.exit(2)
@@ -298,8 +323,10 @@ def projection(results, patterns):
         # Keys hit by every call (same pk on each call) carry calls_per_s x units per call.
         for k in r["keys"]:
             share = k["requests"] / r["calls"]
-            if share < 0.5:
+            if share < 0.5 and not k["pk"].startswith(("RATE#", "USAGE#", "ITOKEN#", "ACCOUNT#")):
                 continue  # a key only some calls touch (a shard among many): not a hot key
+            # (An account-wide key written or read once per lease or per second of an instance
+            # is touched by few calls, and still carries its units per call times the rate.)
             w, rd = k["wcu"] / r["calls"] * calls_per_s, k["rcu"] / r["calls"] * calls_per_s
             rows.append((label, k, w, rd, describe(k["pk"], patterns)))
     # One row per kind of key (the 100 shards of a segment are one kind): the busiest of them.
@@ -369,7 +396,7 @@ def write_report(args, results, skipped, memory, patterns, scale):
            "Prices: AWS on-demand, us-east-1: DynamoDB $0.625/M WRU and $0.125/M RRU, API Gateway HTTP API $1.00/M, "
            "Lambda arm64 $0.20/M requests + $0.0000133334/GB-s at the function's MemorySize (template.yaml) and the "
            "measured median duration, usage sums flushed every 5 s per instance as deployed "
-           "(`USAGE_FLUSH_SECONDS`; `make dev` writes them on every call). The duration is the local round trip through `cargo lambda watch` (debug build, "
+           "(`USAGE_FLUSH_SECONDS`, `make dev`'s default too). The duration is the local round trip through `cargo lambda watch` (debug build, "
            "moto): an upper bound of the Lambda's own. Floor: API Gateway + Lambda request + 1 ms + the units of the "
            "items any design must read or write for the call (FLOORS in scripts/capacity.py, basis in the last column).\n",
            "| route | event | status | DynamoDB requests / call | RRU / call | WRU / call | ms | MB | $ / M calls | floor $ / M | cost / floor | floor basis |",
@@ -381,6 +408,27 @@ def write_report(args, results, skipped, memory, patterns, scale):
                    f"{r['ms']:.0f} | {mem} | {per_m(cost)} | {per_m(floor)} | {cost / floor:.2f} | {frr:g} RRU + {fwr:g} WRU: {basis} |")
     for name, why in skipped:
         out.append(f"| | {name} | not measured: {why} | | | | | | | | | |")
+    out += ["", f"The single-user update and MoEngage rows ({', '.join(STEADY)}) are {args.steady_calls} calls each "
+            "(`--steady-calls`): steady state, one warm instance calling one after the other, so that what an instance "
+            "pays once a second (the integration's re-read) or once per lease (the rate limit) is amortized as on AWS.",
+            "", "### The protections' own share (rate limit, usage, idempotency keys)\n",
+            "Units per call on `RATE#`, `USAGE#` and `IDEM#` keys, included in the figures above.\n",
+            "| event | calls | RRU / call | WRU / call | $ / M calls |", "|---|---|---|---|---|"]
+    for r in results:
+        prr, pwr = protections_share(r)
+        out.append(f"| {r['event']} | {r['calls']} | {prr:.4g} | {pwr:.4g} | {per_m(prr * RRU + pwr * WRU)} |")
+    if args.before:
+        old = before_rows(args.before)
+        out += ["", f"### Before and after (before: `{args.before}`, the previous run of this script)\n",
+                "| event | RRU before → after | WRU before → after | $ / M before → after | cost / floor before → after |",
+                "|---|---|---|---|---|"]
+        for r in results:
+            if r["event"] not in old:
+                continue
+            o = old[r["event"]]
+            mem, cost, floor, _ = price(r, memory)
+            out.append(f"| {r['event']} | {o[0]:g} → {r['rcu']:.4g} | {o[1]:g} → {r['wcu']:.4g} | {o[2]:.3f} → {per_m(cost)} | "
+                       f"{o[3]:.2f} → {cost / floor:.2f} |")
     out += ["", "## Hot keys at SPEC's targets (projection)\n",
             "Units per call on each partition key that every call of the route touches, times the calls per second "
             "of SPEC's targets. DynamoDB serves at most 1,000 WCU/s and 3,000 RCU/s per partition key.\n",
@@ -423,6 +471,10 @@ def write_report(args, results, skipped, memory, patterns, scale):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calls", type=int, default=20)
+    ap.add_argument("--steady-calls", type=int, default=1000,
+                    help="calls of the single-user update and MoEngage routes (steady state: amortizes what an "
+                         "instance pays once per second, the integration's re-read and the rate limit's lease)")
+    ap.add_argument("--before", help="a previous CAPACITY.md: adds a before/after table of the routes both measured")
     ap.add_argument("--scale", type=float, default=0.0,
                     help="scale factor of the simulation (default: chosen so the account's user updates stand for 10,000/s)")
     ap.add_argument("--calibration-requests", type=int, default=400)
@@ -436,7 +488,7 @@ def main():
     patterns = key_patterns()
     results, skipped = [], []
     for name in route_events():
-        r, why = measure(stack, name, args.calls)
+        r, why = measure(stack, name, args.steady_calls if name in STEADY else args.calls)
         if r is None:
             skipped.append((name, why))
             print(f"{name:28} skipped: {why}")

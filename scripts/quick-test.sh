@@ -10,4 +10,7 @@ port="$(free_port)"
 start_moto "$port" target/moto-quick.log
 trap 'kill "$MOTO_PID" 2>/dev/null || true' EXIT
 local_aws_env "$port"
+# The cargo tests count requests per call: usage written on every call unless a test asks
+# for the production setting itself (protections.rs).
+export USAGE_FLUSH_SECONDS="${DEV_USAGE_FLUSH_SECONDS:-0}"
 cargo test --workspace "$@"

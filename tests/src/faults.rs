@@ -77,11 +77,20 @@ struct Rule {
 #[derive(Debug, Clone, Default)]
 pub struct FaultPlan {
     rules: Vec<Rule>,
+    /// Whether the protections' requests (rate limit, idempotency, usage) are faulted too;
+    /// by default they pass untouched, so that a test faults its route's own requests.
+    protections: bool,
 }
 
 impl FaultPlan {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same plan applied to the protections' requests only (the route's pass untouched).
+    pub fn on_protections(mut self) -> Self {
+        self.protections = true;
+        self
     }
 
     /// `fault` on attempts `attempts` (1-based) of `op` (`"BatchWriteItem"`, `"UpdateItem"`,
@@ -181,11 +190,12 @@ impl Faults {
     }
 
     fn decide(&self, req: &HttpRequest) -> Option<(String, Fault, Reach)> {
-        if crate::is_protection(req.body().bytes()) {
+        let protection = crate::is_protection(req.body().bytes());
+        let mut s = self.state.lock().unwrap();
+        if protection != s.plan.protections {
             return None;
         }
         let op = operation(req)?;
-        let mut s = self.state.lock().unwrap();
         let attempt = {
             let n = s.attempts.entry(op.clone()).or_default();
             *n += 1;

@@ -34,6 +34,7 @@ pub const AUDIENCE: &str = "end-user-data-api";
 pub struct RequestCounter {
     ops: Arc<Mutex<Vec<String>>>,
     protection: Arc<Mutex<Vec<String>>>,
+    rate: Arc<Mutex<Vec<String>>>,
 }
 
 impl RequestCounter {
@@ -44,9 +45,15 @@ impl RequestCounter {
     pub fn take_protection(&self) -> Vec<String> {
         std::mem::take(&mut *self.protection.lock().unwrap())
     }
+    /// The rate limiter's window writes (`RATE#` keys) since the last call; they are counted
+    /// among [`RequestCounter::take_protection`]'s too.
+    pub fn take_rate(&self) -> Vec<String> {
+        std::mem::take(&mut *self.rate.lock().unwrap())
+    }
     pub fn reset(&self) {
         self.ops.lock().unwrap().clear();
         self.protection.lock().unwrap().clear();
+        self.rate.lock().unwrap().clear();
     }
 }
 
@@ -62,7 +69,11 @@ impl Intercept for RequestCounter {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let op = cfg.load::<Metadata>().map(|m| m.name().to_string()).unwrap_or_default();
-        let list = if is_protection(context.request().body().bytes()) { &self.protection } else { &self.ops };
+        let body = context.request().body().bytes();
+        if is_rate_window(body) {
+            self.rate.lock().unwrap().push(op.clone());
+        }
+        let list = if is_protection(body) { &self.protection } else { &self.ops };
         list.lock().unwrap().push(op);
         Ok(())
     }
@@ -83,6 +94,14 @@ pub fn is_protection(body: Option<&[u8]>) -> bool {
     let pk = key.and_then(|k| k["pk"]["S"].as_str()).unwrap_or("");
     ["RATE#", "IDEM#", "USAGE#"].iter().any(|prefix| pk.starts_with(prefix))
         || request["ProjectionExpression"] == "rateLimit"
+}
+
+/// Whether a serialized DynamoDB request writes a rate-limit window (`RATE#`).
+pub fn is_rate_window(body: Option<&[u8]>) -> bool {
+    let Some(Ok(request)) = body.map(serde_json::from_slice::<Value>) else {
+        return false;
+    };
+    request["Key"]["pk"]["S"].as_str().is_some_and(|pk| pk.starts_with("RATE#"))
 }
 
 /// A client of the local server with a request counter attached.
@@ -137,6 +156,46 @@ pub async fn dynamodb_with_faults(counter: &RequestCounter, faults: &Faults) -> 
 
 /// The only scopes a client whose secret MoEngage sends may hold.
 pub const MOENGAGE_SCOPE: &str = "endUserUpdate:write";
+
+/// Capacity units, as the local server's meter (`GET /_meter`, docs/LOCAL_DYNAMODB.md) bills
+/// them: DynamoDB's published sizing rules, not request counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Units {
+    pub rcu: f64,
+    pub wcu: f64,
+}
+
+impl std::ops::Sub for Units {
+    type Output = Units;
+    fn sub(self, o: Units) -> Units {
+        Units { rcu: self.rcu - o.rcu, wcu: self.wcu - o.wcu }
+    }
+}
+
+/// The meter's whole answer (a plain HTTP/1.0 GET: no client library needed).
+pub fn meter() -> Value {
+    use std::io::{Read, Write};
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("a local server");
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let mut conn = std::net::TcpStream::connect(host).expect("the local server");
+    write!(conn, "GET /_meter HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    conn.read_to_string(&mut raw).unwrap();
+    let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("meter answer {raw:?}: {e}"))
+}
+
+/// Units billed so far on the tables named in `tables` (the meter counts since its last
+/// reset, for every test of the process: subtract two readings).
+pub fn units_of(tables: &[&str]) -> Units {
+    let m = meter();
+    let mut u = Units::default();
+    for t in tables {
+        u.rcu += m["tables"][*t]["rcu"].as_f64().unwrap_or(0.0);
+        u.wcu += m["tables"][*t]["wcu"].as_f64().unwrap_or(0.0);
+    }
+    u
+}
 
 pub fn auth_config() -> AuthConfig {
     AuthConfig { issuer: Some(ISSUER.into()), audience: AUDIENCE.into(), token_ttl_secs: 86_400 }
@@ -241,6 +300,34 @@ impl Stack {
             self.create_client(&account, "other", ScopeSet::all(), now).await.expect("client");
         self.counter.reset();
         (account, client.client_id.to_string(), secret)
+    }
+
+    /// Units billed so far on this stack's tables (see [`units_of`]).
+    pub fn units(&self) -> Units {
+        let t = self.store.tables();
+        units_of(&[&t.config, &t.keys, &t.end_users, &t.segments])
+    }
+
+    /// The size of a config-table item (attribute names + string values, 8 bytes per other
+    /// value: an estimate for bounds), read strongly consistent; it must hold no
+    /// `attributeTypes` (issue 14: no integration item carries the registry of names).
+    pub async fn config_item_size(&self, pk: &str, sk: &str) -> usize {
+        use aws_sdk_dynamodb::types::AttributeValue::S;
+        let item = self
+            .store
+            .client()
+            .get_item()
+            .table_name(&self.store.tables().config)
+            .key("pk", S(pk.into()))
+            .key("sk", S(sk.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap_or_else(|| panic!("no item {pk} / {sk}"));
+        assert!(!item.contains_key("attributeTypes"), "{pk} / {sk}");
+        item.iter().map(|(k, v)| k.len() + v.as_s().map_or(8, String::len)).sum()
     }
 
     /// [`create_client`] in this stack's tables.

@@ -272,3 +272,61 @@ async fn scopes_and_tenancy() {
     let a = call(&stack, &auth, "PUT", &format!("/public/v1/integrations/{id}"), None).await;
     assert_eq!(a.status, 405);
 }
+
+/// The integration's own item holds its current definition only: names it no longer imports
+/// are recorded one item each (`ATYPE#<id>#<name>`), so however many names come and go the
+/// item stays bounded, PATCH keeps working, and a retired name still cannot come back with
+/// another type (but can with its own). An item written before issue 14, holding the whole
+/// registry in `attributeTypes`, is moved out on its next change.
+#[tokio::test]
+async fn the_integration_item_stays_bounded_as_names_come_and_go() {
+    let stack = Stack::new().await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let (id, _) = create_integration(&stack, &auth, &definition("r0-", 100)).await;
+    let path = format!("/public/v1/integrations/{id}");
+    let (pk, sk) = (format!("ACCOUNT#{}", stack.account), format!("INTEGRATION#{id}"));
+    let size = || stack.config_item_size(&pk, &sk);
+    let first = size().await;
+    for round in 1..5 {
+        let renamed = json!({"properties": props(&format!("r{round}-"), 100)}).to_string();
+        let a = call(&stack, &auth, "PATCH", &path, Some(&renamed)).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    // 500 names used, 400 retired: the item is the size of one definition.
+    assert!(size().await <= first + 16, "{first} → {}", size().await);
+    let back_as_number = json!({"properties": [{"path": "r1-7", "type": "Number"}]}).to_string();
+    let a = call(&stack, &auth, "PATCH", &path, Some(&back_as_number)).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(a.body["error"]["details"][0]["reason"].as_str().unwrap().contains("r1-7"), "{}", a.body);
+    let back = json!({"properties": [{"path": "r1-7", "type": "String"}]}).to_string();
+    assert_eq!(call(&stack, &auth, "PATCH", &path, Some(&back)).await.status, 200);
+
+    // An item as written before issue 14: the registry inside it. Its names still judge, and
+    // its next change moves them out.
+    stack
+        .store
+        .client()
+        .update_item()
+        .table_name(&stack.store.tables().config)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("ACCOUNT#{}", stack.account)))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(format!("INTEGRATION#{id}")))
+        .update_expression("SET attributeTypes = :t")
+        .expression_attribute_values(
+            ":t",
+            aws_sdk_dynamodb::types::AttributeValue::S(r#"{"Legacy":"Number","r1-7":"String"}"#.into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let legacy_as_string =
+        json!({"properties": [{"path": "r1-7", "type": "String"}, {"path": "Legacy", "type": "String"}]})
+            .to_string();
+    assert_eq!(call(&stack, &auth, "PATCH", &path, Some(&legacy_as_string)).await.status, 400);
+    assert_eq!(call(&stack, &auth, "PATCH", &path, Some(&back)).await.status, 200);
+    size().await; // no attributeTypes any more
+    assert_eq!(
+        call(&stack, &auth, "PATCH", &path, Some(&legacy_as_string)).await.status,
+        400,
+        "moved, not lost"
+    );
+}

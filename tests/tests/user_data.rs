@@ -268,7 +268,8 @@ async fn bad_input_is_a_clear_4xx_and_writes_nothing() {
         (r#"{"token": "#.to_string(), 400, "invalid_json"),
         ("".to_string(), 400, "invalid_json"),
         ("\"just a string\"".to_string(), 400, "invalid_body"),
-        ("[1, 2]".to_string(), 400, "validation_failed"),
+        // Not an object, like a string: unreadable (serde would read an array by position).
+        ("[1, 2]".to_string(), 400, "invalid_body"),
         (json!({"token": "0".repeat(64), "data": [{"id": "u", "n": 1}]}).to_string(), 404, "not_found"),
         (json!({"token": other_token, "data": [{"Email": "u", "Type": "T"}]}).to_string(), 404, "not_found"),
     ];
@@ -416,25 +417,34 @@ async fn dynamodb_requests_per_call() {
     w.send(json!([{"Email": "warm@x.io", "Type": "A"}])).await; // warms the key cache
     w.stack.counter.reset();
 
+    // The integration is read by its token at most once a second per instance (the cache of
+    // `TokenCache`): a call re-reads it only when the last read is a second old.
+    let lookup = |mut ops: Vec<String>| {
+        if ops.first().is_some_and(|o| o == "GetItem") {
+            ops.remove(0);
+        }
+        ops
+    };
     w.send(json!([{"Email": "one@x.io", "Type": "A"}])).await;
-    assert_eq!(
-        w.stack.counter.take(),
-        ["GetItem", "UpdateItem"],
-        "merge: integration lookup + one UpdateItem"
-    );
+    assert_eq!(lookup(w.stack.counter.take()), ["UpdateItem"], "merge: (lookup) + one UpdateItem");
 
     let hundred: Value = (0..100).map(|i| json!({"Email": format!("u{i}"), "Type": "A"})).collect();
+    let before = w.stack.units();
     let a = w.send(hundred).await;
     assert_eq!(a.status, 200);
-    let ops = w.stack.counter.take();
-    assert_eq!(ops[0], "GetItem");
-    assert_eq!(ops[1..], ["BatchWriteItem"; 4], "replace: ceil(100/25) batches");
+    let ops = lookup(w.stack.counter.take());
+    assert_eq!(ops, ["BatchWriteItem"; 4], "replace: ceil(100/25) batches");
+    // In units, everything included (the protections too, usage written per call here): the
+    // 100 items, ≤ 1 RCU (the integration, when this instance re-reads it), and the
+    // protections' share of a lease and a usage sum.
+    let spent = w.stack.units() - before;
+    assert!(spent.rcu <= 1.0 + 1e-9 && spent.wcu <= 102.0 + 1e-9, "100-user replace: {spent:?}");
 
     let with_flag: Value = (0..100).map(|i| json!({"Email": format!("u{i}"), "Type": "B"})).collect();
     w.post(&json!({"token": w.token, "updateExistingOnly": true, "data": with_flag}).to_string()).await;
-    let ops = w.stack.counter.take();
-    assert_eq!(ops[..2], ["GetItem", "BatchGetItem"]);
-    assert_eq!(ops[2..], ["BatchWriteItem"; 4]);
+    let ops = lookup(w.stack.counter.take());
+    assert_eq!(ops[..1], ["BatchGetItem"]);
+    assert_eq!(ops[1..], ["BatchWriteItem"; 4]);
 
     w.get("one@x.io").await;
     assert_eq!(
@@ -445,5 +455,118 @@ async fn dynamodb_requests_per_call() {
     call_user_data(&w.app, &w.auth, "DELETE", "/public/v1/user/one@x.io", None).await;
     assert_eq!(w.stack.counter.take(), ["Query", "Query", "BatchWriteItem"], "segment heads + the user");
     w.send(json!([{"Email": "x", "Type": null}])).await;
-    assert_eq!(w.stack.counter.take(), ["GetItem"], "invalid items cost the lookup only");
+    assert!(lookup(w.stack.counter.take()).is_empty(), "invalid items cost the lookup only");
+}
+
+/// A warm instance reads the integration by its token at most once per
+/// `DEFINITION_STALENESS`, and a `PATCH` answers only once that bound has passed: an update
+/// sent right after the answer is judged by the new definition, by an instance that had the
+/// old one cached.
+#[tokio::test]
+async fn a_patch_takes_effect_for_the_next_call_and_warm_calls_read_no_integration() {
+    let w = world().await;
+    assert_eq!(w.send(json!([{"Email": JOHN, "Type": "A"}])).await.status, 200);
+    w.stack.counter.take();
+    let tables = w.stack.store.tables();
+    let (users, config) = (tables.end_users.as_str(), tables.config.as_str());
+    let before = (units_of(&[users]), units_of(&[config]));
+    for i in 0..10 {
+        let a = w.send(json!([{"Email": JOHN, "Type": format!("T{i}")}])).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    // The route's own units: the users' items, and reads of the integration (the
+    // protections' writes are tested in tests/tests/protections.rs).
+    let spent = Units { wcu: (units_of(&[users]) - before.0).wcu, rcu: (units_of(&[config]) - before.1).rcu };
+    let ops = w.stack.counter.take();
+    w.stack.counter.take_protection();
+    // Ten quick merges: one UpdateItem each; the integration is re-read only if a second
+    // passed (a slow machine), never per call.
+    let reads = ops.iter().filter(|o| *o == "GetItem").count();
+    assert!(reads <= 2, "{ops:?}");
+    assert_eq!(ops.iter().filter(|o| *o == "UpdateItem").count(), 10, "{ops:?}");
+    assert!(spent.wcu <= 10.0 + 1e-9 && spent.rcu <= 2.0 + 1e-9, "{spent:?}");
+
+    // The cache is warm with the seed definition. Add a Number property `Score`: before the
+    // patch `Score` is ignored; right after it, a non-number is refused.
+    let a = w.send(json!([{"Email": JOHN, "Type": "B", "Score": "high"}])).await;
+    assert_eq!((a.status, a.body["ignoredFields"].clone()), (200, json!(["Score"])), "{}", a.body);
+    let integrations = w.stack.integrations_app();
+    let patch = json!({"properties": [
+        {"path": "Type", "name": "Customer_Type", "type": "String"},
+        {"path": "Status", "name": "Customer_Status", "type": "String"},
+        {"path": "Score", "name": "Score", "type": "Number"}]})
+    .to_string();
+    let path = format!("/public/v1/integrations/{}", w.integration_id);
+    let started = std::time::Instant::now();
+    let p = call_integrations(&integrations, &w.auth, "PATCH", &path, Some(&patch)).await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(started.elapsed() >= shared::store::integrations::DEFINITION_STALENESS);
+    let a = w.send(json!([{"Email": JOHN, "Type": "B", "Score": "high"}])).await;
+    assert_eq!(a.status, 400, "the new definition judges the next call: {}", a.body);
+    let a = w.send(json!([{"Email": JOHN, "Score": "7"}])).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+
+    // A delete, the same: the next call does not find the token.
+    let d = call_integrations(&integrations, &w.auth, "DELETE", &path, None).await;
+    assert_eq!(d.status, 204);
+    assert_eq!(w.send(json!([{"Email": JOHN, "Type": "C"}])).await.status, 404);
+}
+
+/// The token item holds the current definition only, so its size is bounded by the
+/// definition's limits however often the integration changes; a definition at its largest
+/// (100 properties with the longest paths and names) is still read on the hot path at most
+/// once a second per instance.
+#[tokio::test]
+async fn the_token_item_stays_bounded_as_names_come_and_go() {
+    let stack = Stack::new().await;
+    let now = shared::domain::Timestamp::now().epoch_secs();
+    let big = shared::domain::AccountId::parse("big").unwrap();
+    stack.store.create_account(&big, 1000, 10_000, now).await.unwrap();
+    let (client, _) = stack.create_client(&big, "c", shared::domain::ScopeSet::all(), now).await.unwrap();
+    let auth = stack.bearer_for(&big, client.client_id.as_str(), ALL_SCOPES).await;
+    let props = |round: usize| {
+        let list: Vec<Value> = (0..100)
+            .map(|i| {
+                json!({"path": format!("{:0>250}{round:03}{i:03}", "p"), "name": format!("{:0>122}{round:03}{i:03}", "n"),
+                       "type": "String"})
+            })
+            .collect();
+        if round == 0 {
+            json!({"name": "x".repeat(200), "userIdentifierProperty": "id", "properties": list})
+        } else {
+            json!({"properties": list})
+        }
+        .to_string()
+    };
+    let (id, token) = create_integration(&stack, &auth, &props(0)).await;
+    let integrations = stack.integrations_app();
+    let path = format!("/public/v1/integrations/{id}");
+    // Three renames of every property: the registry of names ever used grows, the token item
+    // does not.
+    for round in 1..4 {
+        let p = call_integrations(&integrations, &auth, "PATCH", &path, Some(&props(round))).await;
+        assert_eq!(p.status, 200, "{}", p.body);
+    }
+    let hash = shared::auth::SecretHash::of_str(&token).to_hex();
+    let size = stack.config_item_size(&format!("ITOKEN#{hash}"), "ITOKEN").await;
+    assert!(size <= 48 * 1024, "docs/TABLES.md: the token item's largest size; {size}");
+
+    let app = stack.user_data_app();
+    let mut user = serde_json::Map::new();
+    user.insert("id".into(), json!("u1"));
+    user.insert(format!("{:0>250}{:03}{:03}", "p", 3, 0), json!("v"));
+    let body = json!({"token": token, "data": [Value::Object(user)]}).to_string();
+    stack.counter.take();
+    let (before, started) = (stack.units(), std::time::Instant::now());
+    for _ in 0..20 {
+        let a = call_user_data(&app, &auth, "POST", "/public/v1/user/data", Some(&body)).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    let (spent, secs) = (stack.units() - before, started.elapsed().as_secs_f64());
+    let reads = stack.counter.take().iter().filter(|o| *o == "GetItem").count();
+    // One read of the ≤ 48 KB item (12 RCU) per second at most, whatever the call rate: at
+    // 12 calls a second or more, ≤ 1 RCU per merge.
+    assert!(reads as f64 <= secs.ceil() + 1.0, "{reads} reads in {secs} s");
+    // (+ 0.5: the new instance's one read of the account's rate limit.)
+    assert!(spent.rcu <= 12.0 * reads as f64 + 0.5 + 1e-9, "{spent:?}");
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use shared::api;
 use shared::auth::{IssuerPolicy, Principal, SecretHash};
-use shared::domain::integration::Definition;
+use shared::domain::integration::{AttrType, Definition};
 use shared::domain::user_data::{self, Envelope, Mode};
 use shared::domain::{Problem, Scope, Timestamp};
 use shared::front::{Call, Env, Route, Service};
@@ -177,7 +177,26 @@ async fn patch(
     for _ in 0..EDIT_ATTEMPTS {
         let old = find(app, p, id).await?;
         let definition = old.definition.patched(&body).map_err(validation_failed)?;
-        let attribute_types = definition.merge_types(&old.attribute_types).map_err(validation_failed)?;
+        // Names new to the definition may be retired ones: their recorded types judge them.
+        let fresh: Vec<&str> = definition
+            .properties
+            .iter()
+            .map(|p| p.name.as_str())
+            .filter(|n| !old.attribute_types.contains_key(*n))
+            .collect();
+        let mut known = old.attribute_types.clone();
+        known.extend(app.store.retired_types(&old, &fresh).await?);
+        definition.merge_types(&known).map_err(validation_failed)?;
+        // Names leaving the definition (and, for an item from before issue 14, its whole
+        // registry) are recorded apart, so the integration's own item holds only its definition.
+        let retired: BTreeMap<String, AttrType> = old
+            .attribute_types
+            .iter()
+            .filter(|(n, _)| !definition.properties.iter().any(|p| &p.name == *n))
+            .map(|(n, t)| (n.clone(), *t))
+            .collect();
+        app.store.retire_names(&old, &retired).await?;
+        let attribute_types = definition.properties.iter().map(|p| (p.name.clone(), p.attr_type)).collect();
         let new = IntegrationRecord {
             definition,
             attribute_types,
@@ -186,7 +205,10 @@ async fn patch(
             ..old.clone()
         };
         match app.store.update_integration(&old, &new).await {
-            Ok(()) => return Ok(Reply::json(200, &view(app, info, &new, None))),
+            Ok(()) => {
+                settle_caches().await;
+                return Ok(Reply::json(200, &view(app, info, &new, None)));
+            }
             Err(IntegrationWriteError::Conflict) => continue,
             Err(e) => return Err(write_error(e)),
         }
@@ -194,18 +216,28 @@ async fn patch(
     Err(write_error(IntegrationWriteError::Conflict))
 }
 
+/// Waits until no warm user-data instance still judges calls by the definition this call
+/// replaced: an answer to `PATCH` or `DELETE` means "in effect for every call sent from now"
+/// (`shared::store::integrations::TokenCache`).
+async fn settle_caches() {
+    tokio::time::sleep(shared::store::integrations::DEFINITION_STALENESS).await;
+}
+
 async fn delete(app: &App, p: &Principal, id: &str) -> Result<Reply, ApiError> {
-    let deleted = Reply::no_content;
+    let deleted = || async {
+        settle_caches().await;
+        Ok(Reply::no_content())
+    };
     let mut rec = find(app, p, id).await?;
     for _ in 0..EDIT_ATTEMPTS {
         match app.store.delete_integration(&rec).await {
-            Ok(()) => return Ok(deleted()),
+            Ok(()) => return deleted().await,
             Err(IntegrationWriteError::Conflict) => match find(app, p, id).await {
                 Ok(again) => rec = again,
                 // Gone since this call found it: deleted by an attempt of this call whose answer
                 // was lost (the SDK's retry then fails the version condition), or by a concurrent
                 // delete. Either way it is deleted, as asked.
-                Err(ApiError::NotFound(_)) => return Ok(deleted()),
+                Err(ApiError::NotFound(_)) => return deleted().await,
                 Err(e) => return Err(e),
             },
             Err(e) => return Err(write_error(e)),

@@ -19,6 +19,7 @@ use shared::http::{ApiError, Reply, RequestInfo};
 use shared::protect::usage::UsageReport;
 use shared::store::dynamo::DynamoStore;
 use shared::store::end_users::UserWrite;
+use shared::store::integrations::TokenCache;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -31,11 +32,13 @@ pub enum Op {
 pub struct App {
     store: DynamoStore,
     moengage: moengage::State,
+    /// Integrations by token, re-read at most once a second per instance.
+    tokens: TokenCache,
 }
 
 impl App {
     pub fn new(env: &Env) -> Self {
-        Self { store: env.store.clone(), moengage: moengage::State::default() }
+        Self { store: env.store.clone(), moengage: moengage::State::default(), tokens: TokenCache::default() }
     }
 }
 
@@ -73,8 +76,8 @@ async fn update(
     let mut request =
         envelope.into_request(true).map_err(|d| ApiError::validation("the request body is invalid", d))?;
     let integration = app
-        .store
-        .integration_by_token(&SecretHash::of_str(&request.token).to_hex())
+        .tokens
+        .get(&app.store, &SecretHash::of_str(&request.token).to_hex())
         .await?
         .filter(|i| i.account == p.account)
         .ok_or_else(|| ApiError::NotFound("no integration has this token".into()))?;

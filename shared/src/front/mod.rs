@@ -79,6 +79,17 @@ impl<S: Service> Served<S> {
     pub fn new(env: &Env, service: S) -> Self {
         Self { front: Front::new(&env.store, &env.auth), service }
     }
+
+    /// The same, with usage sums written every `every` (tests of the production setting).
+    pub fn flushing_usage_every(mut self, every: std::time::Duration) -> Self {
+        self.front.guard.flush_usage_every(every);
+        self
+    }
+
+    /// Writes this instance's pending usage sums now.
+    pub async fn flush_usage(&self) {
+        self.front.guard.flush_usage().await;
+    }
 }
 
 /// Authentication and protections, the same for every function.
@@ -150,7 +161,7 @@ async fn serve_in_span<S: Service>(served: &Served<S>, info: &RequestInfo, req: 
         return Box::pin(service.handle(route.op, call)).await.map(|r| r.response).unwrap_or_else(fail);
     };
     let account = &principal.account;
-    if let Err(e) = front.guard.admit(account, info).await {
+    if let Err(e) = front.guard.admit(account, route.cost, info).await {
         return fail(e);
     }
     let (response, usage, error) = protected(served, route, &params, &principal, info, req).await;

@@ -14,7 +14,7 @@ use crate::domain::{AccountId, Problem, Timestamp};
 use crate::http::{ApiError, ErrorCode, RequestInfo};
 use crate::store::dynamo::DynamoStore;
 use idempotency::{Record, Seal, StoredResponse};
-use rate::RateLimiter;
+use rate::{RateLimiter, Refusal};
 use usage::{UsageRecorder, UsageReport};
 
 pub struct Guard {
@@ -39,13 +39,21 @@ impl Guard {
         Self { store, limiter: RateLimiter::default(), usage: UsageRecorder::from_env() }
     }
 
-    /// Counts the call against the account's rate limit; `429` over it.
-    pub async fn admit(&self, account: &AccountId, info: &RequestInfo) -> Result<(), ApiError> {
+    /// Counts the call's `units` (its route's `cost`) against the account's rate limit:
+    /// `429` over it, `503` when the limiter's storage failed and no lease is left (never
+    /// admitted unchecked).
+    pub async fn admit(&self, account: &AccountId, units: u32, info: &RequestInfo) -> Result<(), ApiError> {
         let now_ms = Timestamp::now().epoch_ms();
-        self.limiter.check(&self.store, account, now_ms).await.map_err(|retry_after| {
-            tracing::info!(request_id = %info.request_id, %account, "rate limited");
-            usage::emit_error_metric(account, ErrorCode::RateLimited.as_str(), now_ms);
-            ApiError::RateLimited { retry_after }
+        self.limiter.admit(&self.store, account, i64::from(units), now_ms).await.map_err(|refusal| {
+            let err = match refusal {
+                Refusal::Limited { retry_after } => {
+                    tracing::info!(request_id = %info.request_id, %account, "rate limited");
+                    ApiError::RateLimited { retry_after }
+                }
+                Refusal::Unavailable(e) => ApiError::Store(e),
+            };
+            usage::emit_error_metric(account, err.code().as_str(), now_ms);
+            err
         })
     }
 
@@ -120,6 +128,17 @@ impl Guard {
             // The call itself is done; a stuck claim only makes a retry wait out the lease.
             tracing::warn!(request_id = %info.request_id, error = %e, "idempotency record not updated");
         }
+    }
+
+    /// Usage sums written every `every` per (account, client, day) instead of the
+    /// environment's `USAGE_FLUSH_SECONDS`.
+    pub fn flush_usage_every(&mut self, every: std::time::Duration) {
+        self.usage = UsageRecorder::new(every);
+    }
+
+    /// Writes every pending usage sum now.
+    pub async fn flush_usage(&self) {
+        self.usage.flush_all(&self.store).await;
     }
 
     /// The call's usage, and its error code if it failed.

@@ -1,13 +1,24 @@
 //! Per-account rate limits, shared by every Lambda instance through DynamoDB: fixed
-//! one-second windows with atomic counters, sharded so that no item takes more than
-//! [`SHARD_RATE`] writes per second (DynamoDB serves ~1,000 per partition key).
+//! one-second windows, sharded so that no window item takes more than [`SHARD_RATE`] units,
+//! and **leased**: an instance takes a batch of units from a window with one conditional
+//! `UpdateItem` (`ADD n :lease` if `n + lease <= cap`) and spends them locally, one call after
+//! the other, for at most [`LEASE_SECS`] seconds. So the limiter writes once per lease, not once
+//! per call: a Lambda instance serves one call at a time, and its lease is sized to about
+//! [`LEASE_SECS`] of its own recent demand (at most a quarter of a shard's cap).
 //!
-//! Each request costs one conditional `UpdateItem` on a random shard of the current window
-//! (`ADD n :1` if `n < cap`); the account's limit is read once a minute per instance. Fixed
-//! windows let an account send up to its limit at the end of one second and again at the
-//! start of the next: that is the burst (2× the limit over any one-second span, never more).
+//! What it admits: every unit spent was counted in some window before it was spent, and a
+//! lease lives at most [`LEASE_SECS`] seconds, so over any T seconds an account gets at most
+//! `limit × (T + LEASE_SECS)` units (a 30 s flood: ≤ 1.07× the limit), and at most about twice
+//! its limit in any single second (the fixed windows' burst).
+//!
+//! When a window is full, the instance remembers it for the rest of that second and refuses
+//! without writing: a flood costs each instance one write per second, whatever its rate.
+//!
+//! When the store cannot be written (throttled past the SDK's retries, or down) and no lease is
+//! left, the call is refused with `503` (docs/DECISIONS.md): the limiter never lets a call
+//! through because its own storage failed. A lease already held is still spent.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -15,9 +26,13 @@ use crate::domain::AccountId;
 use crate::store::StoreError;
 use crate::store::dynamo::DynamoStore;
 
-/// Requests per second one window item takes at most.
+/// Units per second one window item takes at most.
 pub const SHARD_RATE: i64 = 400;
+/// How long a lease may be spent, from the start of the window it was counted in.
+pub const LEASE_SECS: i64 = 2;
 const LIMIT_MAX_AGE: Duration = Duration::from_secs(60);
+/// Accounts an instance keeps state for before it forgets them all (a bound on memory).
+const ACCOUNTS_MAX: usize = 4096;
 
 /// How a limit is spread: (shards, cap per shard).
 pub fn plan(limit: i64) -> (i64, i64) {
@@ -26,48 +41,169 @@ pub fn plan(limit: i64) -> (i64, i64) {
     (shards, (limit + shards - 1) / shards)
 }
 
+/// How many units to lease for a call of `units`, given this instance's demand in the last
+/// full second (`recent`) and a shard's `cap`: about [`LEASE_SECS`] of that demand, at least
+/// the call (and a few, so that a fresh instance does not write per call), at most a quarter
+/// of the cap (so that several instances share a window), never less than the call itself.
+pub fn lease_size(units: i64, recent: i64, cap: i64) -> i64 {
+    let most = (cap / 4).max(1);
+    let least = 4.min(most);
+    (recent * LEASE_SECS).clamp(least, most).max(units)
+}
+
+/// Why a call was not admitted.
+#[derive(Debug)]
+pub enum Refusal {
+    /// Over the account's limit: `429` with `Retry-After` (seconds).
+    Limited { retry_after: i64 },
+    /// The limiter's storage failed and this instance holds no lease: `503`.
+    Unavailable(StoreError),
+}
+
+#[derive(Default)]
+struct Lease {
+    /// The window (epoch second) the lease was counted in.
+    window: i64,
+    left: i64,
+}
+
+#[derive(Default)]
+struct AccountState {
+    lease: Lease,
+    /// Shards found full in `full_second`.
+    full: HashSet<i64>,
+    full_second: i64,
+    /// Units asked in `second`, and in the second before it.
+    second: i64,
+    asked: i64,
+    asked_before: i64,
+}
+
+impl AccountState {
+    fn count(&mut self, second: i64, units: i64) {
+        if second != self.second {
+            self.asked_before = if second == self.second + 1 { self.asked } else { 0 };
+            self.second = second;
+            self.asked = 0;
+        }
+        self.asked += units;
+    }
+
+    fn take_local(&mut self, second: i64, units: i64) -> bool {
+        let lease = &mut self.lease;
+        if second < lease.window + LEASE_SECS && lease.left >= units {
+            lease.left -= units;
+            return true;
+        }
+        false
+    }
+
+    fn full_shards(&mut self, second: i64) -> &mut HashSet<i64> {
+        if self.full_second != second {
+            self.full.clear();
+            self.full_second = second;
+        }
+        &mut self.full
+    }
+}
+
 #[derive(Default)]
 pub struct RateLimiter {
     limits: Mutex<HashMap<AccountId, (Option<i64>, Instant)>>,
+    state: Mutex<HashMap<AccountId, AccountState>>,
 }
 
-/// The outcome of a check: `Err(retry_after_secs)` when over the limit.
-pub type Verdict = Result<(), i64>;
-
 impl RateLimiter {
-    /// Counts the request against the account's limit. A storage failure lets the request
-    /// through (logged): the limiter protects the bill, it must not take the API down.
-    pub async fn check(&self, store: &DynamoStore, account: &AccountId, now_ms: i64) -> Verdict {
-        let limit = match self.limit(store, account).await {
-            Ok(Some(l)) if l > 0 => l,
-            Ok(_) => return Ok(()),
-            Err(e) => {
-                tracing::warn!(error = %e, "rate limit unreadable; request let through");
+    /// Admits a call that costs `units` against the account's limit.
+    pub async fn admit(
+        &self,
+        store: &DynamoStore,
+        account: &AccountId,
+        units: i64,
+        now_ms: i64,
+    ) -> Result<(), Refusal> {
+        let units = units.max(1);
+        let second = now_ms.div_euclid(1000);
+        let recent = {
+            let mut states = self.state.lock().expect("not poisoned");
+            if states.len() >= ACCOUNTS_MAX && !states.contains_key(account) {
+                states.clear();
+            }
+            let st = states.entry(account.clone()).or_default();
+            st.count(second, units);
+            if st.take_local(second, units) {
                 return Ok(());
             }
+            st.asked_before.max(st.asked)
+        };
+        let limit = match self.limit(store, account).await.map_err(Refusal::Unavailable)? {
+            Some(l) if l > 0 => l,
+            // No such account (or no limit set): nothing to count against.
+            _ => return Ok(()),
         };
         let (shards, cap) = plan(limit);
-        let shard = random_below(shards);
-        let second = now_ms.div_euclid(1000);
-        match store.take(account, shard, second, cap).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(1),
-            Err(e) => {
-                tracing::warn!(error = %e, "rate window unwritable; request let through");
-                Ok(())
+        // A call never costs more than one shard's second (else it could never be admitted).
+        let units = units.min(cap);
+        // Try up to two shards not yet found full this second.
+        for _ in 0..2 {
+            let Some(shard) = self.pick_shard(account, second, shards) else { break };
+            let want = lease_size(units, recent, cap);
+            match store.lease(account, shard, second, cap, want, units).await {
+                Ok(granted) if granted >= units => {
+                    let mut states = self.state.lock().expect("not poisoned");
+                    let st = states.entry(account.clone()).or_default();
+                    // A newer lease replaces the old one; the old one's rest is forgone.
+                    st.lease = Lease { window: second, left: granted - units };
+                    return Ok(());
+                }
+                Ok(_) => {
+                    let mut states = self.state.lock().expect("not poisoned");
+                    states.entry(account.clone()).or_default().full_shards(second).insert(shard);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, %account, "rate window unwritable; call refused (503)");
+                    return Err(Refusal::Unavailable(e));
+                }
             }
         }
+        let retry_after = 1;
+        Err(Refusal::Limited { retry_after })
     }
 
+    /// A random shard not found full in this second, or `None` when all are.
+    fn pick_shard(&self, account: &AccountId, second: i64, shards: i64) -> Option<i64> {
+        let mut states = self.state.lock().expect("not poisoned");
+        let full = states.entry(account.clone()).or_default().full_shards(second);
+        let open: Vec<i64> = (0..shards).filter(|s| !full.contains(s)).collect();
+        (!open.is_empty()).then(|| open[random_below(open.len() as i64) as usize])
+    }
+
+    /// The account's limit, read once a minute per instance. When the read fails, a limit read
+    /// before (however old) is used; with none, the call is refused.
     async fn limit(&self, store: &DynamoStore, account: &AccountId) -> Result<Option<i64>, StoreError> {
-        if let Some((limit, at)) = self.limits.lock().expect("not poisoned").get(account)
+        let known = self.limits.lock().expect("not poisoned").get(account).copied();
+        if let Some((limit, at)) = known
             && at.elapsed() < LIMIT_MAX_AGE
         {
-            return Ok(*limit);
+            return Ok(limit);
         }
-        let limit = store.rate_limit(account).await?;
-        self.limits.lock().expect("not poisoned").insert(account.clone(), (limit, Instant::now()));
-        Ok(limit)
+        match store.rate_limit(account).await {
+            Ok(limit) => {
+                let mut limits = self.limits.lock().expect("not poisoned");
+                if limits.len() >= ACCOUNTS_MAX {
+                    limits.clear();
+                }
+                limits.insert(account.clone(), (limit, Instant::now()));
+                Ok(limit)
+            }
+            Err(e) => match known {
+                Some((limit, _)) => {
+                    tracing::warn!(error = %e, %account, "rate limit unreadable; the last one read is used");
+                    Ok(limit)
+                }
+                None => Err(e),
+            },
+        }
     }
 }
 
@@ -97,6 +233,37 @@ mod tests {
             assert!(cap <= SHARD_RATE, "{limit}");
             assert!(shards * cap >= limit && shards * cap < limit + shards, "{limit}");
         }
+    }
+
+    #[test]
+    fn leases_follow_demand_within_a_quarter_of_the_cap() {
+        assert_eq!(lease_size(1, 0, 100), 4);
+        assert_eq!(lease_size(1, 11, 100), 22);
+        assert_eq!(lease_size(1, 1000, 100), 25);
+        assert_eq!(lease_size(1, 0, 3), 1);
+        assert_eq!(lease_size(30, 0, 100), 30);
+        assert_eq!(lease_size(1, 50, 400), 100);
+    }
+
+    #[test]
+    fn a_lease_is_spent_only_within_its_lifetime() {
+        let mut st = AccountState { lease: Lease { window: 10, left: 3 }, ..Default::default() };
+        assert!(st.take_local(10, 1));
+        assert!(st.take_local(11, 2));
+        assert!(!st.take_local(11, 1), "spent");
+        st.lease.left = 5;
+        assert!(!st.take_local(12, 1), "expired");
+    }
+
+    #[test]
+    fn demand_is_the_last_full_second() {
+        let mut st = AccountState::default();
+        st.count(5, 1);
+        st.count(5, 1);
+        st.count(6, 1);
+        assert_eq!((st.asked_before, st.asked), (2, 1));
+        st.count(9, 1);
+        assert_eq!((st.asked_before, st.asked), (0, 1));
     }
 
     #[test]

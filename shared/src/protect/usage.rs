@@ -81,9 +81,22 @@ impl UsageRecorder {
             entry.0.add(report);
             if entry.1.elapsed() >= self.flush_after { pending.remove(&key) } else { None }
         };
-        if let Some((usage, _)) = due
-            && let Err(e) = store.add_usage(&key.0, &key.1, &key.2, &usage).await
-        {
+        if let Some((usage, _)) = due {
+            self.write(store, key, usage).await;
+        }
+    }
+
+    /// Writes every pending sum now (an instance about to end; tests).
+    pub async fn flush_all(&self, store: &DynamoStore) {
+        let all: Vec<(Key, Usage)> =
+            self.pending.lock().expect("not poisoned").drain().map(|(k, (u, _))| (k, u)).collect();
+        for (key, usage) in all {
+            self.write(store, key, usage).await;
+        }
+    }
+
+    async fn write(&self, store: &DynamoStore, key: Key, usage: Usage) {
+        if let Err(e) = store.add_usage(&key.0, &key.1, &key.2, &usage).await {
             // Put the sums back: the next call of this instance writes them.
             tracing::warn!(error = %e, "usage not written; kept for the next call");
             let mut pending = self.pending.lock().expect("not poisoned");

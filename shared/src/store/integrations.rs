@@ -2,13 +2,17 @@
 //!
 //! - `ACCOUNT#<accountId>` / `INTEGRATION#<integrationId>`: the definition, the registry of
 //!   every attribute name it ever used with its type, the token's hash, a version;
-//! - `ITOKEN#<sha256(token)>` / `ITOKEN`: a copy of the definition keyed by the token, so that
-//!   `POST /public/v1/user/data` finds the integration with one GetItem;
+//! - `ITOKEN#<sha256(token)>` / `ITOKEN`: a copy of the current definition keyed by the token
+//!   (without the registry of names, so its size is bounded by the definition's limits), so
+//!   that `POST /public/v1/user/data` finds the integration with one GetItem, which a warm
+//!   instance repeats at most once per [`DEFINITION_STALENESS`] ([`TokenCache`]);
 //! - the account item's `attributeHeadroom`: the attribute cap minus the attributes in use,
 //!   decremented in the same transaction as every change, under the condition that it stays
 //!   non-negative. Concurrent edits therefore cannot overshoot the cap.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
@@ -98,7 +102,8 @@ fn properties_from_json(raw: &str) -> Result<Vec<Property>, String> {
     stored.into_iter().map(StoredProperty::into_property).collect()
 }
 
-/// `attributeTypes`: a JSON object of attribute name to type name.
+/// `attributeTypes`: a JSON object of attribute name to type name (items before issue 14).
+#[cfg(test)]
 fn types_json(types: &BTreeMap<String, AttrType>) -> String {
     let stored: BTreeMap<&str, &str> = types.iter().map(|(name, t)| (name.as_str(), t.as_str())).collect();
     serde_json::to_string(&stored).expect("serializable")
@@ -117,7 +122,6 @@ fn definition_attrs(rec: &IntegrationRecord) -> Vec<(&'static str, AttributeValu
         ("name", s(&rec.definition.name)),
         ("userIdentifierProperty", s(rec.definition.user_identifier.as_str())),
         ("properties", s(props)),
-        ("attributeTypes", s(types_json(&rec.attribute_types))),
         ("tokenHash", s(&rec.token_hash)),
         ("version", n(rec.version)),
         ("createdAt", n(rec.created_at)),
@@ -132,11 +136,17 @@ fn record_from_item(item: &Item) -> Result<IntegrationRecord, StoreError> {
         user_identifier: PropertyPath::parse(get_s(item, "userIdentifierProperty")?).map_err(corrupt)?,
         properties: properties_from_json(get_s(item, "properties")?).map_err(corrupt)?,
     };
+    // The definition's own types, and the registry of items written before issue 14.
+    let mut attribute_types: BTreeMap<String, AttrType> = match item.get("attributeTypes") {
+        Some(_) => types_from_json(get_s(item, "attributeTypes")?).map_err(corrupt)?,
+        None => BTreeMap::new(),
+    };
+    attribute_types.extend(definition.properties.iter().map(|p| (p.name.clone(), p.attr_type)));
     Ok(IntegrationRecord {
         integration_id: get_s(item, "integrationId")?.to_string(),
         account: AccountId::parse(get_s(item, "accountId")?).map_err(|e| corrupt(e.to_string()))?,
         definition,
-        attribute_types: types_from_json(get_s(item, "attributeTypes")?).map_err(corrupt)?,
+        attribute_types,
         token_hash: get_s(item, "tokenHash")?.to_string(),
         version: get_n(item, "version")?,
         created_at: get_n(item, "createdAt")?,
@@ -241,7 +251,70 @@ impl DynamoStore {
     }
 }
 
+fn retired_sk(integration_id: &str, name: &str) -> String {
+    format!("ATYPE#{integration_id}#{name}")
+}
+
 impl DynamoStore {
+    /// The recorded types of those of `names` the integration once imported and no longer does
+    /// (one strongly consistent `BatchGetItem` per 100 names).
+    pub async fn retired_types(
+        &self,
+        rec: &IntegrationRecord,
+        names: &[&str],
+    ) -> Result<BTreeMap<String, AttrType>, StoreError> {
+        if names.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let pk = account_pk(&rec.account);
+        let keys: Vec<Item> = names
+            .iter()
+            .map(|name| {
+                Item::from([("pk".into(), s(&pk)), ("sk".into(), s(retired_sk(&rec.integration_id, name)))])
+            })
+            .collect();
+        let found =
+            super::batch::get_all(self.client(), &self.tables().config, keys, &["attrName", "attrType"], 4)
+                .await?;
+        let corrupt = |e: String| StoreError::Corrupt(format!("retired attribute item: {e}"));
+        found
+            .iter()
+            .map(|item| {
+                Ok((
+                    get_s(item, "attrName")?.to_string(),
+                    stored_type(get_s(item, "attrType")?).map_err(corrupt)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Records the types of names leaving the definition. Written before the change's
+    /// transaction: if that fails, the names are still in the definition with these very
+    /// types, so the records are true either way (puts of whole items: a retry rewrites them).
+    pub async fn retire_names(
+        &self,
+        rec: &IntegrationRecord,
+        retired: &BTreeMap<String, AttrType>,
+    ) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+        let pk = account_pk(&rec.account);
+        let requests: Vec<WriteRequest> = retired
+            .iter()
+            .map(|(name, t)| {
+                let item = Item::from([
+                    ("pk".into(), s(&pk)),
+                    ("sk".into(), s(retired_sk(&rec.integration_id, name))),
+                    ("attrName".into(), s(name)),
+                    ("attrType".into(), s(t.as_str())),
+                ]);
+                WriteRequest::builder()
+                    .put_request(PutRequest::builder().set_item(Some(item)).build().expect("item is set"))
+                    .build()
+            })
+            .collect();
+        super::batch::write_all(self.client(), &self.tables().config, requests, 4).await
+    }
+
     /// Creates it, consuming attribute headroom of the account atomically.
     pub async fn create_integration(&self, rec: &IntegrationRecord) -> Result<(), IntegrationWriteError> {
         let used = rec.definition.properties.len() as i64;
@@ -344,6 +417,51 @@ impl DynamoStore {
     pub async fn list_integrations(&self, account: &AccountId) -> Result<Vec<IntegrationRecord>, StoreError> {
         let items = self.query_prefix(&self.tables().config, &account_pk(account), "INTEGRATION#").await?;
         items.iter().map(record_from_item).collect()
+    }
+}
+
+/// How old a definition a warm instance may judge a user-data call with. Every write of an
+/// integration (`PATCH`, `DELETE`) waits this long after it committed before it answers, so a
+/// call sent after that answer is judged by the new definition (docs/DECISIONS.md).
+pub const DEFINITION_STALENESS: Duration = Duration::from_millis(1000);
+/// Tokens an instance remembers before it forgets them all (a bound on memory).
+const TOKEN_CACHE_MAX: usize = 4096;
+
+/// Per warm instance: integrations by token hash, each re-read once it is
+/// [`DEFINITION_STALENESS`] old. An entry's age counts from the moment its read was sent, so it
+/// reflects every write committed before that moment. Unknown tokens are not remembered.
+#[derive(Default)]
+pub struct TokenCache {
+    entries: Mutex<HashMap<String, (Arc<IntegrationRecord>, Instant)>>,
+}
+
+impl TokenCache {
+    /// The integration `token_hash` belongs to, as of at most [`DEFINITION_STALENESS`] ago.
+    pub async fn get(
+        &self,
+        store: &DynamoStore,
+        token_hash: &str,
+    ) -> Result<Option<Arc<IntegrationRecord>>, StoreError> {
+        if let Some((rec, at)) = self.entries.lock().expect("not poisoned").get(token_hash)
+            && at.elapsed() < DEFINITION_STALENESS
+        {
+            return Ok(Some(rec.clone()));
+        }
+        let asked = Instant::now();
+        let found = store.integration_by_token(token_hash).await?.map(Arc::new);
+        let mut entries = self.entries.lock().expect("not poisoned");
+        match &found {
+            Some(rec) => {
+                if entries.len() >= TOKEN_CACHE_MAX {
+                    entries.clear();
+                }
+                entries.insert(token_hash.to_string(), (rec.clone(), asked));
+            }
+            None => {
+                entries.remove(token_hash);
+            }
+        }
+        Ok(found)
     }
 }
 

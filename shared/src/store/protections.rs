@@ -1,16 +1,17 @@
 //! Rate-limit windows and idempotency records, in the config table (which has TTL on
 //! `expiresAt`). Keys: `RATE#<acc>#<shard>` / `<epoch second>` and `IDEM#<acc>#<sha256(key)>` /
-//! `IDEM`; neither is written on every call of an account by more than its share (see
+//! `IDEM`; a window is written once per lease of an instance, not per call (see
 //! `protect::rate`), and idempotency records are one per client-chosen key. Usage sums live
 //! under `USAGE#<acc>#<day>` / `<clientId>`.
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
 use super::StoreError;
 use super::accounts::account_pk;
 use super::codec::{Item, get_n, get_s, n, s};
-use super::dynamo::{DynamoStore, is_conditional_failure, sdk_error};
+use super::dynamo::{DynamoStore, sdk_error};
 use crate::domain::AccountId;
 use crate::protect::idempotency::{self, Record, StoredResponse};
 use crate::protect::usage::Usage;
@@ -66,33 +67,50 @@ impl DynamoStore {
         out.item.map(|item| get_n(&item, "rateLimit")).transpose()
     }
 
-    /// Counts one request in `shard` of the window `second` if it holds fewer than `cap`.
-    pub async fn take(
+    /// Leases `want` units of `shard` of the window `second` if that leaves it at most `cap`;
+    /// when it has less room but still `need`, leases what is left. Returns the units granted
+    /// (0: the window is full for this call). At most two conditional `UpdateItem`s.
+    pub async fn lease(
         &self,
         account: &AccountId,
         shard: i64,
         second: i64,
         cap: i64,
-    ) -> Result<bool, StoreError> {
-        let res = self
-            .client()
-            .update_item()
-            .table_name(&self.tables().config)
-            .key("pk", s(format!("RATE#{account}#{shard}")))
-            .key("sk", s(second.to_string()))
-            .update_expression("ADD #n :one SET expiresAt = :exp")
-            .condition_expression("attribute_not_exists(#n) OR #n < :cap")
-            .expression_attribute_names("#n", "n")
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":cap", n(cap))
-            .expression_attribute_values(":exp", n(second + WINDOW_TTL_SECS))
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_failure(&e) => Ok(false),
-            Err(e) => Err(sdk_error("UpdateItem", e)),
+        want: i64,
+        need: i64,
+    ) -> Result<i64, StoreError> {
+        let mut want = want.min(cap);
+        for _ in 0..2 {
+            let res = self
+                .client()
+                .update_item()
+                .table_name(&self.tables().config)
+                .key("pk", s(format!("RATE#{account}#{shard}")))
+                .key("sk", s(second.to_string()))
+                .update_expression("ADD #n :want SET expiresAt = :exp")
+                .condition_expression("attribute_not_exists(#n) OR #n <= :room")
+                .expression_attribute_names("#n", "n")
+                .expression_attribute_values(":want", n(want))
+                .expression_attribute_values(":room", n(cap - want))
+                .expression_attribute_values(":exp", n(second + WINDOW_TTL_SECS))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .send()
+                .await;
+            let e = match res {
+                Ok(_) => return Ok(want),
+                Err(e) => e,
+            };
+            let Some(UpdateItemError::ConditionalCheckFailedException(c)) = e.as_service_error() else {
+                return Err(sdk_error("UpdateItem", e));
+            };
+            let used = c.item().map(|i| get_n(i, "n")).transpose()?.unwrap_or(0);
+            let left = cap - used;
+            if left < need || left >= want {
+                return Ok(0);
+            }
+            want = left;
         }
+        Ok(0)
     }
 }
 
