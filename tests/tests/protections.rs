@@ -2,8 +2,9 @@
 //! DynamoDB, and `Idempotency-Key` replay on write routes.
 
 use integration_tests::*;
+
 use serde_json::json;
-use shared::domain::{AccountId, ScopeSet};
+use shared::domain::{AccountId, ScopeSet, SystemGuid};
 use shared::protect::idempotency;
 
 fn with_key<'a>(auth: &'a str, key: &'a str) -> [(&'a str, &'a str); 3] {
@@ -84,6 +85,49 @@ async fn an_account_over_its_limit_gets_429_and_others_do_not() {
             .push(call_integrations(&app, &slow_auth, "GET", "/public/v1/integrations", None).await.status);
     }
     assert!(statuses.contains(&429), "{statuses:?}");
+}
+
+/// Limits count work: a 2,000-id segment call is worth 20 units, not one like a read, and the
+/// account's next calls pay for it; another account's heavy-but-legal traffic never refuses
+/// this one's calls.
+#[tokio::test]
+async fn limits_count_work_and_a_heavy_account_never_refuses_another() {
+    let stack = Stack::new().await;
+    let now = shared::domain::Timestamp::now().epoch_secs();
+    let heavy = AccountId::parse("heavy").unwrap();
+    stack.store.create_account(&heavy, 100, 10, now).await.unwrap();
+    let (client, _) = stack.create_client(&heavy, "c", ScopeSet::all(), now).await.unwrap();
+    let heavy_auth = stack.bearer_for(&heavy, client.client_id.as_str(), ALL_SCOPES).await;
+    let heavy_system = SystemGuid::generate();
+    stack.store.create_system(&heavy, heavy_system, now).await.unwrap();
+    let calm_auth = stack.bearer(ALL_SCOPES).await;
+    let app = stack.segments_app();
+    let heavy_path = format!("/public/v1/user/system/{heavy_system}/segment");
+
+    // A light call first: a one-id segment is one unit, and the next reads are admitted.
+    let one = json!({"name": "one", "userIds": ["a"]}).to_string();
+    assert_eq!(call_segments(&app, &heavy_auth, "POST", &heavy_path, Some(&one)).await.status, 201);
+    assert_eq!(call_segments(&app, &heavy_auth, "GET", &heavy_path, None).await.status, 200);
+
+    // 2,000 ids: 20 units against a limit of 10 a second. The calls right after it pay that
+    // debt, so some are refused, however the calls fall across second boundaries.
+    let ids: Vec<String> = (0..2000).map(|i| format!("user-{i}")).collect();
+    let big = json!({"name": "big", "userIds": ids}).to_string();
+    let (mut heavy_statuses, mut calm_statuses) = (Vec::new(), Vec::new());
+    let calm_path = stack.segment_path("");
+    let a = call_segments(&app, &heavy_auth, "POST", &heavy_path, Some(&big)).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    for _ in 0..6 {
+        let (h, c) = tokio::join!(
+            call_segments(&app, &heavy_auth, "GET", &heavy_path, None),
+            call_segments(&app, &calm_auth, "GET", &calm_path, None)
+        );
+        heavy_statuses.push(h.status);
+        calm_statuses.push(c.status);
+    }
+    assert!(heavy_statuses.contains(&429), "the 2,000-id call's work is charged: {heavy_statuses:?}");
+    assert!(heavy_statuses.iter().all(|s| *s == 200 || *s == 429), "{heavy_statuses:?}");
+    assert!(calm_statuses.iter().all(|s| *s == 200), "the other account is never refused: {calm_statuses:?}");
 }
 
 #[tokio::test]

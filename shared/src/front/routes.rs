@@ -40,7 +40,9 @@ pub struct Route<Op: 'static> {
     pub access: Access,
     /// A write: an `Idempotency-Key` header makes it replayable.
     pub write: bool,
-    /// Rate-limit units one call costs.
+    /// Rate-limit units a call is charged when admitted; the work it then does past that
+    /// (`UsageReport::units`: one unit per 100 users written or segment ids processed) is
+    /// charged to the account's next calls.
     pub cost: u32,
     pub dialect: Dialect,
 }

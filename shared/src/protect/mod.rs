@@ -141,6 +141,12 @@ impl Guard {
         self.usage.flush_all(&self.store).await;
     }
 
+    /// Charges the work a call did past the `units` it was admitted for ([`UsageReport::units`]):
+    /// the account's next calls on this instance pay it.
+    pub fn charge_work(&self, account: &AccountId, admitted_units: u32, report: &UsageReport) {
+        self.limiter.owe(account, report.units() - i64::from(admitted_units));
+    }
+
     /// The call's usage, and its error code if it failed.
     pub async fn record(
         &self,

@@ -70,6 +70,9 @@ struct Lease {
 #[derive(Default)]
 struct AccountState {
     lease: Lease,
+    /// Units of work done past what its call was charged at admission (see
+    /// [`RateLimiter::owe`]), charged on this instance's next admissions for the account.
+    debt: i64,
     /// Shards found full in `full_second`.
     full: HashSet<i64>,
     full_second: i64,
@@ -122,19 +125,21 @@ impl RateLimiter {
         units: i64,
         now_ms: i64,
     ) -> Result<(), Refusal> {
-        let units = units.max(1);
         let second = now_ms.div_euclid(1000);
-        let recent = {
+        let (units, recent) = {
             let mut states = self.state.lock().expect("not poisoned");
             if states.len() >= ACCOUNTS_MAX && !states.contains_key(account) {
                 states.clear();
             }
             let st = states.entry(account.clone()).or_default();
+            // This call's units and what earlier calls still owe.
+            let units = units.max(1) + st.debt;
             st.count(second, units);
             if st.take_local(second, units) {
+                st.debt = 0;
                 return Ok(());
             }
-            st.asked_before.max(st.asked)
+            (units, st.asked_before.max(st.asked))
         };
         let limit = match self.limit(store, account).await.map_err(Refusal::Unavailable)? {
             Some(l) if l > 0 => l,
@@ -142,7 +147,9 @@ impl RateLimiter {
             _ => return Ok(()),
         };
         let (shards, cap) = plan(limit);
-        // A call never costs more than one shard's second (else it could never be admitted).
+        // A call never costs more than one shard's second (else it could never be admitted);
+        // what a debt holds past that waits for the next calls.
+        let owed_after = (units - cap).max(0);
         let units = units.min(cap);
         // Try up to two shards not yet found full this second.
         for _ in 0..2 {
@@ -154,6 +161,7 @@ impl RateLimiter {
                     let st = states.entry(account.clone()).or_default();
                     // A newer lease replaces the old one; the old one's rest is forgone.
                     st.lease = Lease { window: second, left: granted - units };
+                    st.debt = owed_after;
                     return Ok(());
                 }
                 Ok(_) => {
@@ -168,6 +176,18 @@ impl RateLimiter {
         }
         let retry_after = 1;
         Err(Refusal::Limited { retry_after })
+    }
+
+    /// Charges `units` of work a call did past what it was charged when admitted (a
+    /// 25,000-id segment call is admitted for one unit, and owes the rest): this instance's
+    /// next admissions for the account charge them too, a shard's second at a time. The work is
+    /// done once; what it costs is paid by the calls that follow, so an account's sustained
+    /// rate counts its work, not its calls.
+    pub fn owe(&self, account: &AccountId, units: i64) {
+        if units > 0 {
+            let mut states = self.state.lock().expect("not poisoned");
+            states.entry(account.clone()).or_default().debt += units;
+        }
     }
 
     /// A random shard not found full in this second, or `None` when all are.

@@ -26,6 +26,19 @@ pub struct UsageReport {
     pub segment_ids: i64,
 }
 
+/// Items of work one rate-limit unit covers: a call that writes up to 100 users (the most one
+/// user-data call takes) or processes up to 100 segment ids costs one unit; a 25,000-id segment
+/// call costs 250 (docs/SECURITY.md, "Limits that count work").
+pub const ITEMS_PER_UNIT: i64 = 100;
+
+impl UsageReport {
+    /// The rate-limit units the call's work is worth: at least one.
+    pub fn units(&self) -> i64 {
+        let items = self.users_updated + self.segment_ids;
+        ((items + ITEMS_PER_UNIT - 1) / ITEMS_PER_UNIT).max(1)
+    }
+}
+
 /// Sums over calls.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -161,6 +174,15 @@ pub fn emit_error_metric(account: &AccountId, code: &str, now_ms: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_unit_covers_a_hundred_items_of_work_and_a_call_costs_at_least_one() {
+        let r = |users_updated, segment_ids| UsageReport { users_updated, segment_ids }.units();
+        assert_eq!(
+            [r(0, 0), r(1, 0), r(100, 0), r(101, 0), r(0, 25_000), r(0, 25_001)],
+            [1, 1, 1, 2, 250, 251]
+        );
+    }
 
     #[test]
     fn days_are_utc_dates() {
