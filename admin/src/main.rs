@@ -172,6 +172,10 @@ async fn run(store: &DynamoStore, command: Command) -> Outcome {
             if attribute_limit < 1 || rate_limit < 1 {
                 return Err("--attribute-limit and --rate-limit must be at least 1".into());
             }
+            let most = shared::domain::integration::MAX_ATTRIBUTE_LIMIT;
+            if attribute_limit > most {
+                return Err(format!("--attribute-limit may be at most {most}"));
+            }
             let id = account_id(&id)?;
             let rec = store.create_account(&id, attribute_limit, rate_limit, now).await.map_err(store_err)?;
             let text = format!("account {} created", rec.account_id);

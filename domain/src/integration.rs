@@ -121,6 +121,12 @@ pub struct Definition {
 pub const MAX_NAME_LEN: usize = 200;
 pub const MAX_ATTRIBUTE_NAME_LEN: usize = 128;
 pub const MAX_PROPERTIES: usize = 100;
+/// Integrations one account may have (the implicit MoEngage one aside). With
+/// [`MAX_ATTRIBUTE_LIMIT`], it keeps the integration list (one unpaginated answer) far below
+/// Lambda's 6 MB response limit: about 2.5 MB at the very worst (docs/SECURITY.md).
+pub const MAX_INTEGRATIONS_PER_ACCOUNT: i64 = 100;
+/// The highest attribute limit an operator may give an account.
+pub const MAX_ATTRIBUTE_LIMIT: i64 = 1000;
 
 impl Definition {
     /// Validates a create body (`name`, `userIdentifierProperty`, `properties`); every

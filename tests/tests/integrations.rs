@@ -115,6 +115,37 @@ async fn attribute_types_never_change() {
 }
 
 #[tokio::test]
+async fn an_account_has_at_most_100_integrations() {
+    let stack = Stack::new().await;
+    let now = shared::domain::Timestamp::now().epoch_secs();
+    let big = shared::domain::AccountId::parse("big").unwrap();
+    stack.store.create_account(&big, 1000, 10_000, now).await.unwrap();
+    let (client, _) = stack.create_client(&big, "c", shared::domain::ScopeSet::all(), now).await.unwrap();
+    let auth = stack.bearer_for(&big, client.client_id.as_str(), ALL_SCOPES).await;
+    let mut ids = Vec::new();
+    for i in 0..100 {
+        let a =
+            call(&stack, &auth, "POST", "/public/v1/integrations", Some(&definition(&format!("i{i}"), 1)))
+                .await;
+        assert_eq!(a.status, 201, "integration {i}: {}", a.body);
+        ids.push(a.body["integrationId"].as_str().unwrap().to_string());
+    }
+    // One past: refused with its own code, though attribute headroom remains.
+    let a = call(&stack, &auth, "POST", "/public/v1/integrations", Some(&definition("x", 1))).await;
+    assert_eq!(
+        (a.status, a.body["error"]["code"].as_str()),
+        (409, Some("integration_limit_exceeded")),
+        "{}",
+        a.body
+    );
+    // A delete frees a place.
+    let path = format!("/public/v1/integrations/{}", ids[0]);
+    assert_eq!(call(&stack, &auth, "DELETE", &path, None).await.status, 204);
+    let a = call(&stack, &auth, "POST", "/public/v1/integrations", Some(&definition("y", 1))).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+}
+
+#[tokio::test]
 async fn attribute_cap_counts_every_integration_at_the_edge() {
     let stack = Stack::new().await; // account limit: 100
     let auth = stack.bearer(ALL_SCOPES).await;

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use shared::api;
 use shared::auth::{IssuerPolicy, Principal, SecretHash};
-use shared::domain::integration::{AttrType, Definition};
+use shared::domain::integration::{self, AttrType, Definition};
 use shared::domain::user_data::{self, Envelope, Mode};
 use shared::domain::{Problem, Scope, Timestamp};
 use shared::front::{Call, Env, Route, Service};
@@ -93,6 +93,13 @@ fn write_error(e: IntegrationWriteError) -> ApiError {
         IntegrationWriteError::AttributeLimit => ApiError::Conflict {
             code: ErrorCode::AttributeLimitExceeded,
             message: "this change would take the account past its attribute limit (attributes of all integrations count)".into(),
+        },
+        IntegrationWriteError::IntegrationLimit => ApiError::Conflict {
+            code: ErrorCode::IntegrationLimitExceeded,
+            message: format!(
+                "the account has {} integrations, the most it may have; delete one first",
+                integration::MAX_INTEGRATIONS_PER_ACCOUNT
+            ),
         },
         IntegrationWriteError::Conflict => ApiError::Conflict {
             code: ErrorCode::ConcurrentModification,

@@ -121,7 +121,8 @@ async fn run(app: &App, info: &RequestInfo, req: &Request, account: &AccountId) 
                 Ok(()) => state.remember_types(&account, next.attribute_types.clone()),
                 // Another call added attributes meanwhile: read again, judge again.
                 Err(IntegrationWriteError::Conflict) => continue,
-                Err(IntegrationWriteError::AttributeLimit) => {
+                // The implicit integration is not counted against the integration cap.
+                Err(IntegrationWriteError::AttributeLimit | IntegrationWriteError::IntegrationLimit) => {
                     return Err(attribute_limit(format!(
                         "new attributes {} would take the account past its attribute limit (attributes of all integrations count); nothing was written",
                         quoted(&resolved.new_attributes)

@@ -22,7 +22,9 @@ use super::accounts::account_pk;
 use super::codec::{Item, get_n, get_s, n, s};
 use super::dynamo::{DynamoStore, sdk_error};
 use crate::domain::AccountId;
-use crate::domain::integration::{AttrType, Definition, Property, PropertyPath};
+use crate::domain::integration::{
+    AttrType, Definition, MAX_INTEGRATIONS_PER_ACCOUNT, Property, PropertyPath,
+};
 
 /// Attempts of a transaction cancelled for transient reasons only, before a 503.
 const TRANSACT_ATTEMPTS: u32 = 10;
@@ -45,6 +47,8 @@ pub struct IntegrationRecord {
 pub enum IntegrationWriteError {
     #[error("the account's attribute limit would be exceeded")]
     AttributeLimit,
+    #[error("the account has as many integrations as it may")]
+    IntegrationLimit,
     #[error("the integration changed concurrently")]
     Conflict,
     #[error(transparent)]
@@ -178,22 +182,50 @@ impl DynamoStore {
         TransactWriteItem::builder().put(put).build()
     }
 
-    /// Moves the account's attribute headroom by `-used` (used > 0 consumes headroom).
-    fn consume_headroom(&self, account: &AccountId, used: i64) -> TransactWriteItem {
+    /// Moves the account's attribute headroom by `-used` (used > 0 consumes headroom) and its
+    /// count of integrations by `integrations` (+1 on a create, refused at
+    /// [`MAX_INTEGRATIONS_PER_ACCOUNT`]; -1 on a delete).
+    fn consume_headroom(&self, account: &AccountId, used: i64, integrations: i64) -> TransactWriteItem {
         let mut update = Update::builder()
             .table_name(&self.tables().config)
             .key("pk", s(account_pk(account)))
             .key("sk", s("ACCOUNT"))
-            .update_expression("ADD attributeHeadroom :d")
             .expression_attribute_values(":d", n(-used));
-        update = if used > 0 {
-            update
-                .condition_expression("attributeHeadroom >= :need")
-                .expression_attribute_values(":need", n(used))
+        update = if integrations == 0 {
+            update.update_expression("ADD attributeHeadroom :d")
         } else {
-            update.condition_expression("attribute_exists(pk)")
+            update
+                .update_expression("ADD attributeHeadroom :d, integrationCount :c")
+                .expression_attribute_values(":c", n(integrations))
         };
+        let mut conditions = vec!["attribute_exists(pk)"];
+        if used > 0 {
+            conditions.push("attributeHeadroom >= :need");
+            update = update.expression_attribute_values(":need", n(used));
+        }
+        if integrations > 0 {
+            // Accounts made before the count existed start counting at their next create.
+            conditions.push("(attribute_not_exists(integrationCount) OR integrationCount < :most)");
+            update = update.expression_attribute_values(":most", n(MAX_INTEGRATIONS_PER_ACCOUNT));
+        }
+        update = update.condition_expression(conditions.join(" AND "));
         TransactWriteItem::builder().update(update.build().expect("update is complete")).build()
+    }
+
+    /// How many integrations the account has made (and not deleted) since it was counted.
+    async fn integration_count(&self, account: &AccountId) -> Result<i64, StoreError> {
+        let out = self
+            .client()
+            .get_item()
+            .table_name(&self.tables().config)
+            .key("pk", s(account_pk(account)))
+            .key("sk", s("ACCOUNT"))
+            .projection_expression("integrationCount")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        Ok(out.item.and_then(|i| get_n(&i, "integrationCount").ok()).unwrap_or(0))
     }
 
     /// Writes an integration that has no token (the implicit MoEngage integration, which is
@@ -208,8 +240,11 @@ impl DynamoStore {
         let before = old.map_or(0, |o| o.definition.properties.len() as i64);
         let used = new.definition.properties.len() as i64 - before;
         let condition = old.map(|o| ("version = :v", o.version));
-        self.transact(vec![self.consume_headroom(&new.account, used), self.put_integration(new, condition)])
-            .await
+        self.transact(vec![
+            self.consume_headroom(&new.account, used, 0),
+            self.put_integration(new, condition),
+        ])
+        .await
     }
 
     /// Runs the transaction. A cancellation for a transient reason only (a concurrent
@@ -320,12 +355,18 @@ impl DynamoStore {
         let used = rec.definition.properties.len() as i64;
         let res = self
             .transact(vec![
-                self.consume_headroom(&rec.account, used),
+                self.consume_headroom(&rec.account, used, 1),
                 self.put_integration(rec, None),
                 self.put_token_item(rec),
             ])
             .await;
         match res {
+            // The account's item refused: its attribute headroom, or its count of integrations.
+            Err(IntegrationWriteError::AttributeLimit)
+                if self.integration_count(&rec.account).await? >= MAX_INTEGRATIONS_PER_ACCOUNT =>
+            {
+                Err(IntegrationWriteError::IntegrationLimit)
+            }
             // The id is fresh, so "it exists" (or an unknown outcome) means an attempt of this
             // call may have committed and lost its answer: if the integration is there with this
             // token, it was created, once.
@@ -347,7 +388,7 @@ impl DynamoStore {
     ) -> Result<(), IntegrationWriteError> {
         let used = new.definition.properties.len() as i64 - old.definition.properties.len() as i64;
         self.transact(vec![
-            self.consume_headroom(&old.account, used),
+            self.consume_headroom(&old.account, used, 0),
             self.put_integration(new, Some(("version = :v", old.version))),
             self.put_token_item(new),
         ])
@@ -371,7 +412,7 @@ impl DynamoStore {
             .build()
             .expect("complete");
         self.transact(vec![
-            self.consume_headroom(&rec.account, -freed),
+            self.consume_headroom(&rec.account, -freed, -1),
             TransactWriteItem::builder().delete(delete_def).build(),
             TransactWriteItem::builder().delete(delete_token).build(),
         ])
