@@ -276,6 +276,25 @@ mod tests {
         }
     }
 
+    /// What only the operator may change: no function's role writes an account's limits, a
+    /// client or a signing key, whatever the tests exercise.
+    #[test]
+    fn no_function_may_write_limits_clients_or_keys() {
+        for f in ["token", "user-data", "integrations", "segments", "segment-purge"] {
+            let policy = Policy::of(f);
+            for action in ["PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"] {
+                for key in ["LIMITS#acme", "CLIENT#0123", "JWKS"] {
+                    let refused = policy.refuses(action, "ConfigTable", None, &[key.to_string()]);
+                    assert!(refused.is_some(), "{f} may {action} {key}");
+                }
+                assert!(
+                    policy.refuses(action, "SigningKeysTable", None, &["SIGNING".into()]).is_some(),
+                    "{f}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn every_function_has_a_role_with_statements() {
         for f in ["token", "user-data", "integrations", "segments", "segment-purge"] {

@@ -80,8 +80,8 @@ impl Intercept for RequestCounter {
 }
 
 /// Whether a serialized DynamoDB request is one of the pay-per-call protections', told by the
-/// config-table items it names (docs/TABLES.md): a `RATE#` window, an `IDEM#` record or a
-/// `USAGE#` sum, or the read of the account item's `rateLimit` alone.
+/// config-table items it names (docs/TABLES.md): a `RATE#` window, an `IDEM#` record, a
+/// `USAGE#` sum or the `LIMITS#` item, or the read of an older account item's `rateLimit`.
 pub fn is_protection(body: Option<&[u8]>) -> bool {
     let Some(Ok(request)) = body.map(serde_json::from_slice::<Value>) else {
         return false;
@@ -92,7 +92,7 @@ pub fn is_protection(body: Option<&[u8]>) -> bool {
     }
     let key = request.get("Key").or_else(|| request.get("Item"));
     let pk = key.and_then(|k| k["pk"]["S"].as_str()).unwrap_or("");
-    ["RATE#", "IDEM#", "USAGE#"].iter().any(|prefix| pk.starts_with(prefix))
+    ["RATE#", "IDEM#", "USAGE#", "LIMITS#"].iter().any(|prefix| pk.starts_with(prefix))
         || request["ProjectionExpression"] == "rateLimit"
 }
 

@@ -8,11 +8,16 @@ use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem};
 
 use super::StoreError;
 use super::codec::{Item, get_n, get_s, n, s};
-use super::dynamo::{DynamoStore, is_cancelled_by_condition, is_conditional_failure, sdk_error};
+use super::dynamo::{DynamoStore, is_cancelled_by_condition, sdk_error};
 use crate::domain::{AccountId, SystemGuid};
 
 pub(crate) fn account_pk(account: &AccountId) -> String {
     format!("ACCOUNT#{account}")
+}
+
+/// The partition of an account's limits: written by the operator only (docs/SECURITY.md).
+pub(crate) fn limits_pk(account: &AccountId) -> String {
+    format!("LIMITS#{account}")
 }
 
 fn system_sk(guid: SystemGuid) -> String {
@@ -30,6 +35,9 @@ pub struct AccountRecord {
 }
 
 impl DynamoStore {
+    /// Creates the account: its item (`ACCOUNT#<id>`/`ACCOUNT`, which the functions update:
+    /// attribute headroom, integration count) and its limits item (`LIMITS#<id>`/`LIMITS`,
+    /// which no function's role may write), in one transaction.
     pub async fn create_account(
         &self,
         account: &AccountId,
@@ -37,18 +45,29 @@ impl DynamoStore {
         rate_limit: i64,
         now: i64,
     ) -> Result<AccountRecord, StoreError> {
-        let res = self
-            .client()
-            .put_item()
+        let account_item = Put::builder()
             .table_name(&self.tables().config)
             .item("pk", s(account_pk(account)))
             .item("sk", s("ACCOUNT"))
             .item("accountId", s(account.as_str()))
             .item("attributeLimit", n(attribute_limit))
-            .item("rateLimit", n(rate_limit))
             .item("attributeHeadroom", n(attribute_limit))
             .item("createdAt", n(now))
             .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .expect("put is complete");
+        let limits_item = Put::builder()
+            .table_name(&self.tables().config)
+            .item("pk", s(limits_pk(account)))
+            .item("sk", s("LIMITS"))
+            .item("rateLimit", n(rate_limit))
+            .build()
+            .expect("put is complete");
+        let res = self
+            .client()
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(account_item).build())
+            .transact_items(TransactWriteItem::builder().put(limits_item).build())
             .send()
             .await;
         match res {
@@ -58,10 +77,10 @@ impl DynamoStore {
                 rate_limit,
                 created_at: now,
             }),
-            Err(e) if is_conditional_failure(&e) => {
+            Err(e) if is_cancelled_by_condition(&e) => {
                 Err(StoreError::AlreadyExists(format!("account {account}")))
             }
-            Err(e) => Err(sdk_error("PutItem", e)),
+            Err(e) => Err(sdk_error("TransactWriteItems", e)),
         }
     }
 
@@ -76,16 +95,13 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| sdk_error("GetItem", e))?;
-        out.item
-            .map(|item| {
-                Ok(AccountRecord {
-                    account_id: get_s(&item, "accountId")?.to_string(),
-                    attribute_limit: get_n(&item, "attributeLimit")?,
-                    rate_limit: get_n(&item, "rateLimit")?,
-                    created_at: get_n(&item, "createdAt")?,
-                })
-            })
-            .transpose()
+        let Some(item) = out.item else { return Ok(None) };
+        Ok(Some(AccountRecord {
+            account_id: get_s(&item, "accountId")?.to_string(),
+            attribute_limit: get_n(&item, "attributeLimit")?,
+            rate_limit: self.rate_limit(account).await?.unwrap_or(0),
+            created_at: get_n(&item, "createdAt")?,
+        }))
     }
 
     fn account_exists(&self, account: &AccountId) -> TransactWriteItem {

@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
 use super::StoreError;
-use super::accounts::account_pk;
+use super::accounts::{account_pk, limits_pk};
 use super::codec::{Item, get_n, get_s, n, s};
 use super::dynamo::{DynamoStore, sdk_error};
 use crate::domain::AccountId;
@@ -54,17 +54,23 @@ fn parse_record(item: &Item, now: i64) -> Result<Option<Record>, StoreError> {
 impl DynamoStore {
     /// The account's requests-per-second limit (`None`: unknown account).
     pub async fn rate_limit(&self, account: &AccountId) -> Result<Option<i64>, StoreError> {
-        let out = self
-            .client()
-            .get_item()
-            .table_name(&self.tables().config)
-            .key("pk", s(account_pk(account)))
-            .key("sk", s("ACCOUNT"))
-            .projection_expression("rateLimit")
-            .send()
-            .await
-            .map_err(|e| sdk_error("GetItem", e))?;
-        out.item.map(|item| get_n(&item, "rateLimit")).transpose()
+        // The limits item; an account made before it existed keeps its limit on its own item.
+        for (pk, sk) in [(limits_pk(account), "LIMITS"), (account_pk(account), "ACCOUNT")] {
+            let out = self
+                .client()
+                .get_item()
+                .table_name(&self.tables().config)
+                .key("pk", s(pk))
+                .key("sk", s(sk))
+                .projection_expression("rateLimit")
+                .send()
+                .await
+                .map_err(|e| sdk_error("GetItem", e))?;
+            if let Some(limit) = out.item.as_ref().and_then(|item| get_n(item, "rateLimit").ok()) {
+                return Ok(Some(limit));
+            }
+        }
+        Ok(None)
     }
 
     /// Leases `want` units of `shard` of the window `second` if that leaves it at most `cap`;
