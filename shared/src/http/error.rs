@@ -32,6 +32,7 @@ pub enum ErrorCode {
     ExternalIdTaken,
     CursorStale,
     AttributeLimitExceeded,
+    SegmentLimitExceeded,
     ConcurrentModification,
     IdempotencyKeyInUse,
     PayloadTooLarge,
@@ -45,7 +46,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 24] = [
         Self::ValidationFailed,
         Self::InvalidJson,
         Self::InvalidBody,
@@ -60,6 +61,7 @@ impl ErrorCode {
         Self::ExternalIdTaken,
         Self::CursorStale,
         Self::AttributeLimitExceeded,
+        Self::SegmentLimitExceeded,
         Self::ConcurrentModification,
         Self::IdempotencyKeyInUse,
         Self::PayloadTooLarge,
@@ -87,6 +89,7 @@ impl ErrorCode {
             Self::ExternalIdTaken => "external_id_taken",
             Self::CursorStale => "cursor_stale",
             Self::AttributeLimitExceeded => "attribute_limit_exceeded",
+            Self::SegmentLimitExceeded => "segment_limit_exceeded",
             Self::ConcurrentModification => "concurrent_modification",
             Self::IdempotencyKeyInUse => "idempotency_key_in_use",
             Self::PayloadTooLarge => "payload_too_large",
