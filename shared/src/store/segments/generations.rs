@@ -21,11 +21,14 @@ use super::keys::SHARDS;
 
 /// Concurrent BatchWriteItem calls of one request (25,000 ids = 2,000 calls).
 const WRITE_CONCURRENCY: usize = 32;
-/// Partitions the purge works on at once: all of them, so that each takes its own
-/// per-partition share (1,000 deletes per second) in parallel.
-const PURGE_PARTITIONS_IN_FLIGHT: usize = SHARDS as usize;
-/// BatchWriteItem calls in flight per purged partition.
+/// Partitions the purge works on at once, each at its own per-partition rate (1,000 deletes
+/// per second): 1,000,000 members are 100 partitions of 10,000, so 4 waves of ~10 s.
+pub const PURGE_PARTITIONS_IN_FLIGHT: usize = 32;
+/// BatchWriteItem calls in flight per purged partition (a member and its reverse entry per
+/// member: 2 items, 1 of them on the partition).
 const PURGE_WRITES_PER_PARTITION: usize = 4;
+/// Items per purge `Query` page: small pages answer fast, and each page's deletes start at once.
+const PURGE_PAGE: i32 = 1_000;
 
 /// The member, reverse-entry and counter items of a fresh generation holding exactly `ids`.
 pub(super) fn generation_items(
@@ -126,9 +129,9 @@ impl DynamoStore {
 
     /// Deletes every item of one generation of a segment (members, their reverse entries and
     /// counters); returns how many members. Run by the purge function after an override or
-    /// delete made the generation unreachable, so nothing reads these items any more. All
-    /// member partitions are purged at once, each at its own per-partition rate; it is
-    /// idempotent, so a purge cut short resumes, when run again, with what is left.
+    /// delete made the generation unreachable, so nothing reads these items any more. 32
+    /// partitions are purged at once, each at its own per-partition rate; it is idempotent, so
+    /// a purge cut short resumes, when run again, with what is left.
     pub async fn purge_generation(
         &self,
         account: &AccountId,
@@ -169,6 +172,7 @@ async fn purge_partition(
             .key_condition_expression("pk = :p")
             .expression_attribute_values(":p", s(pk))
             .projection_expression("pk, sk")
+            .limit(PURGE_PAGE)
             .set_exclusive_start_key(start)
             .send()
             .await

@@ -33,7 +33,7 @@ const MAX_TRANSACT: usize = 100;
 const TRANSACT_ATTEMPTS: u32 = 10;
 /// Passes over the changes that other transactions held: each pass comes after the whole
 /// previous one, so by then the other call has usually moved on.
-const ROUNDS: u32 = 12;
+const ROUNDS: u32 = 30;
 
 /// One generation of one segment: where its members, counters and reverse entries live.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -45,6 +45,7 @@ use crate::store::codec::{Item, get_s, key, n, s};
 use crate::store::concurrent::for_each_bounded;
 use crate::store::dynamo::{DynamoStore, sdk_error};
 use crate::store::{StoreError, batch};
+pub use generations::PURGE_PARTITIONS_IN_FLIGHT;
 use keys::{
     COUNT_SK, HEAD_SK, LISTED_PREFIX, REVERSE_PREFIX, account_count_pk, guard_sk, head_item, head_pk,
     listed_sk, new_generation, parse_head, parse_reverse_sk, system_pk, user_pk,
