@@ -157,8 +157,11 @@ pub struct Segment<'a> {
 
 /// `SegmentList`.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SegmentList<'a> {
     pub segments: Vec<Segment<'a>>,
+    /// Where the next page starts; `null` on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// `SegmentMembers`.

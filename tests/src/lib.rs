@@ -577,3 +577,56 @@ pub fn answer(resp: Response<Body>) -> Answer {
     let body = if raw.is_empty() { Value::Null } else { serde_json::from_slice(&raw).expect("JSON body") };
     Answer { status, headers, body, raw }
 }
+
+/// Capacity units a table has consumed so far, from the local server's meter (`GET /_meter`,
+/// docs/LOCAL_DYNAMODB.md): (read units, write units), summed over the table and its indexes.
+/// Every test has its own tables, so the difference of two readings is what one test's calls
+/// cost, whatever other tests run meanwhile. `None` when the server has no meter.
+pub fn table_units(table: &str) -> Option<(f64, f64)> {
+    let meter = meter_call("GET", "/_meter", None)?;
+    let t = meter.get("tables")?.get(table);
+    let unit = |k: &str| t.and_then(|t| t.get(k)).and_then(Value::as_f64).unwrap_or(0.0);
+    Some((unit("rcu"), unit("wcu")))
+}
+
+/// One call to the local server's meter (`GET /_meter`, `POST /_meter/reset`,
+/// `POST /_meter/config`); its JSON answer, or `None` without a meter.
+pub fn meter_call(method: &str, path: &str, body: Option<&str>) -> Option<Value> {
+    use std::io::{Read, Write};
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").ok()?;
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let mut stream = std::net::TcpStream::connect(&host).ok()?;
+    let body = body.unwrap_or("");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        return None;
+    }
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    serde_json::from_str(&body).ok().or(Some(Value::Null))
+}
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}

@@ -492,10 +492,11 @@ async fn segment_add_and_remove() {
     // transaction conflicts (retried by the store) on the transaction, a throttle on the count.
     let add: Vec<String> = ids("a", 20).into_iter().skip(8).collect(); // 4 members, 8 new
     c.stack.faults.arm(
-        FaultPlan::new()
-            .fail("BatchGetItem", 1..=2, Unprocessed)
-            .fail("BatchGetItem", 4..=4, Throttling)
-            .fail_each(TWI, 1, &[Throttled, TransactionConflict, ServerError, TransactionConflict]),
+        FaultPlan::new().fail("BatchGetItem", 1..=2, Unprocessed).fail("Query", 1..=1, Throttling).fail_each(
+            TWI,
+            1,
+            &[Throttled, TransactionConflict, ServerError, TransactionConflict],
+        ),
     );
     let a = c.update(&seg, "add", &add).await;
     assert_eq!(a.status, 200, "{}", a.body);

@@ -3,7 +3,9 @@
 //! an `override` (the head's generation changed) or a `DELETE` (the head is gone). The API
 //! calls never wait for this: readers stopped seeing those items when the head changed.
 //!
-//! A failure returns an error, so Lambda retries the batch; purging is idempotent.
+//! Each generation is purged on its own: a failed one is reported as a batch item failure, so
+//! Lambda retries only from it, and sends it to the dead-letter queue once its retries run
+//! out; purging is idempotent.
 
 use serde_json::Value;
 
@@ -23,42 +25,79 @@ fn string<'a>(image: &'a Value, name: &str) -> Option<&'a str> {
     image.get(name)?.get("S")?.as_str()
 }
 
-/// The generations a stream batch made unreachable. Records of other items (members,
-/// counters, guards) and head changes that kept the generation are ignored.
-pub fn targets(event: &Value) -> Vec<Target> {
-    let records = event.get("Records").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-    records
-        .iter()
-        .filter_map(|r| {
-            let ddb = r.get("dynamodb")?;
-            let old = ddb.get("OldImage")?;
-            let pk = string(old, "pk")?;
-            if !string(old, "sk")?.starts_with("S#") {
-                return None;
-            }
-            let generation = string(old, "generation")?;
-            let still_current = match r.get("eventName")?.as_str()? {
-                "REMOVE" => false,
-                "MODIFY" => ddb.get("NewImage").and_then(|n| string(n, "generation")) == Some(generation),
-                _ => return None,
-            };
-            if still_current {
-                return None;
-            }
-            Some(Target {
-                account: AccountId::parse(pk.strip_suffix("#SEGMENTS")?).ok()?,
-                segment: SegmentGuid::parse(string(old, "segmentGuid")?).ok()?,
-                generation: generation.to_string(),
-            })
-        })
-        .collect()
+/// The generation a stream record made unreachable, if any. Records of other items
+/// (members, counters, list entries) and head changes that kept the generation give `None`.
+fn target(r: &Value) -> Option<Target> {
+    let ddb = r.get("dynamodb")?;
+    let old = ddb.get("OldImage")?;
+    let pk = string(old, "pk")?;
+    if string(old, "sk")? != "H" {
+        return None;
+    }
+    let generation = string(old, "generation")?;
+    let still_current = match r.get("eventName")?.as_str()? {
+        "REMOVE" => false,
+        "MODIFY" => ddb.get("NewImage").and_then(|n| string(n, "generation")) == Some(generation),
+        _ => return None,
+    };
+    if still_current {
+        return None;
+    }
+    // A head's partition key is `<accountId>#SEG#<segmentGuid>`; account ids hold no `#`.
+    let (account, rest) = pk.split_once('#')?;
+    let segment = rest.strip_prefix("SEG#")?;
+    Some(Target {
+        account: AccountId::parse(account).ok()?,
+        segment: SegmentGuid::parse(segment).ok()?,
+        generation: generation.to_string(),
+    })
 }
 
-pub async fn handle(store: &DynamoStore, event: &Value) -> Result<(), StoreError> {
-    for t in targets(event) {
-        let deleted = store.purge_generation(&t.account, t.segment, &t.generation).await?;
-        tracing::info!(account = %t.account, segment = %t.segment, generation = %t.generation, deleted,
-            "segment generation purged");
+fn records(event: &Value) -> &[Value] {
+    event.get("Records").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
+}
+
+/// The generations a stream batch made unreachable.
+pub fn targets(event: &Value) -> Vec<Target> {
+    records(event).iter().filter_map(target).collect()
+}
+
+/// Purges every generation of the batch at once (one segment's purge never waits for
+/// another's) and answers with the records whose purge failed
+/// (`{"batchItemFailures": [{"itemIdentifier": <sequence number>}]}`, the
+/// `ReportBatchItemFailures` response): Lambda retries from the first of them, so the ones
+/// that succeeded before it are not purged again, and after `MaximumRetryAttempts` the record
+/// goes to the dead-letter queue (template.yaml). A purge is idempotent and resumes with what
+/// is left.
+pub async fn handle(store: &DynamoStore, event: &Value) -> Result<Value, StoreError> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for r in records(event) {
+        let Some(t) = target(r) else { continue };
+        let sequence =
+            r.get("dynamodb").and_then(|d| d.get("SequenceNumber")).cloned().unwrap_or(Value::Null);
+        let store = store.clone();
+        tasks.spawn(async move {
+            let started = std::time::Instant::now();
+            let res = store.purge_generation(&t.account, t.segment, &t.generation).await;
+            match &res {
+                Ok(deleted) => tracing::info!(account = %t.account, segment = %t.segment,
+                    generation = %t.generation, deleted, ms = started.elapsed().as_millis() as u64,
+                    "segment generation purged"),
+                Err(e) => tracing::error!(account = %t.account, segment = %t.segment,
+                    generation = %t.generation, error = %e, "segment generation purge failed"),
+            }
+            (sequence, res.is_ok())
+        });
     }
-    Ok(())
+    let mut failed = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok((_, true)) => {}
+            Ok((sequence, false)) => failed.push(sequence),
+            Err(e) => return Err(StoreError::Unavailable(format!("purge task failed: {e}"))),
+        }
+    }
+    let failures: Vec<Value> =
+        failed.into_iter().map(|s| serde_json::json!({ "itemIdentifier": s })).collect();
+    Ok(serde_json::json!({ "batchItemFailures": failures }))
 }

@@ -14,13 +14,18 @@ use shared::http::request::json_body;
 use shared::http::{ApiError, ErrorCode, Reply, RequestInfo};
 use shared::protect::usage::UsageReport;
 use shared::store::dynamo::DynamoStore;
-use shared::store::segments::{MemberCursor, NewSegment, SegmentError, SegmentHead, SegmentView};
+use shared::store::segments::{
+    MemberCursor, NewSegment, SegmentCaps, SegmentError, SegmentHead, SegmentView, decode_list_cursor,
+};
 
 /// 25,000 ids of up to 100 characters, each possibly `\u`-escaped, fit; API Gateway itself
 /// stops at 10 MB.
 pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 pub const DEFAULT_PAGE: usize = 1_000;
 pub const MAX_PAGE: usize = 10_000;
+/// Segments per page of the list: each costs ≤ 10 read units (its head and its count).
+pub const DEFAULT_LIST_PAGE: usize = 100;
+pub const MAX_LIST_PAGE: usize = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -34,11 +39,25 @@ pub enum Op {
 
 pub struct App {
     store: DynamoStore,
+    caps: SegmentCaps,
 }
 
 impl App {
+    /// Caps from `SEGMENTS_PER_SYSTEM` / `SEGMENTS_PER_ACCOUNT` (defaults: [`SegmentCaps`]).
     pub fn new(env: &Env) -> Self {
-        Self { store: env.store.clone() }
+        let default = SegmentCaps::default();
+        let read = |name: &str, d: i64| {
+            std::env::var(name).ok().and_then(|v| v.parse::<i64>().ok()).filter(|n| *n > 0).unwrap_or(d)
+        };
+        let caps = SegmentCaps {
+            per_system: read("SEGMENTS_PER_SYSTEM", default.per_system),
+            per_account: read("SEGMENTS_PER_ACCOUNT", default.per_account),
+        };
+        Self::with_caps(env, caps)
+    }
+
+    pub fn with_caps(env: &Env, caps: SegmentCaps) -> Self {
+        Self { store: env.store.clone(), caps }
     }
 }
 
@@ -63,7 +82,7 @@ impl Service for App {
             (call.info, call.req, call.param("systemGuid"), call.param("segmentGuid"));
         match op {
             Op::Create => create(self, info, p, sys, req).await,
-            Op::List => list(self, p, sys).await,
+            Op::List => list(self, p, sys, req).await,
             Op::Get => {
                 let head = find(self, p, sys, seg).await?;
                 Ok(Reply::json(200, &body(&self.store.view(head).await?)))
@@ -118,6 +137,14 @@ fn segment_error(e: SegmentError) -> ApiError {
             message: "the segment was overridden since this cursor was issued; list again without a cursor"
                 .into(),
         },
+        SegmentError::SystemFull(cap) => ApiError::Conflict {
+            code: ErrorCode::SegmentLimitExceeded,
+            message: format!("this system already holds {cap} segments, the most it may; delete one first"),
+        },
+        SegmentError::AccountFull(cap) => ApiError::Conflict {
+            code: ErrorCode::SegmentLimitExceeded,
+            message: format!("this account already holds {cap} segments, the most it may; delete one first"),
+        },
         SegmentError::Store(e) => e.into(),
     }
 }
@@ -154,7 +181,8 @@ async fn create(
         name: &request.name,
         user_ids: &request.user_ids,
     };
-    let view = app.store.create_segment(&new, Timestamp::now().epoch_ms()).await.map_err(segment_error)?;
+    let view =
+        app.store.create_segment(&new, app.caps, Timestamp::now().epoch_ms()).await.map_err(segment_error)?;
     tracing::info!(request_id = %info.request_id, account = %p.account, segment = %view.head.segment,
         users = view.user_count, "segment created");
     let location = format!("/public/v1/user/system/{system}/segment/{}", view.head.segment);
@@ -163,10 +191,50 @@ async fn create(
         .usage(UsageReport { users_updated: 0, segment_ids: request.user_ids.len() as i64 }))
 }
 
-async fn list(app: &App, p: &Principal, sys: &str) -> Result<Reply, ApiError> {
+/// `limit` (1 to `max`, default `default`) and `cursor` (decoded by `decode`) of a query.
+fn page_params<C>(
+    req: &Request,
+    default: usize,
+    max: usize,
+    decode: impl Fn(&str) -> Option<C>,
+) -> Result<(usize, Option<C>), ApiError> {
+    let query = req.query_string_parameters_ref();
+    let param = |name: &str| query.and_then(|q| q.first(name)).map(str::to_string);
+    let mut details = Vec::new();
+    let limit = match param("limit") {
+        None => default,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => n,
+            _ => {
+                details.push(Problem::at("limit", format!("an integer from 1 to {max}")));
+                0
+            }
+        },
+    };
+    let cursor = match param("cursor").filter(|c| !c.is_empty()) {
+        None => None,
+        Some(raw) => {
+            let c = decode(&raw);
+            if c.is_none() {
+                details.push(Problem::at("cursor", "not a cursor this API issued"));
+            }
+            c
+        }
+    };
+    if !details.is_empty() {
+        return Err(ApiError::validation("the query is invalid", details));
+    }
+    Ok((limit, cursor))
+}
+
+async fn list(app: &App, p: &Principal, sys: &str, req: &Request) -> Result<Reply, ApiError> {
+    let (limit, cursor) = page_params(req, DEFAULT_LIST_PAGE, MAX_LIST_PAGE, decode_list_cursor)?;
     let system = system(app, p, sys).await?;
-    let segments = app.store.list_segments(&p.account, system).await?;
-    Ok(Reply::json(200, &api::SegmentList { segments: segments.iter().map(body).collect() }))
+    let page = app.store.list_segments(&p.account, system, cursor, limit).await?;
+    Ok(Reply::json(
+        200,
+        &api::SegmentList { segments: page.segments.iter().map(body).collect(), next_cursor: page.next },
+    ))
 }
 
 async fn update(
@@ -193,32 +261,7 @@ async fn update(
 }
 
 async fn members(app: &App, p: &Principal, sys: &str, seg: &str, req: &Request) -> Result<Reply, ApiError> {
-    let query = req.query_string_parameters_ref();
-    let param = |name: &str| query.and_then(|q| q.first(name)).map(str::to_string);
-    let mut details = Vec::new();
-    let limit = match param("limit") {
-        None => DEFAULT_PAGE,
-        Some(raw) => match raw.parse::<usize>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-            _ => {
-                details.push(Problem::at("limit", format!("an integer from 1 to {MAX_PAGE}")));
-                0
-            }
-        },
-    };
-    let cursor = match param("cursor").filter(|c| !c.is_empty()) {
-        None => None,
-        Some(raw) => {
-            let c = MemberCursor::decode(&raw);
-            if c.is_none() {
-                details.push(Problem::at("cursor", "not a cursor this API issued"));
-            }
-            c
-        }
-    };
-    if !details.is_empty() {
-        return Err(ApiError::validation("the query is invalid", details));
-    }
+    let (limit, cursor) = page_params(req, DEFAULT_PAGE, MAX_PAGE, MemberCursor::decode)?;
     let head = find(app, p, sys, seg).await?;
     let page = app.store.members(&head, cursor, limit).await.map_err(segment_error)?;
     Ok(Reply::json(

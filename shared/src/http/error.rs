@@ -33,6 +33,7 @@ pub enum ErrorCode {
     CursorStale,
     AttributeLimitExceeded,
     IntegrationLimitExceeded,
+    SegmentLimitExceeded,
     ConcurrentModification,
     IdempotencyKeyInUse,
     PayloadTooLarge,
@@ -46,7 +47,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         Self::ValidationFailed,
         Self::InvalidJson,
         Self::InvalidBody,
@@ -62,6 +63,7 @@ impl ErrorCode {
         Self::CursorStale,
         Self::AttributeLimitExceeded,
         Self::IntegrationLimitExceeded,
+        Self::SegmentLimitExceeded,
         Self::ConcurrentModification,
         Self::IdempotencyKeyInUse,
         Self::PayloadTooLarge,
@@ -90,6 +92,7 @@ impl ErrorCode {
             Self::CursorStale => "cursor_stale",
             Self::AttributeLimitExceeded => "attribute_limit_exceeded",
             Self::IntegrationLimitExceeded => "integration_limit_exceeded",
+            Self::SegmentLimitExceeded => "segment_limit_exceeded",
             Self::ConcurrentModification => "concurrent_modification",
             Self::IdempotencyKeyInUse => "idempotency_key_in_use",
             Self::PayloadTooLarge => "payload_too_large",

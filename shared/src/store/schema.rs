@@ -78,9 +78,10 @@ impl TableDef {
     }
 }
 
-/// Segments: heads and external-id guards in one partition per account, members and their
-/// counters spread over `SHARDS` partitions per segment generation (see
-/// `store/segments/` and docs/TABLES.md). Its stream feeds the purge function.
+/// Segments: a head per segment (its own partition), a list, guards and counts per system,
+/// members spread over `SHARDS` partitions and counters over 8 per segment generation, and
+/// each member's reverse entry in the user's partition (see `store/segments/` and
+/// docs/TABLES.md). Its stream feeds the purge function.
 pub const SEGMENTS: TableDef = TableDef {
     logical_id: "SegmentsTable",
     env_var: "SEGMENTS_TABLE",

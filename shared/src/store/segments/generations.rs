@@ -1,21 +1,36 @@
 //! Generations: `override` writes the new membership as a fresh generation and flips the head
 //! to it; the purge function deletes a generation nothing points at any more.
 
+use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::WriteRequest;
 
-use super::keys::{COUNTER_SK, SHARDS, head_sk, heads_pk, member_sk, new_generation, shard_of, shard_pk};
+use super::keys::{
+    COUNTER_PARTITIONS, HEAD_SK, counter_key, counter_pk, head_pk, member_of, member_sk, new_generation,
+    reverse_sk, shard_of, shard_pk, user_pk,
+};
 use super::{SegmentError, SegmentHead, SegmentView};
 use crate::domain::user_data::UserId;
 use crate::domain::{AccountId, SegmentGuid};
 use crate::store::StoreError;
 use crate::store::batch::{self, delete, put};
 use crate::store::codec::{key, n, s};
+use crate::store::concurrent::for_each_bounded;
 use crate::store::dynamo::{DynamoStore, is_conditional_failure, sdk_error};
 
-/// Concurrent BatchWriteItem calls of one request (25,000 ids = 1,000 calls).
-const WRITE_CONCURRENCY: usize = 32;
+use super::keys::SHARDS;
 
-/// The member and counter items of a fresh generation holding exactly `ids`.
+/// Concurrent BatchWriteItem calls of one request (25,000 ids = 2,000 calls).
+const WRITE_CONCURRENCY: usize = 32;
+/// Partitions the purge works on at once, each at its own per-partition rate (1,000 deletes
+/// per second): 1,000,000 members are 100 partitions of 10,000, so 4 waves of ~10 s.
+pub const PURGE_PARTITIONS_IN_FLIGHT: usize = 32;
+/// BatchWriteItem calls in flight per purged partition (a member and its reverse entry per
+/// member: 2 items, 1 of them on the partition).
+const PURGE_WRITES_PER_PARTITION: usize = 4;
+/// Items per purge `Query` page: small pages answer fast, and each page's deletes start at once.
+const PURGE_PAGE: i32 = 1_000;
+
+/// The member, reverse-entry and counter items of a fresh generation holding exactly `ids`.
 pub(super) fn generation_items(
     account: &AccountId,
     segment: SegmentGuid,
@@ -23,18 +38,17 @@ pub(super) fn generation_items(
     ids: &[UserId],
     now_ms: i64,
 ) -> Vec<WriteRequest> {
-    let mut per_shard = [0i64; SHARDS as usize];
-    let mut out = Vec::with_capacity(ids.len() + SHARDS as usize);
+    let mut out = Vec::with_capacity(2 * ids.len() + 1);
     for id in ids {
-        let shard = shard_of(id.as_str());
-        per_shard[shard as usize] += 1;
-        out.push(put(key(shard_pk(account, segment, generation, shard), member_sk(id.as_str()))));
+        let id = id.as_str();
+        out.push(put(key(shard_pk(account, segment, generation, shard_of(id)), member_sk(id))));
+        out.push(put(key(user_pk(account, id), reverse_sk(segment, generation))));
     }
-    for (shard, count) in per_shard.iter().enumerate().filter(|(_, c)| **c > 0) {
-        let mut item = key(shard_pk(account, segment, generation, shard as u32), COUNTER_SK.into());
-        item.insert("n".into(), n(*count));
-        item.insert("updatedAt".into(), n(now_ms));
-        out.push(put(item));
+    if !ids.is_empty() {
+        let mut counter = counter_key(account, segment, generation, 0);
+        counter.insert("n".into(), n(ids.len() as i64));
+        counter.insert("t".into(), n(now_ms));
+        out.push(put(counter));
     }
     out
 }
@@ -52,7 +66,8 @@ impl DynamoStore {
     }
 
     /// Writes the new membership as a fresh generation, then points the head at it. Concurrent
-    /// adds and removes that read the old generation are ordered before this call.
+    /// adds and removes that read the old generation notice the flip and apply themselves again
+    /// to the new one (they are ordered after this call).
     pub(super) async fn override_members(
         &self,
         mut head: SegmentHead,
@@ -85,7 +100,7 @@ impl DynamoStore {
                 .client()
                 .update_item()
                 .table_name(&self.tables().segments)
-                .set_key(Some(key(heads_pk(&head.account), head_sk(head.system, head.segment))))
+                .set_key(Some(key(head_pk(&head.account, head.segment), HEAD_SK.into())))
                 .update_expression("SET generation = :new, updatedAt = :now")
                 .condition_expression("generation = :old")
                 .expression_attribute_values(":new", s(generation))
@@ -112,42 +127,71 @@ impl DynamoStore {
         Err(StoreError::Unavailable("segment head kept changing during override".into()).into())
     }
 
-    /// Deletes every item of one generation of a segment (members and counters); returns how
-    /// many. Run by the purge function after an override or delete made the generation
-    /// unreachable, so nothing reads these items any more.
+    /// Deletes every item of one generation of a segment (members, their reverse entries and
+    /// counters); returns how many members. Run by the purge function after an override or
+    /// delete made the generation unreachable, so nothing reads these items any more. 32
+    /// partitions are purged at once, each at its own per-partition rate; it is idempotent, so
+    /// a purge cut short resumes, when run again, with what is left.
     pub async fn purge_generation(
         &self,
         account: &AccountId,
         segment: SegmentGuid,
         generation: &str,
     ) -> Result<usize, StoreError> {
-        let mut total = 0;
-        for shard in 0..SHARDS {
-            let pk = shard_pk(account, segment, generation, shard);
-            let mut start = None;
-            loop {
-                let page = self
-                    .client()
-                    .query()
-                    .table_name(&self.tables().segments)
-                    .key_condition_expression("pk = :p")
-                    .expression_attribute_values(":p", s(&pk))
-                    .projection_expression("pk, sk")
-                    .set_exclusive_start_key(start)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("Query", e))?;
-                let items = page.items.unwrap_or_default();
-                total += items.len();
-                let deletes = items.into_iter().map(delete).collect();
-                batch::write_all(self.client(), &self.tables().segments, deletes, WRITE_CONCURRENCY).await?;
-                start = page.last_evaluated_key;
-                if start.is_none() {
-                    break;
-                }
+        let partitions: Vec<(String, bool)> = (0..SHARDS)
+            .map(|shard| (shard_pk(account, segment, generation, shard), true))
+            .chain((0..COUNTER_PARTITIONS).map(|p| (counter_pk(account, segment, generation, p), false)))
+            .collect();
+        let counts = for_each_bounded(partitions, PURGE_PARTITIONS_IN_FLIGHT, "purge", |(pk, members)| {
+            let (client, table) = (self.client().clone(), self.tables().segments.clone());
+            let (account, generation) = (account.clone(), generation.to_string());
+            async move {
+                let reverse = members.then_some((&account, segment, generation.as_str()));
+                purge_partition(&client, &table, &pk, reverse).await
             }
+        })
+        .await?;
+        Ok(counts.into_iter().sum())
+    }
+}
+
+/// Deletes every item of one partition; for a member partition (`reverse` given) also each
+/// member's reverse entry. Returns how many member items it deleted.
+async fn purge_partition(
+    client: &Client,
+    table: &str,
+    pk: &str,
+    reverse: Option<(&AccountId, SegmentGuid, &str)>,
+) -> Result<usize, StoreError> {
+    let mut total = 0;
+    let mut start = None;
+    loop {
+        let page = client
+            .query()
+            .table_name(table)
+            .key_condition_expression("pk = :p")
+            .expression_attribute_values(":p", s(pk))
+            .projection_expression("pk, sk")
+            .limit(PURGE_PAGE)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| sdk_error("Query", e))?;
+        let items = page.items.unwrap_or_default();
+        let mut deletes = Vec::with_capacity(2 * items.len());
+        for item in items {
+            if let Some((account, segment, generation)) = reverse {
+                let user = member_of(&item)?;
+                deletes.push(delete(key(user_pk(account, &user), reverse_sk(segment, generation))));
+                total += 1;
+            }
+            deletes.push(delete(item));
         }
-        Ok(total)
+        batch::write_all(client, table, deletes, PURGE_WRITES_PER_PARTITION).await?;
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            return Ok(total);
+        }
     }
 }
 
@@ -156,23 +200,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_fresh_generation_counts_each_shard() {
+    fn a_fresh_generation_counts_its_members_once() {
         let account = AccountId::parse("acme").unwrap();
         let ids: Vec<UserId> = (0..300).map(|i| UserId::parse(&format!("u{i}")).unwrap()).collect();
         let items = generation_items(&account, SegmentGuid::generate(), "g1", &ids, 5);
+        assert_eq!(items.len(), 601, "a member and a reverse entry per id, one counter");
         let counted: i64 = items
             .iter()
             .filter_map(|w| w.put_request.as_ref())
-            .filter(|p| p.item["sk"].as_s().unwrap() == COUNTER_SK)
-            .map(|p| p.item["n"].as_n().unwrap().parse::<i64>().unwrap())
+            .filter_map(|p| p.item.get("n"))
+            .map(|v| v.as_n().unwrap().parse::<i64>().unwrap())
             .sum();
         assert_eq!(counted, 300);
-        assert_eq!(
-            items.len() - 300,
-            items
-                .iter()
-                .filter(|w| { w.put_request.as_ref().unwrap().item["sk"].as_s().unwrap() == COUNTER_SK })
-                .count()
-        );
+        assert!(generation_items(&account, SegmentGuid::generate(), "g2", &[], 5).is_empty());
     }
 }

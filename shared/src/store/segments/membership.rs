@@ -1,16 +1,29 @@
-//! Membership: which users are members and how many (the shard counters), and add / remove as
-//! conditional transactions that keep the counters exact under concurrent calls.
+//! Membership: which users are members and how many (the counters), and add / remove as
+//! conditional transactions that keep the counts exact under concurrent calls and never
+//! contend for a shared item.
+//!
+//! A change of one member is two actions: the member item (conditional: absent to add,
+//! present to remove) and the user's reverse entry (what the end-user read queries). A
+//! transaction carries up to 49 changes and, per generation it touches, one `ADD n :delta` on
+//! a counter item. The counter items of a generation are [`COUNTERS`] small items in
+//! [`COUNTER_PARTITIONS`] partitions; the transactions of one call take consecutive counters
+//! from a random start, so the ones in flight together never share an item, and another
+//! call's transactions meet one only by chance (a conflict is retried on another counter).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 
-use super::keys::{COUNTER_SK, SHARDS, member_of, member_sk, shard_of, shard_pk};
+use super::keys::{
+    COUNTER_PARTITIONS, COUNTERS, counter_key, counter_pk, member_of, member_sk, random_u32, reverse_sk,
+    shard_of, shard_pk, user_pk,
+};
 use super::{READ_CONCURRENCY, SegmentHead, SegmentView};
-use crate::store::codec::{get_n, get_s, key, n};
+use crate::domain::{AccountId, SegmentGuid};
+use crate::store::codec::{get_n, key, n, opt_n, s};
 use crate::store::concurrent::for_each_bounded;
 use crate::store::dynamo::{DynamoStore, sdk_error};
 use crate::store::{StoreError, batch};
@@ -18,63 +31,65 @@ use crate::store::{StoreError, batch};
 /// DynamoDB's limit of actions per TransactWriteItems.
 const MAX_TRANSACT: usize = 100;
 const TRANSACT_ATTEMPTS: u32 = 10;
+/// Passes over the changes that other transactions held: each pass comes after the whole
+/// previous one, so by then the other call has usually moved on.
+const ROUNDS: u32 = 30;
 
-/// A head with the sums of its current generation's counters.
-pub(super) fn view_of(head: SegmentHead, counters: &HashMap<String, (i64, i64)>) -> SegmentView {
-    let mine = (0..SHARDS)
-        .filter_map(|shard| counters.get(&shard_pk(&head.account, head.segment, &head.generation, shard)));
-    let (mut user_count, mut updated_at) = (0, head.updated_at);
-    for (n, at) in mine {
-        user_count += n;
-        updated_at = updated_at.max(*at);
-    }
-    SegmentView { head, user_count, updated_at }
+/// One generation of one segment: where its members, counters and reverse entries live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Gen {
+    pub(super) account: AccountId,
+    pub(super) segment: SegmentGuid,
+    pub(super) generation: String,
 }
 
-/// One membership change: the member item and the counter of its shard.
+impl Gen {
+    pub(super) fn of(head: &SegmentHead) -> Self {
+        Self { account: head.account.clone(), segment: head.segment, generation: head.generation.clone() }
+    }
+}
+
+/// One membership change of `user_id` in generation `gens[slot]`.
 #[derive(Debug, Clone)]
 pub(super) struct Change {
-    pub(super) pk: String,
+    pub(super) slot: usize,
     pub(super) user_id: String,
 }
 
 impl DynamoStore {
-    /// Each non-empty shard's (count, last change in epoch ms): one BatchGetItem of 100 keys.
-    pub(super) async fn counters(&self, head: &SegmentHead) -> Result<BTreeMap<u32, (i64, i64)>, StoreError> {
-        let items = self.counter_items(std::slice::from_ref(head)).await?;
-        Ok((0..SHARDS)
-            .filter_map(|shard| {
-                let pk = shard_pk(&head.account, head.segment, &head.generation, shard);
-                items.get(&pk).map(|c| (shard, *c))
-            })
-            .collect())
+    /// The member count of a generation and its last change (epoch ms): the sum of its
+    /// counter items, one strongly consistent `Query` per counter partition (≤ 4 KB each).
+    pub(super) async fn count(&self, g: &Gen) -> Result<(i64, i64), StoreError> {
+        let parts = for_each_bounded(0..COUNTER_PARTITIONS, COUNTER_PARTITIONS as usize, "count", |p| {
+            let (client, table) = (self.client().clone(), self.tables().segments.clone());
+            let pk = counter_pk(&g.account, g.segment, &g.generation, p);
+            async move {
+                let out = client
+                    .query()
+                    .table_name(table)
+                    .key_condition_expression("pk = :p")
+                    .expression_attribute_values(":p", s(pk))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("Query", e))?;
+                let (mut total, mut at) = (0, 0);
+                for item in out.items.unwrap_or_default() {
+                    total += get_n(&item, "n")?;
+                    at = at.max(opt_n(&item, "t")?.unwrap_or(0));
+                }
+                Ok((total, at))
+            }
+        })
+        .await?;
+        Ok(parts.into_iter().fold((0, 0), |(n, t), (pn, pt)| (n + pn, t.max(pt))))
     }
 
-    /// The counter items of every shard of each head's current generation, by partition key:
-    /// (count, last change in epoch ms).
-    pub(super) async fn counter_items(
-        &self,
-        heads: &[SegmentHead],
-    ) -> Result<HashMap<String, (i64, i64)>, StoreError> {
-        let keys = heads
-            .iter()
-            .flat_map(|h| {
-                (0..SHARDS).map(|shard| {
-                    key(shard_pk(&h.account, h.segment, &h.generation, shard), COUNTER_SK.into())
-                })
-            })
-            .collect();
-        batch::get_all(
-            self.client(),
-            &self.tables().segments,
-            keys,
-            &["pk", "n", "updatedAt"],
-            READ_CONCURRENCY,
-        )
-        .await?
-        .iter()
-        .map(|item| Ok((get_s(item, "pk")?.to_string(), (get_n(item, "n")?, get_n(item, "updatedAt")?))))
-        .collect()
+    /// The head with its count.
+    pub async fn view(&self, head: SegmentHead) -> Result<SegmentView, StoreError> {
+        let (user_count, at) = self.count(&Gen::of(&head)).await?;
+        let updated_at = head.updated_at.max(at);
+        Ok(SegmentView { head, user_count, updated_at })
     }
 
     /// Which of `ids` are members now (strongly consistent; ⌈n/100⌉ BatchGetItem).
@@ -95,135 +110,225 @@ impl DynamoStore {
             .collect()
     }
 
-    /// Applies membership changes (puts when `adding`, deletes otherwise) and their counter
-    /// deltas in transactions of up to 100 actions, each member conditioned on its current
-    /// state so that a concurrent call that made the same change first is not counted twice.
-    /// Returns how many changes were applied by this call.
+    /// Applies membership changes (puts when `adding`, deletes otherwise) with their reverse
+    /// entries and count deltas, in transactions of up to 100 actions; each member is
+    /// conditioned on its current state, so that a change a concurrent call made first is not
+    /// counted twice. Returns how many changes this call applied.
     pub(super) async fn apply_changes(
         &self,
-        changes: Vec<Change>,
+        gens: &[Gen],
+        mut changes: Vec<Change>,
         adding: bool,
         now_ms: i64,
     ) -> Result<usize, StoreError> {
-        let mut by_counter: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for c in changes {
-            by_counter.entry(c.pk).or_default().push(c.user_id);
-        }
-        // Pack whole counter groups while they fit; a group larger than a transaction is split.
-        let mut groups: Vec<Vec<(String, Vec<String>)>> = Vec::new();
-        let mut current: Vec<(String, Vec<String>)> = Vec::new();
-        let mut used = 0;
-        for (pk, users) in by_counter {
-            for part in users.chunks(MAX_TRANSACT - 1) {
-                if used + part.len() + 1 > MAX_TRANSACT {
-                    groups.push(std::mem::take(&mut current));
-                    used = 0;
-                }
-                used += part.len() + 1;
-                current.push((pk.clone(), part.to_vec()));
+        // A random order: concurrent calls over the same ids then rarely hold the same member
+        // at the same moment.
+        shuffle(&mut changes);
+        let mut applied = 0;
+        let start = random_u32();
+        for round in 0..ROUNDS {
+            if changes.is_empty() {
+                return Ok(applied);
+            }
+            if round > 0 {
+                tokio::time::sleep(batch::backoff(round + 2)).await;
+            }
+            let groups = pack(std::mem::take(&mut changes));
+            let done = for_each_bounded(groups.into_iter().enumerate(), READ_CONCURRENCY, "transaction", |(i, group)| {
+                let (client, table) = (self.client().clone(), self.tables().segments.clone());
+                let gens = gens.to_vec();
+                let counter = start.wrapping_add(i as u32);
+                async move { transact_group(&client, &table, &gens, group, adding, counter, now_ms).await }
+            })
+            .await?;
+            for (n, held) in done {
+                applied += n;
+                changes.extend(held);
             }
         }
-        if !current.is_empty() {
-            groups.push(current);
+        if changes.is_empty() {
+            Ok(applied)
+        } else {
+            Err(StoreError::Unavailable(format!(
+                "TransactWriteItems: {} members still held by other transactions after {ROUNDS} rounds",
+                changes.len()
+            )))
         }
-        let applied = for_each_bounded(groups, READ_CONCURRENCY, "transaction", |group| {
-            let (client, table) = (self.client().clone(), self.tables().segments.clone());
-            async move { transact_group(&client, &table, group, adding, now_ms).await }
-        })
-        .await?;
-        Ok(applied.into_iter().sum())
     }
 }
 
-/// One TransactWriteItems of member puts/deletes plus their counters' deltas, retried until
-/// every member either changed or turned out to be changed already by someone else.
+/// Changes packed into transactions: grouped by generation, two actions per change plus one
+/// counter per generation in the transaction, at most 100 actions.
+fn pack(mut changes: Vec<Change>) -> Vec<Vec<Change>> {
+    changes.sort_by_key(|c| c.slot);
+    let mut groups: Vec<Vec<Change>> = Vec::new();
+    let mut current: Vec<Change> = Vec::new();
+    let mut used = 0;
+    for c in changes {
+        let cost = |current: &Vec<Change>| 2 + usize::from(current.last().is_none_or(|l| l.slot != c.slot));
+        if used + cost(&current) > MAX_TRANSACT {
+            groups.push(std::mem::take(&mut current));
+            used = 0;
+        }
+        used += cost(&current);
+        current.push(c);
+    }
+    if !current.is_empty() {
+        groups.push(current);
+    }
+    groups
+}
+
+fn shuffle<T>(v: &mut [T]) {
+    for i in (1..v.len()).rev() {
+        let j = (random_u32() as usize) % (i + 1);
+        v.swap(i, j);
+    }
+}
+
+/// One transaction of member puts/deletes, their reverse entries and the counters' deltas,
+/// re-sent until it commits. Members someone else already changed drop out; members another
+/// transaction holds at the moment (`TransactionConflict`) are taken out and returned, for the
+/// next pass; a conflict on the counter moves the transaction to another counter item.
+/// Returns (changes applied, changes held by others).
 async fn transact_group(
     client: &Client,
     table: &str,
-    mut group: Vec<(String, Vec<String>)>,
+    gens: &[Gen],
+    mut group: Vec<Change>,
     adding: bool,
+    mut counter: u32,
     now_ms: i64,
-) -> Result<usize, StoreError> {
-    for attempt in 0..TRANSACT_ATTEMPTS {
-        group.retain(|(_, users)| !users.is_empty());
-        if group.is_empty() {
-            return Ok(0);
-        }
-        let mut items = Vec::new();
-        // Which user each action index stands for (`None` for counters).
-        let mut index: Vec<Option<(usize, usize)>> = Vec::new();
-        for (g, (pk, users)) in group.iter().enumerate() {
-            for (u, user) in users.iter().enumerate() {
-                let k = key(pk.clone(), member_sk(user));
-                let item = if adding {
-                    TransactWriteItem::builder().put(
-                        Put::builder()
-                            .table_name(table)
-                            .set_item(Some(k))
-                            .condition_expression("attribute_not_exists(sk)")
-                            .build()
-                            .expect("complete"),
-                    )
-                } else {
-                    TransactWriteItem::builder().delete(
-                        Delete::builder()
-                            .table_name(table)
-                            .set_key(Some(k))
-                            .condition_expression("attribute_exists(sk)")
-                            .build()
-                            .expect("complete"),
-                    )
-                };
-                items.push(item.build());
-                index.push(Some((g, u)));
+) -> Result<(usize, Vec<Change>), StoreError> {
+    let mut held_out = Vec::new();
+    let mut attempt = 0;
+    while !group.is_empty() {
+        let (items, index) = transaction(table, gens, &group, adding, counter, now_ms);
+        let e = match client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => return Ok((group.len(), held_out)),
+            Err(e) => e,
+        };
+        let Some(reasons) = cancellation_reasons(&e) else {
+            return Err(sdk_error("TransactWriteItems", e));
+        };
+        let (mut done, mut held) = (BTreeSet::new(), BTreeSet::new());
+        let mut other = false;
+        for (i, code) in reasons.iter().enumerate() {
+            match (code.as_str(), index.get(i).copied().flatten()) {
+                ("None", _) => {}
+                ("ConditionalCheckFailed", Some(u)) => {
+                    done.insert(u);
+                }
+                ("TransactionConflict", Some(u)) => {
+                    held.insert(u);
+                }
+                _ => other = true,
             }
-            let delta = if adding { users.len() as i64 } else { -(users.len() as i64) };
-            items.push(
-                TransactWriteItem::builder()
-                    .update(
-                        Update::builder()
-                            .table_name(table)
-                            .set_key(Some(key(pk.clone(), COUNTER_SK.into())))
-                            .update_expression("ADD #n :d SET updatedAt = :now")
-                            .expression_attribute_names("#n", "n")
-                            .expression_attribute_values(":d", n(delta))
-                            .expression_attribute_values(":now", n(now_ms))
-                            .build()
-                            .expect("complete"),
-                    )
-                    .build(),
-            );
-            index.push(None);
         }
-        let applied: usize = group.iter().map(|(_, u)| u.len()).sum();
-        match client.transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => return Ok(applied),
-            Err(e) => {
-                let Some(reasons) = cancellation_reasons(&e) else {
-                    return Err(sdk_error("TransactWriteItems", e));
-                };
-                // Members someone else already changed drop out; anything else (a conflict
-                // with a concurrent transaction, throttling) is retried as it is.
-                let mut done: BTreeSet<(usize, usize)> = BTreeSet::new();
-                for (i, code) in reasons.iter().enumerate() {
-                    if code == "ConditionalCheckFailed"
-                        && let Some(Some(at)) = index.get(i)
-                    {
-                        done.insert(*at);
-                    }
-                }
-                if done.is_empty() {
-                    tokio::time::sleep(batch::backoff(attempt)).await;
-                }
-                for (g, u) in done.into_iter().rev() {
-                    group[g].1.remove(u);
-                }
+        let progressed = !done.is_empty() || !held.is_empty();
+        let mut rest = Vec::with_capacity(group.len());
+        for (u, c) in group.drain(..).enumerate() {
+            if held.contains(&u) {
+                held_out.push(c);
+            } else if !done.contains(&u) {
+                rest.push(c);
             }
+        }
+        group = rest;
+        if other {
+            counter = counter.wrapping_add(1 + random_u32() % (COUNTERS - 1));
+        }
+        if !progressed {
+            // Nothing identified (throttling, a conflict on the counter): back off first.
+            attempt += 1;
+            if attempt >= TRANSACT_ATTEMPTS {
+                return Err(StoreError::Unavailable(format!(
+                    "TransactWriteItems: refused {TRANSACT_ATTEMPTS} times (throttled or conflicting)"
+                )));
+            }
+            tokio::time::sleep(batch::backoff(attempt)).await;
         }
     }
-    Err(StoreError::Unavailable(format!(
-        "TransactWriteItems: still conflicting after {TRANSACT_ATTEMPTS} attempts"
-    )))
+    Ok((0, held_out))
+}
+
+/// The actions of one transaction, and which change each action index stands for (the
+/// member and its reverse entry both name their change; counters `None`).
+fn transaction(
+    table: &str,
+    gens: &[Gen],
+    group: &[Change],
+    adding: bool,
+    counter: u32,
+    now_ms: i64,
+) -> (Vec<TransactWriteItem>, Vec<Option<usize>>) {
+    let mut items = Vec::with_capacity(MAX_TRANSACT);
+    let mut index: Vec<Option<usize>> = Vec::with_capacity(MAX_TRANSACT);
+    let mut per_gen: Vec<(usize, i64)> = Vec::new();
+    for (u, c) in group.iter().enumerate() {
+        let g = &gens[c.slot];
+        let member =
+            key(shard_pk(&g.account, g.segment, &g.generation, shard_of(&c.user_id)), member_sk(&c.user_id));
+        let reverse = key(user_pk(&g.account, &c.user_id), reverse_sk(g.segment, &g.generation));
+        let (m, r) = if adding {
+            (
+                TransactWriteItem::builder().put(
+                    Put::builder()
+                        .table_name(table)
+                        .set_item(Some(member))
+                        .condition_expression("attribute_not_exists(sk)")
+                        .build()
+                        .expect("complete"),
+                ),
+                TransactWriteItem::builder()
+                    .put(Put::builder().table_name(table).set_item(Some(reverse)).build().expect("complete")),
+            )
+        } else {
+            (
+                TransactWriteItem::builder().delete(
+                    Delete::builder()
+                        .table_name(table)
+                        .set_key(Some(member))
+                        .condition_expression("attribute_exists(sk)")
+                        .build()
+                        .expect("complete"),
+                ),
+                TransactWriteItem::builder().delete(
+                    Delete::builder().table_name(table).set_key(Some(reverse)).build().expect("complete"),
+                ),
+            )
+        };
+        items.push(m.build());
+        index.push(Some(u));
+        items.push(r.build());
+        index.push(Some(u));
+        match per_gen.last_mut() {
+            Some((g, d)) if *g == c.slot => *d += 1,
+            _ => per_gen.push((c.slot, 1)),
+        }
+    }
+    for (g, count) in &per_gen {
+        let g = &gens[*g];
+        let delta = if adding { *count } else { -*count };
+        items.push(
+            TransactWriteItem::builder()
+                .update(
+                    Update::builder()
+                        .table_name(table)
+                        .set_key(Some(counter_key(&g.account, g.segment, &g.generation, counter)))
+                        .update_expression("ADD #n :d SET #t = :now")
+                        .expression_attribute_names("#n", "n")
+                        .expression_attribute_names("#t", "t")
+                        .expression_attribute_values(":d", n(delta))
+                        .expression_attribute_values(":now", n(now_ms))
+                        .build()
+                        .expect("complete"),
+                )
+                .build(),
+        );
+        index.push(None);
+    }
+    (items, index)
 }
 
 /// The per-action codes of a cancelled transaction (`"None"` for actions that were fine).

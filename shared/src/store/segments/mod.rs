@@ -1,18 +1,21 @@
 //! Segments in the segments table. The layout and its cost per call are explained in
 //! docs/TABLES.md ("Segments"); in short:
 //!
-//! - **Head** `<acc>#SEGMENTS` / `S#<systemGuid>#<segmentGuid>`: name, external id, the current
-//!   `generation`, times. All heads of an account share a partition so that the end-user read
-//!   finds every segment of the account with one Query; heads change only on create,
-//!   override and delete, never on add/remove.
-//! - **External-id guard** `<acc>#SEGMENTS` / `X#<systemGuid>#<externalId>`: makes the external
-//!   id unique per system (written in the same transaction as the head).
+//! - **Head** `<acc>#SEG#<segmentGuid>` / `H`: system, name, external id, the current
+//!   `generation`, times. Each segment's head has its own partition, so no item is shared by
+//!   the calls of an account; heads change only on create, override and delete.
+//! - **System partition** `<acc>#SYS#<systemGuid>`: one list entry per segment
+//!   (`S#<createdAt>#<segmentGuid>`, what the paginated list walks), the external-id guards
+//!   (`X#<externalId>`) and the system's segment count (`N`, capped). The account's count
+//!   (`<acc>#SEGS` / `N`, capped) is written in the same transactions.
 //! - **Members** `<acc>#SEG#<segmentGuid>#<generation>#<shard>` / `U#<userId>`: one item per
-//!   membership, spread over [`SHARDS`] partitions by a stable hash of the user id, so that one
-//!   segment takes 100 partitions' worth of writes.
-//! - **Counter** per shard, same partition, sort key `C`: the shard's member count. An
-//!   add/remove writes its members and the counter of their shard in one TransactWriteItems
-//!   with a condition per member, which is what keeps `userCount` exact under concurrent calls.
+//!   membership, spread over [`SHARDS`] partitions by a stable hash of the user id.
+//! - **Reverse entries** `<acc>#USER#<userId>` / `M#<segmentGuid>#<generation>`: the user's
+//!   memberships, written with the member item, so that the end-user read costs what the user's
+//!   own memberships cost, whatever the account's segment count.
+//! - **Counters** `<acc>#SEG#<segmentGuid>#<generation>#C<p>` / `<slot>`: the count is the sum
+//!   of [`COUNTERS`] small items in 8 partitions; each add/remove transaction adds its delta to
+//!   a counter item no other transaction in flight uses (`membership.rs`).
 //!
 //! `override` writes a fresh generation with BatchWriteItem and then flips the head to it;
 //! delete removes the head. Either way readers stop seeing the old generation at the flip, and
@@ -28,23 +31,49 @@ mod keys;
 mod membership;
 mod paging;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
+use base64::Engine;
 
 use crate::domain::segment::Action;
 use crate::domain::user_data::UserId;
 use crate::domain::{AccountId, SegmentGuid, SystemGuid};
-use crate::store::codec::{Item, get_s, key, s};
-use crate::store::dynamo::{DynamoStore, is_cancelled_by_condition, sdk_error};
+use crate::store::codec::{Item, get_s, key, n, s};
+use crate::store::concurrent::for_each_bounded;
+use crate::store::dynamo::{DynamoStore, sdk_error};
 use crate::store::{StoreError, batch};
-pub use keys::{SHARDS, shard_of};
-use keys::{guard_sk, head_item, head_sk, heads_pk, member_sk, new_generation, parse_head, shard_pk};
-use membership::{Change, view_of};
+pub use generations::PURGE_PARTITIONS_IN_FLIGHT;
+use keys::{
+    COUNT_SK, HEAD_SK, LISTED_PREFIX, REVERSE_PREFIX, account_count_pk, guard_sk, head_item, head_pk,
+    listed_sk, new_generation, parse_head, parse_reverse_sk, system_pk, user_pk,
+};
+pub use keys::{COUNTER_PARTITIONS, COUNTERS, SHARDS, shard_of};
+use membership::{Change, Gen};
 pub use paging::{MemberCursor, MemberPage};
 
 /// Concurrent BatchGetItem / TransactWriteItems calls of one request.
 const READ_CONCURRENCY: usize = 16;
+/// Segments whose head and count a list page reads at once.
+const LIST_CONCURRENCY: usize = 16;
+/// How many times an add/remove follows an override that flipped the head under it.
+const FOLLOW_FLIPS: usize = 5;
+
+/// How many segments a system and an account may hold (the SPEC: what an account may create
+/// is capped). Enforced in the create transaction, so concurrent creates cannot pass them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentCaps {
+    pub per_system: i64,
+    pub per_account: i64,
+}
+
+impl Default for SegmentCaps {
+    fn default() -> Self {
+        Self { per_system: 1_000, per_account: 10_000 }
+    }
+}
 
 /// A segment's head, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +99,14 @@ pub struct SegmentView {
     pub updated_at: i64,
 }
 
+/// One page of a system's segments.
+#[derive(Debug)]
+pub struct SegmentPage {
+    pub segments: Vec<SegmentView>,
+    /// Opaque: where the next page starts.
+    pub next: Option<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SegmentError {
     #[error("no such segment")]
@@ -79,6 +116,10 @@ pub enum SegmentError {
     /// The cursor names a generation that an override or delete has replaced.
     #[error("the cursor is stale")]
     StaleCursor,
+    #[error("the system holds the most segments it may ({0})")]
+    SystemFull(i64),
+    #[error("the account holds the most segments it may ({0})")]
+    AccountFull(i64),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -92,16 +133,57 @@ pub struct NewSegment<'a> {
     pub user_ids: &'a [UserId],
 }
 
+/// The list cursor: base64url of the last list entry's sort key.
+fn encode_list_cursor(sk: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sk.as_bytes())
+}
+
+/// `None` for anything the list did not issue.
+pub fn decode_list_cursor(raw: &str) -> Option<String> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).ok()?;
+    let sk = String::from_utf8(bytes).ok()?;
+    let (at, seg) = sk.strip_prefix(LISTED_PREFIX)?.split_once('#')?;
+    (at.len() == 13 && at.bytes().all(|b| b.is_ascii_digit()) && SegmentGuid::parse(seg).is_ok())
+        .then_some(sk)
+}
+
+fn count_update(table: &str, pk: String, delta: i64, cap: Option<i64>) -> TransactWriteItem {
+    let mut u = Update::builder()
+        .table_name(table)
+        .set_key(Some(key(pk, COUNT_SK.into())))
+        .update_expression("ADD #n :d")
+        .expression_attribute_names("#n", "n")
+        .expression_attribute_values(":d", n(delta));
+    if let Some(cap) = cap {
+        u = u
+            .condition_expression("attribute_not_exists(#n) OR #n < :cap")
+            .expression_attribute_values(":cap", n(cap));
+    }
+    TransactWriteItem::builder().update(u.build().expect("complete")).build()
+}
+
+/// The per-action codes of a cancelled transaction.
+fn reasons<R>(e: &SdkError<TransactWriteItemsError, R>) -> Vec<String> {
+    match e.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+            c.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None").to_string()).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
 impl DynamoStore {
     pub async fn create_segment(
         &self,
         new: &NewSegment<'_>,
+        caps: SegmentCaps,
         now_ms: i64,
     ) -> Result<SegmentView, SegmentError> {
-        // A cheap early refusal, so that a taken external id does not first cost 1,000 writes;
+        let sys_pk = system_pk(new.account, new.system);
+        // A cheap early refusal, so that a taken external id does not first cost 2,000 writes;
         // the transaction below is what guarantees uniqueness.
         if let Some(x) = new.external_id
-            && self.get(heads_pk(new.account), guard_sk(new.system, x)).await?.is_some()
+            && self.get(sys_pk.clone(), guard_sk(x)).await?.is_some()
         {
             return Err(SegmentError::ExternalIdTaken);
         }
@@ -116,33 +198,31 @@ impl DynamoStore {
             updated_at: now_ms,
         };
         self.write_generation(&head, &head.generation, new.user_ids, now_ms).await?;
-        let mut items = vec![
+        let table = &self.tables().segments;
+        let put = |item: Item, condition: Option<&str>| {
             TransactWriteItem::builder()
                 .put(
                     Put::builder()
-                        .table_name(&self.tables().segments)
-                        .set_item(Some(head_item(&head)))
-                        .condition_expression("attribute_not_exists(pk)")
+                        .table_name(table)
+                        .set_item(Some(item))
+                        .set_condition_expression(condition.map(str::to_string))
                         .build()
                         .expect("complete"),
                 )
-                .build(),
+                .build()
+        };
+        let mut listed = key(sys_pk.clone(), listed_sk(head.created_at, head.segment));
+        listed.insert("segmentGuid".into(), s(head.segment.to_string()));
+        let mut items = vec![
+            put(head_item(&head), Some("attribute_not_exists(pk)")),
+            put(listed, None),
+            count_update(table, sys_pk.clone(), 1, Some(caps.per_system)),
+            count_update(table, account_count_pk(&head.account), 1, Some(caps.per_account)),
         ];
         if let Some(x) = &head.external_id {
-            let mut guard = key(heads_pk(&head.account), guard_sk(head.system, x));
+            let mut guard = key(sys_pk.clone(), guard_sk(x));
             guard.insert("segmentGuid".into(), s(head.segment.to_string()));
-            items.push(
-                TransactWriteItem::builder()
-                    .put(
-                        Put::builder()
-                            .table_name(&self.tables().segments)
-                            .set_item(Some(guard))
-                            .condition_expression("attribute_not_exists(pk)")
-                            .build()
-                            .expect("complete"),
-                    )
-                    .build(),
-            );
+            items.push(put(guard, Some("attribute_not_exists(pk)")));
         }
         let res = self.client().transact_write_items().set_transact_items(Some(items)).send().await;
         let user_count = new.user_ids.len() as i64;
@@ -150,7 +230,7 @@ impl DynamoStore {
             // An attempt may have committed and lost its answer (a retry of it then fails its
             // conditions, or the retries ran out): the head's guid is fresh, so a head under it
             // is this call's, and the segment is created.
-            match self.get(heads_pk(&head.account), head_sk(head.system, head.segment)).await {
+            match self.get(head_pk(&head.account, head.segment), HEAD_SK.into()).await {
                 Ok(Some(_)) => return Ok(SegmentView { head, user_count, updated_at: now_ms }),
                 // Nothing refers to the generation just written: remove it rather than leave it.
                 Ok(None) => {
@@ -159,8 +239,14 @@ impl DynamoStore {
                 // Unknown: the generation stays (unreferenced, it costs storage only).
                 Err(_) => {}
             }
-            return Err(if is_cancelled_by_condition(&e) {
+            let codes = reasons(&e);
+            let failed = |i: usize| codes.get(i).is_some_and(|c| c == "ConditionalCheckFailed");
+            return Err(if failed(4) {
                 SegmentError::ExternalIdTaken
+            } else if failed(2) {
+                SegmentError::SystemFull(caps.per_system)
+            } else if failed(3) {
+                SegmentError::AccountFull(caps.per_account)
             } else {
                 sdk_error("TransactWriteItems", e).into()
             });
@@ -168,134 +254,185 @@ impl DynamoStore {
         Ok(SegmentView { head, user_count, updated_at: now_ms })
     }
 
+    /// The head of a segment of this account and system; `None` if it does not exist (or
+    /// belongs to another system).
     pub async fn segment_head(
         &self,
         account: &AccountId,
         system: SystemGuid,
         segment: SegmentGuid,
     ) -> Result<Option<SegmentHead>, StoreError> {
-        self.get(heads_pk(account), head_sk(system, segment))
-            .await?
-            .map(|item| parse_head(account, &item))
-            .transpose()
+        let Some(item) = self.get(head_pk(account, segment), HEAD_SK.into()).await? else {
+            return Ok(None);
+        };
+        let head = parse_head(account, &item)?;
+        Ok((head.system == system).then_some(head))
     }
 
-    /// The head with its count.
-    pub async fn view(&self, head: SegmentHead) -> Result<SegmentView, StoreError> {
-        let counters = self.counter_items(std::slice::from_ref(&head)).await?;
-        Ok(view_of(head, &counters))
-    }
-
+    /// Up to `limit` segments of the system in creation order, from `cursor` on: one `Query`
+    /// of the system's list entries, then each listed segment's head and count.
     pub async fn list_segments(
         &self,
         account: &AccountId,
         system: SystemGuid,
-    ) -> Result<Vec<SegmentView>, StoreError> {
-        let items =
-            self.query_prefix(&self.tables().segments, &heads_pk(account), &format!("S#{system}#")).await?;
-        let heads: Vec<SegmentHead> =
-            items.iter().map(|item| parse_head(account, item)).collect::<Result<_, _>>()?;
-        // Every segment's 100 counters in one batched read: one BatchGetItem per segment, 16 in
-        // flight, however many segments there are.
-        let counters = self.counter_items(&heads).await?;
-        let mut out: Vec<SegmentView> = heads.into_iter().map(|h| view_of(h, &counters)).collect();
-        out.sort_by(|a, b| {
-            (a.head.created_at, a.head.segment.to_string())
-                .cmp(&(b.head.created_at, b.head.segment.to_string()))
-        });
-        Ok(out)
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<SegmentPage, StoreError> {
+        let pk = system_pk(account, system);
+        let out = self
+            .client()
+            .query()
+            .table_name(&self.tables().segments)
+            .key_condition_expression("pk = :p AND begins_with(sk, :s)")
+            .expression_attribute_values(":p", s(&pk))
+            .expression_attribute_values(":s", s(LISTED_PREFIX))
+            .consistent_read(true)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(cursor.map(|sk| key(pk.clone(), sk)))
+            .send()
+            .await
+            .map_err(|e| sdk_error("Query", e))?;
+        let items = out.items.unwrap_or_default();
+        let next = out
+            .last_evaluated_key
+            .as_ref()
+            .and_then(|k| k.get("sk"))
+            .and_then(|v| v.as_s().ok())
+            .map(|sk| encode_list_cursor(sk));
+        let guids: Vec<(usize, SegmentGuid)> = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                SegmentGuid::parse(get_s(item, "segmentGuid")?)
+                    .map(|g| (i, g))
+                    .map_err(|_| StoreError::Corrupt("segment list entry".into()))
+            })
+            .collect::<Result<_, _>>()?;
+        let found = for_each_bounded(guids, LIST_CONCURRENCY, "list", |(i, segment)| {
+            let (store, account) = (self.clone(), account.clone());
+            async move {
+                match store.segment_head(&account, system, segment).await? {
+                    Some(head) => Ok(Some((i, store.view(head).await?))),
+                    // Deleted between the two reads.
+                    None => Ok(None),
+                }
+            }
+        })
+        .await?;
+        let mut segments: Vec<(usize, SegmentView)> = found.into_iter().flatten().collect();
+        segments.sort_by_key(|(i, _)| *i);
+        Ok(SegmentPage { segments: segments.into_iter().map(|(_, v)| v).collect(), next })
     }
 
     /// Applies add / remove / override; returns the segment afterwards.
     pub async fn change_members(
         &self,
-        head: SegmentHead,
+        mut head: SegmentHead,
         action: Action,
         user_ids: &[UserId],
         now_ms: i64,
     ) -> Result<SegmentView, SegmentError> {
-        match action {
+        let adding = match action {
             Action::Override => return self.override_members(head, user_ids, now_ms).await,
-            Action::Add | Action::Remove => {}
+            Action::Add => true,
+            Action::Remove => false,
+        };
+        for _ in 0..FOLLOW_FLIPS {
+            let present = self.present(&head, user_ids.iter().map(UserId::as_str)).await?;
+            let changes: Vec<Change> = user_ids
+                .iter()
+                .filter(|id| present.contains(id.as_str()) != adding)
+                .map(|id| Change { slot: 0, user_id: id.as_str().to_string() })
+                .collect();
+            self.apply_changes(&[Gen::of(&head)], changes, adding, now_ms).await?;
+            // An override that flipped the head meanwhile replaced the generation just written:
+            // this call is then ordered after it and applies itself to the new generation, so
+            // that what it answers is what stays.
+            let current = self
+                .segment_head(&head.account, head.system, head.segment)
+                .await?
+                .ok_or(SegmentError::NotFound)?;
+            if current.generation == head.generation {
+                return Ok(self.view(current).await?);
+            }
+            head = current;
         }
-        let adding = action == Action::Add;
-        let present = self.present(&head, user_ids.iter().map(UserId::as_str)).await?;
-        let changes: Vec<Change> = user_ids
-            .iter()
-            .filter(|id| present.contains(id.as_str()) != adding)
-            .map(|id| Change {
-                pk: shard_pk(&head.account, head.segment, &head.generation, shard_of(id.as_str())),
-                user_id: id.as_str().to_string(),
-            })
-            .collect();
-        self.apply_changes(changes, adding, now_ms).await?;
-        Ok(self.view(head).await?)
+        Err(StoreError::Unavailable("the segment kept being overridden during the call".into()).into())
     }
 
-    /// Deletes the head (and its external-id guard); also `Ok` when the head is gone already.
+    /// Deletes the head, its list entry and external-id guard, and counts the segment out;
+    /// also `Ok` when the head is gone already.
     pub async fn delete_segment(&self, head: &SegmentHead) -> Result<(), SegmentError> {
-        let mut items = vec![
+        let table = &self.tables().segments;
+        let del = |pk: String, sk: String, condition: Option<&str>| {
             TransactWriteItem::builder()
                 .delete(
                     Delete::builder()
-                        .table_name(&self.tables().segments)
-                        .set_key(Some(key(heads_pk(&head.account), head_sk(head.system, head.segment))))
-                        .condition_expression("attribute_exists(pk)")
+                        .table_name(table)
+                        .set_key(Some(key(pk, sk)))
+                        .set_condition_expression(condition.map(str::to_string))
                         .build()
                         .expect("complete"),
                 )
-                .build(),
+                .build()
+        };
+        let sys_pk = system_pk(&head.account, head.system);
+        let mut items = vec![
+            del(head_pk(&head.account, head.segment), HEAD_SK.into(), Some("attribute_exists(pk)")),
+            del(sys_pk.clone(), listed_sk(head.created_at, head.segment), None),
+            count_update(table, sys_pk.clone(), -1, None),
+            count_update(table, account_count_pk(&head.account), -1, None),
         ];
         if let Some(x) = &head.external_id {
-            items.push(
-                TransactWriteItem::builder()
-                    .delete(
-                        Delete::builder()
-                            .table_name(&self.tables().segments)
-                            .set_key(Some(key(heads_pk(&head.account), guard_sk(head.system, x))))
-                            .build()
-                            .expect("complete"),
-                    )
-                    .build(),
-            );
+            items.push(del(sys_pk, guard_sk(x), None));
         }
         match self.client().transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(()),
             // The head is gone: deleted by an attempt of this call whose answer was lost (the
             // SDK's retry then fails the condition), or by a concurrent delete. Either way the
             // segment is deleted, as asked.
-            Err(e) if is_cancelled_by_condition(&e) => Ok(()),
+            Err(e) if crate::store::dynamo::is_cancelled_by_condition(&e) => Ok(()),
             Err(e) => Err(sdk_error("TransactWriteItems", e).into()),
         }
     }
 
-    /// Every segment of the account that has this user as a member.
+    /// Every segment of the account that has this user as a member: one `Query` of the user's
+    /// reverse entries, then one `BatchGetItem` of the heads they name (an entry counts only
+    /// if its generation is the head's current one).
     pub async fn user_segments(
         &self,
         account: &AccountId,
         user_id: &str,
     ) -> Result<Vec<SegmentHead>, StoreError> {
-        let heads: Vec<SegmentHead> = self
-            .query_prefix(&self.tables().segments, &heads_pk(account), "S#")
-            .await?
+        let entries =
+            self.query_prefix(&self.tables().segments, &user_pk(account, user_id), REVERSE_PREFIX).await?;
+        let mut generations: HashMap<SegmentGuid, HashSet<String>> = HashMap::new();
+        for item in &entries {
+            if let Some((seg, generation)) = parse_reverse_sk(get_s(item, "sk")?) {
+                generations.entry(seg).or_default().insert(generation);
+            }
+        }
+        if generations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = generations.keys().map(|seg| key(head_pk(account, *seg), HEAD_SK.into())).collect();
+        let heads = batch::get_all(
+            self.client(),
+            &self.tables().segments,
+            keys,
+            &["systemGuid", "segmentGuid", "externalId", "name", "generation", "createdAt", "updatedAt"],
+            READ_CONCURRENCY,
+        )
+        .await?;
+        let mut out: Vec<SegmentHead> = heads
             .iter()
             .map(|item| parse_head(account, item))
-            .collect::<Result<_, _>>()?;
-        let shard = shard_of(user_id);
-        let keys = heads
-            .iter()
-            .map(|h| key(shard_pk(account, h.segment, &h.generation, shard), member_sk(user_id)))
-            .collect();
-        let found: HashSet<String> =
-            batch::get_all(self.client(), &self.tables().segments, keys, &["pk"], READ_CONCURRENCY)
-                .await?
-                .iter()
-                .map(|item| get_s(item, "pk").map(str::to_string))
-                .collect::<Result<_, _>>()?;
-        Ok(heads
+            .collect::<Result<Vec<_>, _>>()?
             .into_iter()
-            .filter(|h| found.contains(&shard_pk(account, h.segment, &h.generation, shard)))
-            .collect())
+            .filter(|h| generations.get(&h.segment).is_some_and(|g| g.contains(&h.generation)))
+            .collect();
+        out.sort_by_key(|h| (h.created_at, h.segment.to_string()));
+        Ok(out)
     }
 
     /// Removes the user from every segment of the account; returns how many.
@@ -305,17 +442,9 @@ impl DynamoStore {
         user_id: &str,
         now_ms: i64,
     ) -> Result<usize, StoreError> {
-        let shard = shard_of(user_id);
-        let changes = self
-            .user_segments(account, user_id)
-            .await?
-            .iter()
-            .map(|h| Change {
-                pk: shard_pk(account, h.segment, &h.generation, shard),
-                user_id: user_id.to_string(),
-            })
-            .collect();
-        self.apply_changes(changes, false, now_ms).await
+        let gens: Vec<Gen> = self.user_segments(account, user_id).await?.iter().map(Gen::of).collect();
+        let changes = (0..gens.len()).map(|slot| Change { slot, user_id: user_id.to_string() }).collect();
+        self.apply_changes(&gens, changes, false, now_ms).await
     }
 
     async fn get(&self, pk: String, sk: String) -> Result<Option<Item>, StoreError> {
@@ -329,5 +458,19 @@ impl DynamoStore {
             .await
             .map_err(|e| sdk_error("GetItem", e))?;
         Ok(out.item)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_cursors_round_trip_and_refuse_foreign_input() {
+        let sk = listed_sk(1_795_000_000_000, SegmentGuid::generate());
+        assert_eq!(decode_list_cursor(&encode_list_cursor(&sk)), Some(sk));
+        for bad in ["", "!!", "eyJnIjoxfQ", &encode_list_cursor("S#12#x"), &encode_list_cursor("X#a")] {
+            assert_eq!(decode_list_cursor(bad), None, "{bad}");
+        }
     }
 }

@@ -42,7 +42,7 @@ pub struct MemberPage {
 
 impl DynamoStore {
     /// Up to `limit` members of the head's current generation, from `cursor` on, shard by shard
-    /// in user-id order; only shards whose counter is above zero are read.
+    /// in user-id order. An empty shard costs one read unit (its `Query` finds nothing).
     pub async fn members(
         &self,
         head: &SegmentHead,
@@ -53,17 +53,9 @@ impl DynamoStore {
             return Err(SegmentError::StaleCursor);
         }
         let first = cursor.as_ref().map_or(0, |c| c.shard);
-        // Only shards with members are read: a small segment costs a few Queries, not 100.
-        let shards: Vec<u32> = self
-            .counters(head)
-            .await?
-            .into_iter()
-            .filter(|(shard, (count, _))| *count > 0 && *shard >= first)
-            .map(|(shard, _)| shard)
-            .collect();
         let mut after = cursor.and_then(|c| c.after);
         let mut user_ids = Vec::with_capacity(limit.min(10_000));
-        for (i, &shard) in shards.iter().enumerate() {
+        for shard in first..SHARDS {
             if shard != first {
                 after = None;
             }
@@ -80,9 +72,9 @@ impl DynamoStore {
                             after: user_ids.last().cloned(),
                         })
                     } else {
-                        shards.get(i + 1).map(|&s| MemberCursor {
+                        (shard + 1 < SHARDS).then(|| MemberCursor {
                             generation: head.generation.clone(),
-                            shard: s,
+                            shard: shard + 1,
                             after: None,
                         })
                     };
