@@ -26,8 +26,8 @@ pub struct IndexDef {
     pub range_key: Option<&'static str>,
 }
 
-/// Accounts, systems, API clients (with their failed-login counters) and the public half of
-/// the signing keys. Every function may read it; only the admin tool writes most of it.
+/// Accounts and their limits, systems, API clients, integrations, the public half of the
+/// signing keys with the revocations, and the protections' items. Every function may read it; only the admin tool writes most of it.
 pub const CONFIG: TableDef = TableDef {
     logical_id: "ConfigTable",
     env_var: "CONFIG_TABLE",
