@@ -100,9 +100,11 @@ impl Policy {
         let allowed = self.statements.iter().any(|s| {
             s.actions.iter().any(|a| a == &format!("dynamodb:{action}") || a == "dynamodb:*")
                 && s.resources.iter().any(|(t, i)| t == table && i.as_deref() == index)
-                && s.leading_keys
-                    .as_ref()
-                    .is_none_or(|patterns| keys.iter().all(|k| patterns.iter().any(|p| like(p, k))))
+                // A key this check could not read counts as refused: a LeadingKeys condition is
+                // never passed by having nothing to test.
+                && s.leading_keys.as_ref().is_none_or(|patterns| {
+                    !keys.is_empty() && keys.iter().all(|k| patterns.iter().any(|p| like(p, k)))
+                })
         });
         (!allowed).then(|| {
             let on = index.map_or(table.to_string(), |i| format!("{table}/index/{i}"));
