@@ -28,10 +28,13 @@ check "$(admin usage --account smoke --from 2026-11-01 --to 2026-11-23)" account
 # Errors are JSON too, with a non-zero exit.
 if out="$(admin account create smoke)"; then echo "duplicate account accepted" >&2; exit 1; fi
 check "$out" error
+check "$(admin account create widest --attribute-limit 1000)" accountId
+if out="$(admin account create wider --attribute-limit 1001)"; then echo "attribute limit past 1,000 accepted" >&2; exit 1; fi
+check "$out" error
 if out="$(admin client create --account nobody --scopes all)"; then echo "client of unknown account accepted" >&2; exit 1; fi
 check "$out" error
 if out="$(admin usage --account smoke --from 2026-11-23 --to 2026-11-01)"; then echo "reversed days accepted" >&2; exit 1; fi
 check "$out" error
 if out="$(admin keys revoke "$kid")"; then echo "a revoked key revoked again" >&2; exit 1; fi
 check "$out" error
-echo "admin CLI smoke test: 14 passed, 0 failed"
+echo "admin CLI smoke test: 16 passed, 0 failed"

@@ -10,7 +10,6 @@ use std::sync::{Arc, OnceLock};
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
 
@@ -237,7 +236,7 @@ impl Intercept for PolicyCheck {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let op = cfg.load::<Metadata>().map(|m| m.name().to_string()).unwrap_or_default();
+        let op = crate::operation_name(cfg);
         let body = context.request().body().bytes().unwrap_or(b"{}");
         let req: Json = serde_json::from_slice(body).unwrap_or(Json::Null);
         for (action, table, index, keys) in self.checks(&op, &req) {

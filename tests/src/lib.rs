@@ -57,6 +57,11 @@ impl RequestCounter {
     }
 }
 
+/// The DynamoDB operation an interceptor sees (`PutItem`, `Query`, ...).
+pub(crate) fn operation_name(cfg: &ConfigBag) -> String {
+    cfg.load::<Metadata>().map(|m| m.name().to_string()).unwrap_or_default()
+}
+
 impl Intercept for RequestCounter {
     fn name(&self) -> &'static str {
         "RequestCounter"
@@ -68,7 +73,7 @@ impl Intercept for RequestCounter {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let op = cfg.load::<Metadata>().map(|m| m.name().to_string()).unwrap_or_default();
+        let op = operation_name(cfg);
         let body = context.request().body().bytes();
         if is_rate_window(body) {
             self.rate.lock().unwrap().push(op.clone());
@@ -293,13 +298,35 @@ impl Stack {
 
     /// Another account with its own all-scopes client, in the same tables.
     pub async fn other_account(&self, id: &str) -> (AccountId, String, ClientSecret) {
+        self.account_with_limits(id, 100, 10_000).await
+    }
+
+    /// Another account with these limits and its own all-scopes client (id, secret).
+    pub async fn account_with_limits(
+        &self,
+        id: &str,
+        attribute_limit: i64,
+        rate_limit: i64,
+    ) -> (AccountId, String, ClientSecret) {
         let account = AccountId::parse(id).unwrap();
         let now = shared::domain::Timestamp::now().epoch_secs();
-        self.store.create_account(&account, 100, 10_000, now).await.expect("account");
+        self.store.create_account(&account, attribute_limit, rate_limit, now).await.expect("account");
         let (client, secret) =
             self.create_client(&account, "other", ScopeSet::all(), now).await.expect("client");
         self.counter.reset();
         (account, client.client_id.to_string(), secret)
+    }
+
+    /// [`Stack::account_with_limits`], with a bearer token of every scope for its client.
+    pub async fn account_with_bearer(
+        &self,
+        id: &str,
+        attribute_limit: i64,
+        rate_limit: i64,
+    ) -> (AccountId, String) {
+        let (account, client, _) = self.account_with_limits(id, attribute_limit, rate_limit).await;
+        let bearer = self.bearer_for(&account, &client, ALL_SCOPES).await;
+        (account, bearer)
     }
 
     /// Units billed so far on this stack's tables (see [`units_of`]).

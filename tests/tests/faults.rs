@@ -17,7 +17,7 @@ use integration_tests::Fault::{
 };
 use integration_tests::*;
 use serde_json::{Value, json};
-use shared::domain::{AccountId, ScopeSet};
+use shared::domain::AccountId;
 
 const TWI: &str = "TransactWriteItems";
 
@@ -76,13 +76,8 @@ async fn headroom(stack: &Stack, account: &AccountId) -> i64 {
 
 /// Another account of the stack with an attribute limit of `limit` and an all-scopes client:
 /// (account, bearer, client secret).
-async fn account_with_limit(stack: &Stack, id: &str, limit: i64) -> (AccountId, String, String) {
-    let account = AccountId::parse(id).unwrap();
-    let now = shared::domain::Timestamp::now().epoch_secs();
-    stack.store.create_account(&account, limit, 10_000, now).await.unwrap();
-    let (client, secret) = stack.create_client(&account, "tight", ScopeSet::all(), now).await.unwrap();
-    let bearer = stack.bearer_for(&account, client.client_id.as_str(), ALL_SCOPES).await;
-    (account, bearer, secret.expose().to_string())
+async fn account_with_limit(stack: &Stack, id: &str, limit: i64) -> (AccountId, String) {
+    stack.account_with_bearer(id, limit, 10_000).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -768,7 +763,7 @@ fn props(n: usize) -> String {
 async fn integration_patch_and_delete() {
     let stack = Stack::with_faults(FaultPlan::new()).await;
     // An account with room for 4 attributes, 2 of them used.
-    let (account, auth, _) = account_with_limit(&stack, "tight", 4).await;
+    let (account, auth) = account_with_limit(&stack, "tight", 4).await;
     let (id, token) = create_integration(&stack, &auth, TWO_PROPS).await;
     let path = format!("/public/v1/integrations/{id}");
     assert_eq!(headroom(&stack, &account).await, 2);
@@ -835,7 +830,7 @@ async fn integration_patch_and_delete() {
 #[tokio::test]
 async fn moengage_track_user() {
     let stack = Stack::with_faults(FaultPlan::new()).await;
-    let (account, bearer, _) = account_with_limit(&stack, "moe", 4).await;
+    let (account, bearer) = account_with_limit(&stack, "moe", 4).await;
     let moe = stack.moengage_client(&account).await;
     let app = stack.user_data_app();
     let track = |attributes: Value| {

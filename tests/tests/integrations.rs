@@ -117,11 +117,7 @@ async fn attribute_types_never_change() {
 #[tokio::test]
 async fn an_account_has_at_most_100_integrations() {
     let stack = Stack::new().await;
-    let now = shared::domain::Timestamp::now().epoch_secs();
-    let big = shared::domain::AccountId::parse("big").unwrap();
-    stack.store.create_account(&big, 1000, 10_000, now).await.unwrap();
-    let (client, _) = stack.create_client(&big, "c", shared::domain::ScopeSet::all(), now).await.unwrap();
-    let auth = stack.bearer_for(&big, client.client_id.as_str(), ALL_SCOPES).await;
+    let (_, auth) = stack.account_with_bearer("big", 1000, 10_000).await;
     let mut ids = Vec::new();
     for i in 0..100 {
         let a =

@@ -4,7 +4,7 @@
 use integration_tests::*;
 
 use serde_json::json;
-use shared::domain::{AccountId, ScopeSet, SystemGuid};
+use shared::domain::{AccountId, SystemGuid};
 use shared::protect::idempotency;
 
 fn with_key<'a>(auth: &'a str, key: &'a str) -> [(&'a str, &'a str); 3] {
@@ -29,11 +29,7 @@ async fn integrations_call(
 #[tokio::test]
 async fn an_account_over_its_limit_gets_429_and_others_do_not() {
     let stack = Stack::new().await;
-    let now = shared::domain::Timestamp::now().epoch_secs();
-    let slow = AccountId::parse("slow").unwrap();
-    stack.store.create_account(&slow, 100, 3, now).await.unwrap();
-    let (client, _) = stack.create_client(&slow, "c", ScopeSet::all(), now).await.unwrap();
-    let slow_auth = stack.bearer_for(&slow, client.client_id.as_str(), ALL_SCOPES).await;
+    let (_, slow_auth) = stack.account_with_bearer("slow", 100, 3).await;
     let fast_auth = stack.bearer(ALL_SCOPES).await;
     let app = stack.integrations_app();
     stack.counter.reset();
@@ -93,11 +89,8 @@ async fn an_account_over_its_limit_gets_429_and_others_do_not() {
 #[tokio::test]
 async fn limits_count_work_and_a_heavy_account_never_refuses_another() {
     let stack = Stack::new().await;
+    let (heavy, heavy_auth) = stack.account_with_bearer("heavy", 100, 10).await;
     let now = shared::domain::Timestamp::now().epoch_secs();
-    let heavy = AccountId::parse("heavy").unwrap();
-    stack.store.create_account(&heavy, 100, 10, now).await.unwrap();
-    let (client, _) = stack.create_client(&heavy, "c", ScopeSet::all(), now).await.unwrap();
-    let heavy_auth = stack.bearer_for(&heavy, client.client_id.as_str(), ALL_SCOPES).await;
     let heavy_system = SystemGuid::generate();
     stack.store.create_system(&heavy, heavy_system, now).await.unwrap();
     let calm_auth = stack.bearer(ALL_SCOPES).await;

@@ -519,11 +519,7 @@ async fn a_patch_takes_effect_for_the_next_call_and_warm_calls_read_no_integrati
 #[tokio::test]
 async fn the_token_item_stays_bounded_as_names_come_and_go() {
     let stack = Stack::new().await;
-    let now = shared::domain::Timestamp::now().epoch_secs();
-    let big = shared::domain::AccountId::parse("big").unwrap();
-    stack.store.create_account(&big, 1000, 10_000, now).await.unwrap();
-    let (client, _) = stack.create_client(&big, "c", shared::domain::ScopeSet::all(), now).await.unwrap();
-    let auth = stack.bearer_for(&big, client.client_id.as_str(), ALL_SCOPES).await;
+    let (_, auth) = stack.account_with_bearer("big", 1000, 10_000).await;
     let props = |round: usize| {
         let list: Vec<Value> = (0..100)
             .map(|i| {

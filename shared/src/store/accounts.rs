@@ -84,18 +84,28 @@ impl DynamoStore {
         }
     }
 
-    pub async fn get_account(&self, account: &AccountId) -> Result<Option<AccountRecord>, StoreError> {
+    /// The account's item (only `projection` of it, if given), strongly consistent.
+    pub(crate) async fn account_item(
+        &self,
+        account: &AccountId,
+        projection: Option<&str>,
+    ) -> Result<Option<Item>, StoreError> {
         let out = self
             .client()
             .get_item()
             .table_name(&self.tables().config)
             .key("pk", s(account_pk(account)))
             .key("sk", s("ACCOUNT"))
+            .set_projection_expression(projection.map(str::to_string))
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| sdk_error("GetItem", e))?;
-        let Some(item) = out.item else { return Ok(None) };
+        Ok(out.item)
+    }
+
+    pub async fn get_account(&self, account: &AccountId) -> Result<Option<AccountRecord>, StoreError> {
+        let Some(item) = self.account_item(account, None).await? else { return Ok(None) };
         Ok(Some(AccountRecord {
             account_id: get_s(&item, "accountId")?.to_string(),
             attribute_limit: get_n(&item, "attributeLimit")?,

@@ -214,18 +214,8 @@ impl DynamoStore {
 
     /// How many integrations the account has made (and not deleted) since it was counted.
     async fn integration_count(&self, account: &AccountId) -> Result<i64, StoreError> {
-        let out = self
-            .client()
-            .get_item()
-            .table_name(&self.tables().config)
-            .key("pk", s(account_pk(account)))
-            .key("sk", s("ACCOUNT"))
-            .projection_expression("integrationCount")
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error("GetItem", e))?;
-        Ok(out.item.and_then(|i| get_n(&i, "integrationCount").ok()).unwrap_or(0))
+        let item = self.account_item(account, Some("integrationCount")).await?;
+        Ok(item.and_then(|i| get_n(&i, "integrationCount").ok()).unwrap_or(0))
     }
 
     /// Writes an integration that has no token (the implicit MoEngage integration, which is
