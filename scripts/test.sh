@@ -29,6 +29,8 @@ local_aws_env "$port"
 # The cargo tests count requests per call: usage written on every call unless a test asks
 # for the production setting itself (protections.rs).
 export USAGE_FLUSH_SECONDS="${DEV_USAGE_FLUSH_SECONDS:-0}"
+# Import callbacks to the tests' own receivers on 127.0.0.1 (never set on AWS).
+export IMPORT_ALLOW_LOCAL_CALLBACKS=1
 echo "==> cargo test (local DynamoDB-compatible server on 127.0.0.1:$port)"
 cargo test --workspace --locked
 

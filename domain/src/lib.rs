@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod exact;
 pub mod ids;
+pub mod import;
 pub mod integration;
 pub mod moengage;
 pub mod problem;

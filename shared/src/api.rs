@@ -207,3 +207,58 @@ mod tests {
         }
     }
 }
+
+/// `ImportCreated`: the answer to `POST .../imports`, shown once (the callback secret is never
+/// shown again).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportCreated<'a> {
+    #[serde(flatten)]
+    pub import: Import,
+    pub upload_url: String,
+    pub upload_method: String,
+    /// Headers the upload must carry (none beyond what `curl --data-binary` sends today).
+    pub upload_headers: std::collections::BTreeMap<String, String>,
+    /// When the upload URL stops working (RFC 3339).
+    pub expires_at: String,
+    pub max_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_secret: Option<&'a str>,
+}
+
+/// `Import`: an import's status and counts.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Import {
+    pub import_id: String,
+    pub integration_id: String,
+    pub status: &'static str,
+    pub format: &'static str,
+    pub mode: &'static str,
+    pub rows_read: i64,
+    pub accepted: i64,
+    pub rejected: i64,
+    /// Rows whose user a later row of the file wrote again (the later row wins).
+    pub superseded: i64,
+    pub bytes_read: i64,
+    /// CSV columns (or NDJSON paths) that name no property of the integration.
+    pub ignored_columns: Vec<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// Why a `failed` import failed.
+    pub failure: Option<String>,
+    /// A presigned GET of the error report, when rows were rejected.
+    pub errors_url: Option<String>,
+    pub callback_url: Option<String>,
+    /// `pending`, `delivered` or `failed` once the import has ended (with a callback URL).
+    pub callback_status: Option<String>,
+}
+
+/// `ImportList`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportList {
+    pub imports: Vec<Import>,
+    pub next_cursor: Option<String>,
+}

@@ -14,6 +14,7 @@ pub mod config;
 pub mod front;
 pub use domain;
 pub mod http;
+pub mod imports;
 pub mod protect;
 pub mod store;
 pub mod telemetry;

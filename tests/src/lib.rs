@@ -247,6 +247,8 @@ pub struct Stack {
     pub moengage_key: ClientSecret,
     /// A system of `account`.
     pub system: SystemGuid,
+    /// This stack's import bucket (its own, on the local server).
+    pub files: shared::imports::Files,
 }
 
 impl Stack {
@@ -283,6 +285,9 @@ impl Stack {
         rotate_signing_key(&store, now, 3600).await.expect("key");
         let system = SystemGuid::generate();
         store.create_system(&account, system, now).await.expect("system");
+        let sdk = shared::config::aws_sdk_config().await;
+        let files = shared::imports::Files::new(&sdk, format!("{prefix}imports"));
+        files.client().create_bucket().bucket(files.bucket()).send().await.expect("bucket");
         counter.reset();
         Self {
             store,
@@ -293,6 +298,7 @@ impl Stack {
             client_secret: secret,
             moengage_key,
             system,
+            files,
         }
     }
 
@@ -435,12 +441,33 @@ impl Stack {
         self.served(token::App::new)
     }
 
+    pub fn imports_app(&self) -> Served<imports::App> {
+        self.served(imports::App::new)
+    }
+
+    /// The import worker as its `main` runs it, under its role, with `seconds` of work before
+    /// it hands an import over to its next leg.
+    pub fn import_worker(&self, seconds: u64) -> import_worker::Worker {
+        import_worker::Worker {
+            store: self.store_as("import-worker"),
+            files: self.files.clone(),
+            owner: uuid::Uuid::new_v4().to_string(),
+            stop_at: std::time::Instant::now() + std::time::Duration::from_secs(seconds),
+            callback: import_worker::callback::Sender::new(true),
+            page_rows: import_worker::PAGE_ROWS,
+        }
+    }
+
     /// A function as its `main` serves it, on this stack's tables, under its role in
     /// `template.yaml` ([`iam`]): a request the role does not allow fails.
     pub fn served<S: Service>(&self, make: impl FnOnce(&Env) -> S) -> Served<S> {
         // `user_data::App` is the function built as `user-data`.
         let krate = std::any::type_name::<S>().split("::").next().unwrap_or_default();
-        let env = Env { store: self.store_as(&krate.replace('_', "-")), auth: auth_config() };
+        let env = Env {
+            store: self.store_as(&krate.replace('_', "-")),
+            auth: auth_config(),
+            files: self.files.clone(),
+        };
         Served::new(&env, make(&env))
     }
 
@@ -480,8 +507,7 @@ pub async fn call_integrations(
     path: &str,
     body: Option<&str>,
 ) -> Answer {
-    let headers = [("authorization", auth), ("content-type", "application/json")];
-    answer(shared::front::serve(app, req(method, path, &headers, body)).await)
+    call_app(app, auth, method, path, body).await
 }
 
 pub async fn call_user_data(
@@ -491,8 +517,7 @@ pub async fn call_user_data(
     path: &str,
     body: Option<&str>,
 ) -> Answer {
-    let headers = [("authorization", auth), ("content-type", "application/json")];
-    answer(shared::front::serve(app, req(method, path, &headers, body)).await)
+    call_app(app, auth, method, path, body).await
 }
 
 /// The user's group of `integration_id` in `GET /public/v1/user/{user}` (its `attributes`,
@@ -518,8 +543,36 @@ pub async fn call_segments(
     path: &str,
     body: Option<&str>,
 ) -> Answer {
+    call_app(app, auth, method, path, body).await
+}
+
+/// Sends a JSON request with a bearer token to any function; returns the answer.
+pub async fn call_app<S: Service>(
+    app: &Served<S>,
+    auth: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Answer {
     let headers = [("authorization", auth), ("content-type", "application/json")];
     answer(shared::front::serve(app, req(method, path, &headers, body)).await)
+}
+
+/// A plain HTTP request to a URL (a presigned S3 URL of the local server, as `curl` sends it);
+/// returns the status and the body.
+pub async fn http(method: &str, url: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+    use http_body_util::{BodyExt, Full};
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<bytes::Bytes>>();
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("content-length", body.len())
+        .body(Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let answer = client.request(req).await.expect("HTTP request");
+    let status = answer.status().as_u16();
+    (status, answer.into_body().collect().await.unwrap().to_bytes().to_vec())
 }
 
 /// Creates an integration from `definition`; returns (integrationId, token).

@@ -2,15 +2,15 @@
 //! `/public/v1/user/system/{systemGuid}/segment`. Storage and its cost per call are in
 //! `shared::store::segments`; request rules in `shared::domain::segment`.
 
-use lambda_http::{Request, RequestExt};
+use lambda_http::Request;
 use serde_json::Value;
 
 use shared::api;
 use shared::auth::Principal;
 use shared::domain::segment::{CreateSegment, UpdateSegment};
-use shared::domain::{Problem, Scope, SegmentGuid, SystemGuid, Timestamp};
+use shared::domain::{Scope, SegmentGuid, SystemGuid, Timestamp};
 use shared::front::{Call, Env, Route, Service};
-use shared::http::request::json_body;
+use shared::http::request::{json_body, page_params};
 use shared::http::{ApiError, ErrorCode, Reply, RequestInfo};
 use shared::protect::usage::UsageReport;
 use shared::store::dynamo::DynamoStore;
@@ -189,42 +189,6 @@ async fn create(
     Ok(Reply::json(201, &body(&view))
         .header("location", &location)
         .usage(UsageReport { users_updated: 0, segment_ids: request.user_ids.len() as i64 }))
-}
-
-/// `limit` (1 to `max`, default `default`) and `cursor` (decoded by `decode`) of a query.
-fn page_params<C>(
-    req: &Request,
-    default: usize,
-    max: usize,
-    decode: impl Fn(&str) -> Option<C>,
-) -> Result<(usize, Option<C>), ApiError> {
-    let query = req.query_string_parameters_ref();
-    let param = |name: &str| query.and_then(|q| q.first(name)).map(str::to_string);
-    let mut details = Vec::new();
-    let limit = match param("limit") {
-        None => default,
-        Some(raw) => match raw.parse::<usize>() {
-            Ok(n) if (1..=max).contains(&n) => n,
-            _ => {
-                details.push(Problem::at("limit", format!("an integer from 1 to {max}")));
-                0
-            }
-        },
-    };
-    let cursor = match param("cursor").filter(|c| !c.is_empty()) {
-        None => None,
-        Some(raw) => {
-            let c = decode(&raw);
-            if c.is_none() {
-                details.push(Problem::at("cursor", "not a cursor this API issued"));
-            }
-            c
-        }
-    };
-    if !details.is_empty() {
-        return Err(ApiError::validation("the query is invalid", details));
-    }
-    Ok((limit, cursor))
 }
 
 async fn list(app: &App, p: &Principal, sys: &str, req: &Request) -> Result<Reply, ApiError> {

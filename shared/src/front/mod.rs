@@ -67,6 +67,8 @@ pub trait Service: Send + Sync {
 pub struct Env {
     pub store: DynamoStore,
     pub auth: AuthConfig,
+    /// The import bucket (only the imports functions use it).
+    pub files: crate::imports::Files,
 }
 
 /// A service with the front that serves it: what a function's Lambda runtime runs.
@@ -214,7 +216,7 @@ where
     crate::telemetry::init();
     let sdk = config::aws_sdk_config().await;
     let store = DynamoStore::new(config::dynamodb_client(&sdk), Tables::from_env());
-    let env = Env { store, auth: AuthConfig::from_env() };
+    let env = Env { store, auth: AuthConfig::from_env(), files: crate::imports::Files::from_env(&sdk) };
     let served = Served::new(&env, make(&env));
     let served = &served;
     lambda_http::run(lambda_http::service_fn(move |req: Request| async move {

@@ -4,6 +4,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 
 use super::{ApiError, ErrorCode};
+use crate::domain::Problem;
 
 /// The parts of a request every handler uses, read once.
 #[derive(Debug, Clone)]
@@ -121,4 +122,40 @@ mod tests {
         assert_eq!(split_path("/a/%2525/"), ["a", "%25"]);
         assert_eq!(split_path("/"), Vec::<String>::new());
     }
+}
+
+/// `limit` (1 to `max`, default `default`) and `cursor` (decoded by `decode`) of a query.
+pub fn page_params<C>(
+    req: &Request,
+    default: usize,
+    max: usize,
+    decode: impl Fn(&str) -> Option<C>,
+) -> Result<(usize, Option<C>), ApiError> {
+    let query = req.query_string_parameters_ref();
+    let param = |name: &str| query.and_then(|q| q.first(name)).map(str::to_string);
+    let mut details = Vec::new();
+    let limit = match param("limit") {
+        None => default,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => n,
+            _ => {
+                details.push(Problem::at("limit", format!("an integer from 1 to {max}")));
+                0
+            }
+        },
+    };
+    let cursor = match param("cursor").filter(|c| !c.is_empty()) {
+        None => None,
+        Some(raw) => {
+            let c = decode(&raw);
+            if c.is_none() {
+                details.push(Problem::at("cursor", "not a cursor this API issued"));
+            }
+            c
+        }
+    };
+    if !details.is_empty() {
+        return Err(ApiError::validation("the query is invalid", details));
+    }
+    Ok((limit, cursor))
 }

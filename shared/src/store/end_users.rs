@@ -92,15 +92,35 @@ impl DynamoStore {
         } else {
             None
         };
+        let kept: Vec<&UserWrite<'_>> = users
+            .iter()
+            .filter(|u| {
+                let known =
+                    existing.as_ref().is_none_or(|e| e.contains_key(&user_pk(account, u.user_id.as_str())));
+                if !known {
+                    skipped.push(u.user_id.clone());
+                }
+                known
+            })
+            .collect();
+        self.put_users(account, integration_id, &kept, now, WRITE_CONCURRENCY).await?;
+        Ok(skipped)
+    }
+
+    /// Replaces each user's item of this integration (a `PutItem` each, 25 per
+    /// `BatchWriteItem`, `concurrency` batches at a time). Callers never pass one user twice.
+    pub async fn put_users(
+        &self,
+        account: &AccountId,
+        integration_id: &str,
+        users: &[&UserWrite<'_>],
+        now: &str,
+        concurrency: usize,
+    ) -> Result<(), StoreError> {
         let mut requests = Vec::with_capacity(users.len());
         for user in users {
-            let pk = user_pk(account, user.user_id.as_str());
-            if existing.as_ref().is_some_and(|e| !e.contains_key(&pk)) {
-                skipped.push(user.user_id.clone());
-                continue;
-            }
             let mut item: Item = HashMap::with_capacity(user.values.len() + 4);
-            item.insert("pk".into(), s(pk));
+            item.insert("pk".into(), s(user_pk(account, user.user_id.as_str())));
             item.insert("sk".into(), s(attrs_sk(integration_id)));
             item.insert("integrationId".into(), s(integration_id));
             item.insert("updatedAt".into(), s(now));
@@ -109,8 +129,7 @@ impl DynamoStore {
             }
             requests.push(batch::put(item));
         }
-        batch::write_all(self.client(), &self.tables().end_users, requests, WRITE_CONCURRENCY).await?;
-        Ok(skipped)
+        batch::write_all(self.client(), &self.tables().end_users, requests, concurrency).await
     }
 
     /// The user's attributes, per integration.

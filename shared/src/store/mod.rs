@@ -8,6 +8,7 @@ pub(crate) mod codec;
 pub mod concurrent;
 pub mod dynamo;
 pub mod end_users;
+pub mod imports;
 pub mod integrations;
 pub mod protections;
 pub mod schema;

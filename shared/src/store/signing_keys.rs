@@ -23,6 +23,7 @@ pub struct VerificationSet {
     pub revoked_clients: HashMap<String, i64>,
 }
 const SIGNING_PK: &str = "SIGNING";
+const CALLBACK_PK: &str = "CALLBACK";
 
 /// A private key as stored.
 #[derive(Clone)]
@@ -91,7 +92,50 @@ impl DynamoStore {
         for item in previous_private {
             self.delete(&self.tables().keys, &item).await?;
         }
-        Ok(())
+        self.ensure_callback_key(now).await
+    }
+
+    /// Makes the deployment's callback key (`CALLBACK`/`KEY` in the keys table: 32 random
+    /// bytes) once; every import's callback secret is derived from it, so none is stored.
+    /// Made with the first signing key (`admin keys rotate`), never replaced by later ones.
+    async fn ensure_callback_key(&self, now: i64) -> Result<(), StoreError> {
+        let mut key = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut key).map_err(|_| StoreError::Unavailable("no randomness".into()))?;
+        let put = self
+            .client()
+            .put_item()
+            .table_name(&self.tables().keys)
+            .item("pk", s(CALLBACK_PK))
+            .item("sk", s("KEY"))
+            .item("key", aws_sdk_dynamodb::types::AttributeValue::B(key.to_vec().into()))
+            .item("createdAt", n(now))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(()),
+            Err(e) if super::dynamo::is_conditional_failure(&e) => Ok(()),
+            Err(e) => Err(sdk_error("PutItem", e)),
+        }
+    }
+
+    /// The deployment's callback key (see [`Self::ensure_callback_key`]); `None` before the
+    /// first `admin keys rotate`.
+    pub async fn callback_key(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let out = self
+            .client()
+            .get_item()
+            .table_name(&self.tables().keys)
+            .key("pk", s(CALLBACK_PK))
+            .key("sk", s("KEY"))
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        match out.item.as_ref().and_then(|i| i.get("key")) {
+            Some(aws_sdk_dynamodb::types::AttributeValue::B(b)) => Ok(Some(b.clone().into_inner())),
+            Some(_) => Err(StoreError::Corrupt("callback key".into())),
+            None => Ok(None),
+        }
     }
 
     /// The published (public) keys, as the JWKS document shows them.

@@ -1,0 +1,461 @@
+//! Bulk file imports: create, upload to the presigned URL, the worker (as S3 → SQS invokes
+//! it), status, the error report, modes, redelivered and concurrent events, resumed legs,
+//! malformed files, tenancy, and the signed callback checked by a receiver of our own.
+
+use std::time::Duration;
+
+use import_worker::{Outcome, Worker};
+use integration_tests::*;
+use serde_json::{Value, json};
+use shared::store::imports::ImportStatus;
+
+/// Email identifies the user; one property of each type, one of them nested.
+const CRM: &str = r#"{"name": "CRM backfill", "userIdentifierProperty": "Email",
+  "properties": [{"path": "Type", "name": "Customer_Type", "type": "String"},
+                 {"path": "plan.seats", "name": "Seats", "type": "Number"},
+                 {"path": "Since", "name": "Since", "type": "Date"},
+                 {"path": "Vip", "name": "Vip", "type": "Boolean"}]}"#;
+
+struct Import {
+    id: String,
+    path: String,
+    upload_url: String,
+    created: Value,
+}
+
+async fn create(stack: &Stack, auth: &str, integration: &str, body: Value) -> Import {
+    let path = format!("/public/v1/integrations/{integration}/imports");
+    let a = call_app(&stack.imports_app(), auth, "POST", &path, Some(&body.to_string())).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let id = a.body["importId"].as_str().unwrap().to_string();
+    assert_eq!(a.header("location"), Some(format!("{path}/{id}").as_str()));
+    Import {
+        path: format!("{path}/{id}"),
+        upload_url: a.body["uploadUrl"].as_str().unwrap().to_string(),
+        id,
+        created: a.body,
+    }
+}
+
+async fn upload(import: &Import, file: &[u8]) {
+    let (status, body) = http("PUT", &import.upload_url, file.to_vec()).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+}
+
+/// The SQS event the queue delivers for an upload (S3's notification, as the message body).
+fn event(key: &str) -> Value {
+    let s3 = json!({"Records": [{"eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": "imports"}, "object": {"key": key.replace(' ', "+")}}}]});
+    json!({"Records": [{"messageId": "m-1", "body": s3.to_string()}]})
+}
+
+fn key(stack: &Stack, integration: &str, import: &Import) -> String {
+    shared::imports::upload_key(&stack.account, integration, &import.id)
+}
+
+async fn status(stack: &Stack, auth: &str, import: &Import) -> Value {
+    let a = call_app(&stack.imports_app(), auth, "GET", &import.path, None).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    a.body
+}
+
+async fn report(status: &Value) -> String {
+    let (code, body) = http("GET", status["errorsUrl"].as_str().expect("an errorsUrl"), Vec::new()).await;
+    assert_eq!(code, 200);
+    String::from_utf8(body).unwrap()
+}
+
+async fn attributes(stack: &Stack, auth: &str, user: &str, integration: &str) -> Option<Value> {
+    user_group(&stack.user_data_app(), auth, user, integration).await.map(|g| g["attributes"].clone())
+}
+
+async fn run_to_end(stack: &Stack, worker: &Worker, k: &str) {
+    let answer = import_worker::handle(worker, &event(k)).await;
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+    let _ = stack;
+}
+
+#[tokio::test]
+async fn a_csv_file_is_judged_row_by_row_and_reported() {
+    let stack = Stack::new().await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let (integration, _) = create_integration(&stack, &auth, CRM).await;
+    let import = create(&stack, &auth, &integration, json!({"format": "csv"})).await;
+    let c = &import.created;
+    assert_eq!((c["status"].as_str(), c["mode"].as_str()), (Some("waiting_for_upload"), Some("replace")));
+    assert_eq!(c["uploadMethod"], "PUT");
+    assert_eq!(c["maxBytes"], 5_368_709_120u64);
+    assert!(c.get("callbackSecret").is_none());
+
+    let file = "\u{feff}Email,Type,plan.seats,Since,Vip,Notes\r\n\
+        a@x.com,gold,12,2024-02-29,true,hello\r\n\
+        b@x.com,\"silver, \"\"plus\"\"\",,,FALSE,\r\n\
+        c@x.com,bronze,many,2023-02-29,yes,\r\n\
+        ,orphan,1,,,\r\n\
+        d@x.com,,,,,\r\n\
+        e@x.com,short\r\n\
+        \r\n\
+        a@x.com,platinum,,,,\r\n";
+    upload(&import, file.as_bytes()).await;
+    run_to_end(&stack, &stack.import_worker(600), &key(&stack, &integration, &import)).await;
+
+    let s = status(&stack, &auth, &import).await;
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!((s["rowsRead"].as_i64(), s["accepted"].as_i64()), (Some(7), Some(2)), "{s}");
+    assert_eq!((s["rejected"].as_i64(), s["superseded"].as_i64()), (Some(4), Some(1)), "{s}");
+    assert_eq!(s["bytesRead"].as_u64(), Some(file.len() as u64));
+    assert_eq!(s["ignoredColumns"], json!(["Notes"]));
+    assert!(s["startedAt"].is_string() && s["finishedAt"].is_string());
+
+    let lines: Vec<String> = report(&s).await.lines().map(str::to_string).collect();
+    assert_eq!(lines[0], "row,column,reason");
+    let has = |row: &str, column: &str, words: &str| {
+        lines.iter().any(|l| l.starts_with(&format!("{row},{column},")) && l.contains(words))
+    };
+    // Blank lines are not rows (the CSV reader skips them): the second a@x.com is row 8.
+    assert!(has("2", "", "superseded by row 8"), "{lines:?}");
+    assert!(has("4", "plan.seats", "decimal"), "{lines:?}");
+    assert!(has("4", "Since", "date"), "{lines:?}");
+    assert!(has("4", "Vip", "not a Boolean"), "{lines:?}");
+    assert!(has("5", "Email", "identifier is missing"), "{lines:?}");
+    assert!(has("6", "", "at least one"), "{lines:?}");
+    assert!(has("7", "", "expected 6 fields"), "{lines:?}");
+
+    // The later row of a@x.com wins (replace: its empty cells are no values).
+    assert_eq!(
+        attributes(&stack, &auth, "a@x.com", &integration).await,
+        Some(json!({"Customer_Type": "platinum"}))
+    );
+    assert_eq!(
+        attributes(&stack, &auth, "b@x.com", &integration).await,
+        Some(json!({"Customer_Type": "silver, \"plus\"", "Vip": false}))
+    );
+    assert_eq!(attributes(&stack, &auth, "c@x.com", &integration).await, None);
+}
+
+#[tokio::test]
+async fn replace_removes_what_a_row_lacks_and_merge_keeps_it() {
+    let stack = Stack::new().await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let (integration, token) = create_integration(&stack, &auth, CRM).await;
+    let seed = json!({"token": token, "data": [
+        {"Email": "r@x.com", "Type": "gold", "Vip": true},
+        {"Email": "m@x.com", "Type": "gold", "Vip": true}]});
+    let a = call_user_data(
+        &stack.user_data_app(),
+        &auth,
+        "POST",
+        "/public/v1/user/data",
+        Some(&seed.to_string()),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+
+    for (mode, user) in [("replace", "r@x.com"), ("merge", "m@x.com")] {
+        let import = create(&stack, &auth, &integration, json!({"format": "ndjson", "mode": mode})).await;
+        let line = json!({"Email": user, "plan": {"seats": 3}, "Vip": null}).to_string();
+        upload(&import, format!("{line}\n").as_bytes()).await;
+        run_to_end(&stack, &stack.import_worker(600), &key(&stack, &integration, &import)).await;
+        let s = status(&stack, &auth, &import).await;
+        // NDJSON is judged as JSON: a null is refused as in the API.
+        assert_eq!((s["status"].as_str(), s["rejected"].as_i64()), (Some("completed"), Some(1)), "{s}");
+        let fixed = json!({"Email": user, "plan": {"seats": 3}}).to_string();
+        let again = create(&stack, &auth, &integration, json!({"format": "ndjson", "mode": mode})).await;
+        upload(&again, format!("{fixed}\n").as_bytes()).await;
+        run_to_end(&stack, &stack.import_worker(600), &key(&stack, &integration, &again)).await;
+        assert_eq!(status(&stack, &auth, &again).await["accepted"], 1);
+    }
+    assert_eq!(attributes(&stack, &auth, "r@x.com", &integration).await, Some(json!({"Seats": 3})));
+    assert_eq!(
+        attributes(&stack, &auth, "m@x.com", &integration).await,
+        Some(json!({"Customer_Type": "gold", "Vip": true, "Seats": 3}))
+    );
+}
+
+fn rows(n: usize) -> String {
+    let mut file = String::from("Email,Type,plan.seats\n");
+    for i in 0..n {
+        file.push_str(&format!("u{i}@x.com,t{i},{i}\n"));
+    }
+    file
+}
+
+#[tokio::test]
+async fn redelivered_and_concurrent_events_count_each_row_once() {
+    let stack = Stack::new().await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let (integration, _) = create_integration(&stack, &auth, CRM).await;
+    let import = create(&stack, &auth, &integration, json!({"format": "csv"})).await;
+    upload(&import, rows(120).as_bytes()).await;
+    let k = key(&stack, &integration, &import);
+    let (mut w1, mut w2) = (stack.import_worker(600), stack.import_worker(600));
+    (w1.page_rows, w2.page_rows) = (10, 10);
+    // Two deliveries at once: one holds the lease, the other finds it busy.
+    let (a, b) = tokio::join!(import_worker::run_key(&w1, &k), import_worker::run_key(&w2, &k));
+    let outcomes = [a.unwrap(), b.unwrap()];
+    assert!(outcomes.contains(&Outcome::Finished(ImportStatus::Completed)), "{outcomes:?}");
+    assert!(outcomes.contains(&Outcome::Skipped), "{outcomes:?}");
+    // Redelivered after the end: nothing happens.
+    assert_eq!(import_worker::run_key(&stack.import_worker(600), &k).await.unwrap(), Outcome::Skipped);
+    let s = status(&stack, &auth, &import).await;
+    assert_eq!(
+        (s["rowsRead"].as_i64(), s["accepted"].as_i64(), s["rejected"].as_i64()),
+        (Some(120), Some(120), Some(0))
+    );
+    assert!(s["errorsUrl"].is_null());
+    assert_eq!(
+        attributes(&stack, &auth, "u119@x.com", &integration).await,
+        Some(json!({"Customer_Type": "t119", "Seats": 119}))
+    );
+}
+
+#[tokio::test]
+async fn an_import_out_of_time_hands_over_and_the_next_leg_resumes_at_the_checkpoint() {
+    let stack = Stack::new().await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let (integration, _) = create_integration(&stack, &auth, CRM).await;
+    let import = create(&stack, &auth, &integration, json!({"format": "csv", "mode": "merge"})).await;
+    // A bad row in the second page: the report grows across legs.
+    let file = rows(45).replace("u13@x.com,t13,13", "u13@x.com,t13,thirteen");
+    upload(&import, file.as_bytes()).await;
+    let k = key(&stack, &integration, &import);
+    let mut legs = 0;
+    let marker = format!("{k}{}", shared::imports::RESUME_SUFFIX);
+    let mut next = k.clone();
+    loop {
+        // No time at all: each leg does one page of 10 rows, then hands over.
+        let mut worker = stack.import_worker(0);
+        worker.page_rows = 10;
+        legs += 1;
+        match import_worker::run_key(&worker, &next).await.unwrap() {
+            Outcome::Continued => {
+                let s = status(&stack, &auth, &import).await;
+                assert_eq!(s["status"], "processing");
+                assert_eq!(s["rowsRead"].as_i64(), Some(10 * legs), "{s}");
+                assert!(stack.files.head(&marker).await.unwrap().is_some(), "the next leg's marker");
+                next = marker.clone();
+            }
+            Outcome::Finished(ImportStatus::Completed) => break,
+            other => panic!("{other:?}"),
+        }
+        assert!(legs < 10);
+    }
+    assert_eq!(legs, 5);
+    let s = status(&stack, &auth, &import).await;
+    assert_eq!(
+        (s["rowsRead"].as_i64(), s["accepted"].as_i64(), s["rejected"].as_i64()),
+        (Some(45), Some(44), Some(1))
+    );
+    assert_eq!(s["bytesRead"].as_u64(), Some(file.len() as u64));
+    let r = report(&s).await;
+    assert_eq!(r.lines().count(), 2, "{r}");
+    assert!(r.contains("15,plan.seats,"), "{r}");
+    for i in [0, 9, 10, 44] {
+        let got = attributes(&stack, &auth, &format!("u{i}@x.com"), &integration).await;
+        assert_eq!(got, Some(json!({"Customer_Type": format!("t{i}"), "Seats": i})));
+    }
+}
+
+#[tokio::test]
+async fn a_file_that_cannot_be_read_fails_the_import_with_the_reason() {
+    let stack = Stack::new().await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let (integration, _) = create_integration(&stack, &auth, CRM).await;
+    let cases: [(&str, &[u8], &str); 5] = [
+        ("csv", b"Name,Type\nx,y\n", "user identifier 'Email'"),
+        ("csv", b"Email,Type\na@x.com,\xff\xfe\n", "not UTF-8"),
+        ("csv", b"", "empty"),
+        ("csv", b"Email,Email\na,b\n", "twice"),
+        ("ndjson", b"{\"Email\": \"a\", \"Type\": \"x\"}\n\xff\n", "not UTF-8"),
+    ];
+    for (format, file, reason) in cases {
+        let import = create(&stack, &auth, &integration, json!({"format": format})).await;
+        upload(&import, file).await;
+        run_to_end(&stack, &stack.import_worker(600), &key(&stack, &integration, &import)).await;
+        let s = status(&stack, &auth, &import).await;
+        assert_eq!(s["status"], "failed", "{s}");
+        assert!(s["failure"].as_str().unwrap().contains(reason), "{reason}: {s}");
+    }
+    // An event for an import whose file never came (a resume marker alone, say).
+    let import = create(&stack, &auth, &integration, json!({"format": "csv"})).await;
+    run_to_end(&stack, &stack.import_worker(600), &key(&stack, &integration, &import)).await;
+    let s = status(&stack, &auth, &import).await;
+    assert_eq!((s["status"].as_str(), s["failure"].as_str()), (Some("failed"), Some("no file was uploaded")));
+}
+
+#[tokio::test]
+async fn imports_belong_to_their_account_and_the_request_is_judged() {
+    let stack = Stack::new().await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let (integration, _) = create_integration(&stack, &auth, CRM).await;
+    let import = create(&stack, &auth, &integration, json!({"format": "csv"})).await;
+    let app = stack.imports_app();
+    let (_, other_auth) = stack.account_with_bearer("globex", 100, 10_000).await;
+    for (method, path) in
+        [("GET", import.path.clone()), ("GET", format!("/public/v1/integrations/{integration}/imports"))]
+    {
+        let a = call_app(&app, &other_auth, method, &path, None).await;
+        assert_eq!(a.status, 404, "{path}: {}", a.body);
+    }
+    let a = call_app(
+        &app,
+        &other_auth,
+        "POST",
+        &format!("/public/v1/integrations/{integration}/imports"),
+        Some(r#"{"format":"csv"}"#),
+    )
+    .await;
+    assert_eq!(a.status, 404, "{}", a.body);
+
+    let read_only = stack.bearer("endUsers:read").await;
+    let a = call_app(&app, &read_only, "GET", &import.path, None).await;
+    assert_eq!(a.status, 403, "{}", a.body);
+
+    let path = format!("/public/v1/integrations/{integration}/imports");
+    for (body, where_) in [
+        (r#"{}"#, "format"),
+        (r#"{"format": "xlsx"}"#, "format"),
+        (r#"{"format": "csv", "mode": null}"#, "mode"),
+        (r#"{"format": "csv", "callbackUrl": "ftp://x"}"#, "callbackUrl"),
+        (r#"{"format": "csv", "extra": true}"#, "extra"),
+    ] {
+        let a = call_app(&app, &auth, "POST", &path, Some(body)).await;
+        assert_eq!(a.status, 400, "{body}: {}", a.body);
+        assert_eq!(a.body["error"]["details"][0]["path"], where_, "{body}: {}", a.body);
+    }
+    let a = call_app(&app, &auth, "GET", &format!("{path}/not-a-uuid"), None).await;
+    assert_eq!(a.status, 404);
+}
+
+#[tokio::test]
+async fn the_list_is_newest_first_and_paginated() {
+    let stack = Stack::new().await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let (integration, _) = create_integration(&stack, &auth, CRM).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(create(&stack, &auth, &integration, json!({"format": "csv"})).await.id);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    ids.reverse();
+    let path = format!("/public/v1/integrations/{integration}/imports");
+    let app = stack.imports_app();
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = match &cursor {
+            Some(c) => format!("{path}?limit=2&cursor={c}"),
+            None => format!("{path}?limit=2"),
+        };
+        let a = call_app(&app, &auth, "GET", &q, None).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        seen.extend(
+            a.body["imports"].as_array().unwrap().iter().map(|i| i["importId"].as_str().unwrap().to_string()),
+        );
+        match a.body["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids);
+    for bad in ["limit=0", "limit=101", "cursor=abc"] {
+        let a = call_app(&app, &auth, "GET", &format!("{path}?{bad}"), None).await;
+        assert_eq!(a.status, 400, "{bad}");
+    }
+}
+
+/// A one-request HTTP receiver: answers `status` and hands over the request's signature
+/// header and body.
+async fn receiver(status: u16) -> (String, tokio::sync::mpsc::Receiver<(String, Vec<u8>)>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks/import", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tokio::spawn(async move {
+        loop {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let (head_end, length) = loop {
+                let n = sock.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
+                    let length = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                        .unwrap_or(0);
+                    break (i + 4, length);
+                }
+            };
+            while buf.len() < head_end + length {
+                let n = sock.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+            let signature = head
+                .lines()
+                .find_map(|l| {
+                    l.to_lowercase().starts_with("x-import-signature:").then(|| l[19..].trim().to_string())
+                })
+                .unwrap_or_default();
+            let _ = tx.send((signature, buf[head_end..head_end + length].to_vec())).await;
+            let answer = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = sock.write_all(answer.as_bytes()).await;
+        }
+    });
+    (url, rx)
+}
+
+/// What a receiver does with the documented scheme: HMAC-SHA256 of "<t>.<body>" under the
+/// secret, hex, compared with v1.
+fn verifies(secret: &str, signature: &str, body: &[u8]) -> bool {
+    let mut parts = signature.split(',');
+    let t = parts.next().and_then(|p| p.strip_prefix("t=")).unwrap();
+    let v1 = parts.next().and_then(|p| p.strip_prefix("v1=")).unwrap();
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes());
+    let mut signed = format!("{t}.").into_bytes();
+    signed.extend_from_slice(body);
+    let expected: String =
+        aws_lc_rs::hmac::sign(&key, &signed).as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    expected == v1
+}
+
+#[tokio::test]
+async fn the_callback_is_signed_with_the_secret_shown_once_and_retried() {
+    let stack = Stack::new().await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let (integration, _) = create_integration(&stack, &auth, CRM).await;
+    let (url, mut received) = receiver(200).await;
+    let import = create(&stack, &auth, &integration, json!({"format": "csv", "callbackUrl": url})).await;
+    let secret = import.created["callbackSecret"].as_str().unwrap().to_string();
+    assert!(secret.len() >= 43);
+    let s = status(&stack, &auth, &import).await;
+    assert!(s.get("callbackSecret").is_none(), "shown once: {s}");
+    assert_eq!(s["callbackUrl"], url);
+
+    upload(&import, rows(3).as_bytes()).await;
+    run_to_end(&stack, &stack.import_worker(600), &key(&stack, &integration, &import)).await;
+    let (signature, body) = received.recv().await.unwrap();
+    assert!(verifies(&secret, &signature, &body), "{signature}");
+    assert!(!verifies("another secret", &signature, &body));
+    let summary: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((summary["status"].as_str(), summary["accepted"].as_i64()), (Some("completed"), Some(3)));
+    assert_eq!(summary["importId"], import.id.as_str());
+    assert_eq!(status(&stack, &auth, &import).await["callbackStatus"], "delivered");
+
+    // A receiver that fails is retried with backoff; its 4xx is final.
+    let (url, mut received) = receiver(503).await;
+    let import = create(&stack, &auth, &integration, json!({"format": "csv", "callbackUrl": url})).await;
+    upload(&import, rows(1).as_bytes()).await;
+    let started = std::time::Instant::now();
+    run_to_end(&stack, &stack.import_worker(600), &key(&stack, &integration, &import)).await;
+    let mut attempts = 0;
+    while received.try_recv().is_ok() {
+        attempts += 1;
+    }
+    assert_eq!(attempts, 5);
+    assert!(started.elapsed() >= Duration::from_secs(15), "backoff 1 + 2 + 4 + 8 s");
+    assert_eq!(status(&stack, &auth, &import).await["callbackStatus"], "failed");
+}
