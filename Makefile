@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make dev` (run it locally) and `make test` (every test).
-.PHONY: dev test build clean bench-segments bench-coldstart load fuzz schemathesis capacity flood
+.PHONY: dev test build clean bench-segments bench-import bench-coldstart load fuzz schemathesis capacity flood
 
 dev:
 	@scripts/dev.sh
@@ -13,6 +13,12 @@ build:
 
 bench-segments:
 	@scripts/bench-segments.sh
+
+# A bulk import of IMPORT_BENCH_ROWS (100,000) ~1 KB rows through the import worker vs boto3's
+# batch_writer writing the same items, on one throwaway local server: rows/s, requests, write
+# units per row and the worker's peak RSS.
+bench-import:
+	@scripts/bench-import.sh
 
 # Cold start of each function (exec -> first response, peak RSS) vs the boto3 floor.
 bench-coldstart:

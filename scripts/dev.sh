@@ -35,7 +35,9 @@ fi
 start_moto "$DB_PORT" "$DEV_DIR/moto.log"
 WATCH_PID=""
 PROXY_PID=""
+QUEUE_PID=""
 cleanup() {
+  [ -n "$QUEUE_PID" ] && kill "$QUEUE_PID" 2>/dev/null
   [ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null
   [ -n "$WATCH_PID" ] && kill "$WATCH_PID" 2>/dev/null
   kill "$MOTO_PID" 2>/dev/null || true
@@ -46,6 +48,7 @@ local_aws_env "$DB_PORT"
 
 cat > "$DEV_DIR/env" <<ENV
 AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$DB_PORT
+AWS_ENDPOINT_URL_S3=http://127.0.0.1:$DB_PORT
 AWS_REGION=us-east-1
 AWS_DEFAULT_REGION=us-east-1
 AWS_ACCESS_KEY_ID=local
@@ -60,6 +63,9 @@ END_USERS_TABLE=ingest-end-users
 SEGMENTS_TABLE=ingest-segments
 TOKEN_ISSUER=$API_URL
 TOKEN_AUDIENCE=end-user-data-api
+IMPORT_BUCKET=ingest-imports
+IMPORT_QUEUE=ingest-imports
+IMPORT_ALLOW_LOCAL_CALLBACKS=1
 ENV
 set -a
 # shellcheck disable=SC1091
@@ -84,6 +90,8 @@ CLIENT_JSON="$(admin client create --account demo --scopes all --name demo)"
 # MoEngage's API key: a client scoped to exactly what its route needs (docs/SECURITY.md).
 MOENGAGE_API_KEY="$(admin client create --account demo --scopes endUserUpdate:write --name moengage | json_field clientSecret)"
 admin keys rotate >/dev/null
+# Bulk imports: the bucket, its upload notifications and their queue, as template.yaml has them.
+"$VENV/bin/python" scripts/import_queue.py setup >/dev/null
 CLIENT_ID="$(echo "$CLIENT_JSON" | json_field clientId)"
 CLIENT_SECRET="$(echo "$CLIENT_JSON" | json_field clientSecret)"
 
@@ -97,8 +105,13 @@ WATCH_FLAGS=(--concurrency "${DEV_CONCURRENCY:-4}")
 WATCH_PORT="$(free_port)"
 cargo lambda watch -A 127.0.0.1 -P "$WATCH_PORT" "${WATCH_FLAGS[@]}" >"$DEV_DIR/functions.log" 2>&1 &
 WATCH_PID=$!
-"$VENV/bin/python" -u scripts/dev_proxy.py "$API_PORT" "$WATCH_PORT" > "$DEV_DIR/requests.log" 2>&1 &
+# Both write to requests.log, each appending (neither overwrites the other's lines).
+: > "$DEV_DIR/requests.log"
+"$VENV/bin/python" -u scripts/dev_proxy.py "$API_PORT" "$WATCH_PORT" >> "$DEV_DIR/requests.log" 2>&1 &
 PROXY_PID=$!
+# What the SQS event source does on AWS: each upload's event to the import worker.
+"$VENV/bin/python" -u scripts/import_queue.py poll "$WATCH_PORT" >> "$DEV_DIR/requests.log" 2>&1 &
+QUEUE_PID=$!
 ready=0
 for _ in $(seq 1 900); do
   # -f: the proxy answers 502 until cargo lambda watch is up (it starts a function on its
@@ -172,6 +185,7 @@ cat <<MSG
 Local stack ready (Ctrl-C stops everything).
   API:            $API_URL
   DynamoDB:       http://127.0.0.1:$DB_PORT   (moto + meter: GET /_meter, docs/LOCAL_DYNAMODB.md)
+  S3 and SQS:     the same server (bucket ingest-imports; uploads reach the import worker)
   logs:           $DEV_DIR/functions.log  $DEV_DIR/moto.log  $DEV_DIR/build.log
   demo account:   $DEV_DIR/demo.json      environment: $DEV_DIR/env
 

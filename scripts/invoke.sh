@@ -4,8 +4,9 @@
 # against a running `make dev`, after filling in the demo account's credentials from
 # .dev/demo.json (__BASIC_CREDENTIALS__, __SYSTEM_GUID__, __SEGMENT_GUID__ (the demo segment),
 # the integration placeholders, __WORKSPACE_ID__ and __MOENGAGE_BASIC__ (the account id and
-# MoEngage's Basic credentials: account id and client secret), and __ACCESS_TOKEN__ with a
-# fresh token).
+# MoEngage's Basic credentials: account id and client secret), __IMPORT_ID__ from $IMPORT_ID
+# (the importId that `imports-create.json` answered), and __ACCESS_TOKEN__ with a fresh token).
+# The import worker's SQS event goes to the import-worker function.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -24,10 +25,13 @@ if grep -q __ACCESS_TOKEN__ "$event"; then
     -H "Authorization: Basic $basic" -d grant_type=client_credentials |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')"
 fi
-route="$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['routeKey'].split(' ',1)[1])" "$event")"
+route="$(python3 -c "import json,sys; print(json.load(open(sys.argv[1])).get('routeKey', ' -').split(' ',1)[1])" "$event")"
 function="$(python3 - "$route" <<'PY'
 import re, sys, tomllib
 route = sys.argv[1]
+if route == "-":  # not an API Gateway event: the SQS event of the import worker
+    print("import-worker")
+    sys.exit()
 router = tomllib.load(open("Cargo.toml", "rb"))["workspace"]["metadata"]["lambda"]["watch"]["router"]
 for path, target in router.items():
     pattern = "^" + re.sub(r"\{[^}]+\}", "[^/]+", re.escape(path).replace(r"\{", "{").replace(r"\}", "}")) + "$"
@@ -43,5 +47,6 @@ sed -e "s|__BASIC_CREDENTIALS__|$basic|g" -e "s|__ACCESS_TOKEN__|$token|g" \
     -e "s|__INTEGRATION_TOKEN__|$(field integrationToken)|g" \
     -e "s|__NESTED_INTEGRATION_TOKEN__|$(field nestedIntegrationToken)|g" -e "s|__INTEGRATION_ID__|$(field integrationId)|g" \
     -e "s|__WORKSPACE_ID__|$(field accountId)|g" -e "s|__MOENGAGE_BASIC__|$moengage_basic|g" \
+    -e "s|__IMPORT_ID__|${IMPORT_ID:-}|g" \
     "$event" > "$tmp"
 cargo lambda invoke "$function" --invoke-address 127.0.0.1 --invoke-port "$API_PORT" --data-file "$tmp"

@@ -3,7 +3,8 @@
 
 Placeholders are filled by scripts/invoke.sh (from .dev/demo.json) and by tests/tests/events.rs:
 __BASIC_CREDENTIALS__, __ACCESS_TOKEN__, __INTEGRATION_TOKEN__, __NESTED_INTEGRATION_TOKEN__,
-__INTEGRATION_ID__, __SYSTEM_GUID__, __SEGMENT_GUID__ (the demo segment; tests/tests/events.rs creates
+__INTEGRATION_ID__, __IMPORT_ID__ (an import of the demo integration: invoke.sh takes it from
+$IMPORT_ID; tests/tests/events.rs creates one with imports-create.json first), __SYSTEM_GUID__, __SEGMENT_GUID__ (the demo segment; tests/tests/events.rs creates
 one with segments-create.json first), __WORKSPACE_ID__ (the account id) and __MOENGAGE_BASIC__
 (base64 of "<account id>:<client secret>", MoEngage's Basic credentials). Run it again after
 changing it; the files are committed.
@@ -61,6 +62,8 @@ SEGMENTS_PATH = "/public/v1/user/system/__SYSTEM_GUID__/segment"
 SEGMENT = SEGMENTS + "/{segmentGuid}"
 SEGMENT_PATH = SEGMENTS_PATH + "/__SEGMENT_GUID__"
 READ = {"authorization": "Bearer __ACCESS_TOKEN__"}
+IMPORTS = "/public/v1/integrations/{integrationId}/imports"
+IMPORTS_PATH = "/public/v1/integrations/__INTEGRATION_ID__/imports"
 
 EVENTS = {
     "token.json": ev("POST", "/accounts/connect/token",
@@ -115,6 +118,24 @@ EVENTS = {
     "integrations-delete.json": ev("DELETE", "/public/v1/integrations/{integrationId}",
                                    "/public/v1/integrations/__INTEGRATION_ID__",
                                    headers={"authorization": "Bearer __ACCESS_TOKEN__"}),
+    # Bulk imports: create one (answers the upload URL), read it, list them. The worker's event
+    # is what SQS delivers for an upload (S3's notification as the message body).
+    "imports-create.json": ev("POST", IMPORTS, IMPORTS_PATH, headers=BEARER, body={
+        "format": "csv", "mode": "replace"}),
+    "imports-get.json": ev("GET", IMPORTS + "/{importId}", IMPORTS_PATH + "/__IMPORT_ID__", headers=READ),
+    "imports-list.json": ev("GET", IMPORTS, IMPORTS_PATH, headers=READ, query="limit=20"),
+    "import-worker-upload.json": {"Records": [{
+        "messageId": "059f36b4-87a3-44ab-83d2-661975830a7d",
+        "receiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a",
+        "body": json.dumps({"Records": [{
+            "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+            "eventTime": "2026-11-23T09:00:00.000Z", "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": "ingest-imports", "arn": "arn:aws:s3:::ingest-imports"},
+                   "object": {"key": "uploads/__WORKSPACE_ID__/__INTEGRATION_ID__/__IMPORT_ID__",
+                              "size": 64}}}]}),
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1795424400000"},
+        "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:ingest-imports", "awsRegion": "us-east-1"}]},
     # The Segments API seed: its create body (with a concrete external id and name) and its
     # update body verbatim.
     "segments-create.json": ev("POST", SEGMENTS, SEGMENTS_PATH, headers=BEARER, body={

@@ -222,6 +222,11 @@ class LocalDynamo:
         if not target.startswith(TARGET):
             if path.startswith("/moto-api/reset"):
                 self.buckets.reset()
+            if environ.get("REQUEST_METHOD") == "PUT" and environ.get("CONTENT_TYPE", "").startswith(
+                    "application/x-www-form-urlencoded"):
+                # `curl --data-binary @file <presigned URL>` sends this type; S3 stores the bytes
+                # as they are, but moto's server parses them as a form and stores nothing.
+                environ["CONTENT_TYPE"] = "application/octet-stream"
             return self.app(environ, start_response)
         op = target[len(TARGET):]
         length = int(environ.get("CONTENT_LENGTH") or 0)

@@ -113,11 +113,20 @@ impl Files {
             .presigned(conf)
             .await
             .map_err(|e| s3_error("presign PutObject", e))?;
-        Ok(Presigned {
-            url: req.uri().to_string(),
-            method: req.method().to_string(),
-            headers: req.headers().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        })
+        // Only the headers the signature covers must be sent (the SDK also returns a tracing
+        // header of this invocation, which S3 does not check).
+        let url = req.uri().to_string();
+        let signed: Vec<String> = url
+            .split(['?', '&'])
+            .find_map(|p| p.strip_prefix("X-Amz-SignedHeaders="))
+            .map(|v| v.split("%3B").flat_map(|h| h.split(';')).map(str::to_ascii_lowercase).collect())
+            .unwrap_or_default();
+        let headers = req
+            .headers()
+            .filter(|(k, _)| *k != "host" && signed.iter().any(|s| s == &k.to_ascii_lowercase()))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Ok(Presigned { url, method: req.method().to_string(), headers })
     }
 
     pub async fn presign_download(&self, key: &str) -> Result<String, StoreError> {

@@ -558,8 +558,8 @@ pub async fn call_app<S: Service>(
     answer(shared::front::serve(app, req(method, path, &headers, body)).await)
 }
 
-/// A plain HTTP request to a URL (a presigned S3 URL of the local server, as `curl` sends it);
-/// returns the status and the body.
+/// A plain HTTP request to a URL (a presigned S3 URL of the local server); a body goes as
+/// `curl --data-binary` sends it, typed as a form. Returns the status and the body.
 pub async fn http(method: &str, url: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
     use http_body_util::{BodyExt, Full};
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -568,6 +568,7 @@ pub async fn http(method: &str, url: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
         .method(method)
         .uri(url)
         .header("content-length", body.len())
+        .header("content-type", "application/x-www-form-urlencoded")
         .body(Full::new(bytes::Bytes::from(body)))
         .unwrap();
     let answer = client.request(req).await.expect("HTTP request");

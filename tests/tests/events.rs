@@ -20,6 +20,11 @@ const ORDER: &[&str] = &[
     "integrations-get.json",
     "integrations-patch.json",
     "integrations-test.json",
+    // Creating the import yields the id that fills __IMPORT_ID__; its file is uploaded then.
+    "imports-create.json",
+    "import-worker-upload.json",
+    "imports-get.json",
+    "imports-list.json",
     // Creating the segment yields the guid that fills __SEGMENT_GUID__ in the ones after it.
     "segments-create.json",
     "segments-list.json",
@@ -44,6 +49,7 @@ async fn every_event_succeeds_on_its_function() {
     let integrations_app = stack.integrations_app();
     let user_data_app = stack.user_data_app();
     let segments_app = stack.segments_app();
+    let imports_app = stack.imports_app();
     let bearer = stack.bearer(ALL_SCOPES).await;
     let (integration_id, integration_token) = create_integration(&stack, &bearer, SEED_INTEGRATION).await;
     let (_, nested_token) = create_integration(&stack, &bearer, NESTED_INTEGRATION).await;
@@ -68,6 +74,7 @@ async fn every_event_succeeds_on_its_function() {
     files.sort_by_key(|f| ORDER.iter().position(|o| o == f));
 
     let mut segment_guid: Option<String> = None;
+    let mut import_id: Option<String> = None;
     for name in &files {
         let mut text = std::fs::read_to_string(format!("{dir}/{name}"))
             .unwrap()
@@ -85,13 +92,28 @@ async fn every_event_succeeds_on_its_function() {
             });
             text = text.replace("__SEGMENT_GUID__", guid);
         }
+        if text.contains("__IMPORT_ID__") {
+            let id = import_id.as_deref().unwrap_or_else(|| {
+                panic!("events/{name}: __IMPORT_ID__ needs imports-create.json to run before it")
+            });
+            text = text.replace("__IMPORT_ID__", id);
+        }
         let ev: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if ev.get("routeKey").is_none() {
+            // The import worker's SQS event: its import is read to the end.
+            assert_eq!(name, "import-worker-upload.json");
+            let answer = import_worker::handle(&stack.import_worker(600), &ev).await;
+            assert_eq!(answer, serde_json::json!({"batchItemFailures": []}), "events/{name}");
+            continue;
+        }
         let route = ev["routeKey"].as_str().unwrap();
         let path = route.split_once(' ').unwrap().1;
         let resp = if path.starts_with("/accounts/") || path.starts_with("/.well-known/") {
             shared::front::serve(&token_app, request(&ev)).await
         } else if path.starts_with("/public/v1/user/system/") {
             shared::front::serve(&segments_app, request(&ev)).await
+        } else if path.contains("/imports") {
+            shared::front::serve(&imports_app, request(&ev)).await
         } else if path.starts_with("/public/v1/integrations") {
             shared::front::serve(&integrations_app, request(&ev)).await
         } else if path.starts_with("/public/v1/user/") || path.starts_with("/v1/customer/") {
@@ -127,6 +149,21 @@ async fn every_event_succeeds_on_its_function() {
         };
         if let Some(n) = expected_count {
             assert_eq!(a.body["userCount"], n, "events/{name}: {}", a.body);
+        }
+        if name == "imports-create.json" {
+            import_id = Some(a.body["importId"].as_str().unwrap().to_string());
+            let file =
+                b"Email,Type,Status\njohn.doe@walkme.example,Internal,New\njane@walkme.example,External,\n";
+            let (status, _) = http("PUT", a.body["uploadUrl"].as_str().unwrap(), file.to_vec()).await;
+            assert_eq!(status, 200);
+        }
+        if name == "imports-get.json" {
+            assert_eq!(
+                (a.body["status"].as_str(), a.body["accepted"].as_i64()),
+                (Some("completed"), Some(2)),
+                "{}",
+                a.body
+            );
         }
         if name == "segments-create.json" {
             assert_eq!(a.status, 201, "{}", a.body);

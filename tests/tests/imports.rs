@@ -84,6 +84,7 @@ async fn a_csv_file_is_judged_row_by_row_and_reported() {
     let c = &import.created;
     assert_eq!((c["status"].as_str(), c["mode"].as_str()), (Some("waiting_for_upload"), Some("replace")));
     assert_eq!(c["uploadMethod"], "PUT");
+    assert_eq!(c["uploadHeaders"], json!({}), "nothing beyond what curl sends");
     assert_eq!(c["maxBytes"], 5_368_709_120u64);
     assert!(c.get("callbackSecret").is_none());
 
@@ -458,4 +459,75 @@ async fn the_callback_is_signed_with_the_secret_shown_once_and_retried() {
     assert_eq!(attempts, 5);
     assert!(started.elapsed() >= Duration::from_secs(15), "backoff 1 + 2 + 4 + 8 s");
     assert_eq!(status(&stack, &auth, &import).await["callbackStatus"], "failed");
+}
+
+#[tokio::test]
+async fn a_replace_import_costs_one_write_unit_per_row_in_batches_of_25() {
+    let stack = Stack::new().await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let (integration, _) = create_integration(&stack, &auth, CRM).await;
+    let import = create(&stack, &auth, &integration, json!({"format": "csv"})).await;
+    let n = 2_000;
+    upload(&import, rows(n).as_bytes()).await;
+    let before = stack.units();
+    stack.counter.reset();
+    run_to_end(&stack, &stack.import_worker(600), &key(&stack, &integration, &import)).await;
+    let units = stack.units() - before;
+    let ops = stack.counter.take();
+    let batches = ops.iter().filter(|o| *o == "BatchWriteItem").count();
+    // Items under 1 KB: one unit each; the record's lease, checkpoints and end are the rest.
+    assert!(units.wcu <= 1.02 * n as f64, "{} WCU for {n} rows", units.wcu);
+    assert!(units.wcu >= n as f64, "{} WCU for {n} rows", units.wcu);
+    assert_eq!(batches, n.div_ceil(25), "{ops:?}");
+    assert!(ops.len() - batches <= 8, "a small constant besides the batches: {ops:?}");
+    assert!(units.rcu <= 5.0, "{} RCU", units.rcu);
+    assert_eq!(status(&stack, &auth, &import).await["accepted"], n);
+}
+
+#[tokio::test]
+async fn a_worker_that_died_is_taken_over_from_its_last_checkpoint_once_its_lease_runs_out() {
+    let stack = Stack::new().await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let (integration, _) = create_integration(&stack, &auth, CRM).await;
+    let import = create(&stack, &auth, &integration, json!({"format": "csv"})).await;
+    upload(&import, rows(30).as_bytes()).await;
+    let k = key(&stack, &integration, &import);
+    // A first worker reads one page, then hands over; a second takes the lease and dies
+    // (never checkpoints) with its lease still running.
+    let mut first = stack.import_worker(0);
+    first.page_rows = 10;
+    assert_eq!(import_worker::run_key(&first, &k).await.unwrap(), Outcome::Continued);
+    let now = shared::domain::Timestamp::now().epoch_secs();
+    let lease = stack
+        .store
+        .lease_import(&stack.account, &integration, &import.id, "dead", now, now + 60)
+        .await
+        .unwrap();
+    assert!(matches!(lease, shared::store::imports::Lease::Taken(_)));
+    // Its message comes back while the lease runs: nothing happens.
+    assert_eq!(import_worker::run_key(&stack.import_worker(600), &k).await.unwrap(), Outcome::Skipped);
+    // The lease ran out (as if 60 s later): the next delivery resumes at row 11.
+    let later = now + 61;
+    let lease = stack
+        .store
+        .lease_import(&stack.account, &integration, &import.id, "next", later, later + 60)
+        .await
+        .unwrap();
+    let shared::store::imports::Lease::Taken(rec) = lease else { panic!("{lease:?}") };
+    assert_eq!(rec.progress.rows_read, 10);
+    stack
+        .store
+        .checkpoint_import(
+            &rec,
+            "next",
+            shared::store::imports::Checkpoint { progress: &rec.progress, lease_until: now - 1 },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        import_worker::run_key(&stack.import_worker(600), &k).await.unwrap(),
+        Outcome::Finished(ImportStatus::Completed)
+    );
+    let s = status(&stack, &auth, &import).await;
+    assert_eq!((s["rowsRead"].as_i64(), s["accepted"].as_i64()), (Some(30), Some(30)), "{s}");
 }

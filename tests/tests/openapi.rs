@@ -69,6 +69,10 @@ async fn every_documented_example_gets_a_documented_answer() {
     )
     .await;
     let segment = a.body["segmentGuid"].as_str().unwrap().to_string();
+    let imports_app = stack.imports_app();
+    let imports_path = format!("/public/v1/integrations/{integration_id}/imports");
+    let a = call_app(&imports_app, &auth, "POST", &imports_path, Some(r#"{"format": "csv"}"#)).await;
+    let import_id = a.body["importId"].as_str().unwrap().to_string();
     let token_app = stack.token_app();
     let (integrations_app, user_app) = (stack.integrations_app(), stack.user_data_app());
     let moengage_basic = stack.moengage_basic();
@@ -129,6 +133,7 @@ async fn every_documented_example_gets_a_documented_answer() {
             .replace("{systemGuid}", &stack.system.to_string())
             .replace("{segmentGuid}", &segment)
             .replace("{integrationId}", &integration_id)
+            .replace("{importId}", &import_id)
             .replace("{userId}", "john@walkme.example")
             .replace("{workspace_id}", "acme");
         let mut body = c.body.clone();
@@ -164,6 +169,7 @@ async fn every_documented_example_gets_a_documented_answer() {
             "IntegrationsFunction" => shared::front::serve(&integrations_app, request).await,
             "UserDataFunction" => shared::front::serve(&user_app, request).await,
             "SegmentsFunction" => shared::front::serve(&seg_app, request).await,
+            "ImportsFunction" => shared::front::serve(&imports_app, request).await,
             other => panic!("no handler for {other}"),
         };
         let a = answer(resp);

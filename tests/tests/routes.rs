@@ -14,10 +14,16 @@ fn writes() -> BTreeSet<(String, String)> {
     fn of<S: Service>() -> Vec<(String, String)> {
         S::ROUTES.iter().filter(|r| r.write).map(|r| (r.method.to_string(), r.path.to_string())).collect()
     }
-    [of::<token::App>(), of::<user_data::App>(), of::<integrations::App>(), of::<segments::App>()]
-        .into_iter()
-        .flatten()
-        .collect()
+    [
+        of::<token::App>(),
+        of::<user_data::App>(),
+        of::<integrations::App>(),
+        of::<segments::App>(),
+        of::<imports::App>(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// (method, path, function binary, access) of every declared route.
@@ -35,6 +41,7 @@ fn declared() -> BTreeSet<(String, String, String, String)> {
         of::<user_data::App>("user-data"),
         of::<integrations::App>("integrations"),
         of::<segments::App>("segments"),
+        of::<imports::App>("imports"),
     ]
     .into_iter()
     .flatten()

@@ -6,8 +6,8 @@ use shared::config::{self, Tables};
 use shared::imports::Files;
 use shared::store::dynamo::DynamoStore;
 
-/// Time kept back from the invocation's deadline: the last page, its checkpoint and the
-/// hand-over to the next leg must fit in it.
+/// Time kept back from the invocation's deadline (at most half of it): the last page, its
+/// checkpoint and the hand-over to the next leg must fit in it.
 const RESERVE: Duration = Duration::from_secs(90);
 
 #[tokio::main]
@@ -24,7 +24,7 @@ async fn main() -> Result<(), Error> {
             store: store.clone(),
             files: files.clone(),
             owner: event.context.request_id.clone(),
-            stop_at: Instant::now() + left.saturating_sub(RESERVE),
+            stop_at: Instant::now() + left.saturating_sub(RESERVE.min(left / 2)),
             callback: callback.clone(),
             page_rows: import_worker::PAGE_ROWS,
         };
