@@ -3,7 +3,9 @@
 # the import worker (tests/benches/import.rs, release profile: S3 read, row judging, writes)
 # against boto3's batch_writer() writing the same items (scripts/bench_boto3_import.py), both
 # on one throwaway local server. Prints both rates and the ratio ours/boto3, our requests,
-# write units per row and the worker's peak RSS. The local server is not DynamoDB: the rates
+# write units per row and the worker's peak RSS. IMPORT_BENCH_ROW_BYTES sets the row width
+# (800); IMPORT_BENCH_SKIP_BOTO3=1 runs our side only; DEV_DYNAMODB_SCALE loads the server's
+# per-key limits as that many times the rate would on AWS. The local server is not DynamoDB: the rates
 # compare clients against the same emulator.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -21,6 +23,7 @@ ours_out=target/bench-import-ours.txt
 boto3_out=target/bench-import-boto3.txt
 echo "==> cargo bench -p integration-tests --bench import --locked"
 cargo bench -p integration-tests --bench import --locked | tee "$ours_out"
+if [ "${IMPORT_BENCH_SKIP_BOTO3:-0}" = 1 ]; then exit 0; fi
 echo "==> boto3 batch_writer"
 "$VENV/bin/python" scripts/bench_boto3_import.py | tee "$boto3_out"
 

@@ -29,7 +29,7 @@ def main() -> int:
         BillingMode="PAY_PER_REQUEST",
     )
     integration = str(uuid.uuid4())
-    notes = "n" * 880
+    notes = "n" * (max(int(os.environ.get("IMPORT_BENCH_ROW_BYTES", "800")), 60) - 60)
     items = [{"pk": f"acme#user{i}@bench.example", "sk": f"A#{integration}", "integrationId": integration,
               "updatedAt": "2026-11-29T10:00:00.000000000Z", "a:Customer_Type": f"type{i % 7}",
               "a:Notes": notes, "a:Seats": i} for i in range(rows)]

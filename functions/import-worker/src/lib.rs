@@ -144,7 +144,7 @@ pub async fn run(
         .lease_import(account, integration_id, import_id, &worker.owner, now, now + LEASE_SECS)
         .await?;
     let rec = match lease {
-        Lease::Taken(rec) => rec,
+        Lease::Taken(rec) => *rec,
         Lease::Busy | Lease::Missing => {
             // An ended import whose callback is still due (its sender died): send it now.
             if let Some(rec) = worker.store.get_import(account, integration_id, import_id).await?

@@ -112,18 +112,6 @@ pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn split_decodes_each_segment_once() {
-        assert_eq!(split_path("/public/v1/user/john%40x.io"), ["public", "v1", "user", "john@x.io"]);
-        assert_eq!(split_path("/a/%2525/"), ["a", "%25"]);
-        assert_eq!(split_path("/"), Vec::<String>::new());
-    }
-}
-
 /// `limit` (1 to `max`, default `default`) and `cursor` (decoded by `decode`) of a query.
 pub fn page_params<C>(
     req: &Request,
@@ -158,4 +146,16 @@ pub fn page_params<C>(
         return Err(ApiError::validation("the query is invalid", details));
     }
     Ok((limit, cursor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_decodes_each_segment_once() {
+        assert_eq!(split_path("/public/v1/user/john%40x.io"), ["public", "v1", "user", "john@x.io"]);
+        assert_eq!(split_path("/a/%2525/"), ["a", "%25"]);
+        assert_eq!(split_path("/"), Vec::<String>::new());
+    }
 }

@@ -155,7 +155,7 @@ fn record_from_item(item: &Item) -> Result<ImportRecord, StoreError> {
 #[derive(Debug)]
 pub enum Lease {
     /// Ours until the time asked for: the record as it was when we took it.
-    Taken(ImportRecord),
+    Taken(Box<ImportRecord>),
     /// Another worker holds it, or the import has ended: nothing to do.
     Busy,
     /// No such import (never created, or its record expired).
@@ -283,7 +283,7 @@ impl DynamoStore {
             .await;
         match out {
             Ok(out) => match out.attributes {
-                Some(item) => Ok(Lease::Taken(record_from_item(&item)?)),
+                Some(item) => Ok(Lease::Taken(Box::new(record_from_item(&item)?))),
                 None => Err(StoreError::Corrupt("UpdateItem returned no attributes".into())),
             },
             Err(e) if is_conditional_failure(&e) => {
