@@ -122,7 +122,11 @@ enum KeysCmd {
     },
     /// Emergency: stop trusting a (compromised) key within a minute. Tokens it signed stop
     /// verifying; if it is the current key, a new one is made current first.
-    Revoke { kid: String },
+    Revoke {
+        /// A key id is base64url and may begin with `-`: taken as the id, not as an option.
+        #[arg(allow_hyphen_values = true)]
+        kid: String,
+    },
 }
 
 #[tokio::main]
@@ -354,4 +358,18 @@ async fn usage(
         "total": { "calls": calls, "usersUpdated": users, "segmentIds": ids },
     });
     Ok((value, text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_id_that_begins_with_a_hyphen_is_an_id() {
+        let cli = Cli::try_parse_from(["admin", "keys", "revoke", "-igtP-ERi31AZwCPRSB2Dgp9Wbg"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Keys { command: KeysCmd::Revoke { kid } } if kid == "-igtP-ERi31AZwCPRSB2Dgp9Wbg"
+        ));
+    }
 }

@@ -48,6 +48,12 @@ pub enum Fault {
     /// the server; the rest come back in a `200` as `UnprocessedItems` (`UnprocessedKeys`).
     /// A request of one item (key) is not sent at all.
     Unprocessed,
+    /// BatchGetItem, eventually consistent: answered by a replica that lags behind the
+    /// table. The server answers; then every item found is replaced by the version the plan's
+    /// [`FaultPlan::replica`] holds of it, and an item the replica does not hold is left out
+    /// (not replicated yet). A strongly consistent request passes untouched: no replica
+    /// answers those.
+    Stale,
 }
 
 /// Whether the server saw the faulted request.
@@ -80,11 +86,20 @@ pub struct FaultPlan {
     /// Whether the protections' requests (rate limit, idempotency, usage) are faulted too;
     /// by default they pass untouched, so that a test faults its route's own requests.
     protections: bool,
+    /// What a lagging replica holds, for [`Fault::Stale`]: items in DynamoDB's JSON form.
+    replica: Vec<Value>,
 }
 
 impl FaultPlan {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The items (DynamoDB JSON, `{"pk": {"S": ..}, ...}`) a lagging replica holds, as of an
+    /// earlier moment: what [`Fault::Stale`] answers.
+    pub fn replica(mut self, items: Vec<Value>) -> Self {
+        self.replica = items;
+        self
     }
 
     /// The same plan applied to the protections' requests only (the route's pass untouched).
@@ -98,6 +113,9 @@ impl FaultPlan {
     pub fn fail(mut self, op: &'static str, attempts: RangeInclusive<u32>, fault: Fault) -> Self {
         if fault == Fault::TransactionConflict {
             assert_eq!(op, "TransactWriteItems", "TransactionConflict is a TransactWriteItems answer");
+        }
+        if fault == Fault::Stale {
+            assert_eq!(op, "BatchGetItem", "Stale is an eventually consistent BatchGetItem answer");
         }
         if fault == Fault::Unprocessed {
             assert!(matches!(op, "BatchWriteItem" | "BatchGetItem"), "Unprocessed is a batch answer");
@@ -189,7 +207,7 @@ impl Faults {
         SharedHttpClient::new(FaultClient { inner, faults: self.clone() })
     }
 
-    fn decide(&self, req: &HttpRequest) -> Option<(String, Fault, Reach)> {
+    fn decide(&self, req: &HttpRequest) -> Option<(String, Fault, Reach, Vec<Value>)> {
         let protection = crate::is_protection(req.body().bytes());
         let mut s = self.state.lock().unwrap();
         if protection != s.plan.protections {
@@ -203,7 +221,8 @@ impl Faults {
         };
         let rule = s.plan.rules.iter().find(|r| r.op == op && r.attempts.contains(&attempt))?.clone();
         s.injected.push(Injected { op: op.clone(), attempt, fault: rule.fault, reach: rule.reach });
-        Some((op, rule.fault, rule.reach))
+        let replica = if rule.fault == Fault::Stale { s.plan.replica.clone() } else { Vec::new() };
+        Some((op, rule.fault, rule.reach, replica))
     }
 }
 
@@ -240,9 +259,9 @@ impl HttpConnector for FaultConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
         match self.faults.decide(&request) {
             None => self.inner.call(request),
-            Some((op, fault, reach)) => {
+            Some((op, fault, reach, replica)) => {
                 let inner = self.inner.clone();
-                HttpConnectorFuture::new(async move { act(inner, request, &op, fault, reach).await })
+                HttpConnectorFuture::new(async move { act(inner, request, &op, fault, reach, replica).await })
             }
         }
     }
@@ -254,9 +273,11 @@ async fn act(
     op: &str,
     fault: Fault,
     reach: Reach,
+    replica: Vec<Value>,
 ) -> Result<HttpResponse, ConnectorError> {
     match fault {
         Fault::Unprocessed => return unprocessed(inner, request, op).await,
+        Fault::Stale => return stale(inner, request, &replica).await,
         Fault::TransactionConflict => {
             let actions = json_of(request.body().bytes())["TransactItems"].as_array().map_or(1, Vec::len);
             let reasons: Vec<Value> = (0..actions)
@@ -304,7 +325,7 @@ async fn act(
         )),
         Fault::Timeout => Err(ConnectorError::timeout("injected timeout".into())),
         Fault::Hang => std::future::pending().await,
-        Fault::Unprocessed | Fault::TransactionConflict => unreachable!("answered above"),
+        Fault::Unprocessed | Fault::TransactionConflict | Fault::Stale => unreachable!("answered above"),
     }
 }
 
@@ -327,10 +348,32 @@ fn response(status: u16, error_type_header: Option<&str>, body: Value) -> HttpRe
     resp
 }
 
+/// Sends `request` with `body` in place of its own: the server's JSON answer, or its whole
+/// response when that is not a `200`.
+async fn send_with_body(
+    inner: &SharedHttpConnector,
+    mut request: HttpRequest,
+    body: &Value,
+) -> Result<Result<Value, HttpResponse>, ConnectorError> {
+    let text = body.to_string();
+    request.headers_mut().insert("content-length", text.len().to_string());
+    *request.body_mut() = text.into();
+    let mut resp = inner.call(request).await?;
+    if resp.status().as_u16() != 200 {
+        return Ok(Err(resp));
+    }
+    let bytes = ByteStream::new(resp.take_body())
+        .collect()
+        .await
+        .map_err(|e| ConnectorError::io(e.into()))?
+        .into_bytes();
+    Ok(Ok(serde_json::from_slice(&bytes).expect("a JSON answer")))
+}
+
 /// Sends the first half of each table's items (keys), answers the rest as unprocessed.
 async fn unprocessed(
     inner: SharedHttpConnector,
-    mut request: HttpRequest,
+    request: HttpRequest,
     op: &str,
 ) -> Result<HttpResponse, ConnectorError> {
     let writes = op == "BatchWriteItem";
@@ -355,19 +398,10 @@ async fn unprocessed(
         list.is_some_and(|l| !l.is_empty())
     });
     let mut answer = if !items.is_empty() {
-        let text = body.to_string();
-        request.headers_mut().insert("content-length", text.len().to_string());
-        *request.body_mut() = text.into();
-        let mut resp = inner.call(request).await?;
-        if resp.status().as_u16() != 200 {
-            return Ok(resp);
+        match send_with_body(&inner, request, &body).await? {
+            Ok(answer) => answer,
+            Err(resp) => return Ok(resp),
         }
-        let bytes = ByteStream::new(resp.take_body())
-            .collect()
-            .await
-            .map_err(|e| ConnectorError::io(e.into()))?
-            .into_bytes();
-        serde_json::from_slice::<Value>(&bytes).expect("a JSON answer")
     } else if writes {
         json!({})
     } else {
@@ -390,5 +424,64 @@ async fn unprocessed(
         }
     }
     answer[answer_key] = Value::Object(merged);
+    Ok(response(200, None, answer))
+}
+
+/// An eventually consistent BatchGetItem answered by a lagging replica: the server's items,
+/// each as `replica` holds it (left out when the replica does not hold it), projected as the
+/// request asked. The request goes to the server without its projection, so that the items
+/// come back with their keys to match the replica's by.
+async fn stale(
+    inner: SharedHttpConnector,
+    request: HttpRequest,
+    replica: &[Value],
+) -> Result<HttpResponse, ConnectorError> {
+    let mut body = json_of(request.body().bytes());
+    let tables = body["RequestItems"].as_object_mut().expect("RequestItems");
+    if tables.values().any(|spec| spec["ConsistentRead"] == json!(true)) {
+        return inner.call(request).await;
+    }
+    // Per table: the attribute names the request projects (None: whole items).
+    let mut projections: HashMap<String, Option<Vec<String>>> = HashMap::new();
+    for (table, spec) in tables.iter_mut() {
+        let spec = spec.as_object_mut().expect("KeysAndAttributes");
+        let names = spec.remove("ExpressionAttributeNames").unwrap_or(json!({}));
+        let projected = spec.remove("ProjectionExpression").and_then(|p| p.as_str().map(str::to_string));
+        let projected = projected.map(|p| {
+            p.split(',')
+                .map(|n| {
+                    let n = n.trim();
+                    names[n].as_str().unwrap_or(n).to_string()
+                })
+                .collect()
+        });
+        projections.insert(table.clone(), projected);
+    }
+    let mut answer = match send_with_body(&inner, request, &body).await? {
+        Ok(answer) => answer,
+        Err(resp) => return Ok(resp),
+    };
+    let key_of = |item: &Value| (item["pk"].clone(), item["sk"].clone());
+    if let Some(tables) = answer["Responses"].as_object_mut() {
+        for (table, items) in tables.iter_mut() {
+            let projected = projections.get(table).cloned().flatten();
+            let list = items.as_array_mut().expect("a list");
+            *list = list
+                .iter()
+                .filter_map(|item| replica.iter().find(|r| key_of(r) == key_of(item)))
+                .map(|r| match &projected {
+                    Some(names) => Value::Object(
+                        r.as_object()
+                            .expect("an item")
+                            .iter()
+                            .filter(|(k, _)| names.contains(k))
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                    ),
+                    None => r.clone(),
+                })
+                .collect();
+        }
+    }
     Ok(response(200, None, answer))
 }

@@ -35,6 +35,9 @@ pub struct RequestCounter {
     ops: Arc<Mutex<Vec<String>>>,
     protection: Arc<Mutex<Vec<String>>>,
     rate: Arc<Mutex<Vec<String>>>,
+    /// The route's requests with the table each names (the first, for a request naming
+    /// several).
+    on_table: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 impl RequestCounter {
@@ -50,7 +53,17 @@ impl RequestCounter {
     pub fn take_rate(&self) -> Vec<String> {
         std::mem::take(&mut *self.rate.lock().unwrap())
     }
+    /// The route's requests on `table` since the last call (or reset): the requests of
+    /// [`RequestCounter::take`] that name it.
+    pub fn take_on(&self, table: &str) -> Vec<String> {
+        std::mem::take(&mut *self.on_table.lock().unwrap())
+            .into_iter()
+            .filter(|(_, t)| t == table)
+            .map(|(op, _)| op)
+            .collect()
+    }
     pub fn reset(&self) {
+        self.on_table.lock().unwrap().clear();
         self.ops.lock().unwrap().clear();
         self.protection.lock().unwrap().clear();
         self.rate.lock().unwrap().clear();
@@ -78,10 +91,34 @@ impl Intercept for RequestCounter {
         if is_rate_window(body) {
             self.rate.lock().unwrap().push(op.clone());
         }
-        let list = if is_protection(body) { &self.protection } else { &self.ops };
+        let protection = is_protection(body);
+        if !protection {
+            self.on_table.lock().unwrap().push((op.clone(), table_of(body)));
+        }
+        let list = if protection { &self.protection } else { &self.ops };
         list.lock().unwrap().push(op);
         Ok(())
     }
+}
+
+/// The table a serialized DynamoDB request names (the first of a batch or transaction).
+fn table_of(body: Option<&[u8]>) -> String {
+    let Some(Ok(request)) = body.map(serde_json::from_slice::<Value>) else {
+        return String::new();
+    };
+    if let Some(t) = request["TableName"].as_str() {
+        return t.to_string();
+    }
+    if let Some(t) = request["RequestItems"].as_object().and_then(|m| m.keys().next()) {
+        return t.clone();
+    }
+    let first = &request["TransactItems"][0];
+    first
+        .as_object()
+        .and_then(|a| a.values().next())
+        .and_then(|a| a["TableName"].as_str())
+        .unwrap_or("")
+        .into()
 }
 
 /// Whether a serialized DynamoDB request is one of the pay-per-call protections', told by the

@@ -1,15 +1,24 @@
 //! Per-account rate limits, shared by every Lambda instance through DynamoDB: fixed
-//! one-second windows, sharded so that no window item takes more than [`SHARD_RATE`] units,
-//! and **leased**: an instance takes a batch of units from a window with one conditional
-//! `UpdateItem` (`ADD n :lease` if `n + lease <= cap`) and spends them locally, one call after
-//! the other, for at most [`LEASE_SECS`] seconds. So the limiter writes once per lease, not once
-//! per call: a Lambda instance serves one call at a time, and its lease is sized to about
-//! [`LEASE_SECS`] of its own recent demand (at most a quarter of a shard's cap).
+//! one-second windows, sharded so that no window takes more than [`SHARD_RATE`] units,
+//! and **leased**: an instance takes a batch of units with one conditional `UpdateItem` and
+//! spends them locally, one call after the other. So the limiter writes once per lease, not
+//! once per call: a Lambda instance serves one call at a time.
 //!
-//! What it admits: every unit spent was counted in some window before it was spent, and a
-//! lease lives at most [`LEASE_SECS`] seconds, so over any T seconds an account gets at most
-//! `limit × (T + LEASE_SECS)` units (a 30 s flood: ≤ 1.07× the limit), and at most about twice
-//! its limit in any single second (the fixed windows' burst).
+//! One window item holds the counters of a **block** of [`BLOCK_SECS`] consecutive seconds
+//! (`n0`..`n3`), so one lease reserves units in every remaining second of the block at once
+//! (`ADD n1 :a, n2 :b, ...` if each stays `<= cap`): about one second of the instance's recent
+//! demand per second (at most a quarter of a shard's cap each), the current second's scaled
+//! to what is left of it, the block's last one doubled to bridge into the next block. Units
+//! counted in second `w` are spent only in `[w, w + LEASE_SECS)`. A steadily busy instance
+//! thus writes about once per block (4 s), not once per one-second window (issue 14: the
+//! single-user merge's protections were 0.069 WCU per call at 13 calls/s of one instance).
+//!
+//! What it admits: every unit spent was counted in the window of a second no later than the
+//! one it is spent in, and at most [`LEASE_SECS`] seconds earlier, so over any T seconds an
+//! account gets at most `limit × (T + LEASE_SECS)` units (a 30 s flood: ≤ 1.07× the limit),
+//! and at most about twice its limit in any single second (the fixed windows' burst). Units
+//! reserved ahead and not spent (demand fell, the instance ended) are lost to the account for
+//! those seconds: the limiter errs on the side of refusing.
 //!
 //! When a window is full, the instance remembers it for the rest of that second and refuses
 //! without writing: a flood costs each instance one write per second, whatever its rate.
@@ -30,6 +39,8 @@ use crate::store::dynamo::DynamoStore;
 pub const SHARD_RATE: i64 = 400;
 /// How long a lease may be spent, from the start of the window it was counted in.
 pub const LEASE_SECS: i64 = 2;
+/// Seconds whose windows share one item (and so one lease write).
+pub const BLOCK_SECS: i64 = 4;
 const LIMIT_MAX_AGE: Duration = Duration::from_secs(60);
 /// Accounts an instance keeps state for before it forgets them all (a bound on memory).
 const ACCOUNTS_MAX: usize = 4096;
@@ -41,14 +52,41 @@ pub fn plan(limit: i64) -> (i64, i64) {
     (shards, (limit + shards - 1) / shards)
 }
 
-/// How many units to lease for a call of `units`, given this instance's demand in the last
-/// full second (`recent`) and a shard's `cap`: about [`LEASE_SECS`] of that demand, at least
-/// the call (and a few, so that a fresh instance does not write per call), at most a quarter
-/// of the cap (so that several instances share a window), never less than the call itself.
-pub fn lease_size(units: i64, recent: i64, cap: i64) -> i64 {
+/// What to lease for a call of `units` at `now_ms`, given this instance's demand in the last
+/// full second (`recent`) and a shard's `cap`: (second, units) for the current second and each
+/// later second of its block, less what the instance already `held` for it. Per second that demand and
+/// a quarter more, at least a few (so that a fresh instance does not write per call), at most a
+/// quarter of the cap (so that several instances share a window); the current second's
+/// scaled to the part of it that is left, and never less than the call; the block's last
+/// second's doubled (its units may be spent until [`LEASE_SECS`] later, into the next block).
+pub fn lease_plan(
+    units: i64,
+    recent: i64,
+    cap: i64,
+    now_ms: i64,
+    held: impl Fn(i64) -> i64,
+) -> Vec<(i64, i64)> {
     let most = (cap / 4).max(1);
     let least = 4.min(most);
-    (recent * LEASE_SECS).clamp(least, most).max(units)
+    let second = now_ms.div_euclid(1000);
+    let block_end = block_of(second) + BLOCK_SECS;
+    let left_of_second = (1000 - now_ms.rem_euclid(1000)) as f64 / 1000.0;
+    // A second's demand with a margin: a busier second than the last one must not cost a
+    // write of its own (what a second leaves is spent in the next one).
+    let per_second = |share: f64| ((recent as f64 * 1.25 * share).ceil() as i64 + 1).clamp(least, most);
+    let mut plan = vec![(second, per_second(left_of_second).max(units))];
+    for sec in second + 1..block_end {
+        let want = per_second(if sec + 1 == block_end { 2.0 } else { 1.0 }) - held(sec);
+        if want > 0 {
+            plan.push((sec, want));
+        }
+    }
+    plan
+}
+
+/// The first second of the block `second` is in.
+pub fn block_of(second: i64) -> i64 {
+    second - second.rem_euclid(BLOCK_SECS)
 }
 
 /// Why a call was not admitted.
@@ -60,11 +98,47 @@ pub enum Refusal {
     Unavailable(StoreError),
 }
 
+/// Units leased and not yet spent, per second (window) they were counted in.
 #[derive(Default)]
 struct Lease {
-    /// The window (epoch second) the lease was counted in.
-    window: i64,
-    left: i64,
+    buckets: Vec<(i64, i64)>,
+}
+
+impl Lease {
+    /// Spends `units` counted in windows of `second` or up to [`LEASE_SECS`] before it, oldest
+    /// first, if they hold that many; forgets what can no longer be spent.
+    fn take(&mut self, second: i64, units: i64) -> bool {
+        self.buckets.retain(|&(w, left)| left > 0 && second < w + LEASE_SECS);
+        let spendable: i64 = self.buckets.iter().filter(|(w, _)| *w <= second).map(|(_, l)| l).sum();
+        if spendable < units {
+            return false;
+        }
+        let mut due = units;
+        self.buckets.sort_unstable();
+        for (w, left) in &mut self.buckets {
+            if *w > second || due == 0 {
+                break;
+            }
+            let spent = due.min(*left);
+            *left -= spent;
+            due -= spent;
+        }
+        true
+    }
+
+    /// Units counted in `second` still held.
+    fn held(&self, second: i64) -> i64 {
+        self.buckets.iter().filter(|(w, _)| *w == second).map(|(_, left)| left).sum()
+    }
+
+    fn add(&mut self, granted: &[(i64, i64)]) {
+        for &(w, n) in granted {
+            match self.buckets.iter_mut().find(|(b, _)| *b == w) {
+                Some((_, left)) => *left += n,
+                None => self.buckets.push((w, n)),
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -93,12 +167,7 @@ impl AccountState {
     }
 
     fn take_local(&mut self, second: i64, units: i64) -> bool {
-        let lease = &mut self.lease;
-        if second < lease.window + LEASE_SECS && lease.left >= units {
-            lease.left -= units;
-            return true;
-        }
-        false
+        self.lease.take(second, units)
     }
 
     fn full_shards(&mut self, second: i64) -> &mut HashSet<i64> {
@@ -139,7 +208,8 @@ impl RateLimiter {
                 st.debt = 0;
                 return Ok(());
             }
-            (units, st.asked_before.max(st.asked))
+            let recent = st.asked_before.max(st.asked);
+            (units, recent)
         };
         let limit = match self.limit(store, account).await.map_err(Refusal::Unavailable)? {
             Some(l) if l > 0 => l,
@@ -154,13 +224,18 @@ impl RateLimiter {
         // Try up to two shards not yet found full this second.
         for _ in 0..2 {
             let Some(shard) = self.pick_shard(account, second, shards) else { break };
-            let want = lease_size(units, recent, cap);
-            match store.lease(account, shard, second, cap, want, units).await {
-                Ok(granted) if granted >= units => {
+            let wants = {
+                let mut states = self.state.lock().expect("not poisoned");
+                let st = states.entry(account.clone()).or_default();
+                lease_plan(units, recent, cap, now_ms, |sec| st.lease.held(sec))
+            };
+            match store.lease(account, shard, block_of(second), cap, &wants, units).await {
+                Ok(granted) if granted.first().is_some_and(|&(w, n)| w == second && n >= units) => {
                     let mut states = self.state.lock().expect("not poisoned");
                     let st = states.entry(account.clone()).or_default();
-                    // A newer lease replaces the old one; the old one's rest is forgone.
-                    st.lease = Lease { window: second, left: granted - units };
+                    st.lease.add(&granted);
+                    let taken = st.lease.take(second, units);
+                    debug_assert!(taken, "the current second was granted the call's units");
                     st.debt = owed_after;
                     return Ok(());
                 }
@@ -256,23 +331,45 @@ mod tests {
     }
 
     #[test]
-    fn leases_follow_demand_within_a_quarter_of_the_cap() {
-        assert_eq!(lease_size(1, 0, 100), 4);
-        assert_eq!(lease_size(1, 11, 100), 22);
-        assert_eq!(lease_size(1, 1000, 100), 25);
-        assert_eq!(lease_size(1, 0, 3), 1);
-        assert_eq!(lease_size(30, 0, 100), 30);
-        assert_eq!(lease_size(1, 50, 400), 100);
+    fn leases_follow_demand_within_a_quarter_of_the_cap_for_the_rest_of_the_block() {
+        let none = |_| 0;
+        // Second 100 is the first of its block (100..103), at its start.
+        assert_eq!(lease_plan(1, 0, 100, 100_000, none), vec![(100, 4), (101, 4), (102, 4), (103, 4)]);
+        assert_eq!(lease_plan(1, 11, 100, 100_000, none), vec![(100, 15), (101, 15), (102, 15), (103, 25)]);
+        assert_eq!(lease_plan(1, 1000, 100, 100_000, none), vec![(100, 25), (101, 25), (102, 25), (103, 25)]);
+        assert_eq!(lease_plan(1, 0, 3, 100_000, none), vec![(100, 1), (101, 1), (102, 1), (103, 1)]);
+        assert_eq!(lease_plan(30, 0, 100, 100_000, none)[0], (100, 30), "never less than the call");
+        // Late in the block's third second: that second's rest, then the last one doubled.
+        assert_eq!(lease_plan(1, 40, 400, 102_750, none), vec![(102, 14), (103, 100)]);
+        // What is held already is not asked again.
+        let held = |s| {
+            if s == 102 {
+                11
+            } else if s == 103 {
+                5
+            } else {
+                0
+            }
+        };
+        assert_eq!(lease_plan(1, 8, 100, 101_000, held), vec![(101, 11), (103, 16)]);
     }
 
     #[test]
-    fn a_lease_is_spent_only_within_its_lifetime() {
-        let mut st = AccountState { lease: Lease { window: 10, left: 3 }, ..Default::default() };
-        assert!(st.take_local(10, 1));
+    fn a_lease_is_spent_only_within_its_lifetime_and_never_before_its_second() {
+        let mut st = AccountState::default();
+        st.lease.add(&[(10, 3), (11, 2), (12, 1)]);
+        assert!(st.take_local(10, 3));
+        assert!(!st.take_local(10, 1), "second 11's units wait for second 11");
         assert!(st.take_local(11, 2));
-        assert!(!st.take_local(11, 1), "spent");
-        st.lease.left = 5;
-        assert!(!st.take_local(12, 1), "expired");
+        st.lease.add(&[(11, 5)]);
+        assert!(!st.take_local(13, 2), "second 11's units expired; 12 holds one");
+        assert!(st.take_local(13, 1));
+        assert_eq!(st.lease.held(12), 0);
+    }
+
+    #[test]
+    fn blocks_start_at_multiples_of_their_length() {
+        assert_eq!([block_of(100), block_of(103), block_of(104), block_of(-1)], [100, 100, 104, -4]);
     }
 
     #[test]

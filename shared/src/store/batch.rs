@@ -74,6 +74,14 @@ async fn write_chunk(client: &Client, table: &str, chunk: Vec<WriteRequest>) -> 
     )))
 }
 
+/// How a `BatchGetItem` reads: strongly consistent (1 read unit per 4 KB item) or eventually
+/// consistent (½: an item written moments ago may be answered as it was before, or not found).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    Strong,
+    Eventual,
+}
+
 /// Reads every key (strongly consistent), `concurrency` calls of up to 100 keys at a time;
 /// returns the items found, in no particular order, each with only the `projection`
 /// attributes (names, not placeholders: `#`-free attribute names only).
@@ -84,6 +92,18 @@ pub async fn get_all(
     projection: &[&str],
     concurrency: usize,
 ) -> Result<Vec<Item>, StoreError> {
+    get_all_with(client, table, keys, projection, concurrency, Consistency::Strong).await
+}
+
+/// [`get_all`] with the read's consistency chosen by the caller.
+pub async fn get_all_with(
+    client: &Client,
+    table: &str,
+    keys: Vec<Item>,
+    projection: &[&str],
+    concurrency: usize,
+    consistency: Consistency,
+) -> Result<Vec<Item>, StoreError> {
     let mut chunks = Vec::with_capacity(keys.len().div_ceil(MAX_GET));
     let mut it = keys.into_iter().peekable();
     while it.peek().is_some() {
@@ -92,7 +112,7 @@ pub async fn get_all(
     let found = for_each_bounded(chunks, concurrency, "batch", |chunk| {
         let (client, table) = (client.clone(), table.to_string());
         let projection: Vec<String> = projection.iter().map(|s| s.to_string()).collect();
-        async move { get_chunk(&client, &table, chunk, &projection).await }
+        async move { get_chunk(&client, &table, chunk, &projection, consistency).await }
     })
     .await?;
     Ok(found.into_iter().flatten().collect())
@@ -103,9 +123,12 @@ async fn get_chunk(
     table: &str,
     chunk: Vec<Item>,
     projection: &[String],
+    consistency: Consistency,
 ) -> Result<Vec<Item>, StoreError> {
     // Placeholders for every projected name: some (`n`, `name`) are reserved words.
-    let mut request = KeysAndAttributes::builder().set_keys(Some(chunk)).consistent_read(true);
+    let mut request = KeysAndAttributes::builder()
+        .set_keys(Some(chunk))
+        .consistent_read(consistency == Consistency::Strong);
     let mut expr = Vec::with_capacity(projection.len());
     for (i, name) in projection.iter().enumerate() {
         expr.push(format!("#p{i}"));

@@ -1,5 +1,6 @@
 //! Rate-limit windows and idempotency records, in the config table (which has TTL on
-//! `expiresAt`). Keys: `RATE#<acc>#<shard>` / `<epoch second>` and `IDEM#<acc>#<sha256(key)>` /
+//! `expiresAt`). Keys: `RATE#<acc>#<shard>` / `B<block start>` (a counter per second of a
+//! block of [`BLOCK_SECS`] seconds) and `IDEM#<acc>#<sha256(key)>` /
 //! `IDEM`; a window is written once per lease of an instance, not per call (see
 //! `protect::rate`), and idempotency records are one per client-chosen key. Usage sums live
 //! under `USAGE#<acc>#<day>` / `<clientId>`.
@@ -14,6 +15,7 @@ use super::codec::{Item, get_n, get_s, n, s};
 use super::dynamo::{DynamoStore, sdk_error};
 use crate::domain::AccountId;
 use crate::protect::idempotency::{self, Record, StoredResponse};
+use crate::protect::rate::BLOCK_SECS;
 use crate::protect::usage::Usage;
 
 /// Window items outlive their second by a minute, then TTL removes them.
@@ -73,51 +75,86 @@ impl DynamoStore {
         Ok(None)
     }
 
-    /// Leases `want` units of `shard` of the window `second` if that leaves it at most `cap`;
-    /// when it has less room but still `need`, leases what is left. Returns the units granted
-    /// (0: the window is full for this call). At most two conditional `UpdateItem`s.
+    /// Leases units from one block of [`BLOCK_SECS`] one-second windows of `shard` (one item,
+    /// a counter `n<offset>` per second) with one conditional `UpdateItem`: `wants` holds
+    /// (second, units) for seconds of the block starting at `block`, the first being the
+    /// current one. Each is granted only if it leaves its second at most `cap`. When a second
+    /// has less room than asked, the write is sent once more with what each has left, if the
+    /// current second still has `need`. Returns what was granted per second (empty: the
+    /// current second is full for this call). At most two conditional `UpdateItem`s.
     pub async fn lease(
         &self,
         account: &AccountId,
         shard: i64,
-        second: i64,
+        block: i64,
         cap: i64,
-        want: i64,
+        wants: &[(i64, i64)],
         need: i64,
-    ) -> Result<i64, StoreError> {
-        let mut want = want.min(cap);
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let mut wants: Vec<(i64, i64)> = wants.iter().map(|&(sec, want)| (sec, want.min(cap))).collect();
         for _ in 0..2 {
-            let res = self
+            let mut update = self
                 .client()
                 .update_item()
                 .table_name(&self.tables().config)
                 .key("pk", s(format!("RATE#{account}#{shard}")))
-                .key("sk", s(second.to_string()))
-                .update_expression("ADD #n :want SET expiresAt = :exp")
-                .condition_expression("attribute_not_exists(#n) OR #n <= :room")
-                .expression_attribute_names("#n", "n")
-                .expression_attribute_values(":want", n(want))
-                .expression_attribute_values(":room", n(cap - want))
-                .expression_attribute_values(":exp", n(second + WINDOW_TTL_SECS))
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .key("sk", s(block_sk(block)))
+                .expression_attribute_values(":exp", n(block + BLOCK_SECS + WINDOW_TTL_SECS))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+            let (mut adds, mut conditions) = (Vec::new(), Vec::new());
+            for (i, &(sec, want)) in wants.iter().enumerate() {
+                let name = counter_name(sec - block);
+                adds.push(format!("#n{i} :w{i}"));
+                conditions.push(format!("(attribute_not_exists(#n{i}) OR #n{i} <= :r{i})"));
+                update = update
+                    .expression_attribute_names(format!("#n{i}"), name)
+                    .expression_attribute_values(format!(":w{i}"), n(want))
+                    .expression_attribute_values(format!(":r{i}"), n(cap - want));
+            }
+            let res = update
+                .update_expression(format!("ADD {} SET expiresAt = :exp", adds.join(", ")))
+                .condition_expression(conditions.join(" AND "))
                 .send()
                 .await;
             let e = match res {
-                Ok(_) => return Ok(want),
+                Ok(_) => return Ok(wants),
                 Err(e) => e,
             };
             let Some(UpdateItemError::ConditionalCheckFailedException(c)) = e.as_service_error() else {
                 return Err(sdk_error("UpdateItem", e));
             };
-            let used = c.item().map(|i| get_n(i, "n")).transpose()?.unwrap_or(0);
-            let left = cap - used;
-            if left < need || left >= want {
-                return Ok(0);
+            let used = |sec: i64| {
+                let name = counter_name(sec - block);
+                match c.item().filter(|i| i.contains_key(&name)) {
+                    Some(i) => get_n(i, &name),
+                    None => Ok(0),
+                }
+            };
+            let mut left = Vec::with_capacity(wants.len());
+            for (i, &(sec, want)) in wants.iter().enumerate() {
+                let room = cap - used(sec)?;
+                if i == 0 && room < need {
+                    return Ok(Vec::new());
+                }
+                if room > 0 {
+                    left.push((sec, want.min(room)));
+                }
             }
-            want = left;
+            wants = left;
         }
-        Ok(0)
+        Ok(Vec::new())
     }
+}
+
+/// The sort key of a block of windows (`B` keeps it apart from the one-second items of
+/// earlier releases, `<epoch second>`, which TTL removes within a minute).
+fn block_sk(block: i64) -> String {
+    format!("B{block}")
+}
+
+/// The counter of the second `offset` seconds into its block.
+fn counter_name(offset: i64) -> String {
+    format!("n{offset}")
 }
 
 impl DynamoStore {
