@@ -22,17 +22,46 @@ echo "==> local DynamoDB server unit tests (pytest scripts/localdynamo)"
 PYTHONDONTWRITEBYTECODE=1 "$VENV/bin/python" -m pytest -q -p no:cacheprovider scripts/localdynamo
 
 mkdir -p target
+echo "==> cargo test: building every test target"
+cargo test --workspace --locked --no-run
+
+# Two local servers, one per core: the segments tests (the slowest binary, ~3.5 min of 25,000-id
+# calls) against their own, beside every other test against the first. Each test stacks its
+# tables under its own prefix, so the split changes no test; it only halves the wall time.
 port="$(free_port)"
 start_moto "$port" target/moto-test.log
-trap 'kill "$MOTO_PID" 2>/dev/null || true' EXIT
-local_aws_env "$port"
+MAIN_MOTO_PID=$MOTO_PID
+seg_port="$(free_port)"
+start_moto "$seg_port" target/moto-test-segments.log
+SEG_MOTO_PID=$MOTO_PID
+SEG_PID=""
+trap 'kill "$MAIN_MOTO_PID" "$SEG_MOTO_PID" ${SEG_PID:+"$SEG_PID"} 2>/dev/null || true' EXIT
 # The cargo tests count requests per call: usage written on every call unless a test asks
 # for the production setting itself (protections.rs).
-export USAGE_FLUSH_SECONDS="${DEV_USAGE_FLUSH_SECONDS:-0}"
+export DEV_USAGE_FLUSH_SECONDS="${DEV_USAGE_FLUSH_SECONDS:-0}"
 # Import callbacks to the tests' own receivers on 127.0.0.1 (never set on AWS).
 export IMPORT_ALLOW_LOCAL_CALLBACKS=1
-echo "==> cargo test (local DynamoDB-compatible server on 127.0.0.1:$port)"
-cargo test --workspace --locked
+
+(local_aws_env "$seg_port" && exec cargo test --locked -p integration-tests --test segments) \
+  > target/test-segments.log 2>&1 &
+SEG_PID=$!
+
+local_aws_env "$port"
+echo "==> cargo test (local DynamoDB-compatible servers on 127.0.0.1:$port, and :$seg_port for tests/segments.rs)"
+others=()
+for f in tests/tests/*.rs; do
+  name="$(basename "$f" .rs)"
+  [ "$name" = segments ] || others+=(--test "$name")
+done
+cargo test --workspace --locked --exclude integration-tests
+cargo test --locked -p integration-tests --lib "${others[@]}"
+
+echo "==> cargo test -p integration-tests --test segments (ran beside the others)"
+seg_rc=0
+wait "$SEG_PID" || seg_rc=$?
+SEG_PID=""
+cat target/test-segments.log
+[ "$seg_rc" = 0 ] || { echo "error: tests/segments.rs failed" >&2; exit "$seg_rc"; }
 
 echo "==> admin CLI smoke test"
 cargo build --locked -p admin
