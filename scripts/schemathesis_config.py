@@ -112,6 +112,11 @@ def main():
     # Never the demo integration: an id no integration has, if need be.
     spare_integrations = spare_integrations or ["00000000-0000-4000-8000-000000000000"]
 
+    # An import of the demo integration, for the status route (imports are never deleted).
+    _, created = call(api, "POST", f"/public/v1/integrations/{demo['integrationId']}/imports",
+                      token=token, body={"format": "csv"})
+    imports = [created["importId"]]
+
     def bind(dictionary):
         return f"{{ dictionary = {toml_str(dictionary)}, probability = {PROBABILITY} }}"
 
@@ -125,6 +130,7 @@ def main():
         "spareSegments": spare_segments,
         "spareIntegrations": spare_integrations,
         "erasableUsers": erasable,
+        "imports": imports,
     }
     lines = [
         "# Written by scripts/schemathesis.sh for the stack described in demo.json; do not edit.",
@@ -174,6 +180,7 @@ def main():
         f'"path.userId" = {bind("users")}',
         f'"path.workspace_id" = {bind("workspaces")}',
         f'"body.token" = {bind("integrationTokens")}',
+        f'"path.importId" = {bind("imports")}',
         "",
         "[[operations]]",
         'include-operation-id = "deleteSegment"',
@@ -201,9 +208,13 @@ def main():
         'include-operation-id = "listSegmentMembers"',
         "checks = { positive_data_acceptance = { enabled = false } }",
         "",
-        # The segment list pages with a cursor too (issue 15).
+        # The segment list pages with a cursor too (issue 15), and so does the import list.
         "[[operations]]",
         'include-operation-id = "listSegments"',
+        "checks = { positive_data_acceptance = { enabled = false } }",
+        "",
+        "[[operations]]",
+        'include-operation-id = "listImports"',
         "checks = { positive_data_acceptance = { enabled = false } }",
         "",
         # A create sent again with the same Idempotency-Key and body replays its first 201, as
