@@ -46,7 +46,8 @@ fn peak_rss_mb() -> f64 {
 /// CPU seconds this process has used (user + system), from /proc/self/stat.
 fn cpu_secs() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // utime and stime are fields 14 and 15 of the line: 11 and 12 counted from after ")". Ticks
     // of 1/100 s (CLK_TCK on Linux).
@@ -108,10 +109,6 @@ async fn main() {
     let rss_peak = peak_rss_mb();
     assert_eq!(answer, json!({"batchItemFailures": []}));
 
-    let a = call_app(&stack.imports_app(), &auth, "GET", &format!("{path}/{import_id}"), None).await;
-    assert_eq!(a.body["status"], "completed", "{}", a.body);
-    assert_eq!(a.body["accepted"].as_u64(), Some(rows as u64), "{}", a.body);
-
     let mut by_op: BTreeMap<String, usize> = BTreeMap::new();
     for op in ops {
         *by_op.entry(op).or_default() += 1;
@@ -131,6 +128,11 @@ async fn main() {
     );
     println!("wcu_per_row={:.4} rcu_per_row={:.6}", units.wcu / rows as f64, units.rcu / rows as f64);
     println!("rss_before_mb={rss_before:.1} rss_peak_mb={rss_peak:.1} file_mb={file_mb:.1}");
+    // A fresh token: a long import outlives the first one.
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let a = call_app(&stack.imports_app(), &auth, "GET", &format!("{path}/{import_id}"), None).await;
+    assert_eq!(a.body["status"], "completed", "{}", a.body);
+    assert_eq!(a.body["accepted"].as_u64(), Some(rows as u64), "{}", a.body);
     // Per-key load as the meter saw it (units multiplied by the server's scale factor).
     let m = meter();
     let top = &m["keys"][0];

@@ -207,18 +207,28 @@ async fn protected<S: Service>(
 }
 
 /// A function's `main`: telemetry, the AWS clients and tables from the environment, then the
-/// Lambda runtime serving `make(env)` until the instance is reclaimed.
+/// Lambda runtime serving `make(env)` until the instance is reclaimed. With
+/// `USAGE_FLUSH_ON_SHUTDOWN=1` (template.yaml), the usage sums an instance still holds are
+/// written when Lambda shuts it down (an internal no-op extension makes Lambda send the runtime
+/// SIGTERM first), so no call goes uncounted.
 pub async fn run<S, F>(make: F) -> Result<(), lambda_http::Error>
 where
-    S: Service,
+    S: Service + 'static,
     F: FnOnce(&Env) -> S,
 {
     crate::telemetry::init();
     let sdk = config::aws_sdk_config().await;
     let store = DynamoStore::new(config::dynamodb_client(&sdk), Tables::from_env());
     let env = Env { store, auth: AuthConfig::from_env(), files: crate::imports::Files::from_env(&sdk) };
-    let served = Served::new(&env, make(&env));
-    let served = &served;
+    let served = std::sync::Arc::new(Served::new(&env, make(&env)));
+    if std::env::var("USAGE_FLUSH_ON_SHUTDOWN").is_ok_and(|v| v == "1") {
+        let on_shutdown = served.clone();
+        lambda_runtime::spawn_graceful_shutdown_handler(
+            move || async move { on_shutdown.flush_usage().await },
+        )
+        .await;
+    }
+    let served = &*served;
     lambda_http::run(lambda_http::service_fn(move |req: Request| async move {
         Ok::<_, lambda_http::Error>(serve(served, req).await)
     }))
