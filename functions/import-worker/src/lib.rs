@@ -96,28 +96,8 @@ pub fn upload_keys(s3_event: &Value) -> Vec<String> {
         .flatten()
         .filter(|r| r["eventName"].as_str().is_some_and(|n| n.starts_with("ObjectCreated")))
         .filter_map(|r| r["s3"]["object"]["key"].as_str())
-        .map(|k| percent_decode(&k.replace('+', " ")))
+        .map(|k| percent_encoding::percent_decode_str(&k.replace('+', " ")).decode_utf8_lossy().into_owned())
         .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%'
-            && let (Some(h), Some(l)) =
-                (bytes.get(i + 1).and_then(|b| hex(*b)), bytes.get(i + 2).and_then(|b| hex(*b)))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 pub async fn run_key(worker: &Worker, key: &str) -> Result<Outcome, StoreError> {
@@ -633,5 +613,29 @@ impl RowReader {
     fn consume(&mut self, n: usize) {
         self.buf.drain(..n);
         self.offset += n as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_keys_are_decoded_as_s3_encodes_them_and_other_events_have_none() {
+        let event = json!({"Records": [
+            {"eventName": "ObjectCreated:Put", "s3": {"object": {"key": "uploads/acme/i/x+y%2Bz%C3%A9"}}},
+            {"eventName": "ObjectRemoved:Delete", "s3": {"object": {"key": "uploads/acme/i/gone"}}},
+        ]});
+        assert_eq!(upload_keys(&event), vec!["uploads/acme/i/x y+zé".to_string()]);
+        assert!(upload_keys(&json!({"Service": "Amazon S3", "Event": "s3:TestEvent"})).is_empty());
+    }
+
+    #[test]
+    fn a_later_rows_values_win_over_an_earlier_rows_in_merge() {
+        let id = UserId::parse("u").unwrap();
+        let v = |s: &str| AttrValue::String(s.into());
+        let earlier = UserUpdate { user_id: id.clone(), values: vec![(0, v("a")), (1, v("b"))] };
+        let later = UserUpdate { user_id: id, values: vec![(1, v("B")), (2, v("C"))] };
+        assert_eq!(merge_updates(earlier, later).values, vec![(0, v("a")), (1, v("B")), (2, v("C"))]);
     }
 }
