@@ -3,8 +3,8 @@
 //! Import ids are UUIDv7, so an integration's imports sort by creation time and its list is one
 //! `Query`, newest first. The item is the import's status and its checkpoint: the worker that
 //! holds the lease (`leaseOwner`, `leaseUntil`) advances it, conditionally on still holding it,
-//! every [`crate::imports`] page of rows; counts are set, never added, so a page read twice
-//! after a crash or a redelivered event is counted once.
+//! after every page of rows it wrote (the import-worker function); counts are set, never added,
+//! so a page read twice after a crash or a redelivered event is counted once.
 
 use std::collections::HashMap;
 
