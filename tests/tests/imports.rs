@@ -69,10 +69,9 @@ async fn attributes(stack: &Stack, auth: &str, user: &str, integration: &str) ->
     user_group(&stack.user_data_app(), auth, user, integration).await.map(|g| g["attributes"].clone())
 }
 
-async fn run_to_end(stack: &Stack, worker: &Worker, k: &str) {
+async fn run_to_end(worker: &Worker, k: &str) {
     let answer = import_worker::handle(worker, &event(k)).await;
     assert_eq!(answer, json!({"batchItemFailures": []}));
-    let _ = stack;
 }
 
 #[tokio::test]
@@ -98,7 +97,7 @@ async fn a_csv_file_is_judged_row_by_row_and_reported() {
         \r\n\
         a@x.com,platinum,,,,\r\n";
     upload(&import, file.as_bytes()).await;
-    run_to_end(&stack, &stack.import_worker(600), &key(&stack, &integration, &import)).await;
+    run_to_end(&stack.import_worker(600), &key(&stack, &integration, &import)).await;
 
     let s = status(&stack, &auth, &import).await;
     assert_eq!(s["status"], "completed", "{s}");
@@ -156,14 +155,14 @@ async fn replace_removes_what_a_row_lacks_and_merge_keeps_it() {
         let import = create(&stack, &auth, &integration, json!({"format": "ndjson", "mode": mode})).await;
         let line = json!({"Email": user, "plan": {"seats": 3}, "Vip": null}).to_string();
         upload(&import, format!("{line}\n").as_bytes()).await;
-        run_to_end(&stack, &stack.import_worker(600), &key(&stack, &integration, &import)).await;
+        run_to_end(&stack.import_worker(600), &key(&stack, &integration, &import)).await;
         let s = status(&stack, &auth, &import).await;
         // NDJSON is judged as JSON: a null is refused as in the API.
         assert_eq!((s["status"].as_str(), s["rejected"].as_i64()), (Some("completed"), Some(1)), "{s}");
         let fixed = json!({"Email": user, "plan": {"seats": 3}}).to_string();
         let again = create(&stack, &auth, &integration, json!({"format": "ndjson", "mode": mode})).await;
         upload(&again, format!("{fixed}\n").as_bytes()).await;
-        run_to_end(&stack, &stack.import_worker(600), &key(&stack, &integration, &again)).await;
+        run_to_end(&stack.import_worker(600), &key(&stack, &integration, &again)).await;
         assert_eq!(status(&stack, &auth, &again).await["accepted"], 1);
     }
     assert_eq!(attributes(&stack, &auth, "r@x.com", &integration).await, Some(json!({"Seats": 3})));
@@ -272,14 +271,14 @@ async fn a_file_that_cannot_be_read_fails_the_import_with_the_reason() {
     for (format, file, reason) in cases {
         let import = create(&stack, &auth, &integration, json!({"format": format})).await;
         upload(&import, file).await;
-        run_to_end(&stack, &stack.import_worker(600), &key(&stack, &integration, &import)).await;
+        run_to_end(&stack.import_worker(600), &key(&stack, &integration, &import)).await;
         let s = status(&stack, &auth, &import).await;
         assert_eq!(s["status"], "failed", "{s}");
         assert!(s["failure"].as_str().unwrap().contains(reason), "{reason}: {s}");
     }
     // An event for an import whose file never came (a resume marker alone, say).
     let import = create(&stack, &auth, &integration, json!({"format": "csv"})).await;
-    run_to_end(&stack, &stack.import_worker(600), &key(&stack, &integration, &import)).await;
+    run_to_end(&stack.import_worker(600), &key(&stack, &integration, &import)).await;
     let s = status(&stack, &auth, &import).await;
     assert_eq!((s["status"].as_str(), s["failure"].as_str()), (Some("failed"), Some("no file was uploaded")));
 }
@@ -437,7 +436,7 @@ async fn the_callback_is_signed_with_the_secret_shown_once_and_retried() {
     assert_eq!(s["callbackUrl"], url);
 
     upload(&import, rows(3).as_bytes()).await;
-    run_to_end(&stack, &stack.import_worker(600), &key(&stack, &integration, &import)).await;
+    run_to_end(&stack.import_worker(600), &key(&stack, &integration, &import)).await;
     let (signature, body) = received.recv().await.unwrap();
     assert!(verifies(&secret, &signature, &body), "{signature}");
     assert!(!verifies("another secret", &signature, &body));
@@ -451,7 +450,7 @@ async fn the_callback_is_signed_with_the_secret_shown_once_and_retried() {
     let import = create(&stack, &auth, &integration, json!({"format": "csv", "callbackUrl": url})).await;
     upload(&import, rows(1).as_bytes()).await;
     let started = std::time::Instant::now();
-    run_to_end(&stack, &stack.import_worker(600), &key(&stack, &integration, &import)).await;
+    run_to_end(&stack.import_worker(600), &key(&stack, &integration, &import)).await;
     let mut attempts = 0;
     while received.try_recv().is_ok() {
         attempts += 1;
@@ -471,7 +470,7 @@ async fn a_replace_import_costs_one_write_unit_per_row_in_batches_of_25() {
     upload(&import, rows(n).as_bytes()).await;
     let before = stack.units();
     stack.counter.reset();
-    run_to_end(&stack, &stack.import_worker(600), &key(&stack, &integration, &import)).await;
+    run_to_end(&stack.import_worker(600), &key(&stack, &integration, &import)).await;
     let units = stack.units() - before;
     let ops = stack.counter.take();
     let batches = ops.iter().filter(|o| *o == "BatchWriteItem").count();
