@@ -89,7 +89,7 @@ async fn main() {
         }
     }
     let file_mb = std::fs::metadata(&file_path).unwrap().len() as f64 / 1e6;
-    let key = shared::imports::upload_key(&stack.account, &integration, &import_id);
+    let key = files::upload_key(&stack.account, &integration, &import_id);
     let body = aws_sdk_s3::primitives::ByteStream::from_path(&file_path).await.unwrap();
     stack.files.client().put_object().bucket(stack.files.bucket()).key(&key).body(body).send().await.unwrap();
     let _ = std::fs::remove_file(&file_path);

@@ -1,17 +1,17 @@
-//! Bearer verification (shared::auth::Authenticator) as every later endpoint uses it.
+//! Bearer verification (auth::Authenticator) as every later endpoint uses it.
 
 use std::time::Duration;
 
+use auth::jwt::{self, AccessClaims};
+use auth::{Authenticator, BearerError, SigningKey, TokenError};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use domain::Scope;
+use edge::front::Dialect;
+use edge::http::ApiError;
+use edge::http::error::render;
 use integration_tests::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use shared::auth::jwt::{self, AccessClaims};
-use shared::auth::{Authenticator, BearerError, SigningKey, TokenError};
-use shared::domain::Scope;
-use shared::front::Dialect;
-use shared::http::ApiError;
-use shared::http::error::render;
 
 async fn signing_key(stack: &Stack) -> SigningKey {
     let stored = stack.store.current_signing_key().await.unwrap().unwrap();
@@ -19,7 +19,7 @@ async fn signing_key(stack: &Stack) -> SigningKey {
 }
 
 fn claims(stack: &Stack) -> AccessClaims {
-    let now = shared::domain::Timestamp::now().epoch_secs();
+    let now = domain::Timestamp::now().epoch_secs();
     AccessClaims {
         iss: ISSUER.into(),
         sub: stack.client_id.clone(),
@@ -97,7 +97,7 @@ async fn expired_premature_wrong_issuer_or_audience_are_refused() {
     let stack = Stack::new().await;
     let auth = Authenticator::new(stack.store.clone(), &auth_config());
     let key = signing_key(&stack).await;
-    let now = shared::domain::Timestamp::now().epoch_secs();
+    let now = domain::Timestamp::now().epoch_secs();
 
     let mut c = claims(&stack);
     c.exp = now - 31; // past the 30 s leeway
@@ -136,7 +136,7 @@ async fn algorithm_confusion_and_forgery_are_refused() {
     assert!(matches!(invalid(check(&auth, &none).await), TokenError::Malformed | TokenError::Algorithm));
 
     // HS256 keyed with the public key material (the classic confusion attack).
-    let jwk = stack.store.public_keys(shared::domain::Timestamp::now().epoch_secs()).await.unwrap().remove(0);
+    let jwk = stack.store.public_keys(domain::Timestamp::now().epoch_secs()).await.unwrap().remove(0);
     let public_json = serde_json::to_vec(&jwk).unwrap();
     let mut h = Header::new(Algorithm::HS256);
     h.typ = Some("at+jwt".into());
@@ -172,7 +172,7 @@ async fn rotation_keeps_old_tokens_valid_and_unknown_kids_refresh_once() {
     let old = jwt::issue(&signing_key(&stack).await, &claims(&stack)).unwrap();
     check(&auth, &old).await.unwrap();
 
-    stack.rotate_signing_key(shared::domain::Timestamp::now().epoch_secs(), 3600).await.unwrap();
+    stack.rotate_signing_key(domain::Timestamp::now().epoch_secs(), 3600).await.unwrap();
     let new_key = signing_key(&stack).await;
     let new = jwt::issue(&new_key, &claims(&stack)).unwrap();
     stack.counter.reset();
@@ -195,7 +195,7 @@ async fn rotation_keeps_old_tokens_valid_and_unknown_kids_refresh_once() {
     assert!(stack.counter.take().is_empty());
 
     // Once retired, a key no longer verifies (a fresh verifier reads the key set anew).
-    stack.rotate_signing_key(shared::domain::Timestamp::now().epoch_secs(), 0).await.unwrap();
+    stack.rotate_signing_key(domain::Timestamp::now().epoch_secs(), 0).await.unwrap();
     let fresh = Authenticator::new(stack.store.clone(), &auth_config());
     assert!(matches!(invalid(check(&fresh, &new).await), TokenError::UnknownKey));
     check(&fresh, &old).await.unwrap(); // retired an hour from its own rotation, not yet
@@ -209,8 +209,8 @@ async fn disabling_a_client_or_rotating_its_secret_stops_its_tokens() {
     let key = signing_key(&stack).await;
     let token = jwt::issue(&key, &claims(&stack)).unwrap();
     assert!(check(&auth, &token).await.is_ok());
-    let id = shared::domain::ClientId::parse(&stack.client_id).unwrap();
-    let now = shared::domain::Timestamp::now().epoch_secs();
+    let id = domain::ClientId::parse(&stack.client_id).unwrap();
+    let now = domain::Timestamp::now().epoch_secs();
     stack.store.disable_client(&id, now, 3600).await.unwrap();
     assert!(matches!(invalid(check(&auth, &token).await), TokenError::Revoked));
     // A token issued after the revocation (a re-enabled client, a new secret) verifies.
@@ -236,9 +236,9 @@ async fn disabling_a_client_or_rotating_its_secret_stops_its_tokens() {
     };
     let third_token = jwt::issue(&key, &third).unwrap();
     assert!(check(&auth, &third_token).await.is_ok());
-    let secret = shared::auth::ClientSecret::generate();
-    let id = shared::domain::ClientId::parse(&third_id).unwrap();
-    let now = shared::domain::Timestamp::now().epoch_secs();
+    let secret = auth::ClientSecret::generate();
+    let id = domain::ClientId::parse(&third_id).unwrap();
+    let now = domain::Timestamp::now().epoch_secs();
     stack.store.rotate_client_secret(&id, &secret.hash(), now, 3600).await.unwrap();
     assert!(matches!(invalid(check(&auth, &third_token).await), TokenError::Revoked));
 }
@@ -263,15 +263,12 @@ async fn a_revoked_signing_key_stops_verifying() {
     let token = jwt::issue(&key, &claims(&stack)).unwrap();
     assert!(check(&auth, &token).await.is_ok());
     // As `admin keys revoke` does for the current key: a new key first, then the revocation.
-    let now = shared::domain::Timestamp::now().epoch_secs();
+    let now = domain::Timestamp::now().epoch_secs();
     let new = stack.rotate_signing_key(now, 3600).await.unwrap();
     assert!(check(&auth, &token).await.is_ok(), "a plain rotation keeps old tokens valid");
     stack.store.revoke_signing_key(&key.kid).await.unwrap();
     assert!(matches!(invalid(check(&auth, &token).await), TokenError::UnknownKey));
     assert_eq!(stack.store.current_signing_key().await.unwrap().unwrap().kid, new.kid);
     assert!(check(&auth, &jwt::issue(&signing_key(&stack).await, &claims(&stack)).unwrap()).await.is_ok());
-    assert!(matches!(
-        stack.store.revoke_signing_key(&key.kid).await,
-        Err(shared::store::StoreError::NotFound(_))
-    ));
+    assert!(matches!(stack.store.revoke_signing_key(&key.kid).await, Err(store::StoreError::NotFound(_))));
 }

@@ -109,15 +109,15 @@ async fn every_event_succeeds_on_its_function() {
         let route = ev["routeKey"].as_str().unwrap();
         let path = route.split_once(' ').unwrap().1;
         let resp = if path.starts_with("/accounts/") || path.starts_with("/.well-known/") {
-            shared::front::serve(&token_app, request(&ev)).await
+            edge::front::serve(&token_app, request(&ev)).await
         } else if path.starts_with("/public/v1/user/system/") {
-            shared::front::serve(&segments_app, request(&ev)).await
+            edge::front::serve(&segments_app, request(&ev)).await
         } else if path.contains("/imports") {
-            shared::front::serve(&imports_app, request(&ev)).await
+            edge::front::serve(&imports_app, request(&ev)).await
         } else if path.starts_with("/public/v1/integrations") {
-            shared::front::serve(&integrations_app, request(&ev)).await
+            edge::front::serve(&integrations_app, request(&ev)).await
         } else if path.starts_with("/public/v1/user/") || path.starts_with("/v1/customer/") {
-            shared::front::serve(&user_data_app, request(&ev)).await
+            edge::front::serve(&user_data_app, request(&ev)).await
         } else {
             panic!("events/{name}: no function serves route '{route}'");
         };

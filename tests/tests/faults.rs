@@ -12,12 +12,12 @@
 //!   headroom, integrations created once);
 //! - an applied request whose answer was lost and that the SDK retries is safe.
 
+use domain::AccountId;
 use integration_tests::Fault::{
     Hang, ServerError, Throttled, Throttling, Timeout, TransactionConflict, Unprocessed,
 };
 use integration_tests::*;
 use serde_json::{Value, json};
-use shared::domain::AccountId;
 
 const TWI: &str = "TransactWriteItems";
 
@@ -463,8 +463,7 @@ async fn segment_create() {
     ];
     let body = json!({"name": "keyed", "userIds": ids("k", 5)}).to_string();
     let path = c.stack.segment_path("");
-    let keyed =
-        || async { answer(shared::front::serve(&c.app, req("POST", &path, &key, Some(&body))).await) };
+    let keyed = || async { answer(edge::front::serve(&c.app, req("POST", &path, &key, Some(&body))).await) };
     c.stack.faults.arm(FaultPlan::new().fail(TWI, 1..=5, Throttled));
     assert_unavailable(&keyed().await);
     injected(&c.stack, 5);
@@ -668,7 +667,7 @@ async fn integ(
     if let Some(k) = key {
         headers.push(("idempotency-key", k));
     }
-    answer(shared::front::serve(&stack.integrations_app(), req(method, path, &headers, body)).await)
+    answer(edge::front::serve(&stack.integrations_app(), req(method, path, &headers, body)).await)
 }
 
 async fn integration_ids(stack: &Stack, auth: &str) -> Vec<String> {
@@ -839,7 +838,7 @@ async fn moengage_track_user() {
         async move {
             let headers = [("content-type", "application/json"), ("authorization", moe.as_str())];
             answer(
-                shared::front::serve(
+                edge::front::serve(
                     app,
                     req("POST", &format!("/v1/customer/{account}"), &headers, Some(&body)),
                 )

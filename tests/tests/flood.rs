@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use domain::{AccountId, ScopeSet};
 use integration_tests::*;
 use serde_json::json;
-use shared::domain::{AccountId, ScopeSet};
 
 /// The flooding account's limit (units per second) and the flood's multiple of it.
 const LIMIT: i64 = 10;
@@ -66,7 +66,7 @@ fn p99(lat: &[(u16, Duration)]) -> Duration {
 async fn a_flood_at_50x_the_limit_is_held_and_other_accounts_are_unaffected() {
     let secs: f64 = std::env::var("FLOOD_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(5.0);
     let stack = Stack::new().await;
-    let now = shared::domain::Timestamp::now().epoch_secs();
+    let now = domain::Timestamp::now().epoch_secs();
     let flood = AccountId::parse("flood").unwrap();
     stack.store.create_account(&flood, 100, LIMIT, now).await.unwrap();
     let (client, _) = stack.create_client(&flood, "c", ScopeSet::all(), now).await.unwrap();
@@ -114,7 +114,7 @@ async fn a_flood_at_50x_the_limit_is_held_and_other_accounts_are_unaffected() {
     assert_eq!(other, 0, "only 200 or 429");
     // Every unit is counted in a window before it is spent and a lease lives ≤ 2 s; the flood
     // touches ⌈elapsed⌉ + 1 windows.
-    let bound = LIMIT as f64 * (elapsed.ceil() + 1.0 + shared::protect::rate::LEASE_SECS as f64);
+    let bound = LIMIT as f64 * (elapsed.ceil() + 1.0 + protect::rate::LEASE_SECS as f64);
     assert!(admitted <= bound, "{admitted} admitted > {bound}");
     if secs >= 30.0 {
         assert!(admitted <= 1.1 * allowed, "{admitted} admitted over {elapsed} s at {LIMIT}/s");

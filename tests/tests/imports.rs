@@ -7,7 +7,7 @@ use std::time::Duration;
 use import_worker::{Outcome, Worker};
 use integration_tests::*;
 use serde_json::{Value, json};
-use shared::store::imports::ImportStatus;
+use store::imports::ImportStatus;
 
 /// Email identifies the user; one property of each type, one of them nested.
 const CRM: &str = r#"{"name": "CRM backfill", "userIdentifierProperty": "Email",
@@ -50,7 +50,7 @@ fn event(key: &str) -> Value {
 }
 
 fn key(stack: &Stack, integration: &str, import: &Import) -> String {
-    shared::imports::upload_key(&stack.account, integration, &import.id)
+    files::upload_key(&stack.account, integration, &import.id)
 }
 
 async fn status(stack: &Stack, auth: &str, import: &Import) -> Value {
@@ -220,7 +220,7 @@ async fn an_import_out_of_time_hands_over_and_the_next_leg_resumes_at_the_checkp
     upload(&import, file.as_bytes()).await;
     let k = key(&stack, &integration, &import);
     let mut legs = 0;
-    let marker = format!("{k}{}", shared::imports::RESUME_SUFFIX);
+    let marker = format!("{k}{}", files::RESUME_SUFFIX);
     let mut next = k.clone();
     loop {
         // No time at all: each leg does one page of 10 rows, then hands over.
@@ -496,13 +496,13 @@ async fn a_worker_that_died_is_taken_over_from_its_last_checkpoint_once_its_leas
     let mut first = stack.import_worker(0);
     first.page_rows = 10;
     assert_eq!(import_worker::run_key(&first, &k).await.unwrap(), Outcome::Continued);
-    let now = shared::domain::Timestamp::now().epoch_secs();
+    let now = domain::Timestamp::now().epoch_secs();
     let lease = stack
         .store
         .lease_import(&stack.account, &integration, &import.id, "dead", now, now + 60)
         .await
         .unwrap();
-    assert!(matches!(lease, shared::store::imports::Lease::Taken(_)));
+    assert!(matches!(lease, store::imports::Lease::Taken(_)));
     // Its message comes back while the lease runs: nothing happens.
     assert_eq!(import_worker::run_key(&stack.import_worker(600), &k).await.unwrap(), Outcome::Skipped);
     // The lease ran out (as if 60 s later): the next delivery resumes at row 11.
@@ -512,14 +512,14 @@ async fn a_worker_that_died_is_taken_over_from_its_last_checkpoint_once_its_leas
         .lease_import(&stack.account, &integration, &import.id, "next", later, later + 60)
         .await
         .unwrap();
-    let shared::store::imports::Lease::Taken(rec) = lease else { panic!("{lease:?}") };
+    let store::imports::Lease::Taken(rec) = lease else { panic!("{lease:?}") };
     assert_eq!(rec.progress.rows_read, 10);
     stack
         .store
         .checkpoint_import(
             &rec,
             "next",
-            shared::store::imports::Checkpoint { progress: &rec.progress, lease_until: now - 1 },
+            store::imports::Checkpoint { progress: &rec.progress, lease_until: now - 1 },
         )
         .await
         .unwrap();

@@ -172,9 +172,9 @@ async fn attribute_cap_counts_every_integration_at_the_edge() {
 #[tokio::test]
 async fn attribute_cap_holds_under_concurrent_edits() {
     let stack = Stack::new().await;
-    let small = shared::domain::AccountId::parse("small").unwrap();
+    let small = domain::AccountId::parse("small").unwrap();
     stack.store.create_account(&small, 10, 100, 0).await.unwrap();
-    let (client, _) = stack.create_client(&small, "c", shared::domain::ScopeSet::all(), 0).await.unwrap();
+    let (client, _) = stack.create_client(&small, "c", domain::ScopeSet::all(), 0).await.unwrap();
     let auth = Arc::new(stack.bearer_for(&small, client.client_id.as_str(), ALL_SCOPES).await);
     let app = Arc::new(stack.integrations_app());
 

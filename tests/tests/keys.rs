@@ -46,7 +46,7 @@ async fn the_longest_user_ids_are_stored_read_and_erased() {
     let body = json!({"type": "customer", "customer_id": longest, "attributes": {"n": 1}}).to_string();
     let h = [("authorization", moe.as_str()), ("content-type", "application/json")];
     let path = format!("/v1/customer/{}", stack.account);
-    let a = answer(shared::front::serve(&app, req("POST", &path, &h, Some(&body))).await);
+    let a = answer(edge::front::serve(&app, req("POST", &path, &h, Some(&body))).await);
     assert_eq!(a.status, 200, "{}", a.body);
 }
 
@@ -132,6 +132,6 @@ async fn ids_and_cursors_in_paths_and_queries_never_reach_a_key_unchecked() {
         ("content-type", "application/json"),
         ("idempotency-key", key.as_str()),
     ];
-    let a = answer(shared::front::serve(&users, req("DELETE", "/public/v1/user/someone", &h, None)).await);
+    let a = answer(edge::front::serve(&users, req("DELETE", "/public/v1/user/someone", &h, None)).await);
     assert_eq!(a.status, 204, "{}", a.body);
 }

@@ -25,7 +25,7 @@ async fn every_line_names_its_request_and_no_secret_appears() {
     let capture = Capture::default();
     let sink = capture.clone();
     let filter = tracing_subscriber::EnvFilter::new("info");
-    let _logs = tracing::subscriber::set_default(shared::telemetry::subscriber(filter, move || sink.clone()));
+    let _logs = tracing::subscriber::set_default(boot::telemetry::subscriber(filter, move || sink.clone()));
 
     let stack = Stack::new().await;
     let token_app = stack.token_app();
@@ -33,7 +33,7 @@ async fn every_line_names_its_request_and_no_secret_appears() {
         [("authorization", stack.basic()), ("content-type", "application/x-www-form-urlencoded".into())];
     let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let a = answer(
-        shared::front::serve(
+        edge::front::serve(
             &token_app,
             req("POST", "/accounts/connect/token", &headers, Some("grant_type=client_credentials")),
         )
@@ -43,7 +43,7 @@ async fn every_line_names_its_request_and_no_secret_appears() {
     let access = a.body["access_token"].as_str().unwrap().to_string();
     let bad = [("authorization", basic(&stack.client_id, "wrong-secret-value"))];
     let bad: Vec<(&str, &str)> = bad.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    shared::front::serve(
+    edge::front::serve(
         &token_app,
         req("POST", "/accounts/connect/token", &bad, Some("grant_type=client_credentials")),
     )
@@ -53,7 +53,7 @@ async fn every_line_names_its_request_and_no_secret_appears() {
     let swapped = [("authorization", basic(stack.client_secret.expose(), &stack.client_id))];
     let swapped: Vec<(&str, &str)> = swapped.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let a = answer(
-        shared::front::serve(
+        edge::front::serve(
             &token_app,
             req("POST", "/accounts/connect/token", &swapped, Some("grant_type=client_credentials")),
         )
@@ -64,8 +64,7 @@ async fn every_line_names_its_request_and_no_secret_appears() {
     let noise = "x".repeat(8192);
     let form = format!("grant_type=client_credentials&client_id={noise}&client_secret=s");
     let form_headers = [("content-type", "application/x-www-form-urlencoded")];
-    shared::front::serve(&token_app, req("POST", "/accounts/connect/token", &form_headers, Some(&form)))
-        .await;
+    edge::front::serve(&token_app, req("POST", "/accounts/connect/token", &form_headers, Some(&form))).await;
 
     let auth = stack.bearer(ALL_SCOPES).await;
     let (_, integration_token) = create_integration(&stack, &auth, SEED_INTEGRATION).await;

@@ -1,8 +1,8 @@
 //! POST /v1/customer/{workspace_id} (MoEngage Track User API), against the local server.
 
+use domain::{AccountId, ScopeSet};
 use integration_tests::*;
 use serde_json::{Value, json};
-use shared::domain::{AccountId, ScopeSet};
 
 const SUCCESS: &str = "Your request has been accepted and will be processed soon.";
 const JOHN: &str = "john@example.com";
@@ -56,7 +56,7 @@ async fn track_raw(
     }
     headers.extend_from_slice(extra);
     let path = format!("/v1/customer/{workspace}");
-    answer(shared::front::serve(app, req("POST", &path, &headers, Some(body))).await)
+    answer(edge::front::serve(app, req("POST", &path, &headers, Some(body))).await)
 }
 
 impl World {
@@ -249,7 +249,7 @@ async fn bad_bodies_are_400_in_moengage_shape_naming_the_attribute_and_write_not
 
     // Other methods on the path.
     let headers = [("authorization", w.moe.as_str())];
-    let a = answer(shared::front::serve(&w.app, req("GET", "/v1/customer/acme", &headers, None)).await);
+    let a = answer(edge::front::serve(&w.app, req("GET", "/v1/customer/acme", &headers, None)).await);
     assert_fail(&a, 405, "Method Not Allowed");
     assert_eq!(a.header("allow"), Some("POST"));
 }
@@ -322,7 +322,7 @@ async fn concurrent_first_sights_agree_on_one_type() {
 #[tokio::test]
 async fn every_authentication_failure_is_the_same_401() {
     let w = world().await;
-    let now = shared::domain::Timestamp::now().epoch_secs();
+    let now = domain::Timestamp::now().epoch_secs();
     let acme = w.stack.account.clone();
     let (disabled, disabled_key) = w
         .stack
@@ -506,7 +506,7 @@ async fn the_client_address_is_recorded_from_x_forwarded_for() {
 async fn the_attribute_cap_refuses_new_attributes_whole() {
     let w = world().await;
     let tiny = AccountId::parse("tiny").unwrap();
-    let now = shared::domain::Timestamp::now().epoch_secs();
+    let now = domain::Timestamp::now().epoch_secs();
     w.stack.store.create_account(&tiny, 3, 10_000, now).await.unwrap();
     let (client, _) = w.stack.create_client(&tiny, "all", ScopeSet::all(), now).await.unwrap();
     let moe = w.stack.moengage_client(&tiny).await;

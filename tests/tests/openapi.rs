@@ -165,11 +165,11 @@ async fn every_documented_example_gets_a_documented_answer() {
         }
         let request = req(&c.method, &url, &headers, text.as_deref());
         let resp = match function.as_str() {
-            "TokenFunction" => shared::front::serve(&token_app, request).await,
-            "IntegrationsFunction" => shared::front::serve(&integrations_app, request).await,
-            "UserDataFunction" => shared::front::serve(&user_app, request).await,
-            "SegmentsFunction" => shared::front::serve(&seg_app, request).await,
-            "ImportsFunction" => shared::front::serve(&imports_app, request).await,
+            "TokenFunction" => edge::front::serve(&token_app, request).await,
+            "IntegrationsFunction" => edge::front::serve(&integrations_app, request).await,
+            "UserDataFunction" => edge::front::serve(&user_app, request).await,
+            "SegmentsFunction" => edge::front::serve(&seg_app, request).await,
+            "ImportsFunction" => edge::front::serve(&imports_app, request).await,
             other => panic!("no handler for {other}"),
         };
         let a = answer(resp);

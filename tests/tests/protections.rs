@@ -3,9 +3,9 @@
 
 use integration_tests::*;
 
+use domain::{AccountId, SystemGuid};
+use protect::idempotency;
 use serde_json::json;
-use shared::domain::{AccountId, SystemGuid};
-use shared::protect::idempotency;
 
 fn with_key<'a>(auth: &'a str, key: &'a str) -> [(&'a str, &'a str); 3] {
     [("authorization", auth), ("content-type", "application/json"), ("idempotency-key", key)]
@@ -23,7 +23,7 @@ async fn integrations_call(
     path: &str,
     body: Option<&str>,
 ) -> Answer {
-    answer(shared::front::serve(app, req(method, path, headers, body)).await)
+    answer(edge::front::serve(app, req(method, path, headers, body)).await)
 }
 
 #[tokio::test]
@@ -90,7 +90,7 @@ async fn an_account_over_its_limit_gets_429_and_others_do_not() {
 async fn limits_count_work_and_a_heavy_account_never_refuses_another() {
     let stack = Stack::new().await;
     let (heavy, heavy_auth) = stack.account_with_bearer("heavy", 100, 10).await;
-    let now = shared::domain::Timestamp::now().epoch_secs();
+    let now = domain::Timestamp::now().epoch_secs();
     let heavy_system = SystemGuid::generate();
     stack.store.create_system(&heavy, heavy_system, now).await.unwrap();
     let calm_auth = stack.bearer(ALL_SCOPES).await;
@@ -294,7 +294,7 @@ async fn a_dead_calls_claim_expires_and_bad_keys_are_refused() {
     let auth = stack.bearer(ALL_SCOPES).await;
     let app = stack.integrations_app();
     // A call that claimed the key and died 2 minutes ago (its lease was 60 s).
-    let now = shared::domain::Timestamp::now().epoch_secs();
+    let now = domain::Timestamp::now().epoch_secs();
     let fp = idempotency::fingerprint("POST", "/public/v1/integrations", "", SEED_INTEGRATION.as_bytes());
     let claimed =
         stack.store.claim(&stack.account, &idempotency::key_hash("k-dead"), &fp, now - 120).await.unwrap();
@@ -350,11 +350,11 @@ async fn writes_of_every_function_replay() {
     let body = json!({"token": token, "data": [{"Email": "k@x.io", "Type": "A"}]}).to_string();
     let h = with_key(&auth, "ud-1");
     let first =
-        answer(shared::front::serve(&user_app, req("POST", "/public/v1/user/data", &h, Some(&body))).await);
+        answer(edge::front::serve(&user_app, req("POST", "/public/v1/user/data", &h, Some(&body))).await);
     assert_eq!(first.status, 200, "{}", first.body);
     stack.counter.reset();
     let again =
-        answer(shared::front::serve(&user_app, req("POST", "/public/v1/user/data", &h, Some(&body))).await);
+        answer(edge::front::serve(&user_app, req("POST", "/public/v1/user/data", &h, Some(&body))).await);
     assert_eq!((again.status, &again.raw), (200, &first.raw));
     assert_eq!(stack.counter.take(), Vec::<String>::new(), "nothing written again");
 
@@ -362,17 +362,17 @@ async fn writes_of_every_function_replay() {
     let path = stack.segment_path("");
     let h = with_key(&auth, "seg-1");
     let create = r#"{"name": "s", "userIds": ["a", "b"]}"#;
-    let first = answer(shared::front::serve(&seg_app, req("POST", &path, &h, Some(create))).await);
+    let first = answer(edge::front::serve(&seg_app, req("POST", &path, &h, Some(create))).await);
     assert_eq!(first.status, 201);
-    let again = answer(shared::front::serve(&seg_app, req("POST", &path, &h, Some(create))).await);
+    let again = answer(edge::front::serve(&seg_app, req("POST", &path, &h, Some(create))).await);
     assert_eq!((again.status, &again.raw), (201, &first.raw));
     let list = call_segments(&seg_app, &auth, "GET", &path, None).await;
     assert_eq!(list.body["segments"].as_array().unwrap().len(), 1, "one segment, not two");
 
     let h = with_key(&auth, "del-1");
-    let a = answer(shared::front::serve(&user_app, req("DELETE", "/public/v1/user/k@x.io", &h, None)).await);
+    let a = answer(edge::front::serve(&user_app, req("DELETE", "/public/v1/user/k@x.io", &h, None)).await);
     assert_eq!(a.status, 204);
-    let b = answer(shared::front::serve(&user_app, req("DELETE", "/public/v1/user/k@x.io", &h, None)).await);
+    let b = answer(edge::front::serve(&user_app, req("DELETE", "/public/v1/user/k@x.io", &h, None)).await);
     assert_eq!((b.status, b.raw.len(), b.header("idempotent-replayed")), (204, 0, Some("true")));
 }
 
@@ -408,7 +408,7 @@ async fn usage_is_recorded_per_account_and_client() {
     let theirs = stack.bearer_for(&other, &client, ALL_SCOPES).await;
     call_segments(&seg_app, &theirs, "GET", &stack.segment_path(""), None).await;
 
-    let day = shared::protect::usage::day_of(shared::domain::Timestamp::now().epoch_secs() * 1000);
+    let day = protect::usage::day_of(domain::Timestamp::now().epoch_secs() * 1000);
     let rows = stack.store.usage(&stack.account, std::slice::from_ref(&day)).await.unwrap();
     assert_eq!(rows.len(), 1, "one client: {rows:?}");
     let (d, c, u) = &rows[0];
@@ -433,29 +433,29 @@ async fn the_moengage_route_is_protected_too() {
         ("content-type", "application/json"),
         ("idempotency-key", "moe-1"),
     ];
-    let first = answer(shared::front::serve(&app, req("POST", "/v1/customer/acme", &h, Some(body))).await);
+    let first = answer(edge::front::serve(&app, req("POST", "/v1/customer/acme", &h, Some(body))).await);
     assert_eq!(first.status, 200, "{}", first.body);
     stack.counter.reset();
-    let again = answer(shared::front::serve(&app, req("POST", "/v1/customer/acme", &h, Some(body))).await);
+    let again = answer(edge::front::serve(&app, req("POST", "/v1/customer/acme", &h, Some(body))).await);
     assert_eq!((again.status, &again.raw), (200, &first.raw));
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(stack.counter.take(), Vec::<String>::new(), "nothing written again");
     let other = body.replace("John", "Jane");
-    let a = answer(shared::front::serve(&app, req("POST", "/v1/customer/acme", &h, Some(&other))).await);
+    let a = answer(edge::front::serve(&app, req("POST", "/v1/customer/acme", &h, Some(&other))).await);
     assert_eq!(a.status, 422);
     assert_eq!(a.body["status"], "fail", "MoEngage's shape: {}", a.body);
     assert_eq!(a.body["error"]["type"], "Unprocessable Entity");
     assert!(a.body["error"]["request_id"].is_string());
 
     // Over the limit: 429 in MoEngage's shape, with Retry-After.
-    let now = shared::domain::Timestamp::now().epoch_secs();
+    let now = domain::Timestamp::now().epoch_secs();
     let slow = AccountId::parse("slowmo").unwrap();
     stack.store.create_account(&slow, 100, 1, now).await.unwrap();
     let creds = stack.moengage_client(&slow).await;
     let h = [("authorization", creds.as_str()), ("content-type", "application/json")];
     let mut limited = None;
     for _ in 0..4 {
-        let a = answer(shared::front::serve(&app, req("POST", "/v1/customer/slowmo", &h, Some(body))).await);
+        let a = answer(edge::front::serve(&app, req("POST", "/v1/customer/slowmo", &h, Some(body))).await);
         if a.status == 429 {
             limited = Some(a);
         }
@@ -490,19 +490,19 @@ async fn an_undeclared_method_is_405_whatever_its_idempotency_key() {
     let user_app = stack.user_data_app();
     // `/public/v1/user/data` is also the user "data": its `Allow` names GET and DELETE too
     // (it named only POST before the routes were declared once).
-    let a = answer(shared::front::serve(&user_app, req("PUT", "/public/v1/user/data", &h, Some("{}"))).await);
+    let a = answer(edge::front::serve(&user_app, req("PUT", "/public/v1/user/data", &h, Some("{}"))).await);
     assert_eq!((a.status, a.header("allow")), (405, Some("GET, POST, DELETE")), "{}", a.body);
     // The user-data path is also the path of the user "data", whose erasure honours the key.
     let long = "k".repeat(256);
     let a = answer(
-        shared::front::serve(&user_app, req("DELETE", "/public/v1/user/data", &with_key(&auth, &long), None))
+        edge::front::serve(&user_app, req("DELETE", "/public/v1/user/data", &with_key(&auth, &long), None))
             .await,
     );
     assert_eq!(a.status, 400, "{}", a.body);
     assert_eq!(a.body["error"]["code"], "invalid_idempotency_key");
     let seg_app = stack.segments_app();
     let path = stack.segment_path("/12345aeb-123c-4d83-8b38-a5a456789d0a");
-    let a = answer(shared::front::serve(&seg_app, req("POST", &path, &h, Some("{}"))).await);
+    let a = answer(edge::front::serve(&seg_app, req("POST", &path, &h, Some("{}"))).await);
     assert_eq!((a.status, a.header("allow")), (405, Some("GET, PUT, DELETE")), "{}", a.body);
 
     // A 405 never claims its key: the key still works for the request it was meant for.
@@ -640,7 +640,7 @@ async fn usage_sums_are_exact_without_a_write_per_call() {
         stack.user_data_app().flushing_usage_every(every),
         stack.user_data_app().flushing_usage_every(every),
     ];
-    let day = shared::protect::usage::day_of(shared::domain::Timestamp::now().epoch_secs() * 1000);
+    let day = protect::usage::day_of(domain::Timestamp::now().epoch_secs() * 1000);
     let before = stack.store.usage(&stack.account, std::slice::from_ref(&day)).await.unwrap();
     let calls_before: i64 = before.iter().map(|r| r.2.calls).sum();
     stack.counter.reset();
@@ -694,7 +694,7 @@ async fn a_steady_single_user_update_costs_at_most_1_05_wcu_per_call() {
                     let body = json!({"type": "customer", "customer_id": "steady@x.io", "attributes": {"plan": format!("p{i}")}});
                     let headers = [("content-type", "application/json"), ("authorization", moe.as_str())];
                     answer(
-                        shared::front::serve(app, req("POST", moe_path, &headers, Some(&body.to_string())))
+                        edge::front::serve(app, req("POST", moe_path, &headers, Some(&body.to_string())))
                             .await,
                     )
                 };

@@ -6,8 +6,8 @@
 
 use std::collections::BTreeSet;
 
+use edge::front::{Access, Route, Service};
 use serde_yaml::Value;
-use shared::front::{Access, Route, Service};
 
 /// (method, path) of every route the front treats as a write (an `Idempotency-Key` applies).
 fn writes() -> BTreeSet<(String, String)> {

@@ -1,8 +1,8 @@
-//! template.yaml must agree with the table definitions in code (shared/src/store/schema.rs),
+//! template.yaml must agree with the table definitions in code (shared/store/src/schema.rs),
 //! and every route in it must have a sample event.
 
 use serde_yaml::Value;
-use shared::store::schema::{self, TableDef};
+use store::schema::{self, TableDef};
 
 fn template() -> Value {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap();
@@ -173,7 +173,7 @@ fn every_function_has_a_reserved_concurrency_parameter_with_a_default() {
 fn every_public_route_is_throttled_at_the_edge() {
     let t = template();
     let settings = t["Resources"]["HttpApi"]["Properties"]["RouteSettings"].as_mapping().unwrap();
-    for route in <token::App as shared::front::Service>::ROUTES {
+    for route in <token::App as edge::front::Service>::ROUTES {
         let key = format!("{} {}", route.method, route.path);
         let s = settings.get(key.as_str()).unwrap_or_else(|| panic!("no RouteSettings for {key}"));
         assert!(!s["ThrottlingRateLimit"].is_null() && !s["ThrottlingBurstLimit"].is_null(), "{key}");

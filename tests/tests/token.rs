@@ -16,11 +16,11 @@ async fn post_token(app: &Served<token::App>, auth: Option<&str>, content_type: 
     if let Some(a) = auth {
         headers.push(("authorization", a));
     }
-    answer(shared::front::serve(app, req("POST", "/accounts/connect/token", &headers, Some(body))).await)
+    answer(edge::front::serve(app, req("POST", "/accounts/connect/token", &headers, Some(body))).await)
 }
 
 async fn jwks(app: &Served<token::App>) -> JwkSet {
-    let a = answer(shared::front::serve(app, req("GET", "/.well-known/jwks.json", &[], None)).await);
+    let a = answer(edge::front::serve(app, req("GET", "/.well-known/jwks.json", &[], None)).await);
     assert_eq!(a.status, 200);
     serde_json::from_value(a.body).unwrap()
 }
@@ -81,7 +81,7 @@ async fn form_and_json_bodies_and_scope_subsets() {
     assert_eq!(a.body["scope"], "endUsers:read segments:write");
 
     // A scope the client does not hold, and one that does not exist.
-    let read_only = shared::domain::ScopeSet::parse("segments:read").unwrap();
+    let read_only = domain::ScopeSet::parse("segments:read").unwrap();
     let (limited, secret) = stack.create_client(&stack.account, "limited", read_only, 0).await.unwrap();
     let auth = basic(limited.client_id.as_str(), secret.expose());
     let a = post_token(&app, Some(&auth), FORM, "grant_type=client_credentials&scope=segments%3Awrite").await;
@@ -97,12 +97,8 @@ async fn invalid_client_looks_the_same_for_unknown_disabled_and_wrong_secret() {
     let stack = Stack::new().await;
     let app = app(&stack);
     let (_, other_id, other_secret) = stack.other_account("globex").await;
-    let now = shared::domain::Timestamp::now().epoch_secs();
-    stack
-        .store
-        .disable_client(&shared::domain::ClientId::parse(&other_id).unwrap(), now, 3600)
-        .await
-        .unwrap();
+    let now = domain::Timestamp::now().epoch_secs();
+    stack.store.disable_client(&domain::ClientId::parse(&other_id).unwrap(), now, 3600).await.unwrap();
 
     let cases = [
         basic("0123456789abcdef0123456789abcdef", stack.client_secret.expose()),
@@ -148,9 +144,9 @@ async fn rfc6749_request_errors() {
     let a = post_token(&app, Some(&auth), FORM, &body).await;
     assert_eq!((a.status, a.body["error"].as_str()), (400, Some("invalid_request")));
     // Wrong method, unknown route.
-    let a = answer(shared::front::serve(&app, req("GET", "/accounts/connect/token", &[], None)).await);
+    let a = answer(edge::front::serve(&app, req("GET", "/accounts/connect/token", &[], None)).await);
     assert_eq!((a.status, a.header("allow")), (405, Some("POST")));
-    let a = answer(shared::front::serve(&app, req("GET", "/nope", &[], None)).await);
+    let a = answer(edge::front::serve(&app, req("GET", "/nope", &[], None)).await);
     assert_eq!((a.status, a.body["error"]["code"].as_str()), (404, Some("route_not_found")));
 }
 
@@ -189,9 +185,9 @@ async fn a_rotated_secret_stops_at_once_even_on_a_warm_instance() {
     let app = app(&stack);
     let ok = "grant_type=client_credentials";
     assert_eq!(post_token(&app, Some(&stack.basic()), FORM, ok).await.status, 200);
-    let id = shared::domain::ClientId::parse(&stack.client_id).unwrap();
-    let new = shared::auth::ClientSecret::generate();
-    let now = shared::domain::Timestamp::now().epoch_secs();
+    let id = domain::ClientId::parse(&stack.client_id).unwrap();
+    let new = auth::ClientSecret::generate();
+    let now = domain::Timestamp::now().epoch_secs();
     stack.store.rotate_client_secret(&id, &new.hash(), now, 3600).await.unwrap();
     assert_eq!(post_token(&app, Some(&stack.basic()), FORM, ok).await.status, 401, "old secret");
     let fresh = basic(&stack.client_id, new.expose());
@@ -227,7 +223,7 @@ async fn discovery_document_names_the_issuer_and_jwks() {
     let stack = Stack::new().await;
     let app = app(&stack);
     let a =
-        answer(shared::front::serve(&app, req("GET", "/.well-known/openid-configuration", &[], None)).await);
+        answer(edge::front::serve(&app, req("GET", "/.well-known/openid-configuration", &[], None)).await);
     assert_eq!(a.status, 200);
     assert_eq!(a.body["issuer"], ISSUER);
     assert_eq!(a.body["jwks_uri"], format!("{ISSUER}/.well-known/jwks.json"));

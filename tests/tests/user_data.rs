@@ -299,14 +299,13 @@ async fn bad_input_is_a_clear_4xx_and_writes_nothing() {
     // Wrong content type; missing scope; no token at all.
     let body = json!({"token": t, "data": [{"id": "u", "n": 1}]}).to_string();
     let headers = [("authorization", w.auth.as_str()), ("content-type", "text/plain")];
-    let a = answer(
-        shared::front::serve(&w.app, req("POST", "/public/v1/user/data", &headers, Some(&body))).await,
-    );
+    let a =
+        answer(edge::front::serve(&w.app, req("POST", "/public/v1/user/data", &headers, Some(&body))).await);
     assert_eq!((a.status, a.body["error"]["code"].as_str()), (415, Some("unsupported_media_type")));
     let read_only = w.stack.bearer("endUsers:read").await;
     let a = call_user_data(&w.app, &read_only, "POST", "/public/v1/user/data", Some(&body)).await;
     assert_eq!((a.status, a.body["error"]["code"].as_str()), (403, Some("insufficient_scope")));
-    let a = answer(shared::front::serve(&w.app, req("POST", "/public/v1/user/data", &[], Some(&body))).await);
+    let a = answer(edge::front::serve(&w.app, req("POST", "/public/v1/user/data", &[], Some(&body))).await);
     assert_eq!((a.status, a.header("www-authenticate")), (401, Some("Bearer")));
     assert!(w.writes().is_empty(), "no refused request wrote anything");
     assert_eq!(w.get("u").await.status, 404);
@@ -500,7 +499,7 @@ async fn a_patch_takes_effect_for_the_next_call_and_warm_calls_read_no_integrati
     let started = std::time::Instant::now();
     let p = call_integrations(&integrations, &w.auth, "PATCH", &path, Some(&patch)).await;
     assert_eq!(p.status, 200, "{}", p.body);
-    assert!(started.elapsed() >= shared::store::integrations::DEFINITION_STALENESS);
+    assert!(started.elapsed() >= store::integrations::DEFINITION_STALENESS);
     let a = w.send(json!([{"Email": JOHN, "Type": "B", "Score": "high"}])).await;
     assert_eq!(a.status, 400, "the new definition judges the next call: {}", a.body);
     let a = w.send(json!([{"Email": JOHN, "Score": "7"}])).await;
@@ -543,7 +542,7 @@ async fn the_token_item_stays_bounded_as_names_come_and_go() {
         let p = call_integrations(&integrations, &auth, "PATCH", &path, Some(&props(round))).await;
         assert_eq!(p.status, 200, "{}", p.body);
     }
-    let hash = shared::auth::SecretHash::of_str(&token).to_hex();
+    let hash = auth::SecretHash::of_str(&token).to_hex();
     let size = stack.config_item_size(&format!("ITOKEN#{hash}"), "ITOKEN").await;
     assert!(size <= 48 * 1024, "docs/TABLES.md: the token item's largest size; {size}");
 

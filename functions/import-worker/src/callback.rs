@@ -21,10 +21,10 @@ use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 
-use shared::domain::Timestamp;
-use shared::imports as files;
-use shared::store::StoreError;
-use shared::store::imports::ImportRecord;
+use domain::Timestamp;
+use files;
+use store::StoreError;
+use store::imports::ImportRecord;
 
 use crate::Worker;
 
@@ -186,11 +186,7 @@ pub fn summary(rec: &ImportRecord) -> serde_json::Value {
 /// A receiver's 4xx (but 408 and 429) is final: retrying would be refused the same way.
 pub async fn deliver(worker: &Worker, rec: &ImportRecord) -> Result<(), StoreError> {
     let Some(url) = &rec.callback_url else { return Ok(()) };
-    let key = worker
-        .store
-        .callback_key()
-        .await?
-        .ok_or_else(|| StoreError::Unavailable("no callback key: run `admin keys rotate` once".into()))?;
+    let key = worker.store.callback_key().await?;
     let secret = files::callback_secret(&key, &rec.account, &rec.import_id);
     let body = serde_json::to_vec(&summary(rec)).unwrap_or_default();
     let mut wait = FIRST_WAIT;

@@ -15,18 +15,18 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use shared::domain::Timestamp;
-use shared::domain::import::{
+use domain::Timestamp;
+use domain::import::{
     CsvColumns, CsvSplitter, Format, ImportMode, MAX_FILE_BYTES, MAX_REPORTED_ERRORS, MAX_ROW_BYTES,
     RowProblem, Split, ndjson_row,
 };
-use shared::domain::integration::Definition;
-use shared::domain::user_data::{AttrValue, UserId, UserUpdate};
-use shared::imports::{self as files, Files};
-use shared::store::StoreError;
-use shared::store::dynamo::DynamoStore;
-use shared::store::end_users::UserWrite;
-use shared::store::imports::{Checkpoint, ImportRecord, ImportStatus, Lease, Progress};
+use domain::integration::Definition;
+use domain::user_data::{AttrValue, UserId, UserUpdate};
+use files::{self as files, Files};
+use store::StoreError;
+use store::dynamo::DynamoStore;
+use store::end_users::UserWrite;
+use store::imports::{Checkpoint, ImportRecord, ImportStatus, Lease, Progress};
 
 pub mod callback;
 
@@ -114,7 +114,7 @@ pub async fn run_key(worker: &Worker, key: &str) -> Result<Outcome, StoreError> 
 /// One leg of one import: as much of it as this invocation's time allows.
 pub async fn run(
     worker: &Worker,
-    account: &shared::domain::AccountId,
+    account: &domain::AccountId,
     integration_id: &str,
     import_id: &str,
 ) -> Result<Outcome, StoreError> {
@@ -390,22 +390,17 @@ impl<'a> Leg<'a> {
                         )
                     })
                     .collect();
-                shared::store::concurrent::for_each_bounded(
-                    jobs,
-                    MERGE_CONCURRENCY,
-                    "merge",
-                    |(user_id, values)| {
-                        let (store, account, id, now) =
-                            (store.clone(), rec.account.clone(), rec.integration_id.clone(), now.clone());
-                        async move {
-                            let w = UserWrite {
-                                user_id: &user_id,
-                                values: values.iter().map(|(n, v)| (n.as_str(), v)).collect(),
-                            };
-                            store.merge_user(&account, &id, &w, false, &now).await.map(|_| ())
-                        }
-                    },
-                )
+                store::concurrent::for_each_bounded(jobs, MERGE_CONCURRENCY, "merge", |(user_id, values)| {
+                    let (store, account, id, now) =
+                        (store.clone(), rec.account.clone(), rec.integration_id.clone(), now.clone());
+                    async move {
+                        let w = UserWrite {
+                            user_id: &user_id,
+                            values: values.iter().map(|(n, v)| (n.as_str(), v)).collect(),
+                        };
+                        store.merge_user(&account, &id, &w, false, &now).await.map(|_| ())
+                    }
+                })
                 .await?;
             }
         }

@@ -1,10 +1,8 @@
 use std::time::{Duration, Instant};
 
+use files::Files;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
-use shared::config::{self, Tables};
-use shared::imports::Files;
-use shared::store::dynamo::DynamoStore;
 
 /// Time kept back from the invocation's deadline (at most half of it): the last page, its
 /// checkpoint and the hand-over to the next leg must fit in it.
@@ -12,11 +10,9 @@ const RESERVE: Duration = Duration::from_secs(90);
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
-    let sdk = config::aws_sdk_config().await;
-    let store = DynamoStore::new(config::dynamodb_client(&sdk), Tables::from_env());
+    let boot::Boot { sdk, store } = boot::start().await;
     let files = Files::from_env(&sdk);
-    let callback = import_worker::callback::Sender::new(shared::imports::local_callbacks_allowed());
+    let callback = import_worker::callback::Sender::new(files::local_callbacks_allowed());
     let (store, files, callback) = (&store, &files, &callback);
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         let left = event.context.deadline().duration_since(std::time::SystemTime::now()).unwrap_or_default();

@@ -8,16 +8,16 @@
 use lambda_http::Request;
 use serde_json::Value;
 
-use shared::api;
-use shared::auth::Principal;
-use shared::domain::import::{ImportSpec, MAX_FILE_BYTES};
-use shared::domain::{Scope, Timestamp};
-use shared::front::{Call, Env, Route, Service};
-use shared::http::request::{json_body, page_params};
-use shared::http::{ApiError, Reply, RequestInfo};
-use shared::imports::{self as files, Files, UPLOAD_URL_TTL};
-use shared::store::dynamo::DynamoStore;
-use shared::store::imports::{ImportRecord, ImportStatus, Progress};
+use auth::Principal;
+use domain::import::{ImportSpec, MAX_FILE_BYTES};
+use domain::{Scope, Timestamp};
+use edge::api;
+use edge::front::{Call, Env, Route, Service};
+use edge::http::request::{json_body, page_params};
+use edge::http::{ApiError, Reply, RequestInfo};
+use files::{Files, UPLOAD_URL_TTL};
+use store::dynamo::DynamoStore;
+use store::imports::{ImportRecord, ImportStatus, Progress};
 
 const MAX_BODY_BYTES: usize = 8 * 1024;
 const DEFAULT_PAGE: usize = 20;
@@ -39,11 +39,12 @@ pub struct App {
 
 impl App {
     pub fn new(env: &Env) -> Self {
-        Self {
-            store: env.store.clone(),
-            files: env.files.clone(),
-            allow_http_callbacks: shared::imports::local_callbacks_allowed(),
-        }
+        Self::with_files(env, Files::from_env(&env.sdk))
+    }
+
+    /// The same, on the import bucket `files` (a test stack's own).
+    pub fn with_files(env: &Env, files: Files) -> Self {
+        Self { store: env.store.clone(), files, allow_http_callbacks: files::local_callbacks_allowed() }
     }
 }
 
@@ -94,11 +95,7 @@ async fn create(
     let callback_secret = match &spec.callback_url {
         None => None,
         Some(_) => {
-            let key = app.store.callback_key().await?.ok_or_else(|| {
-                ApiError::Store(shared::store::StoreError::Unavailable(
-                    "no callback key: run `admin keys rotate` once".into(),
-                ))
-            })?;
+            let key = app.store.callback_key().await?;
             Some(files::callback_secret(&key, &p.account, &import_id))
         }
     };

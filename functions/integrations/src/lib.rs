@@ -9,16 +9,16 @@ use std::collections::BTreeMap;
 use lambda_http::Request;
 use serde_json::Value;
 
-use shared::api;
-use shared::auth::{IssuerPolicy, Principal, SecretHash};
-use shared::domain::integration::{self, AttrType, Definition};
-use shared::domain::user_data::{self, Envelope, Mode};
-use shared::domain::{Problem, Scope, Timestamp};
-use shared::front::{Call, Env, Route, Service};
-use shared::http::request::json_body;
-use shared::http::{ApiError, ErrorCode, Reply, RequestInfo};
-use shared::store::dynamo::DynamoStore;
-use shared::store::integrations::{IntegrationRecord, IntegrationWriteError};
+use auth::{IssuerPolicy, Principal, SecretHash};
+use domain::integration::{self, AttrType, Definition};
+use domain::user_data::{self, Envelope, Mode};
+use domain::{Problem, Scope, Timestamp};
+use edge::api;
+use edge::front::{Call, Env, Route, Service};
+use edge::http::request::json_body;
+use edge::http::{ApiError, ErrorCode, Reply, RequestInfo};
+use store::dynamo::DynamoStore;
+use store::integrations::{IntegrationRecord, IntegrationWriteError};
 
 /// Definitions are small; anything larger is not one.
 const MAX_DEFINITION_BYTES: usize = 256 * 1024;
@@ -144,7 +144,7 @@ async fn create(app: &App, info: &RequestInfo, p: &Principal, req: &Request) -> 
     let body: Value = json_body(req, MAX_DEFINITION_BYTES)?;
     let definition = Definition::from_json(&body).map_err(validation_failed)?;
     let attribute_types = definition.merge_types(&BTreeMap::new()).map_err(validation_failed)?;
-    let token = shared::auth::secret::new_integration_token();
+    let token = auth::secret::new_integration_token();
     let now = Timestamp::now().epoch_secs();
     let rec = IntegrationRecord {
         integration_id: uuid::Uuid::new_v4().to_string(),
@@ -165,7 +165,7 @@ async fn create(app: &App, info: &RequestInfo, p: &Principal, req: &Request) -> 
 async fn list(app: &App, info: &RequestInfo, p: &Principal) -> Result<Reply, ApiError> {
     let mut all = app.store.list_integrations(&p.account).await?;
     // The implicit MoEngage integration is not managed here (its id is no UUID: 404 by id).
-    all.retain(|r| !shared::domain::moengage::is_implicit_integration(&r.integration_id));
+    all.retain(|r| !domain::moengage::is_implicit_integration(&r.integration_id));
     all.sort_by_key(|r| (r.created_at, r.integration_id.clone()));
     Ok(Reply::json(
         200,
@@ -225,9 +225,9 @@ async fn patch(
 
 /// Waits until no warm user-data instance still judges calls by the definition this call
 /// replaced: an answer to `PATCH` or `DELETE` means "in effect for every call sent from now"
-/// (`shared::store::integrations::TokenCache`).
+/// (`store::integrations::TokenCache`).
 async fn settle_caches() {
-    tokio::time::sleep(shared::store::integrations::DEFINITION_STALENESS).await;
+    tokio::time::sleep(store::integrations::DEFINITION_STALENESS).await;
 }
 
 async fn delete(app: &App, p: &Principal, id: &str) -> Result<Reply, ApiError> {

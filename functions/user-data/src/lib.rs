@@ -9,17 +9,17 @@ use std::collections::HashMap;
 
 use serde_json::{Map, json};
 
-use shared::api;
-use shared::auth::{Principal, SecretHash};
-use shared::domain::user_data::{self, Envelope, Mode, UserId};
-use shared::domain::{Problem, Scope, Timestamp};
-use shared::front::{Access, Call, Dialect, Env, Route, Service};
-use shared::http::request::json_body;
-use shared::http::{ApiError, Reply, RequestInfo};
-use shared::protect::usage::UsageReport;
-use shared::store::dynamo::DynamoStore;
-use shared::store::end_users::UserWrite;
-use shared::store::integrations::TokenCache;
+use auth::{Principal, SecretHash};
+use domain::user_data::{self, Envelope, Mode, UserId};
+use domain::{Problem, Scope, Timestamp};
+use edge::api;
+use edge::front::{Access, Call, Dialect, Env, Route, Service};
+use edge::http::request::json_body;
+use edge::http::{ApiError, Reply, RequestInfo};
+use protect::usage::UsageReport;
+use store::dynamo::DynamoStore;
+use store::end_users::UserWrite;
+use store::integrations::TokenCache;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {

@@ -1,7 +1,7 @@
 //! `POST /v1/customer/{workspace_id}`: MoEngage's Track User API (seed 004).
 //!
 //! - Auth: MoEngage's Basic credentials, checked by the front before this runs
-//!   (`shared::auth::workspace`); errors are rendered in MoEngage's shape by the front too
+//!   (`auth::workspace`); errors are rendered in MoEngage's shape by the front too
 //!   (the route's dialect).
 //! - The body is judged whole (shape, names, values, recorded types) before any write.
 //! - New attribute names grow the account's implicit "MoEngage" integration through the
@@ -13,16 +13,16 @@ use std::sync::{Arc, Mutex};
 
 use lambda_http::Request;
 
-use shared::api::MoEngageSuccess;
-use shared::domain::integration::AttrType;
-use shared::domain::moengage::{self as rules, INTEGRATION_ID, MAX_ATTRIBUTES, TrackUser};
-use shared::domain::{AccountId, Timestamp};
-use shared::http::request::{header, json_body};
-use shared::http::{ApiError, ErrorCode, Reply, RequestInfo};
-use shared::protect::usage::UsageReport;
-use shared::store::StoreError;
-use shared::store::end_users::UserWrite;
-use shared::store::integrations::{IntegrationRecord, IntegrationWriteError};
+use domain::integration::AttrType;
+use domain::moengage::{self as rules, INTEGRATION_ID, MAX_ATTRIBUTES, TrackUser};
+use domain::{AccountId, Timestamp};
+use edge::api::MoEngageSuccess;
+use edge::http::request::{header, json_body};
+use edge::http::{ApiError, ErrorCode, Reply, RequestInfo};
+use protect::usage::UsageReport;
+use store::StoreError;
+use store::end_users::UserWrite;
+use store::integrations::{IntegrationRecord, IntegrationWriteError};
 
 use crate::App;
 
@@ -70,7 +70,7 @@ pub async fn track(
         .usage(UsageReport { users_updated: i64::from(written), segment_ids: 0 }))
 }
 
-fn bad_request(details: Vec<shared::domain::Problem>) -> ApiError {
+fn bad_request(details: Vec<domain::Problem>) -> ApiError {
     ApiError::validation("the body is invalid", details)
 }
 
@@ -150,7 +150,11 @@ async fn run(app: &App, info: &RequestInfo, req: &Request, account: &AccountId) 
         log(info, &account, &request, resolved.new_attributes.len(), written);
         return Ok(written);
     }
-    Err(StoreError::Unavailable("concurrent additions of attributes won every round".into()).into())
+    Err(StoreError::Busy {
+        op: "moengage update",
+        reason: "concurrent additions of attributes won every round",
+    }
+    .into())
 }
 
 fn log(info: &RequestInfo, account: &AccountId, request: &TrackUser, new_attributes: usize, written: bool) {
