@@ -225,7 +225,7 @@ async fn patch(
 
 /// Waits until no warm user-data instance still judges calls by the definition this call
 /// replaced: an answer to `PATCH` or `DELETE` means "in effect for every call sent from now"
-/// (`store::integrations::TokenCache`).
+/// (the user-data function's `TokenCache`).
 async fn settle_caches() {
     tokio::time::sleep(store::integrations::DEFINITION_STALENESS).await;
 }

@@ -4,6 +4,7 @@
 //! (MoEngage Track User API, in [`moengage`]).
 
 mod moengage;
+mod token_cache;
 
 use std::collections::HashMap;
 
@@ -19,7 +20,7 @@ use edge::http::{ApiError, Reply, RequestInfo};
 use protect::usage::UsageReport;
 use store::dynamo::DynamoStore;
 use store::end_users::UserWrite;
-use store::integrations::TokenCache;
+use token_cache::TokenCache;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {

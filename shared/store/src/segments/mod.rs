@@ -22,33 +22,34 @@
 //! the purge function (fed by the table's stream) deletes its items afterwards, so neither
 //! call's duration depends on the segment's size.
 //!
-//! This file holds the types and the calls the functions make; `keys.rs` the keys and item
-//! codec, `membership.rs` who is a member and add / remove, `generations.rs` override and
-//! purge, `paging.rs` the members listing and its cursor.
+//! This file holds the types and a segment's create, read, list, change and delete;
+//! `keys.rs` the keys and item codec, `cursor.rs` the list's cursor, `users.rs` an end user's
+//! segments (read and erase), `membership.rs` who is a member and add / remove,
+//! `generations.rs` override and purge, `paging.rs` the members listing and its cursor.
 
+mod cursor;
 mod generations;
 mod keys;
 mod membership;
 mod paging;
-
-use std::collections::{HashMap, HashSet};
+mod users;
 
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
-use base64::Engine;
 
-use crate::batch::Consistency;
+use crate::StoreError;
 use crate::codec::{Item, get_s, key, n, s};
 use crate::concurrent::for_each_bounded;
 use crate::dynamo::{DynamoStore, sdk_error};
 use crate::transact::{cancellation_reasons, condition_failed, is_cancelled_by_condition};
-use crate::{StoreError, batch};
+pub use cursor::decode_list_cursor;
+use cursor::encode_list_cursor;
 use domain::segment::Action;
 use domain::user_data::UserId;
 use domain::{AccountId, SegmentGuid, SystemGuid};
 pub use generations::PURGE_PARTITIONS_IN_FLIGHT;
 use keys::{
-    COUNT_SK, HEAD_SK, LISTED_PREFIX, REVERSE_PREFIX, account_count_pk, guard_sk, head_item, head_pk,
-    listed_sk, new_generation, parse_head, parse_reverse_sk, system_pk, user_pk,
+    COUNT_SK, HEAD_SK, LISTED_PREFIX, account_count_pk, guard_sk, head_item, head_pk, listed_sk,
+    new_generation, parse_head, system_pk,
 };
 pub use keys::{COUNTER_PARTITIONS, COUNTERS, SHARDS, shard_of};
 use membership::{Change, Gen};
@@ -133,20 +134,6 @@ pub struct NewSegment<'a> {
     pub user_ids: &'a [UserId],
 }
 
-/// The list cursor: base64url of the last list entry's sort key.
-fn encode_list_cursor(sk: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sk.as_bytes())
-}
-
-/// `None` for anything the list did not issue.
-pub fn decode_list_cursor(raw: &str) -> Option<String> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).ok()?;
-    let sk = String::from_utf8(bytes).ok()?;
-    let (at, seg) = sk.strip_prefix(LISTED_PREFIX)?.split_once('#')?;
-    (at.len() == 13 && at.bytes().all(|b| b.is_ascii_digit()) && SegmentGuid::parse(seg).is_ok())
-        .then_some(sk)
-}
-
 fn count_update(table: &str, pk: String, delta: i64, cap: Option<i64>) -> TransactWriteItem {
     let mut u = Update::builder()
         .table_name(table)
@@ -160,32 +147,6 @@ fn count_update(table: &str, pk: String, delta: i64, cap: Option<i64>) -> Transa
             .expression_attribute_values(":cap", n(cap));
     }
     TransactWriteItem::builder().update(u.build().expect("complete")).build()
-}
-
-/// Splits eventually consistent head reads into the memberships they settle and the
-/// segments whose head must be read again strongly. A head settles its segment only when it
-/// names exactly the generations the user's (strongly read) reverse entries name for it: the
-/// user is then a member of its current generation, whatever replica answered. Otherwise
-/// (head not found, or a generation the entries do not name, or entries of several
-/// generations) the replica may be behind the write that made the membership: a segment
-/// just created, or an override that kept the user; only a strong read can tell.
-fn settle(
-    generations: &HashMap<SegmentGuid, HashSet<String>>,
-    replica: Vec<SegmentHead>,
-) -> (Vec<SegmentHead>, Vec<SegmentGuid>) {
-    let mut settled = Vec::with_capacity(replica.len());
-    let mut seen = HashSet::with_capacity(replica.len());
-    let mut unsettled = Vec::new();
-    for head in replica {
-        seen.insert(head.segment);
-        match generations.get(&head.segment) {
-            Some(g) if g.len() == 1 && g.contains(&head.generation) => settled.push(head),
-            Some(_) => unsettled.push(head.segment),
-            None => {}
-        }
-    }
-    unsettled.extend(generations.keys().filter(|seg| !seen.contains(*seg)).copied());
-    (settled, unsettled)
 }
 
 impl DynamoStore {
@@ -416,70 +377,6 @@ impl DynamoStore {
         }
     }
 
-    /// Every segment of the account that has this user as a member: one `Query` of the user's
-    /// reverse entries (strongly consistent), then one `BatchGetItem` of the heads they name,
-    /// **eventually consistent** (½ read unit each). An entry counts only if its generation is
-    /// the head's current one. A head read that does not settle it (see [`settle`]) is read
-    /// again strongly, so a membership acknowledged before this call is always found: a
-    /// third request, only for a segment overridden, created or deleted moments ago (or
-    /// whose replaced generation the purge has not yet deleted).
-    pub async fn user_segments(
-        &self,
-        account: &AccountId,
-        user_id: &str,
-    ) -> Result<Vec<SegmentHead>, StoreError> {
-        let entries =
-            self.query_prefix(&self.tables().segments, &user_pk(account, user_id), REVERSE_PREFIX).await?;
-        let mut generations: HashMap<SegmentGuid, HashSet<String>> = HashMap::new();
-        for item in &entries {
-            if let Some((seg, generation)) = parse_reverse_sk(get_s(item, "sk")?) {
-                generations.entry(seg).or_default().insert(generation);
-            }
-        }
-        if generations.is_empty() {
-            return Ok(Vec::new());
-        }
-        let read_heads = |segments: Vec<SegmentGuid>, consistency: Consistency| async move {
-            let keys = segments.iter().map(|seg| key(head_pk(account, *seg), HEAD_SK.into())).collect();
-            batch::get_all_with(
-                self.client(),
-                &self.tables().segments,
-                keys,
-                &["systemGuid", "segmentGuid", "externalId", "name", "generation", "createdAt", "updatedAt"],
-                READ_CONCURRENCY,
-                consistency,
-            )
-            .await?
-            .iter()
-            .map(|item| parse_head(account, item))
-            .collect::<Result<Vec<_>, _>>()
-        };
-        let replica = read_heads(generations.keys().copied().collect(), Consistency::Eventual).await?;
-        let (mut out, unsettled) = settle(&generations, replica);
-        if !unsettled.is_empty() {
-            let strong = read_heads(unsettled, Consistency::Strong).await?;
-            out.extend(
-                strong
-                    .into_iter()
-                    .filter(|h| generations.get(&h.segment).is_some_and(|g| g.contains(&h.generation))),
-            );
-        }
-        out.sort_by_key(|h| (h.created_at, h.segment.to_string()));
-        Ok(out)
-    }
-
-    /// Removes the user from every segment of the account; returns how many.
-    pub async fn remove_user_everywhere(
-        &self,
-        account: &AccountId,
-        user_id: &str,
-        now_ms: i64,
-    ) -> Result<usize, StoreError> {
-        let gens: Vec<Gen> = self.user_segments(account, user_id).await?.iter().map(Gen::of).collect();
-        let changes = (0..gens.len()).map(|slot| Change { slot, user_id: user_id.to_string() }).collect();
-        self.apply_changes(&gens, changes, false, now_ms).await
-    }
-
     async fn get(&self, pk: String, sk: String) -> Result<Option<Item>, StoreError> {
         let out = self
             .client()
@@ -491,62 +388,5 @@ impl DynamoStore {
             .await
             .map_err(|e| sdk_error("GetItem", e))?;
         Ok(out.item)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn head(segment: SegmentGuid, generation: &str) -> SegmentHead {
-        SegmentHead {
-            account: AccountId::parse("acme").unwrap(),
-            system: SystemGuid::generate(),
-            segment,
-            external_id: None,
-            name: "n".into(),
-            generation: generation.into(),
-            created_at: 1,
-            updated_at: 1,
-        }
-    }
-
-    #[test]
-    fn an_eventually_read_head_settles_only_what_it_cannot_have_missed() {
-        let [fresh, behind, created, overridden, removed] = std::array::from_fn(|_| SegmentGuid::generate());
-        let generations: HashMap<SegmentGuid, HashSet<String>> = [
-            (fresh, vec!["g1"]),
-            // The entry names a generation the replica's head does not (an override that kept
-            // the user, not yet replicated): the user may be a member, read it strongly.
-            (behind, vec!["g2"]),
-            // Created moments ago: the replica has no head yet.
-            (created, vec!["g1"]),
-            // Entries of the replaced and the current generation (the purge has not run): the
-            // replica's head may name the replaced one.
-            (overridden, vec!["old", "new"]),
-            // The user was overridden out: the replica names a newer generation (a strong read
-            // confirms it; it costs a request only until the purge deletes the old entry).
-            (removed, vec!["old"]),
-        ]
-        .into_iter()
-        .map(|(s, g)| (s, g.into_iter().map(String::from).collect()))
-        .collect();
-        let replica =
-            vec![head(fresh, "g1"), head(behind, "g1"), head(overridden, "old"), head(removed, "newer")];
-        let (settled, mut unsettled) = settle(&generations, replica);
-        assert_eq!(settled.iter().map(|h| h.segment).collect::<Vec<_>>(), vec![fresh]);
-        unsettled.sort_by_key(|s| s.to_string());
-        let mut want = vec![behind, created, overridden, removed];
-        want.sort_by_key(|s| s.to_string());
-        assert_eq!(unsettled, want);
-    }
-
-    #[test]
-    fn list_cursors_round_trip_and_refuse_foreign_input() {
-        let sk = listed_sk(1_795_000_000_000, SegmentGuid::generate());
-        assert_eq!(decode_list_cursor(&encode_list_cursor(&sk)), Some(sk));
-        for bad in ["", "!!", "eyJnIjoxfQ", &encode_list_cursor("S#12#x"), &encode_list_cursor("X#a")] {
-            assert_eq!(decode_list_cursor(bad), None, "{bad}");
-        }
     }
 }
