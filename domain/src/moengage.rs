@@ -306,10 +306,53 @@ pub fn extended(current: Option<&Definition>, new: &[(String, AttrType)]) -> Def
     def
 }
 
+/// The implicit integration after new attributes were added: its definition, and every name
+/// it ever defined with its type (a name keeps its type for good).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grown {
+    pub definition: Definition,
+    pub attribute_types: BTreeMap<String, AttrType>,
+}
+
+/// The attributes asked for would take the implicit integration past [`MAX_ATTRIBUTES`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the MoEngage integration would have more than {MAX_ATTRIBUTES} attributes")]
+pub struct TooManyAttributes;
+
+/// The implicit integration with `new` attributes added to `current` (its definition and
+/// registry of types; `None` before the first attribute).
+pub fn grown(
+    current: Option<(&Definition, &BTreeMap<String, AttrType>)>,
+    new: &[(String, AttrType)],
+) -> Result<Grown, TooManyAttributes> {
+    let definition = extended(current.map(|(d, _)| d), new);
+    if definition.properties.len() > MAX_ATTRIBUTES {
+        return Err(TooManyAttributes);
+    }
+    let mut attribute_types = current.map(|(_, t)| t.clone()).unwrap_or_default();
+    attribute_types.extend(new.iter().cloned());
+    Ok(Grown { definition, attribute_types })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn growing_keeps_every_type_and_stops_at_the_cap() {
+        let first = grown(None, &[("a".into(), AttrType::String)]).unwrap();
+        assert_eq!(first.definition.name, INTEGRATION_NAME);
+        let retired = BTreeMap::from([("old".to_string(), AttrType::Number), ("a".into(), AttrType::String)]);
+        let next = grown(Some((&first.definition, &retired)), &[("b".into(), AttrType::Boolean)]).unwrap();
+        let names: Vec<&str> = next.definition.properties.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(next.attribute_types.len(), 3, "the registry keeps 'old'");
+        let many: Vec<(String, AttrType)> =
+            (0..=MAX_ATTRIBUTES).map(|i| (format!("n{i}"), AttrType::String)).collect();
+        assert_eq!(grown(None, &many), Err(TooManyAttributes));
+        assert!(grown(None, &many[..MAX_ATTRIBUTES]).is_ok());
+    }
 
     fn seed() -> Value {
         json!({"type": "customer", "customer_id": "john@example.com", "attributes": {

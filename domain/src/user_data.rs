@@ -167,6 +167,14 @@ pub struct UserUpdate {
     pub values: Vec<(usize, AttrValue)>,
 }
 
+impl UserUpdate {
+    /// The values with the names of the properties they were imported as, in property order:
+    /// what a write stores. `def` is the definition the update was validated against.
+    pub fn named_values<'a>(&'a self, def: &'a Definition) -> impl Iterator<Item = (&'a str, &'a AttrValue)> {
+        self.values.iter().map(|(i, v)| (def.properties[*i].name.as_str(), v))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Validated {
     pub mode: Mode,

@@ -22,6 +22,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 
 use domain::Timestamp;
+use domain::clock::rfc3339_of_epoch_secs;
 use files;
 use store::StoreError;
 use store::imports::ImportRecord;
@@ -160,7 +161,7 @@ impl tower_service::Service<Name> for PublicOnly {
 
 /// The summary a callback carries (the status route's counts, without URLs).
 pub fn summary(rec: &ImportRecord) -> serde_json::Value {
-    let stamp = |t: Option<i64>| t.and_then(Timestamp::from_epoch_secs).map(Timestamp::rfc3339);
+    let stamp = |t: Option<i64>| t.map(rfc3339_of_epoch_secs);
     let p = &rec.progress;
     json!({
         "event": "import.finished",

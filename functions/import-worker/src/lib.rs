@@ -369,10 +369,7 @@ impl<'a> Leg<'a> {
             .iter()
             .map(|id| {
                 let (_, u) = &page.users[id];
-                UserWrite {
-                    user_id: &u.user_id,
-                    values: u.values.iter().map(|(i, v)| (def.properties[*i].name.as_str(), v)).collect(),
-                }
+                UserWrite { user_id: &u.user_id, values: u.named_values(def).collect() }
             })
             .collect();
         match rec.mode {

@@ -10,13 +10,15 @@ use lambda_http::Request;
 use serde_json::Value;
 
 use auth::{IssuerPolicy, Principal, SecretHash};
+use domain::clock::rfc3339_of_epoch_secs;
 use domain::integration::{self, AttrType, Definition};
 use domain::user_data::{self, Envelope, Mode};
-use domain::{Problem, Scope, Timestamp};
+use domain::{IntegrationId, Problem, Scope, Timestamp};
 use edge::api;
 use edge::front::{Call, Env, Route, Service};
 use edge::http::request::json_body;
 use edge::http::{ApiError, ErrorCode, Reply, RequestInfo};
+use edge::lookup::account_integration;
 use store::dynamo::DynamoStore;
 use store::integrations::{IntegrationRecord, IntegrationWriteError};
 
@@ -116,28 +118,20 @@ fn view<'a>(
     token: Option<&'a str>,
 ) -> api::Integration<'a> {
     let issuer = app.issuer.resolve(info.domain.as_deref()).unwrap_or_default();
-    let rfc3339 = |secs| Timestamp::from_epoch_secs(secs).map(Timestamp::rfc3339).unwrap_or_default();
     api::Integration {
         integration_id: &rec.integration_id,
         name: &rec.definition.name,
         user_identifier_property: rec.definition.user_identifier.as_str(),
         properties: rec.definition.properties.iter().map(api::Property::from).collect(),
         endpoint: format!("{issuer}/public/v1/user/data"),
-        created_at: rfc3339(rec.created_at),
-        updated_at: rfc3339(rec.updated_at),
+        created_at: rfc3339_of_epoch_secs(rec.created_at),
+        updated_at: rfc3339_of_epoch_secs(rec.updated_at),
         token,
     }
 }
 
 async fn find(app: &App, p: &Principal, id: &str) -> Result<IntegrationRecord, ApiError> {
-    // Ids are UUIDs; anything else cannot exist, and costs no read.
-    if uuid::Uuid::try_parse(id).is_err() {
-        return Err(ApiError::NotFound("integration not found".into()));
-    }
-    app.store
-        .get_integration(&p.account, id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("integration not found".into()))
+    account_integration(&app.store, &p.account, id).await
 }
 
 async fn create(app: &App, info: &RequestInfo, p: &Principal, req: &Request) -> Result<Reply, ApiError> {
@@ -147,7 +141,7 @@ async fn create(app: &App, info: &RequestInfo, p: &Principal, req: &Request) -> 
     let token = auth::secret::new_integration_token();
     let now = Timestamp::now().epoch_secs();
     let rec = IntegrationRecord {
-        integration_id: uuid::Uuid::new_v4().to_string(),
+        integration_id: IntegrationId::generate().to_string(),
         account: p.account.clone(),
         definition,
         attribute_types,
@@ -278,7 +272,7 @@ async fn test(app: &App, p: &Principal, id: &str, req: &Request) -> Result<Reply
         .iter()
         .map(|u| {
             let set: std::collections::BTreeMap<String, user_data::AttrValue> =
-                u.values.iter().map(|(i, val)| (def.properties[*i].name.clone(), val.clone())).collect();
+                u.named_values(def).map(|(name, val)| (name.to_string(), val.clone())).collect();
             let unset = match v.mode {
                 Mode::Merge => Vec::new(),
                 Mode::Replace => def

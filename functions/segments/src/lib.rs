@@ -6,6 +6,7 @@ use lambda_http::Request;
 use serde_json::Value;
 
 use auth::Principal;
+use domain::clock::rfc3339_millis_of_epoch_ms;
 use domain::segment::{CreateSegment, UpdateSegment};
 use domain::{Scope, SegmentGuid, SystemGuid, Timestamp};
 use edge::api;
@@ -100,10 +101,6 @@ impl Service for App {
     }
 }
 
-fn rfc3339(ms: i64) -> String {
-    Timestamp::from_epoch_ms(ms).map(Timestamp::rfc3339_millis).unwrap_or_default()
-}
-
 /// The segment body of every response.
 fn body(v: &SegmentView) -> api::Segment<'_> {
     api::Segment {
@@ -112,8 +109,8 @@ fn body(v: &SegmentView) -> api::Segment<'_> {
         id: v.head.external_id.as_deref(),
         name: &v.head.name,
         user_count: v.user_count,
-        created_at: rfc3339(v.head.created_at),
-        updated_at: rfc3339(v.updated_at),
+        created_at: rfc3339_millis_of_epoch_ms(v.head.created_at),
+        updated_at: rfc3339_millis_of_epoch_ms(v.updated_at),
     }
 }
 

@@ -89,10 +89,7 @@ async fn update(
     let writes: Vec<UserWrite> = validated
         .users
         .iter()
-        .map(|u| UserWrite {
-            user_id: &u.user_id,
-            values: u.values.iter().map(|(i, v)| (def.properties[*i].name.as_str(), v)).collect(),
-        })
+        .map(|u| UserWrite { user_id: &u.user_id, values: u.named_values(def).collect() })
         .collect();
     let now = Timestamp::now().rfc3339();
     let id = &integration.integration_id;

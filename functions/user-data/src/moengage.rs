@@ -29,8 +29,6 @@ use crate::App;
 /// Rounds of "read the integration, add the new attributes" lost to concurrent additions
 /// before giving up with a 503.
 const WRITE_ATTEMPTS: usize = 5;
-/// The implicit integration has no token; no token hash (64 hex characters) equals this.
-const NO_TOKEN: &str = "none";
 /// Accounts whose attribute types an instance remembers before it forgets them all (a bound
 /// on memory, not an eviction policy).
 const CACHE_MAX: usize = 1024;
@@ -174,24 +172,19 @@ fn grown(
     current: Option<&IntegrationRecord>,
     new: &[(String, AttrType)],
 ) -> Result<IntegrationRecord, ApiError> {
-    let definition = rules::extended(current.map(|r| &r.definition), new);
-    if definition.properties.len() > MAX_ATTRIBUTES {
-        return Err(attribute_limit(format!(
+    let grown = rules::grown(current.map(|r| (&r.definition, &r.attribute_types)), new).map_err(|_| {
+        attribute_limit(format!(
             "new attributes {} would take the MoEngage integration past {MAX_ATTRIBUTES} attributes; nothing was written",
             quoted(new)
-        )));
-    }
-    let mut attribute_types = current.map(|r| r.attribute_types.clone()).unwrap_or_default();
-    attribute_types.extend(new.iter().cloned());
+        ))
+    })?;
     let now = Timestamp::now().epoch_secs();
-    Ok(IntegrationRecord {
-        integration_id: INTEGRATION_ID.to_string(),
-        account: account.clone(),
-        definition,
-        attribute_types,
-        token_hash: NO_TOKEN.to_string(),
-        version: current.map_or(1, |r| r.version + 1),
-        created_at: current.map_or(now, |r| r.created_at),
-        updated_at: now,
-    })
+    Ok(IntegrationRecord::tokenless(
+        account,
+        INTEGRATION_ID,
+        current,
+        grown.definition,
+        grown.attribute_types,
+        now,
+    ))
 }

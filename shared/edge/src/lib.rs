@@ -9,3 +9,4 @@
 pub mod api;
 pub mod front;
 pub mod http;
+pub mod lookup;

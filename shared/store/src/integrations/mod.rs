@@ -44,6 +44,34 @@ pub struct IntegrationRecord {
     pub updated_at: i64,
 }
 
+/// A tokenless integration's `tokenHash`: no token hash (64 hex characters) equals it.
+const NO_TOKEN: &str = "none";
+
+impl IntegrationRecord {
+    /// An integration found by its id, never by a token (the implicit MoEngage integration):
+    /// `definition` and `attribute_types` as of `now`, succeeding `current` (`None`: its first
+    /// version). Written with [`DynamoStore::put_tokenless_integration`].
+    pub fn tokenless(
+        account: &AccountId,
+        integration_id: &str,
+        current: Option<&IntegrationRecord>,
+        definition: Definition,
+        attribute_types: BTreeMap<String, AttrType>,
+        now: i64,
+    ) -> Self {
+        Self {
+            integration_id: integration_id.to_string(),
+            account: account.clone(),
+            definition,
+            attribute_types,
+            token_hash: NO_TOKEN.to_string(),
+            version: current.map_or(1, |r| r.version + 1),
+            created_at: current.map_or(now, |r| r.created_at),
+            updated_at: now,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum IntegrationWriteError {
     #[error("the account's attribute limit would be exceeded")]
