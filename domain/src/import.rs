@@ -11,6 +11,10 @@ use crate::user_data::{self, UserUpdate};
 /// Longest row (CSV record or NDJSON line) in bytes: a row holds one user, whose whole update
 /// is far smaller; a longer one is an unclosed quote or not this kind of file.
 pub const MAX_ROW_BYTES: usize = 1024 * 1024;
+/// Most fields in one CSV row: a spreadsheet's widest sheet (16,384 columns). The field list
+/// costs memory per comma whatever the fields hold, so it has its own bound beside
+/// [`MAX_ROW_BYTES`].
+pub const MAX_ROW_FIELDS: usize = 16_384;
 /// Largest file: S3's limit for one `PUT`.
 pub const MAX_FILE_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 /// Rejected rows the error report lists; past it the report says how many more there were.
@@ -193,9 +197,10 @@ impl CsvColumns {
         let mut identifier = None;
         let mut properties = Vec::new();
         let mut ignored = Vec::new();
+        let mut seen = std::collections::HashSet::with_capacity(header.len());
         for (col, raw) in header.iter().enumerate() {
             let name = raw.trim();
-            if header[..col].iter().any(|h| h.trim() == name) {
+            if !seen.insert(name) {
                 return Err(format!("the header names column '{name}' twice"));
             }
             if name == def.user_identifier.as_str() {
@@ -335,6 +340,8 @@ pub enum Split {
 pub enum SplitError {
     #[error("a row is longer than {MAX_ROW_BYTES} bytes (an unclosed quote?)")]
     TooLong,
+    #[error("a row has more than {MAX_ROW_FIELDS} fields")]
+    TooManyFields,
     #[error("a row is not UTF-8 text")]
     NotUtf8,
 }
@@ -376,7 +383,10 @@ impl CsvSplitter {
                     self.out.resize(len, 0);
                 }
                 csv_core::ReadRecordResult::OutputEndsFull => {
-                    let len = self.ends.len() * 2;
+                    if self.ends.len() >= MAX_ROW_FIELDS {
+                        return Err(SplitError::TooManyFields);
+                    }
+                    let len = (self.ends.len() * 2).min(MAX_ROW_FIELDS);
                     self.ends.resize(len, 0);
                 }
                 csv_core::ReadRecordResult::Record => return self.take(consumed),
@@ -531,5 +541,33 @@ mod tests {
             vec!["callbackUrl"]
         );
         assert_eq!(paths(serde_json::json!({"format": "csv", "extra": 1}), false), vec!["extra"]);
+    }
+
+    #[test]
+    fn a_row_of_commas_fails_at_the_field_bound_whatever_its_length() {
+        let mut sp = CsvSplitter::default();
+        let widest = ",".repeat(MAX_ROW_FIELDS - 1) + "\n";
+        match sp.next(widest.as_bytes(), false).unwrap() {
+            Split::Record(fields, n) => assert_eq!((fields.len(), n), (MAX_ROW_FIELDS, widest.len())),
+            other => panic!("{other:?}"),
+        }
+        // One field more, and a row of commas as long as the whole row budget: both end at the
+        // bound, holding at most MAX_ROW_FIELDS ends.
+        let one_more = ",".repeat(MAX_ROW_FIELDS) + "\n";
+        assert_eq!(CsvSplitter::default().next(one_more.as_bytes(), false), Err(SplitError::TooManyFields));
+        let commas = vec![b','; MAX_ROW_BYTES];
+        let mut sp = CsvSplitter::default();
+        assert_eq!(sp.next(&commas, false), Err(SplitError::TooManyFields));
+        assert!(sp.ends.len() <= MAX_ROW_FIELDS);
+    }
+
+    #[test]
+    fn a_wide_header_is_checked_for_repeats_in_one_pass() {
+        let d = def();
+        let mut header: Vec<String> = (0..MAX_ROW_FIELDS).map(|i| format!("c{i}")).collect();
+        header[0] = "Email".into();
+        assert_eq!(CsvColumns::from_header(&d, &header).unwrap().ignored.len(), MAX_ROW_FIELDS - 1);
+        header.push("c77".into());
+        assert_eq!(CsvColumns::from_header(&d, &header).unwrap_err(), "the header names column 'c77' twice");
     }
 }

@@ -44,6 +44,11 @@ pub struct Sender {
 }
 
 impl Sender {
+    /// The deployed sender: public https only, unless the environment allows a local stack's.
+    pub fn from_env() -> Self {
+        Self::new(shared::imports::local_callbacks_allowed())
+    }
+
     pub fn new(allow_local: bool) -> Self {
         let mut http = HttpConnector::new_with_resolver(PublicOnly { allow_local });
         http.enforce_http(false);
