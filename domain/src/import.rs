@@ -11,6 +11,19 @@ use crate::user_data::{self, UserUpdate};
 /// Longest row (CSV record or NDJSON line) in bytes: a row holds one user, whose whole update
 /// is far smaller; a longer one is an unclosed quote or not this kind of file.
 pub const MAX_ROW_BYTES: usize = 1024 * 1024;
+/// Longest name (column, payload path) an import's record or report quotes, in bytes.
+pub const MAX_QUOTED_NAME_BYTES: usize = 200;
+
+/// `name` cut to [`MAX_QUOTED_NAME_BYTES`] on a character boundary: names a file chose are
+/// stored and quoted only this long.
+pub fn clip(name: &str) -> &str {
+    let mut cut = name.len().min(MAX_QUOTED_NAME_BYTES);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &name[..cut]
+}
+
 /// Most fields in one CSV row: a spreadsheet's widest sheet (16,384 columns). The field list
 /// costs memory per comma whatever the fields hold, so it has its own bound beside
 /// [`MAX_ROW_BYTES`].
@@ -194,22 +207,40 @@ pub struct CsvColumns {
 impl CsvColumns {
     /// Fails (the whole import) when no column names the identifier or a name is repeated.
     pub fn from_header(def: &Definition, header: &[String]) -> Result<Self, String> {
+        Self::matched(def, header, true)
+    }
+
+    /// The columns again from [`CsvColumns::stored`] (a resumed import reads on from the middle
+    /// of the file, past its header): the same matching, the ignored columns already reported.
+    pub fn from_stored(def: &Definition, stored: &[String]) -> Result<Self, String> {
+        Self::matched(def, stored, false)
+    }
+
+    fn matched(def: &Definition, header: &[String], fresh: bool) -> Result<Self, String> {
         let mut identifier = None;
         let mut properties = Vec::new();
         let mut ignored = Vec::new();
+        let mut names = Vec::with_capacity(header.len());
         let mut seen = std::collections::HashSet::with_capacity(header.len());
         for (col, raw) in header.iter().enumerate() {
             let name = raw.trim();
-            if !seen.insert(name) {
-                return Err(format!("the header names column '{name}' twice"));
+            if fresh && !seen.insert(name) {
+                return Err(format!("the header names column '{}' twice", clip(name)));
             }
             if name == def.user_identifier.as_str() {
                 identifier = Some(col);
             } else if let Some(pi) = def.properties.iter().position(|p| p.path.as_str() == name) {
                 properties.push((col, pi));
             } else {
-                ignored.push(name.to_string());
+                // Never read, so never stored: a header of 16,384 long names would not fit
+                // the import's record (DynamoDB items hold 400 KB).
+                if fresh {
+                    ignored.push(clip(name).to_string());
+                }
+                names.push(String::new());
+                continue;
             }
+            names.push(name.to_string());
         }
         let Some(identifier) = identifier else {
             return Err(format!(
@@ -217,13 +248,13 @@ impl CsvColumns {
                 def.user_identifier.as_str()
             ));
         };
-        let names = header.iter().map(|h| h.trim().to_string()).collect();
         Ok(Self { names, identifier, properties, ignored })
     }
 
-    /// The header as stored with an import's checkpoint (a resumed import reads on from the
-    /// middle of the file, past its header).
-    pub fn names(&self) -> &[String] {
+    /// The header as an import's checkpoint stores it: the identifier's and the properties'
+    /// names in their columns, and an empty name for each other column (bounded by the
+    /// integration's paths, whatever the file's header holds).
+    pub fn stored(&self) -> &[String] {
         &self.names
     }
 
@@ -569,5 +600,21 @@ mod tests {
         assert_eq!(CsvColumns::from_header(&d, &header).unwrap().ignored.len(), MAX_ROW_FIELDS - 1);
         header.push("c77".into());
         assert_eq!(CsvColumns::from_header(&d, &header).unwrap_err(), "the header names column 'c77' twice");
+    }
+
+    #[test]
+    fn the_stored_header_holds_only_what_is_read_and_quoted_names_are_clipped() {
+        let d = def();
+        let long = "é".repeat(150_000);
+        let header: Vec<String> = ["Email", "Type", long.as_str(), "x"].map(String::from).to_vec();
+        let cols = CsvColumns::from_header(&d, &header).unwrap();
+        assert_eq!(cols.stored(), ["Email", "Type", "", ""]);
+        assert_eq!(cols.ignored, vec![clip(&long).to_string(), "x".to_string()]);
+        assert_eq!(cols.ignored[0].len(), MAX_QUOTED_NAME_BYTES);
+        // Resumed from what was stored: the same columns, nothing reported again.
+        let again = CsvColumns::from_stored(&d, cols.stored()).unwrap();
+        assert_eq!((again.stored(), again.ignored.len()), (cols.stored(), 0));
+        let twice = CsvColumns::from_header(&d, &[long.clone(), long.clone(), "Email".into()]).unwrap_err();
+        assert!(twice.len() < 300, "{}", twice.len());
     }
 }

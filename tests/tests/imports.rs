@@ -667,3 +667,34 @@ async fn files_of_no_data_rows_end_and_blank_lines_count_toward_a_page() {
     let s = status(&stack, &auth, &import).await;
     assert_eq!((s["rowsRead"].as_i64(), s["bytesRead"].as_u64()), (Some(0), Some(file.len() as u64)), "{s}");
 }
+
+#[tokio::test]
+async fn a_header_of_huge_names_keeps_the_import_record_small() {
+    let stack = Stack::new().await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let (integration, _) = create_integration(&stack, &auth, CRM).await;
+    // A 300 KB column name (the record held it whole: past DynamoDB's 400 KB item limit the
+    // checkpoint failed and the import stayed `processing`), and many more columns.
+    let huge = "N".repeat(300 * 1024);
+    let extra: Vec<String> = (0..2000).map(|i| format!("col{i:04}{}", "x".repeat(100))).collect();
+    let file =
+        format!("Email,{huge},Type,{}\na@x.com,1,gold,{}\n", extra.join(","), vec!["v"; 2000].join(","));
+    let import = create(&stack, &auth, &integration, json!({"format": "csv"})).await;
+    upload(&import, file.as_bytes()).await;
+    run_to_end(&stack.import_worker(600), &key(&stack, &integration, &import)).await;
+    let s = status(&stack, &auth, &import).await;
+    assert_eq!(
+        (s["status"].as_str(), s["accepted"].as_i64()),
+        (Some("completed"), Some(1)),
+        "{}",
+        &s.to_string()[..500]
+    );
+    let ignored = s["ignoredColumns"].as_array().unwrap();
+    assert_eq!(ignored.len(), 100, "the first 100 ignored columns are listed");
+    assert_eq!(ignored[0].as_str().unwrap().len(), shared::domain::import::MAX_QUOTED_NAME_BYTES);
+    assert!(s.to_string().len() < 40 * 1024, "{} bytes", s.to_string().len());
+    assert_eq!(
+        attributes(&stack, &auth, "a@x.com", &integration).await,
+        Some(json!({"Customer_Type": "gold"}))
+    );
+}

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use shared::domain::Timestamp;
-use shared::domain::import::{CsvColumns, Format, ImportMode, MAX_FILE_BYTES, RowProblem, ndjson_row};
+use shared::domain::import::{CsvColumns, Format, ImportMode, MAX_FILE_BYTES, RowProblem, clip, ndjson_row};
 use shared::domain::integration::Definition;
 use shared::domain::user_data::{AttrValue, UserId, UserUpdate};
 use shared::imports::{self as files, Body};
@@ -58,7 +58,7 @@ impl<'a> Leg<'a> {
             return Ok(Step::Fail("the integration was deleted".into()));
         };
         if let Some(names) = &self.progress.header {
-            match CsvColumns::from_header(&integration.definition, names) {
+            match CsvColumns::from_stored(&integration.definition, names) {
                 Ok(cols) => self.columns = Some(cols),
                 Err(reason) => return Ok(Step::Fail(reason)),
             }
@@ -147,7 +147,7 @@ impl<'a> Leg<'a> {
                     let def = self.definition.as_ref().expect("read before the definition");
                     match CsvColumns::from_header(def, &fields) {
                         Ok(cols) => {
-                            self.progress.header = Some(cols.names().to_vec());
+                            self.progress.header = Some(cols.stored().to_vec());
                             self.add_ignored(cols.ignored.clone());
                             self.columns = Some(cols);
                         }
@@ -205,8 +205,9 @@ impl<'a> Leg<'a> {
     fn add_ignored(&mut self, names: Vec<String>) {
         for name in names {
             // Bounded: an NDJSON file could name new paths on every line.
-            if self.progress.ignored.len() < 100 && !self.progress.ignored.contains(&name) {
-                self.progress.ignored.push(name);
+            let name = clip(&name);
+            if self.progress.ignored.len() < 100 && !self.progress.ignored.iter().any(|n| n == name) {
+                self.progress.ignored.push(name.to_string());
             }
         }
     }
