@@ -698,3 +698,34 @@ async fn a_header_of_huge_names_keeps_the_import_record_small() {
         Some(json!({"Customer_Type": "gold"}))
     );
 }
+
+#[tokio::test]
+async fn each_pages_report_lines_are_stored_once_and_assembled_at_the_end() {
+    let stack = Stack::new().await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let (integration, _) = create_integration(&stack, &auth, CRM).await;
+    let import = create(&stack, &auth, &integration, json!({"format": "csv"})).await;
+    // Every row is bad.
+    let mut file = String::from("Email,Type,plan.seats\n");
+    for i in 0..45 {
+        file.push_str(&format!("u{i}@x.com,t,=1+{i}\n"));
+    }
+    upload(&import, file.as_bytes()).await;
+    let (legs, end) = legs_to_end(&stack, &key(&stack, &integration, &import), 10).await;
+    assert_eq!((legs, end), (5, Outcome::Finished(ImportStatus::Completed)));
+    let s = status(&stack, &auth, &import).await;
+    assert_eq!(s["rejected"].as_i64(), Some(45));
+    let r = report(&s).await;
+    assert_eq!(r.lines().count(), 46, "{r}");
+    assert!(r.lines().nth(1).unwrap().starts_with("2,plan.seats,'=1+0'"), "{r}");
+    assert!(r.lines().last().unwrap().starts_with("46,plan.seats,"), "{r}");
+    // One part per page, written once: together they are the report, less its header.
+    let prefix = shared::imports::report_parts_prefix(&stack.account, &integration, &import.id);
+    let parts = stack.files.list(&prefix).await.unwrap();
+    assert_eq!(parts.len(), 5, "{parts:?}");
+    let mut stored = 0;
+    for p in &parts {
+        stored += stack.files.read_all(p).await.unwrap().unwrap().len();
+    }
+    assert_eq!(stored + "row,column,reason\n".len(), r.len());
+}

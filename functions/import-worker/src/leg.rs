@@ -13,7 +13,7 @@ use shared::store::end_users::UserWrite;
 use shared::store::imports::{Checkpoint, ImportRecord, ImportStatus, Progress};
 
 use crate::page::Page;
-use crate::reader::{Row, RowReader};
+use crate::reader::{Row, RowNumber, RowReader};
 use crate::report::Report;
 use crate::{LEASE_SECS, MERGE_CONCURRENCY, Outcome, PAGE_BYTES, PUT_CONCURRENCY, Worker, callback};
 
@@ -34,13 +34,15 @@ pub struct Leg<'a> {
     /// The CSV header matched to the definition.
     columns: Option<CsvColumns>,
     report: Report,
+    /// The first row of the page being read: its part of the report is named after it.
+    page_first_row: RowNumber,
 }
 
 impl<'a> Leg<'a> {
     pub fn new(worker: &'a Worker, owner: &'a str, rec: ImportRecord) -> Self {
         let progress = rec.progress.clone();
-        let report = Report::new(Vec::new(), progress.reported);
-        Self { worker, owner, rec, progress, definition: None, columns: None, report }
+        let report = Report::new(progress.reported);
+        Self { worker, owner, rec, progress, definition: None, columns: None, report, page_first_row: 0 }
     }
 
     fn upload_key(&self) -> String {
@@ -49,6 +51,10 @@ impl<'a> Leg<'a> {
 
     fn report_key(&self) -> String {
         files::report_key(&self.rec.account, &self.rec.integration_id, &self.rec.import_id)
+    }
+
+    fn parts_prefix(&self) -> String {
+        files::report_parts_prefix(&self.rec.account, &self.rec.integration_id, &self.rec.import_id)
     }
 
     pub async fn work(&mut self) -> Result<Step, StoreError> {
@@ -89,7 +95,7 @@ impl<'a> Leg<'a> {
             return Ok(Step::Done);
         }
         if self.progress.reported > 0 {
-            self.report.bytes = self.worker.files.read_all(&self.report_key()).await?.unwrap_or_default();
+            self.adopt_whole_report().await?;
         }
         let mut body = match self.worker.files.read_from(&self.upload_key(), offset, &etag).await {
             Ok(body) => body,
@@ -126,6 +132,7 @@ impl<'a> Leg<'a> {
     ) -> Result<Result<Page, String>, StoreError> {
         let mut page = Page::default();
         let (mut rows, mut page_bytes) = (0, 0);
+        self.page_first_row = reader.row + 1;
         while rows < self.worker.page_rows && page_bytes < PAGE_BYTES {
             let row = match reader.next(body).await? {
                 Ok(Some(row)) => row,
@@ -260,10 +267,36 @@ impl<'a> Leg<'a> {
         self.store_report().await
     }
 
+    /// Stores this page's report lines as their own part (before the page's checkpoint).
     async fn store_report(&mut self) -> Result<(), StoreError> {
-        if self.report.dirty {
-            self.worker.files.write(&self.report_key(), self.report.bytes.clone(), "text/csv").await?;
-            self.report.dirty = false;
+        if !self.report.page.is_empty() {
+            let key = Report::part_key(&self.parts_prefix(), self.page_first_row);
+            self.worker.files.write(&key, std::mem::take(&mut self.report.page), "text/csv").await?;
+        }
+        Ok(())
+    }
+
+    /// The report of an ended import: its parts, in row order, as one object.
+    async fn assemble_report(&mut self) -> Result<(), StoreError> {
+        self.store_report().await?;
+        if self.report.lines == 0 {
+            return Ok(());
+        }
+        let mut parts = Vec::new();
+        for key in self.worker.files.list(&self.parts_prefix()).await? {
+            parts.extend(self.worker.files.read_all(&key).await?);
+        }
+        self.worker.files.write(&self.report_key(), Report::assemble(parts), "text/csv").await
+    }
+
+    /// An import started by a worker that rewrote the whole report after each page: that
+    /// report becomes the first part.
+    async fn adopt_whole_report(&mut self) -> Result<(), StoreError> {
+        if !self.worker.files.list(&self.parts_prefix()).await?.is_empty() {
+            return Ok(());
+        }
+        if let Some(whole) = self.worker.files.read_all(&self.report_key()).await? {
+            self.worker.files.write(&Report::part_key(&self.parts_prefix(), 0), whole, "text/csv").await?;
         }
         Ok(())
     }
@@ -285,7 +318,7 @@ impl<'a> Leg<'a> {
     }
 
     async fn finish(&mut self, status: ImportStatus, failure: Option<String>) -> Result<Outcome, StoreError> {
-        self.store_report().await?;
+        self.assemble_report().await?;
         if !self.checkpoint(now_secs() + LEASE_SECS).await? {
             return Ok(Outcome::LostLease);
         }

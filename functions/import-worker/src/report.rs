@@ -9,31 +9,46 @@ use crate::reader::RowNumber;
 /// reason that quoted a whole 1 MiB cell made a report of 18 MB out of twenty rows.
 const MAX_CELL_BYTES: usize = 200;
 
+const HEADER: &[u8] = b"row,column,reason\n";
+
+/// The lines of the page being read, and the count of every line so far. Each page's lines are
+/// stored as a part of their own before the page's checkpoint, and the parts become one report
+/// when the import ends: S3 traffic grows with the report, not with the report times the pages
+/// (rewriting the whole report after each page did), and a resumed leg reads nothing back.
 pub struct Report {
-    /// The report so far (read back when a leg resumes an import that has one).
-    pub bytes: Vec<u8>,
-    /// Lines written so far (the import's `reported` count).
+    /// This page's lines.
+    pub page: Vec<u8>,
+    /// Lines written so far, this page's included (the import's `reported` count).
     pub lines: i64,
-    /// Lines were added since the report was last stored.
-    pub dirty: bool,
 }
 
 impl Report {
-    pub fn new(bytes: Vec<u8>, lines: i64) -> Self {
-        Self { bytes, lines, dirty: false }
+    pub fn new(lines: i64) -> Self {
+        Self { page: Vec::new(), lines }
     }
 
     pub fn line(&mut self, row: RowNumber, column: &str, reason: &str) {
         if self.lines as usize >= MAX_REPORTED_ERRORS {
             return;
         }
-        if self.bytes.is_empty() {
-            self.bytes.extend_from_slice(b"row,column,reason\n");
-        }
         let line = format!("{row},{},{}\n", csv_cell(column), csv_cell(reason));
-        self.bytes.extend_from_slice(line.as_bytes());
+        self.page.extend_from_slice(line.as_bytes());
         self.lines += 1;
-        self.dirty = true;
+    }
+
+    /// The part key of a page whose first row is `first_row`: zero-padded, so S3's order is
+    /// the file's.
+    pub fn part_key(prefix: &str, first_row: RowNumber) -> String {
+        format!("{prefix}{first_row:012}")
+    }
+
+    /// The whole report out of its parts, in order.
+    pub fn assemble(parts: impl IntoIterator<Item = Vec<u8>>) -> Vec<u8> {
+        let mut report = HEADER.to_vec();
+        for part in parts {
+            report.extend_from_slice(part.strip_prefix(HEADER).unwrap_or(&part));
+        }
+        report
     }
 }
 
@@ -70,11 +85,14 @@ mod tests {
     }
 
     #[test]
-    fn the_report_stops_at_its_line_bound() {
-        let mut r = Report::new(Vec::new(), MAX_REPORTED_ERRORS as i64 - 1);
+    fn the_report_stops_at_its_line_bound_and_is_assembled_in_row_order() {
+        let mut r = Report::new(MAX_REPORTED_ERRORS as i64 - 1);
         r.line(2, "a", "b");
         r.line(3, "a", "b");
         assert_eq!(r.lines, MAX_REPORTED_ERRORS as i64);
-        assert_eq!(String::from_utf8(r.bytes).unwrap(), "row,column,reason\n2,a,b\n");
+        assert_eq!(r.page, b"2,a,b\n");
+        assert!(Report::part_key("p/", 9) < Report::part_key("p/", 10));
+        let whole = Report::assemble([b"row,column,reason\n2,a,b\n".to_vec(), b"12,c,d\n".to_vec()]);
+        assert_eq!(String::from_utf8(whole).unwrap(), "row,column,reason\n2,a,b\n12,c,d\n");
     }
 }
