@@ -59,11 +59,18 @@ pub struct Worker {
 /// checkpoint and the hand-over to the next leg must fit in it.
 const RESERVE: Duration = Duration::from_secs(90);
 
+/// The most a leg works before it hands over, by default: the next leg's message joins the
+/// queue behind every import that waits, so no import holds a worker for longer than this
+/// while others wait (docs/DECISIONS.md, "Bulk file import").
+pub const SLICE: Duration = Duration::from_secs(120);
+
 /// What every invocation of a warm instance shares.
 pub struct Deps {
     pub store: DynamoStore,
     pub files: Files,
     pub callback: callback::Sender,
+    /// How long one leg works at most (`IMPORT_SLICE_SECONDS`, default [`SLICE`]).
+    pub slice: Duration,
 }
 
 impl Deps {
@@ -71,8 +78,21 @@ impl Deps {
         let sdk = shared::config::aws_sdk_config().await;
         let store =
             DynamoStore::new(shared::config::dynamodb_client(&sdk), shared::config::Tables::from_env());
-        Self { store, files: Files::from_env(&sdk), callback: callback::Sender::from_env() }
+        let slice =
+            std::env::var("IMPORT_SLICE_SECONDS").ok().and_then(|v| v.parse().ok()).map(Duration::from_secs);
+        Self {
+            store,
+            files: Files::from_env(&sdk),
+            callback: callback::Sender::from_env(),
+            slice: slice.unwrap_or(SLICE),
+        }
     }
+}
+
+/// How long a leg may start pages: its slice, and no later than [`RESERVE`] before the
+/// invocation's deadline (at most half of the time left).
+pub fn working_time(left: Duration, slice: Duration) -> Duration {
+    left.saturating_sub(RESERVE.min(left / 2)).min(slice)
 }
 
 /// One invocation: its event handled within the time its deadline leaves.
@@ -84,7 +104,7 @@ pub async fn serve(
     let worker = Worker {
         store: deps.store.clone(),
         files: deps.files.clone(),
-        stop_at: Instant::now() + left.saturating_sub(RESERVE.min(left / 2)),
+        stop_at: Instant::now() + working_time(left, deps.slice),
         callback: deps.callback.clone(),
         page_rows: PAGE_ROWS,
     };
@@ -172,4 +192,18 @@ pub async fn run(
         }
     }
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leg_works_its_slice_at_most_and_stops_before_its_deadline() {
+        let s = Duration::from_secs;
+        assert_eq!(working_time(s(900), SLICE), SLICE);
+        assert_eq!(working_time(s(900), s(3600)), s(810), "90 s kept back");
+        assert_eq!(working_time(s(100), s(3600)), s(50), "at most half kept back");
+        assert_eq!(working_time(s(0), SLICE), s(0));
+    }
 }
