@@ -114,7 +114,11 @@ async fn create(
         progress: Progress::default(),
         callback_status: None,
     };
-    let upload = app.files.presign_upload(&files::upload_key(&p.account, integration_id, &import_id)).await?;
+    let upload = app
+        .files
+        .presign_upload(&files::upload_key(&p.account, integration_id, &import_id))
+        .await
+        .map_err(ApiError::unavailable)?;
     app.store.create_import(&rec).await?;
     tracing::info!(request_id = %info.request_id, account = %p.account, integration_id, import_id,
         format = rec.format.as_str(), mode = rec.mode.as_str(), "import created");
@@ -160,7 +164,7 @@ async fn errors_url(app: &App, rec: &ImportRecord) -> Result<Option<String>, Api
         return Ok(None);
     }
     let key = files::report_key(&rec.account, &rec.integration_id, &rec.import_id);
-    Ok(Some(app.files.presign_download(&key).await?))
+    Ok(Some(app.files.presign_download(&key).await.map_err(ApiError::unavailable)?))
 }
 
 /// An import as shown. One still waiting past its URL's expiry can never start: it is shown

@@ -12,7 +12,6 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 
 use domain::AccountId;
-use store::StoreError;
 
 /// The bucket's lifecycle (template.yaml) deletes uploads and reports after this many days.
 pub const FILE_RETENTION_DAYS: i64 = 7;
@@ -36,8 +35,8 @@ pub struct Body(ByteStream);
 
 impl Body {
     /// The next chunk; `None` at the end.
-    pub async fn next(&mut self) -> Result<Option<bytes::Bytes>, StoreError> {
-        self.0.try_next().await.map_err(|e| s3_error("S3 GetObject body", e))
+    pub async fn next(&mut self) -> Result<Option<bytes::Bytes>, FilesError> {
+        self.0.try_next().await.map_err(|e| s3_error("GetObject body", e))
     }
 }
 
@@ -58,8 +57,20 @@ pub struct Files {
     bucket: String,
 }
 
-fn s3_error(op: &'static str, e: impl Into<store::Cause>) -> StoreError {
-    StoreError::unavailable(op, e)
+/// An S3 request that failed: which, and the error it met (kept whole, never a string).
+#[derive(Debug, thiserror::Error)]
+#[error("S3 {op} failed: {}", aws_sdk_s3::error::DisplayErrorContext(&**source))]
+pub struct FilesError {
+    pub op: &'static str,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+fn s3_error(
+    op: &'static str,
+    e: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+) -> FilesError {
+    FilesError { op, source: e.into() }
 }
 
 pub fn upload_key(account: &AccountId, integration_id: &str, import_id: &str) -> String {
@@ -68,6 +79,12 @@ pub fn upload_key(account: &AccountId, integration_id: &str, import_id: &str) ->
 
 pub fn report_key(account: &AccountId, integration_id: &str, import_id: &str) -> String {
     format!("reports/{account}/{integration_id}/{import_id}.csv")
+}
+
+/// Where the error report's parts wait until the import ends: one object per page that found
+/// problems, named by the page's first row (so a page written again replaces its own part).
+pub fn report_parts_prefix(account: &AccountId, integration_id: &str, import_id: &str) -> String {
+    format!("reports/{account}/{integration_id}/{import_id}.parts/")
 }
 
 /// The (account, integration, import) an upload key names; `None` for any other key.
@@ -103,8 +120,8 @@ impl Files {
     }
 
     /// A URL that a plain `curl -X PUT --data-binary @file` uploads to.
-    pub async fn presign_upload(&self, key: &str) -> Result<Presigned, StoreError> {
-        let conf = PresigningConfig::expires_in(UPLOAD_URL_TTL).map_err(|e| s3_error("S3 presign", e))?;
+    pub async fn presign_upload(&self, key: &str) -> Result<Presigned, FilesError> {
+        let conf = PresigningConfig::expires_in(UPLOAD_URL_TTL).map_err(|e| s3_error("presign", e))?;
         let req = self
             .client
             .put_object()
@@ -112,7 +129,7 @@ impl Files {
             .key(key)
             .presigned(conf)
             .await
-            .map_err(|e| s3_error("S3 presign PutObject", e))?;
+            .map_err(|e| s3_error("presign PutObject", e))?;
         // Only the headers the signature covers must be sent (the SDK also returns a tracing
         // header of this invocation, which S3 does not check).
         let url = req.uri().to_string();
@@ -129,8 +146,8 @@ impl Files {
         Ok(Presigned { url, method: req.method().to_string(), headers })
     }
 
-    pub async fn presign_download(&self, key: &str) -> Result<String, StoreError> {
-        let conf = PresigningConfig::expires_in(REPORT_URL_TTL).map_err(|e| s3_error("S3 presign", e))?;
+    pub async fn presign_download(&self, key: &str) -> Result<String, FilesError> {
+        let conf = PresigningConfig::expires_in(REPORT_URL_TTL).map_err(|e| s3_error("presign", e))?;
         let req = self
             .client
             .get_object()
@@ -138,24 +155,24 @@ impl Files {
             .key(key)
             .presigned(conf)
             .await
-            .map_err(|e| s3_error("S3 presign GetObject", e))?;
+            .map_err(|e| s3_error("presign GetObject", e))?;
         Ok(req.uri().to_string())
     }
 
     /// The object's size and ETag; `None` when there is none.
-    pub async fn head(&self, key: &str) -> Result<Option<FileInfo>, StoreError> {
+    pub async fn head(&self, key: &str) -> Result<Option<FileInfo>, FilesError> {
         match self.client.head_object().bucket(&self.bucket).key(key).send().await {
             Ok(out) => Ok(Some(FileInfo {
                 size: u64::try_from(out.content_length.unwrap_or(0)).unwrap_or(0),
                 etag: out.e_tag.unwrap_or_default(),
             })),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
-            Err(e) => Err(s3_error("S3 HeadObject", e)),
+            Err(e) => Err(s3_error("HeadObject", e)),
         }
     }
 
     /// The object from byte `from` on, only if it is still the version with `etag`.
-    pub async fn read_from(&self, key: &str, from: u64, etag: &str) -> Result<Body, StoreError> {
+    pub async fn read_from(&self, key: &str, from: u64, etag: &str) -> Result<Body, FilesError> {
         let out = self
             .client
             .get_object()
@@ -165,23 +182,35 @@ impl Files {
             .if_match(etag)
             .send()
             .await
-            .map_err(|e| s3_error("S3 GetObject", e))?;
+            .map_err(|e| s3_error("GetObject", e))?;
         Ok(Body(out.body))
     }
 
     /// The whole object, or `None` when there is none (an error report so far).
-    pub async fn read_all(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    pub async fn read_all(&self, key: &str) -> Result<Option<Vec<u8>>, FilesError> {
         match self.client.get_object().bucket(&self.bucket).key(key).send().await {
             Ok(out) => {
-                let data = out.body.collect().await.map_err(|e| s3_error("S3 GetObject body", e))?;
+                let data = out.body.collect().await.map_err(|e| s3_error("GetObject body", e))?;
                 Ok(Some(data.into_bytes().to_vec()))
             }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-            Err(e) => Err(s3_error("S3 GetObject", e)),
+            Err(e) => Err(s3_error("GetObject", e)),
         }
     }
 
-    pub async fn write(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), StoreError> {
+    /// Every key under `prefix`, in S3's (lexicographic) order.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, FilesError> {
+        let mut keys = Vec::new();
+        let mut pages =
+            self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| s3_error("ListObjectsV2", e))?;
+            keys.extend(page.contents.unwrap_or_default().into_iter().filter_map(|o| o.key));
+        }
+        Ok(keys)
+    }
+
+    pub async fn write(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), FilesError> {
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -190,7 +219,7 @@ impl Files {
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(|e| s3_error("S3 PutObject", e))?;
+            .map_err(|e| s3_error("PutObject", e))?;
         Ok(())
     }
 }

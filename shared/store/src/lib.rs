@@ -25,6 +25,8 @@ pub use secret_hash::SecretHash;
 pub use signing_keys::StoredSigningKey;
 pub use tables::{Tables, dynamodb_client};
 
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+
 /// What a failed request to the store left behind: the error it met, kept whole.
 pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -32,7 +34,7 @@ pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub enum StoreError {
     /// Throttled past retries, timed out, or the service answered 5xx: nothing is known to
     /// have been applied by the failing request.
-    #[error("storage unavailable: {op}")]
+    #[error("storage unavailable: {op}: {}", DisplayErrorContext(&**source))]
     Unavailable {
         op: &'static str,
         #[source]
@@ -44,7 +46,7 @@ pub enum StoreError {
     Busy { op: &'static str, reason: &'static str },
     /// DynamoDB refused the request as it is (a missing table, a key past its size): our bug
     /// or our deployment's, which a retry does not heal.
-    #[error("storage refused {op}")]
+    #[error("storage refused {op}: {}", DisplayErrorContext(&**source))]
     Refused {
         op: &'static str,
         #[source]

@@ -152,6 +152,9 @@ pub enum ApiError {
     OAuth(OAuthError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A service other than the store failed (the import bucket): `503`, as the store's.
+    #[error(transparent)]
+    Unavailable(Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
 /// What a caller reads when the store could not answer.
@@ -169,6 +172,11 @@ impl From<WorkspaceError> for ApiError {
 }
 
 impl ApiError {
+    /// `503` for a failure of a service other than the store, its cause kept for the log.
+    pub fn unavailable(cause: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        Self::Unavailable(cause.into())
+    }
+
     pub fn invalid(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::Invalid { code, message: message.into(), details: Vec::new() }
     }
@@ -204,6 +212,7 @@ impl ApiError {
             Self::Unprocessable { code, .. } => (422, *code),
             Self::OAuth(e) => (e.kind.status(), C::OAuth),
             Self::Store(e) if e.is_transient() => (503, C::ServiceUnavailable),
+            Self::Unavailable(_) => (503, C::ServiceUnavailable),
             Self::Store(StoreError::NotFound(_)) => (404, C::NotFound),
             Self::Store(StoreError::AlreadyExists(_)) => (409, C::Conflict),
             Self::Store(_) => (500, C::InternalError),
@@ -214,7 +223,7 @@ impl ApiError {
     fn public_message(&self) -> String {
         match self {
             Self::Store(e) if e.is_transient() => UNAVAILABLE.into(),
-            Self::Auth(BearerError::Unavailable(_)) => UNAVAILABLE.into(),
+            Self::Auth(BearerError::Unavailable(_)) | Self::Unavailable(_) => UNAVAILABLE.into(),
             Self::Store(StoreError::NotFound(_)) => "not found".into(),
             Self::Store(StoreError::AlreadyExists(_)) => "already exists".into(),
             Self::Store(_) => "internal error".into(),
