@@ -188,8 +188,8 @@ async fn patch(
         let mut known = old.attribute_types.clone();
         known.extend(app.store.retired_types(&old, &fresh).await?);
         definition.merge_types(&known).map_err(validation_failed)?;
-        // Names leaving the definition (and, for an item from before issue 14, its whole
-        // registry) are recorded apart, so the integration's own item holds only its definition.
+        // Names leaving the definition (and, for an older item, the whole registry
+        // it holds) are recorded apart, so the integration's own item holds only its definition.
         let retired: BTreeMap<String, AttrType> = old
             .attribute_types
             .iter()

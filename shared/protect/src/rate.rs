@@ -10,7 +10,7 @@
 //! demand per second (at most a quarter of a shard's cap each), the current second's scaled
 //! to what is left of it, the block's last one doubled to bridge into the next block. Units
 //! counted in second `w` are spent only in `[w, w + LEASE_SECS)`. A steadily busy instance
-//! thus writes about once per block (4 s), not once per one-second window (issue 14: the
+//! thus writes about once per block (4 s), not once per one-second window (measured: the
 //! single-user merge's protections were 0.069 WCU per call at 13 calls/s of one instance).
 //!
 //! What it admits: every unit spent was counted in the window of a second no later than the

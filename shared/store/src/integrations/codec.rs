@@ -33,7 +33,7 @@ impl StoredProperty {
 
     fn into_property(self) -> Result<Property, String> {
         Ok(Property {
-            path: PropertyPath::parse(&self.path)?,
+            path: PropertyPath::parse(&self.path).map_err(|e| e.to_string())?,
             name: self.name,
             attr_type: stored_type(&self.attr_type)?,
         })
@@ -54,7 +54,7 @@ fn properties_from_json(raw: &str) -> Result<Vec<Property>, String> {
     stored.into_iter().map(StoredProperty::into_property).collect()
 }
 
-/// `attributeTypes`: a JSON object of attribute name to type name (items before issue 14).
+/// `attributeTypes`: a JSON object of attribute name to type name (older items: retired names now have items of their own).
 #[cfg(test)]
 fn types_json(types: &BTreeMap<String, AttrType>) -> String {
     let stored: BTreeMap<&str, &str> = types.iter().map(|(name, t)| (name.as_str(), t.as_str())).collect();
@@ -85,10 +85,11 @@ pub(super) fn record_from_item(item: &Item) -> Result<IntegrationRecord, StoreEr
     let corrupt = |e: String| StoreError::Corrupt(format!("integration item: {e}"));
     let definition = Definition {
         name: get_s(item, "name")?.to_string(),
-        user_identifier: PropertyPath::parse(get_s(item, "userIdentifierProperty")?).map_err(corrupt)?,
+        user_identifier: PropertyPath::parse(get_s(item, "userIdentifierProperty")?)
+            .map_err(|e| corrupt(e.to_string()))?,
         properties: properties_from_json(get_s(item, "properties")?).map_err(corrupt)?,
     };
-    // The definition's own types, and the registry of items written before issue 14.
+    // The definition's own types, and the registry an older item still holds (retired names now have items of their own).
     let mut attribute_types: BTreeMap<String, AttrType> = match item.get("attributeTypes") {
         Some(_) => types_from_json(get_s(item, "attributeTypes")?).map_err(corrupt)?,
         None => BTreeMap::new(),
