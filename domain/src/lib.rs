@@ -9,6 +9,7 @@ pub mod import;
 pub mod integration;
 pub mod moengage;
 pub mod problem;
+pub mod rules;
 pub mod scope;
 pub mod segment;
 pub mod user_data;
