@@ -78,6 +78,17 @@ fn run(case: &Value, catalog: &Catalog, set: &RuleSet, types: &HashMap<String, H
     if Value::Bool(out.matched) != case["matched"] {
         return Err(format!("matched {}, expected {}; explain {:?}", out.matched, case["matched"], out.explain));
     }
+    // The same rule saved as a segment of the set: the compiled set's path (slots read once
+    // per call) must agree with the dry run's.
+    let mut saved = catalog.clone();
+    let own = SegmentGuid::parse("00000000-0000-4000-8000-999999999999").unwrap();
+    saved.add_rule_segment(own, rule, rules::parse_timezone(case["timezone"].as_str()).unwrap());
+    let in_set = RuleSet::compile(&saved)
+        .evaluate(UserFacts { attributes: &attributes, static_segments: &statics }, now)
+        .contains(&own);
+    if in_set != out.matched {
+        return Err(format!("the saved rule says {in_set}, the dry run {}", out.matched));
+    }
     if let Some(expected) = case.get("outcomes") {
         let got: Value = out.explain.iter().map(|e| serde_json::to_value(e.outcome).unwrap()).collect();
         if &got != expected {

@@ -73,6 +73,9 @@ pub(crate) enum CKind {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
+    /// Where the evaluator keeps this attribute's value for the call (see [`RuleSet`]);
+    /// `None` for a pair no rule of the set names (a dry run's), looked up by name.
+    pub slot: Option<u32>,
     pub integration: Box<str>,
     pub property: Box<str>,
     pub matcher: Matcher,
@@ -229,6 +232,11 @@ pub struct RuleSet {
     pub(crate) segments: Vec<(SegmentGuid, CompiledRule)>,
     pub(crate) index: HashMap<SegmentGuid, usize>,
     pub(crate) statics: HashSet<SegmentGuid>,
+    /// Every (integration, property) a rule of the set reads, numbered: an evaluation reads
+    /// the user's attributes into these slots once, so conditions neither hash names nor
+    /// parse stored numbers and dates again.
+    pub(crate) slots: HashMap<Box<str>, HashMap<Box<str>, u32>>,
+    pub(crate) slot_count: u32,
 }
 
 impl RuleSet {
@@ -246,6 +254,11 @@ impl RuleSet {
                 }
             }
         }
+        for (_, entry) in catalog.segments() {
+            if let SegmentEntry::Rule(rule, _) = entry {
+                set.intern(catalog, rule);
+            }
+        }
         let mut segments = Vec::with_capacity(set.index.len());
         for (guid, entry) in catalog.segments() {
             if let SegmentEntry::Rule(rule, tz) = entry {
@@ -254,6 +267,19 @@ impl RuleSet {
         }
         set.segments = segments;
         set
+    }
+
+    fn intern(&mut self, catalog: &Catalog, rule: &Rule) {
+        for node in rule.conditions() {
+            let Node::Attribute(c) = node else { continue };
+            for (id, _) in catalog.targets(c.integration.as_deref(), &c.property) {
+                let names = self.slots.entry(id.into()).or_default();
+                if !names.contains_key(c.property.as_str()) {
+                    names.insert(c.property.as_str().into(), self.slot_count);
+                    self.slot_count += 1;
+                }
+            }
+        }
     }
 
     /// Compiles one rule against this set (a dry run's unsaved rule, whose segment conditions
@@ -284,6 +310,7 @@ impl RuleSet {
                     .into_iter()
                     .filter_map(|(id, t)| {
                         Some(Target {
+                            slot: self.slots.get(id).and_then(|m| m.get(c.property.as_str())).copied(),
                             integration: id.into(),
                             property: c.property.as_str().into(),
                             matcher: Matcher::build(c, t)?,

@@ -82,6 +82,44 @@ struct Evaluator<'s, 'u> {
     /// Per rule segment of the set: UNKNOWN, BUSY (being evaluated: a cycle reads false), or
     /// its outcome. One call evaluates each rule segment at most once.
     memo: Vec<u8>,
+    /// The user's values of the set's slots, read and parsed once per call.
+    slots: Vec<Option<Stored<'u>>>,
+}
+
+/// A stored value read once: typed, with its case folding made when first asked for.
+struct Stored<'u> {
+    integration: &'u str,
+    raw: &'u AttrValue,
+    parsed: Parsed<'u>,
+    folded: std::cell::OnceCell<String>,
+}
+
+enum Parsed<'u> {
+    Str(&'u str),
+    /// `None`: not decimal text (never stored; reads as no value).
+    Num(Option<Decimal>),
+    Date(Option<Date>),
+    Bool(bool),
+}
+
+impl<'u> Stored<'u> {
+    fn new(integration: &'u str, raw: &'u AttrValue) -> Self {
+        let parsed = match raw {
+            AttrValue::String(s) => Parsed::Str(s),
+            AttrValue::Number(n) => Parsed::Num(Decimal::parse(n)),
+            AttrValue::Date(d) => Parsed::Date(parse_date(d)),
+            AttrValue::Boolean(b) => Parsed::Bool(*b),
+        };
+        Self { integration, raw, parsed, folded: std::cell::OnceCell::new() }
+    }
+
+    fn text(&self, fold_it: bool) -> Option<&str> {
+        match self.parsed {
+            Parsed::Str(s) if fold_it => Some(self.folded.get_or_init(|| fold(s))),
+            Parsed::Str(s) => Some(s),
+            _ => None,
+        }
+    }
 }
 
 fn to_jiff(now: Timestamp) -> jiff::Timestamp {
@@ -123,7 +161,17 @@ struct Seen<'u> {
 
 impl<'s, 'u> Evaluator<'s, 'u> {
     fn new(set: &'s RuleSet, user: UserFacts<'u>, now: Timestamp) -> Self {
-        Self { set, user, now: to_jiff(now), memo: vec![UNKNOWN; set.segments.len()] }
+        let mut slots: Vec<Option<Stored<'u>>> = Vec::with_capacity(set.slot_count as usize);
+        slots.resize_with(set.slot_count as usize, || None);
+        for (id, values) in user.attributes {
+            let Some(names) = set.slots.get(id.as_str()) else { continue };
+            for (name, v) in values {
+                if let Some(&i) = names.get(name.as_str()) {
+                    slots[i as usize] = Some(Stored::new(id, v));
+                }
+            }
+        }
+        Self { set, user, now: to_jiff(now), memo: vec![UNKNOWN; set.segments.len()], slots }
     }
 
     fn today(&self, rule: &CompiledRule) -> Option<Date> {
@@ -175,18 +223,23 @@ impl<'s, 'u> Evaluator<'s, 'u> {
                 let mut first_seen: Option<(&'u str, &'u AttrValue)> = None;
                 let mut matched: Option<(&'u str, &'u AttrValue)> = None;
                 for t in targets.iter() {
-                    let Some((id, v)) = attrs
-                        .get_key_value(&*t.integration)
-                        .and_then(|(id, m)| m.get(&*t.property).map(|v| (id.as_str(), v)))
-                    else {
-                        continue;
+                    let by_name;
+                    let stored = match t.slot {
+                        Some(i) => self.slots[i as usize].as_ref(),
+                        None => {
+                            by_name = attrs
+                                .get_key_value(&*t.integration)
+                                .and_then(|(id, m)| m.get(&*t.property).map(|v| Stored::new(id, v)));
+                            by_name.as_ref()
+                        }
                     };
+                    let Some(v) = stored else { continue };
                     match test(&t.matcher, v, today) {
                         Some(true) => {
-                            matched = Some((id, v));
+                            matched = Some((v.integration, v.raw));
                             break;
                         }
-                        Some(false) if explain && first_seen.is_none() => first_seen = Some((id, v)),
+                        Some(false) if explain && first_seen.is_none() => first_seen = Some((v.integration, v.raw)),
                         _ => {}
                     }
                 }
@@ -231,40 +284,29 @@ impl<'s, 'u> Evaluator<'s, 'u> {
 
 /// The positive matcher on one stored value; `None` when the value is not of the matcher's
 /// type (read as no value).
-fn test(m: &Matcher, v: &AttrValue, today: Option<Date>) -> Option<bool> {
-    fn folded<'a>(s: &'a str, fold_it: bool, buf: &'a mut String) -> &'a str {
-        if fold_it {
-            *buf = fold(s);
-            buf.as_str()
-        } else {
-            s
-        }
-    }
-    let mut buf = String::new();
-    Some(match (m, v) {
+fn test(m: &Matcher, v: &Stored<'_>, today: Option<Date>) -> Option<bool> {
+    Some(match (m, &v.parsed) {
         (Matcher::IsSet, _) => true,
-        (Matcher::StrEq { value, fold }, AttrValue::String(s)) => folded(s, *fold, &mut buf) == &**value,
-        (Matcher::StrIn { values, fold }, AttrValue::String(s)) => values.contains(folded(s, *fold, &mut buf)),
-        (Matcher::Contains { value, fold }, AttrValue::String(s)) => folded(s, *fold, &mut buf).contains(&**value),
-        (Matcher::StartsWith { value, fold }, AttrValue::String(s)) => {
-            folded(s, *fold, &mut buf).starts_with(&**value)
-        }
-        (Matcher::EndsWith { value, fold }, AttrValue::String(s)) => folded(s, *fold, &mut buf).ends_with(&**value),
-        (Matcher::Regex(r), AttrValue::String(s)) => r.is_match(s),
-        (Matcher::NumCmp(d, accept), AttrValue::Number(n)) => accept.holds(Decimal::parse(n)?.cmp(d)),
-        (Matcher::NumBetween(lo, hi), AttrValue::Number(n)) => {
-            let x = Decimal::parse(n)?;
+        (Matcher::StrEq { value, fold }, _) => v.text(*fold)? == &**value,
+        (Matcher::StrIn { values, fold }, _) => values.contains(v.text(*fold)?),
+        (Matcher::Contains { value, fold }, _) => v.text(*fold)?.contains(&**value),
+        (Matcher::StartsWith { value, fold }, _) => v.text(*fold)?.starts_with(&**value),
+        (Matcher::EndsWith { value, fold }, _) => v.text(*fold)?.ends_with(&**value),
+        (Matcher::Regex(r), Parsed::Str(s)) => r.is_match(s),
+        (Matcher::NumCmp(d, accept), Parsed::Num(n)) => accept.holds((*n)?.cmp(d)),
+        (Matcher::NumBetween(lo, hi), Parsed::Num(n)) => {
+            let x = (*n)?;
             *lo <= x && x <= *hi
         }
-        (Matcher::NumIn(ds), AttrValue::Number(n)) => ds.binary_search(&Decimal::parse(n)?).is_ok(),
-        (Matcher::DateCmp(d, accept), AttrValue::Date(s)) => accept.holds(parse_date(s)?.cmp(d)),
-        (Matcher::DateBetween(lo, hi), AttrValue::Date(s)) => {
-            let x = parse_date(s)?;
+        (Matcher::NumIn(ds), Parsed::Num(n)) => ds.binary_search(&(*n)?).is_ok(),
+        (Matcher::DateCmp(d, accept), Parsed::Date(x)) => accept.holds((*x)?.cmp(d)),
+        (Matcher::DateBetween(lo, hi), Parsed::Date(x)) => {
+            let x = (*x)?;
             *lo <= x && x <= *hi
         }
-        (Matcher::DateWindow(w, n), AttrValue::Date(s)) => window(*w, *n, parse_date(s)?, today?),
-        (Matcher::IsTrue, AttrValue::Boolean(b)) => *b,
-        (Matcher::IsFalse, AttrValue::Boolean(b)) => !*b,
+        (Matcher::DateWindow(w, n), Parsed::Date(x)) => window(*w, *n, (*x)?, today?),
+        (Matcher::IsTrue, Parsed::Bool(b)) => *b,
+        (Matcher::IsFalse, Parsed::Bool(b)) => !*b,
         _ => return None,
     })
 }
