@@ -40,10 +40,10 @@ fn rule(i: usize) -> Value {
     let at = |p: &str| json!({"integration": "crm", "property": p});
     let plans: Vec<String> = (0..10).map(|k| format!("plan-{}", (i + k) % 13)).collect();
     json!({"all": [
-        {"attribute": {"property": "type"}, "op": "equals", "value": if i % 4 == 0 { "trial" } else { "paying" }},
+        {"attribute": {"property": "type"}, "op": "equals", "value": if i.is_multiple_of(4) { "trial" } else { "paying" }},
         {"attribute": at("plan"), "op": "in", "values": plans},
         {"attribute": at("score"), "op": "gt", "value": (i % 50) as i64 - 5},
-        {"attribute": at("email"), "op": "ends_with", "value": if i % 7 == 0 { "@other.org" } else { "@acme.com" }},
+        {"attribute": at("email"), "op": "ends_with", "value": if i.is_multiple_of(7) { "@other.org" } else { "@acme.com" }},
         {"attribute": at("city"), "op": "not_equals", "value": format!("city-{}", i % 9)},
         {"any": [
             {"attribute": at("vip"), "op": "is_true"},
@@ -86,7 +86,10 @@ struct Setup {
 fn setup() -> Setup {
     let mut catalog = Catalog::new();
     catalog.add_integration_types("crm", catalog_types());
-    catalog.add_integration_types("api", catalog_types().into_iter().filter(|(n, _)| n == "type" || n == "score"));
+    catalog.add_integration_types(
+        "api",
+        catalog_types().into_iter().filter(|(n, _)| n == "type" || n == "score"),
+    );
     let mut exports = Vec::new();
     for i in 0..RULES {
         let r = rules::parse_and_validate(&rule(i), &catalog, None).expect("a bench rule is valid");

@@ -150,6 +150,11 @@ impl Decimal {
         self.len == 0
     }
 
+    /// Digits from the first to the last non-zero one (0 for zero).
+    pub fn significant_digits(&self) -> usize {
+        usize::from(self.len)
+    }
+
     fn significant(&self) -> &[u8] {
         &self.digits[..usize::from(self.len)]
     }
@@ -160,7 +165,9 @@ impl Decimal {
             (true, false) => std::cmp::Ordering::Less,
             (false, true) => std::cmp::Ordering::Greater,
             // No trailing zeros: "12" < "123" is 1.2 < 1.23.
-            (false, false) => self.power.cmp(&other.power).then_with(|| self.significant().cmp(other.significant())),
+            (false, false) => {
+                self.power.cmp(&other.power).then_with(|| self.significant().cmp(other.significant()))
+            }
         }
     }
 }
@@ -181,7 +188,15 @@ impl PartialOrd for Decimal {
 
 impl Ord for Decimal {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        let sign = |d: &Self| if d.is_zero() { 0 } else if d.negative { -1 } else { 1 };
+        let sign = |d: &Self| {
+            if d.is_zero() {
+                0
+            } else if d.negative {
+                -1
+            } else {
+                1
+            }
+        };
         match sign(self).cmp(&sign(other)) {
             std::cmp::Ordering::Equal if sign(self) < 0 => other.cmp_magnitude(self),
             std::cmp::Ordering::Equal => self.cmp_magnitude(other),
@@ -318,11 +333,21 @@ mod tests {
         assert_eq!(d("100.0"), d("1e2"));
         assert_eq!(d("10203"), d("1.0203e4"));
         assert!(d("12345678901234567890123456789012345678") < d("12345678901234567890123456789012345679"));
-        assert!(d("0.12345678901234567890123456789012345678") > d("0.12345678901234567890123456789012345677"));
+        assert!(
+            d("0.12345678901234567890123456789012345678") > d("0.12345678901234567890123456789012345677")
+        );
         assert!(d("-2") < d("-1.9999999999999999999999999999999999999"));
         assert!(d("-0.5") < d("0") && d("0") < d("1e-130"));
         assert!(d("9.9") < d("10") && d("99") == d("9.9e1"));
         assert!(d("1.2") < d("1.23") && d("-1.2") > d("-1.23"));
+        assert_eq!(
+            (
+                d("0.0012300").significant_digits(),
+                d("1002").significant_digits(),
+                d("-0").significant_digits()
+            ),
+            (3, 4, 0)
+        );
         for bad in ["", "-", ".", "1e", "1e+", "abc", "1.2.3", "1 ", "0x10", &"1".repeat(41)] {
             assert!(Decimal::parse(bad).is_none(), "{bad:?}");
         }

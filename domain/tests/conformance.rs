@@ -35,7 +35,8 @@ fn catalog(doc: &Value) -> (Catalog, HashMap<String, HashMap<String, AttrType>>)
         if s["static"] == true {
             catalog.add_static_segment(guid);
         } else {
-            let rule = rules::parse_and_validate(&s["rule"], &catalog, Some(guid)).expect("a suite segment is valid");
+            let rule = rules::parse_and_validate(&s["rule"], &catalog, Some(guid))
+                .expect("a suite segment is valid");
             let tz = rules::parse_timezone(s["timezone"].as_str()).unwrap();
             catalog.add_rule_segment(guid, rule, tz);
         }
@@ -44,7 +45,12 @@ fn catalog(doc: &Value) -> (Catalog, HashMap<String, HashMap<String, AttrType>>)
 }
 
 /// Runs one case; `Err` says what differed.
-fn run(case: &Value, catalog: &Catalog, set: &RuleSet, types: &HashMap<String, HashMap<String, AttrType>>) -> Result<(), String> {
+fn run(
+    case: &Value,
+    catalog: &Catalog,
+    set: &RuleSet,
+    types: &HashMap<String, HashMap<String, AttrType>>,
+) -> Result<(), String> {
     let parsed = rules::parse_and_validate(&case["rule"], catalog, None);
     if let Some(expected) = case.get("problems") {
         let problems = parsed.err().ok_or("the rule was accepted")?;
@@ -74,9 +80,13 @@ fn run(case: &Value, catalog: &Catalog, set: &RuleSet, types: &HashMap<String, H
         .unwrap_or_default();
     let now: jiff::Timestamp = case["now"].as_str().unwrap().parse().map_err(|e| format!("now: {e}"))?;
     let now = Timestamp::from_epoch_ms(now.as_millisecond()).unwrap();
-    let out = set.evaluate_rule(&compiled, UserFacts { attributes: &attributes, static_segments: &statics }, now);
+    let out =
+        set.evaluate_rule(&compiled, UserFacts { attributes: &attributes, static_segments: &statics }, now);
     if Value::Bool(out.matched) != case["matched"] {
-        return Err(format!("matched {}, expected {}; explain {:?}", out.matched, case["matched"], out.explain));
+        return Err(format!(
+            "matched {}, expected {}; explain {:?}",
+            out.matched, case["matched"], out.explain
+        ));
     }
     // The same rule saved as a segment of the set: the compiled set's path (slots read once
     // per call) must agree with the dry run's.
@@ -108,7 +118,12 @@ fn conformance_suite() {
         .iter()
         .filter_map(|c| run(c, &catalog, &set, &types).err().map(|e| format!("{}: {e}", c["name"])))
         .collect();
-    println!("rules conformance: {} cases, {} passed, {} failed", cases.len(), cases.len() - failures.len(), failures.len());
+    println!(
+        "rules conformance: {} cases, {} passed, {} failed",
+        cases.len(),
+        cases.len() - failures.len(),
+        failures.len()
+    );
     assert!(failures.is_empty(), "{} failed:\n{}", failures.len(), failures.join("\n"));
     assert!(cases.len() >= 150, "the suite must hold at least 150 cases");
 }

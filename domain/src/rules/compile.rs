@@ -28,7 +28,9 @@ pub(crate) fn build_regex(pattern: &str, ignore_case: bool) -> Result<regex::Reg
         .nest_limit(64)
         .build()
         .map_err(|e| match e {
-            regex::Error::Syntax(s) => format!("not a valid regular expression: {}", s.lines().last().unwrap_or("")),
+            regex::Error::Syntax(s) => {
+                format!("not a valid regular expression: {}", s.lines().last().unwrap_or(""))
+            }
             regex::Error::CompiledTooBig(_) => "the regular expression compiles too large".into(),
             other => other.to_string(),
         })
@@ -65,8 +67,14 @@ pub(crate) struct CCondition {
 #[derive(Debug, Clone)]
 pub(crate) enum CKind {
     /// Holds (before `negated`) when some target's value passes its matcher.
-    Attribute { targets: Box<[Target]>, negated: bool },
-    Segment { target: SegRef, negated: bool },
+    Attribute {
+        targets: Box<[Target]>,
+        negated: bool,
+    },
+    Segment {
+        target: SegRef,
+        negated: bool,
+    },
     /// Names what no longer exists: false whatever the operator.
     Stale,
 }
@@ -122,11 +130,26 @@ pub(crate) enum Window {
 /// The positive test of a condition on one stored value.
 #[derive(Debug, Clone)]
 pub(crate) enum Matcher {
-    StrEq { value: Box<str>, fold: bool },
-    StrIn { values: HashSet<Box<str>>, fold: bool },
-    Contains { value: Box<str>, fold: bool },
-    StartsWith { value: Box<str>, fold: bool },
-    EndsWith { value: Box<str>, fold: bool },
+    StrEq {
+        value: Box<str>,
+        fold: bool,
+    },
+    StrIn {
+        values: HashSet<Box<str>>,
+        fold: bool,
+    },
+    Contains {
+        value: Box<str>,
+        fold: bool,
+    },
+    StartsWith {
+        value: Box<str>,
+        fold: bool,
+    },
+    EndsWith {
+        value: Box<str>,
+        fold: bool,
+    },
     Regex(regex::Regex),
     NumCmp(Decimal, Accept),
     NumBetween(Decimal, Decimal),

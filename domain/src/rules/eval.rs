@@ -239,7 +239,9 @@ impl<'s, 'u> Evaluator<'s, 'u> {
                             matched = Some((v.integration, v.raw));
                             break;
                         }
-                        Some(false) if explain && first_seen.is_none() => first_seen = Some((v.integration, v.raw)),
+                        Some(false) if explain && first_seen.is_none() => {
+                            first_seen = Some((v.integration, v.raw))
+                        }
                         _ => {}
                     }
                 }
@@ -256,7 +258,8 @@ impl<'s, 'u> Evaluator<'s, 'u> {
 
     fn explained(&mut self, rule: &CompiledRule) -> RuleOutcome {
         let today = self.today(rule);
-        let seen: Vec<Seen<'u>> = rule.conditions.iter().map(|c| self.leaf(&c.kind, today, 0, true)).collect();
+        let seen: Vec<Seen<'u>> =
+            rule.conditions.iter().map(|c| self.leaf(&c.kind, today, 0, true)).collect();
         fn combine(n: &CNode, seen: &[Seen<'_>]) -> bool {
             match n {
                 CNode::All(cs) => cs.iter().all(|c| combine(c, seen)),
@@ -315,7 +318,8 @@ fn test(m: &Matcher, v: &Stored<'_>, today: Option<Date>) -> Option<bool> {
 fn window(w: Window, n: u64, d: Date, today: Date) -> bool {
     let shift = |forward: bool| -> Date {
         let span = i64::try_from(n).ok().and_then(|n| jiff::Span::new().try_days(n).ok());
-        let moved = span.and_then(|s| if forward { today.checked_add(s).ok() } else { today.checked_sub(s).ok() });
+        let moved =
+            span.and_then(|s| if forward { today.checked_add(s).ok() } else { today.checked_sub(s).ok() });
         moved.unwrap_or(if forward { Date::MAX } else { Date::MIN })
     };
     match w {

@@ -83,21 +83,28 @@ fn attribute(c: &AttributeCondition, catalog: &Catalog, out: &mut Vec<Unsupporte
         return refuse("JsonLogic has no Unicode case folding (ignoreCase)");
     }
     let mut per_target = Vec::new();
-    let targets: Vec<(&str, AttrType)> =
-        catalog.targets(c.integration.as_deref(), &c.property).into_iter().filter(|(_, t)| fits(c, *t).is_ok()).collect();
+    let targets: Vec<(&str, AttrType)> = catalog
+        .targets(c.integration.as_deref(), &c.property)
+        .into_iter()
+        .filter(|(_, t)| fits(c, *t).is_ok())
+        .collect();
     if targets.is_empty() {
         return json!(false); // stale: false whatever the operator
     }
     for (id, t) in targets {
         if id.contains('.') || c.property.contains('.') {
-            return refuse("a JsonLogic variable path splits at '.', which this integration id or property name holds");
+            return refuse(
+                "a JsonLogic variable path splits at '.', which this integration id or property name holds",
+            );
         }
         let var = json!({"var": format!("{id}.{}", c.property)});
         let set = json!({"!==": [var, null]});
         let value = |v: &Value| -> Value {
             match (t, exact::number_text(v)) {
                 (AttrType::Number, Some(text)) => serde_json::from_str(&text).unwrap_or(Value::Null),
-                (AttrType::Number, None) => v.as_str().and_then(|s| serde_json::from_str(s).ok()).unwrap_or(Value::Null),
+                (AttrType::Number, None) => {
+                    v.as_str().and_then(|s| serde_json::from_str(s).ok()).unwrap_or(Value::Null)
+                }
                 _ => v.clone(),
             }
         };
@@ -150,11 +157,9 @@ fn numbers(operand: &Operand) -> impl Iterator<Item = usize> + '_ {
     };
     values.into_iter().map(|v| {
         let text = match v {
-            Value::String(s) => s.clone(),
-            v => exact::number_text(v).map(|t| t.into_owned()).unwrap_or_default(),
+            Value::String(s) => Some(s.as_str().into()),
+            v => exact::number_text(v),
         };
-        let mantissa = text.split(['e', 'E']).next().unwrap_or("");
-        let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-        digits.trim_start_matches('0').trim_end_matches('0').len()
+        text.and_then(|t| exact::Decimal::parse(&t)).map_or(0, |d| d.significant_digits())
     })
 }

@@ -30,7 +30,7 @@ pub use eval::{Attributes, ConditionExplain, Outcome, RuleOutcome, SegmentOutcom
 pub use jsonlogic::{JsonLogicExport, Unsupported, to_jsonlogic};
 pub use model::{
     AttributeCondition, Group, GroupKind, MAX_CHAIN_DEPTH, MAX_CONDITIONS, MAX_DEPTH, MAX_IN_VALUES,
-    MAX_REGEX_BYTES, MAX_VALUE_BYTES, Node, Op, OperandKind, Operand, ProblemCode, Rule, RuleProblem,
+    MAX_REGEX_BYTES, MAX_VALUE_BYTES, Node, Op, Operand, OperandKind, ProblemCode, Rule, RuleProblem,
     SegmentCondition, parse,
 };
 pub use validate::{Catalog, SegmentEntry, stale_conditions, validate};
@@ -60,7 +60,11 @@ pub fn parse_timezone(name: Option<&str>) -> Result<jiff::tz::TimeZone, RuleProb
     match name {
         None => Ok(jiff::tz::TimeZone::UTC),
         Some(n) => jiff::tz::TimeZone::get(n).map_err(|_| {
-            RuleProblem::new("/timezone", ProblemCode::BadTimezone, format!("'{n}' is not an IANA timezone name"))
+            RuleProblem::new(
+                "/timezone",
+                ProblemCode::BadTimezone,
+                format!("'{n}' is not an IANA timezone name"),
+            )
         }),
     }
 }

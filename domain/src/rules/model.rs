@@ -281,7 +281,11 @@ impl Parser {
 
     fn node(&mut self, v: &Value, at: &str, depth: usize) -> Option<Node> {
         let Some(obj) = v.as_object() else {
-            self.err(at, ProblemCode::BadNode, "a group {\"all\"|\"any\"|\"none\": [...]} or a condition object");
+            self.err(
+                at,
+                ProblemCode::BadNode,
+                "a group {\"all\"|\"any\"|\"none\": [...]} or a condition object",
+            );
             return None;
         };
         let groups: Vec<GroupKind> = [GroupKind::All, GroupKind::Any, GroupKind::None]
@@ -326,9 +330,13 @@ impl Parser {
             return None;
         }
         let before = self.problems.len();
-        let children: Vec<Node> =
-            list.iter().enumerate().filter_map(|(i, c)| self.node(c, &format!("{here}/{i}"), depth)).collect();
-        (self.problems.len() == before).then(|| Node::Group(Group { pointer: at.to_string(), kind, children }))
+        let children: Vec<Node> = list
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| self.node(c, &format!("{here}/{i}"), depth))
+            .collect();
+        (self.problems.len() == before)
+            .then(|| Node::Group(Group { pointer: at.to_string(), kind, children }))
     }
 
     fn unknown_fields(&mut self, obj: &Map<String, Value>, at: &str, known: &[&str]) {
@@ -342,7 +350,11 @@ impl Parser {
         let segment = match obj["segment"].as_str().map(SegmentGuid::parse) {
             Some(Ok(g)) => Some(g),
             _ => {
-                self.err(&pointer_push(at, "segment"), ProblemCode::BadSegmentId, "a segment GUID (hyphenated)");
+                self.err(
+                    &pointer_push(at, "segment"),
+                    ProblemCode::BadSegmentId,
+                    "a segment GUID (hyphenated)",
+                );
                 None
             }
         };
@@ -526,7 +538,11 @@ impl Parser {
             }
         };
         if len > MAX_VALUE_BYTES {
-            self.err(at, ProblemCode::ValueTooLarge, format!("a value holds at most {MAX_VALUE_BYTES} bytes"));
+            self.err(
+                at,
+                ProblemCode::ValueTooLarge,
+                format!("a value holds at most {MAX_VALUE_BYTES} bytes"),
+            );
             return None;
         }
         Some(())
@@ -538,7 +554,11 @@ impl Parser {
             return None;
         };
         if pattern.len() > MAX_REGEX_BYTES {
-            self.err(at, ProblemCode::BadRegex, format!("a regular expression holds at most {MAX_REGEX_BYTES} bytes"));
+            self.err(
+                at,
+                ProblemCode::BadRegex,
+                format!("a regular expression holds at most {MAX_REGEX_BYTES} bytes"),
+            );
             return None;
         }
         match super::compile::build_regex(pattern, false) {
@@ -552,7 +572,7 @@ impl Parser {
 }
 
 impl Rule {
-    /// Every node of the tree, depth first, in document order.
+    /// Every condition (the leaves), in document order.
     pub fn conditions(&self) -> Vec<&Node> {
         fn walk<'a>(n: &'a Node, out: &mut Vec<&'a Node>) {
             match n {

@@ -23,7 +23,10 @@ fn catalog() -> Catalog {
             ("vip".to_string(), AttrType::Boolean),
         ],
     );
-    c.add_integration_types("api", [("plan".to_string(), AttrType::String), ("score".to_string(), AttrType::Number)]);
+    c.add_integration_types(
+        "api",
+        [("plan".to_string(), AttrType::String), ("score".to_string(), AttrType::Number)],
+    );
     c.add_static_segment(guid(1));
     c
 }
@@ -44,13 +47,19 @@ fn plan_is(v: &str) -> Value {
 fn shape_problems_name_their_pointer() {
     let c = catalog();
     assert_eq!(problems(json!([]), &c, None), one("/rule", ProblemCode::BadNode));
-    assert_eq!(problems(json!({"all": [plan_is("a")], "any": []}), &c, None), one("/rule", ProblemCode::BadNode));
+    assert_eq!(
+        problems(json!({"all": [plan_is("a")], "any": []}), &c, None),
+        one("/rule", ProblemCode::BadNode)
+    );
     assert_eq!(problems(json!({"all": {}}), &c, None), one("/rule/all", ProblemCode::BadNode));
     assert_eq!(
         problems(json!({"all": [plan_is("a")], "x/y~": 1}), &c, None),
         one("/rule/x~1y~0", ProblemCode::UnknownField)
     );
-    assert_eq!(problems(json!({"any": [plan_is("a"), 3]}), &c, None), one("/rule/any/1", ProblemCode::BadNode));
+    assert_eq!(
+        problems(json!({"any": [plan_is("a"), 3]}), &c, None),
+        one("/rule/any/1", ProblemCode::BadNode)
+    );
     assert_eq!(
         problems(json!({"attribute": {"property": "plan", "extra": 1}, "op": "is_set"}), &c, None),
         one("/rule/attribute/extra", ProblemCode::UnknownField)
@@ -67,7 +76,10 @@ fn shape_problems_name_their_pointer() {
         problems(json!({"attribute": "plan", "op": "is_set"}), &c, None),
         one("/rule/attribute", ProblemCode::BadNode)
     );
-    assert_eq!(problems(json!({"attribute": {"property": "plan"}}), &c, None), one("/rule/op", ProblemCode::UnknownOperator));
+    assert_eq!(
+        problems(json!({"attribute": {"property": "plan"}}), &c, None),
+        one("/rule/op", ProblemCode::UnknownOperator)
+    );
 }
 
 #[test]
@@ -79,13 +91,34 @@ fn operand_problems_name_their_pointer() {
         json!({"all": [v]})
     };
     assert_eq!(problems(attr("equals", json!({})), &c, None), one("/rule/all/0", ProblemCode::BadOperand));
-    assert_eq!(problems(attr("equals", json!({"values": ["a"]})), &c, None), one("/rule/all/0/values", ProblemCode::BadOperand));
-    assert_eq!(problems(attr("in", json!({"value": "a"})), &c, None), one("/rule/all/0/value", ProblemCode::BadOperand));
-    assert_eq!(problems(attr("in", json!({"values": []})), &c, None), one("/rule/all/0/values", ProblemCode::BadOperand));
-    assert_eq!(problems(attr("in", json!({"values": ["a", null]})), &c, None), one("/rule/all/0/values/1", ProblemCode::BadOperand));
-    assert_eq!(problems(attr("is_set", json!({"value": "a"})), &c, None), one("/rule/all/0/value", ProblemCode::BadOperand));
-    assert_eq!(problems(attr("equals", json!({"value": {"a": 1}})), &c, None), one("/rule/all/0/value", ProblemCode::BadOperand));
-    assert_eq!(problems(attr("equals", json!({"value": 3})), &c, None), one("/rule/all/0/value", ProblemCode::WrongValueType));
+    assert_eq!(
+        problems(attr("equals", json!({"values": ["a"]})), &c, None),
+        one("/rule/all/0/values", ProblemCode::BadOperand)
+    );
+    assert_eq!(
+        problems(attr("in", json!({"value": "a"})), &c, None),
+        one("/rule/all/0/value", ProblemCode::BadOperand)
+    );
+    assert_eq!(
+        problems(attr("in", json!({"values": []})), &c, None),
+        one("/rule/all/0/values", ProblemCode::BadOperand)
+    );
+    assert_eq!(
+        problems(attr("in", json!({"values": ["a", null]})), &c, None),
+        one("/rule/all/0/values/1", ProblemCode::BadOperand)
+    );
+    assert_eq!(
+        problems(attr("is_set", json!({"value": "a"})), &c, None),
+        one("/rule/all/0/value", ProblemCode::BadOperand)
+    );
+    assert_eq!(
+        problems(attr("equals", json!({"value": {"a": 1}})), &c, None),
+        one("/rule/all/0/value", ProblemCode::BadOperand)
+    );
+    assert_eq!(
+        problems(attr("equals", json!({"value": 3})), &c, None),
+        one("/rule/all/0/value", ProblemCode::WrongValueType)
+    );
     assert_eq!(
         problems(attr("in", json!({"values": ["a", "b".repeat(1025)]})), &c, None),
         one("/rule/all/0/values/1", ProblemCode::ValueTooLarge)
@@ -98,7 +131,10 @@ fn operand_problems_name_their_pointer() {
         problems(attr("is_set", json!({"ignoreCase": true})), &c, None),
         one("/rule/all/0/ignoreCase", ProblemCode::BadIgnoreCase)
     );
-    assert_eq!(problems(attr("matches", json!({"value": "a{99999}"})), &c, None), one("/rule/all/0/value", ProblemCode::BadRegex));
+    assert_eq!(
+        problems(attr("matches", json!({"value": "a{99999}"})), &c, None),
+        one("/rule/all/0/value", ProblemCode::BadRegex)
+    );
     // Limits at their edge are accepted.
     assert!(parse_and_validate(&attr("in", json!({"values": vec!["v"; 1000]})), &c, None).is_ok());
     assert!(parse_and_validate(&attr("equals", json!({"value": "é".repeat(512)})), &c, None).is_ok());
@@ -109,19 +145,45 @@ fn operand_problems_name_their_pointer() {
 #[test]
 fn type_problems_name_their_pointer() {
     let c = catalog();
-    let on = |prop: &str, op: &str, value: Value| {
-        json!({"any": [plan_is("x"), {"attribute": {"integration": "crm", "property": prop}, "op": op, "value": value}]})
-    };
-    assert_eq!(problems(on("score", "contains", json!("1")), &c, None), one("/rule/any/1/op", ProblemCode::OperatorNotForType));
-    assert_eq!(problems(on("signup", "lt", json!("2026-01-01")), &c, None), one("/rule/any/1/op", ProblemCode::OperatorNotForType));
-    assert_eq!(problems(on("signup", "not_equals", json!("2026-01-01")), &c, None), one("/rule/any/1/op", ProblemCode::OperatorNotForType));
-    assert_eq!(problems(on("score", "equals", json!("1,5")), &c, None), one("/rule/any/1/value", ProblemCode::WrongValueType));
-    assert_eq!(problems(on("score", "equals", json!("1e999")), &c, None), one("/rule/any/1/value", ProblemCode::WrongValueType));
-    assert_eq!(problems(on("signup", "after", json!("2026-1-01")), &c, None), one("/rule/any/1/value", ProblemCode::WrongValueType));
-    assert_eq!(problems(on("signup", "after", json!(20260101)), &c, None), one("/rule/any/1/value", ProblemCode::WrongValueType));
-    assert_eq!(problems(on("signup", "within_last_days", json!("3")), &c, None), one("/rule/any/1/value", ProblemCode::BadDays));
+    let on = |prop: &str, op: &str, value: Value| json!({"any": [plan_is("x"), {"attribute": {"integration": "crm", "property": prop}, "op": op, "value": value}]});
     assert_eq!(
-        problems(json!({"attribute": {"integration": "crm", "property": "score"}, "op": "between", "values": [1, "x"]}), &c, None),
+        problems(on("score", "contains", json!("1")), &c, None),
+        one("/rule/any/1/op", ProblemCode::OperatorNotForType)
+    );
+    assert_eq!(
+        problems(on("signup", "lt", json!("2026-01-01")), &c, None),
+        one("/rule/any/1/op", ProblemCode::OperatorNotForType)
+    );
+    assert_eq!(
+        problems(on("signup", "not_equals", json!("2026-01-01")), &c, None),
+        one("/rule/any/1/op", ProblemCode::OperatorNotForType)
+    );
+    assert_eq!(
+        problems(on("score", "equals", json!("1,5")), &c, None),
+        one("/rule/any/1/value", ProblemCode::WrongValueType)
+    );
+    assert_eq!(
+        problems(on("score", "equals", json!("1e999")), &c, None),
+        one("/rule/any/1/value", ProblemCode::WrongValueType)
+    );
+    assert_eq!(
+        problems(on("signup", "after", json!("2026-1-01")), &c, None),
+        one("/rule/any/1/value", ProblemCode::WrongValueType)
+    );
+    assert_eq!(
+        problems(on("signup", "after", json!(20260101)), &c, None),
+        one("/rule/any/1/value", ProblemCode::WrongValueType)
+    );
+    assert_eq!(
+        problems(on("signup", "within_last_days", json!("3")), &c, None),
+        one("/rule/any/1/value", ProblemCode::BadDays)
+    );
+    assert_eq!(
+        problems(
+            json!({"attribute": {"integration": "crm", "property": "score"}, "op": "between", "values": [1, "x"]}),
+            &c,
+            None
+        ),
         one("/rule/values/1", ProblemCode::WrongValueType)
     );
     // Without an integration, every integration holding the name must fit.
@@ -141,10 +203,19 @@ fn type_problems_name_their_pointer() {
 fn segment_problems_name_their_pointer() {
     let mut c = catalog();
     let seg = |g: SegmentGuid, op: &str| json!({"segment": g.to_string(), "op": op});
-    assert_eq!(problems(json!({"segment": "nope", "op": "in"}), &c, None), one("/rule/segment", ProblemCode::BadSegmentId));
+    assert_eq!(
+        problems(json!({"segment": "nope", "op": "in"}), &c, None),
+        one("/rule/segment", ProblemCode::BadSegmentId)
+    );
     assert_eq!(problems(seg(guid(1), "has"), &c, None), one("/rule/op", ProblemCode::UnknownOperator));
-    assert_eq!(problems(json!({"all": [seg(guid(9), "in")]}), &c, None), one("/rule/all/0/segment", ProblemCode::UnknownSegment));
-    assert_eq!(problems(json!({"any": [seg(guid(5), "in")]}), &c, Some(guid(5))), one("/rule/any/0", ProblemCode::SegmentCycle));
+    assert_eq!(
+        problems(json!({"all": [seg(guid(9), "in")]}), &c, None),
+        one("/rule/all/0/segment", ProblemCode::UnknownSegment)
+    );
+    assert_eq!(
+        problems(json!({"any": [seg(guid(5), "in")]}), &c, Some(guid(5))),
+        one("/rule/any/0", ProblemCode::SegmentCycle)
+    );
     // 2 -> 3 -> 4: saving 4 to name 2 closes a cycle, reported at the condition.
     let parse = |v: Value| parse(&v, "/rule").unwrap();
     c.add_rule_segment(guid(4), parse(plan_is("a")), jiff::tz::TimeZone::UTC);
@@ -157,7 +228,10 @@ fn segment_problems_name_their_pointer() {
     // Chains: a new rule naming 2 is 3 hops (2 -> 3 -> 4): allowed; naming one more is 4.
     assert!(parse_and_validate(&seg(guid(2), "in"), &c, None).is_ok());
     c.add_rule_segment(guid(6), parse(seg(guid(2), "in")), jiff::tz::TimeZone::UTC);
-    assert_eq!(problems(json!({"none": [seg(guid(6), "in")]}), &c, None), one("/rule/none/0", ProblemCode::ChainTooDeep));
+    assert_eq!(
+        problems(json!({"none": [seg(guid(6), "in")]}), &c, None),
+        one("/rule/none/0", ProblemCode::ChainTooDeep)
+    );
     // Saving 4 with a segment condition would push 6 (which contains it) past 3 hops.
     assert_eq!(problems(seg(guid(1), "in"), &c, Some(guid(4))), one("/rule", ProblemCode::ChainTooDeep));
     assert_eq!(
@@ -219,13 +293,23 @@ fn explain_names_each_condition_its_outcome_and_the_value_it_saw() {
     assert!(!out.matched);
     let e = &out.explain;
     assert_eq!(e.len(), 4);
-    assert_eq!((e[0].pointer.as_str(), e[0].outcome, e[0].integration.as_deref()), ("/rule/all/0", Outcome::Matched, Some("api")));
-    assert_eq!(e[0].value, Some(AttrValue::String("gold".into())), "the value that matched, not crm's silver");
+    assert_eq!(
+        (e[0].pointer.as_str(), e[0].outcome, e[0].integration.as_deref()),
+        ("/rule/all/0", Outcome::Matched, Some("api"))
+    );
+    assert_eq!(
+        e[0].value,
+        Some(AttrValue::String("gold".into())),
+        "the value that matched, not crm's silver"
+    );
     assert_eq!((e[1].outcome, e[1].value.clone()), (Outcome::Matched, Some(AttrValue::Number("12".into()))));
     assert_eq!((e[2].outcome, e[2].holds, e[2].value.clone()), (Outcome::Missing, false, None));
     assert_eq!((e[3].outcome, e[3].holds), (Outcome::Matched, true));
     let wire = serde_json::to_value(&e[0]).unwrap();
-    assert_eq!(wire, json!({"pointer": "/rule/all/0", "outcome": "matched", "holds": true, "integration": "api", "value": "gold"}));
+    assert_eq!(
+        wire,
+        json!({"pointer": "/rule/all/0", "outcome": "matched", "holds": true, "integration": "api", "value": "gold"})
+    );
 }
 
 #[test]
@@ -262,13 +346,24 @@ fn a_rule_set_reports_its_segments_and_memoises_segment_in_segment() {
     let mut c = catalog();
     let p = |v: Value| parse(&v, "/rule").unwrap();
     c.add_rule_segment(guid(10), p(plan_is("gold")), jiff::tz::TimeZone::UTC);
-    c.add_rule_segment(guid(11), p(json!({"segment": guid(10).to_string(), "op": "in"})), jiff::tz::TimeZone::UTC);
-    c.add_rule_segment(guid(12), p(json!({"segment": guid(10).to_string(), "op": "not_in"})), jiff::tz::TimeZone::UTC);
+    c.add_rule_segment(
+        guid(11),
+        p(json!({"segment": guid(10).to_string(), "op": "in"})),
+        jiff::tz::TimeZone::UTC,
+    );
+    c.add_rule_segment(
+        guid(12),
+        p(json!({"segment": guid(10).to_string(), "op": "not_in"})),
+        jiff::tz::TimeZone::UTC,
+    );
     let set = RuleSet::compile(&c);
     assert_eq!(set.len(), 3);
     let statics = HashSet::new();
     let gold = attrs(json!({"crm": {"plan": "gold"}}));
-    assert_eq!(set.evaluate(UserFacts { attributes: &gold, static_segments: &statics }, now()), vec![guid(10), guid(11)]);
+    assert_eq!(
+        set.evaluate(UserFacts { attributes: &gold, static_segments: &statics }, now()),
+        vec![guid(10), guid(11)]
+    );
     let none = Attributes::new();
     let explained = set.evaluate_explained(UserFacts { attributes: &none, static_segments: &statics }, now());
     let matched: Vec<bool> = explained.iter().map(|s| s.matched).collect();
@@ -311,8 +406,10 @@ fn jsonlogic_export_says_what_it_cannot_express() {
 
 fn leaf() -> impl Strategy<Value = Value> {
     let word = prop::sample::select(vec!["gold", "Gold", "silver", "straße", "STRASSE", ""]);
-    let num = prop::sample::select(vec!["-1", "0", "1", "1.0", "2.5", "12345678901234567890123456789012345678"]);
-    let day = prop::sample::select(vec!["2026-06-01", "2026-06-14", "2026-06-15", "2026-06-16", "2026-07-01"]);
+    let num =
+        prop::sample::select(vec!["-1", "0", "1", "1.0", "2.5", "12345678901234567890123456789012345678"]);
+    let day =
+        prop::sample::select(vec!["2026-06-01", "2026-06-14", "2026-06-15", "2026-06-16", "2026-07-01"]);
     let integ = prop::option::of(prop::sample::select(vec!["crm", "api"]));
     let attr = |i: Option<&str>, p: &str| match i {
         Some(i) => json!({"integration": i, "property": p}),
@@ -348,9 +445,17 @@ fn tree() -> impl Strategy<Value = Value> {
 }
 
 fn user() -> impl Strategy<Value = (Attributes, bool)> {
-    let word = prop::option::of(prop::sample::select(vec!["gold", "GOLD", "silver", "Straße", "strasse", ""]));
-    let num = prop::option::of(prop::sample::select(vec!["-1", "0", "1.00", "2.5", "12345678901234567890123456789012345678"]));
-    let day = prop::option::of(prop::sample::select(vec!["2026-06-01", "2026-06-15", "2026-06-16", "2026-07-01"]));
+    let word =
+        prop::option::of(prop::sample::select(vec!["gold", "GOLD", "silver", "Straße", "strasse", ""]));
+    let num = prop::option::of(prop::sample::select(vec![
+        "-1",
+        "0",
+        "1.00",
+        "2.5",
+        "12345678901234567890123456789012345678",
+    ]));
+    let day =
+        prop::option::of(prop::sample::select(vec!["2026-06-01", "2026-06-15", "2026-06-16", "2026-07-01"]));
     (word.clone(), word, num.clone(), num, day, prop::option::of(any::<bool>()), any::<bool>()).prop_map(
         |(p1, p2, s1, s2, d, vip, member)| {
             let mut crm = serde_json::Map::new();
@@ -379,7 +484,8 @@ fn holds(rule: &Value, user: &(Attributes, bool)) -> bool {
     let set = RuleSet::compile(&c);
     let compiled = set.compile_rule(&c, &rule, jiff::tz::TimeZone::get("Europe/London").unwrap());
     let statics: HashSet<SegmentGuid> = if user.1 { HashSet::from([guid(1)]) } else { HashSet::new() };
-    let out = set.evaluate_rule(&compiled, UserFacts { attributes: &user.0, static_segments: &statics }, now());
+    let out =
+        set.evaluate_rule(&compiled, UserFacts { attributes: &user.0, static_segments: &statics }, now());
     out.matched
 }
 

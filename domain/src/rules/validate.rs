@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde_json::Value;
 
 use super::model::{
-    AttributeCondition, MAX_CHAIN_DEPTH, Node, Op, OperandKind, Operand, ProblemCode, Rule, RuleProblem,
+    AttributeCondition, MAX_CHAIN_DEPTH, Node, Op, Operand, OperandKind, ProblemCode, Rule, RuleProblem,
     pointer_push,
 };
 use crate::SegmentGuid;
@@ -52,7 +52,12 @@ impl Catalog {
         self.add_segment(guid, SegmentEntry::Static)
     }
 
-    pub fn add_rule_segment(&mut self, guid: SegmentGuid, rule: Rule, timezone: jiff::tz::TimeZone) -> &mut Self {
+    pub fn add_rule_segment(
+        &mut self,
+        guid: SegmentGuid,
+        rule: Rule,
+        timezone: jiff::tz::TimeZone,
+    ) -> &mut Self {
         self.add_segment(guid, SegmentEntry::Rule(Box::new(rule), timezone))
     }
 
@@ -163,7 +168,12 @@ fn cycle_through(catalog: &Catalog, from: SegmentGuid, own: Option<SegmentGuid>)
 
 /// Hops of segment-in-segment below a rule: 0 without segment conditions, else 1 + the deepest
 /// rule segment it names (a static segment adds no hop below it).
-fn depth_of(catalog: &Catalog, rule: &Rule, own: Option<(SegmentGuid, &Rule)>, seen: &mut HashSet<SegmentGuid>) -> usize {
+fn depth_of(
+    catalog: &Catalog,
+    rule: &Rule,
+    own: Option<(SegmentGuid, &Rule)>,
+    seen: &mut HashSet<SegmentGuid>,
+) -> usize {
     let refs = rule.segment_refs();
     if refs.is_empty() {
         return 0;
@@ -210,7 +220,10 @@ fn chain_depth(rule: &Rule, catalog: &Catalog, own: Option<SegmentGuid>, problem
             problems.push(RuleProblem::new(
                 &s.pointer,
                 ProblemCode::ChainTooDeep,
-                format!("segments nest in segments at most {MAX_CHAIN_DEPTH} deep; this one reaches {}", 1 + below),
+                format!(
+                    "segments nest in segments at most {MAX_CHAIN_DEPTH} deep; this one reaches {}",
+                    1 + below
+                ),
             ));
         }
     }
@@ -228,7 +241,9 @@ fn chain_depth(rule: &Rule, catalog: &Catalog, own: Option<SegmentGuid>, problem
             problems.push(RuleProblem::new(
                 "/rule",
                 ProblemCode::ChainTooDeep,
-                format!("segment {guid} contains this one and would nest {d} deep (at most {MAX_CHAIN_DEPTH})"),
+                format!(
+                    "segment {guid} contains this one and would nest {d} deep (at most {MAX_CHAIN_DEPTH})"
+                ),
             ));
         }
     }
@@ -280,7 +295,8 @@ fn attribute(c: &AttributeCondition, catalog: &Catalog, problems: &mut Vec<RuleP
         if let Err(p) = fits(c, t) {
             let mut p = p;
             if c.integration.is_none() {
-                p.message = format!("{} (property '{}' is a {t} in {})", p.message, c.property, holders.join(", "));
+                p.message =
+                    format!("{} (property '{}' is a {t} in {})", p.message, c.property, holders.join(", "));
             }
             problems.push(p);
             return;
@@ -291,7 +307,8 @@ fn attribute(c: &AttributeCondition, catalog: &Catalog, problems: &mut Vec<RuleP
 /// Whether the condition's operator and values fit a property of type `t`.
 pub(crate) fn fits(c: &AttributeCondition, t: AttrType) -> Result<(), RuleProblem> {
     if !c.op.types().contains(&t) {
-        let offered: Vec<&str> = Op::ALL.iter().filter(|o| o.types().contains(&t)).map(|o| o.as_str()).collect();
+        let offered: Vec<&str> =
+            Op::ALL.iter().filter(|o| o.types().contains(&t)).map(|o| o.as_str()).collect();
         return Err(RuleProblem::new(
             &pointer_push(&c.pointer, "op"),
             ProblemCode::OperatorNotForType,
@@ -309,7 +326,9 @@ pub(crate) fn fits(c: &AttributeCondition, t: AttrType) -> Result<(), RuleProble
         value_of_type(v, t).map(|_| ()).map_err(|m| RuleProblem::new(at, ProblemCode::WrongValueType, m))
     };
     match &c.operand {
-        Operand::Value(v) if c.op.operand() == OperandKind::One => check(v, &pointer_push(&c.pointer, "value")),
+        Operand::Value(v) if c.op.operand() == OperandKind::One => {
+            check(v, &pointer_push(&c.pointer, "value"))
+        }
         Operand::Values(vs) => {
             let at = pointer_push(&c.pointer, "values");
             for (i, v) in vs.iter().enumerate() {
@@ -343,7 +362,9 @@ pub(crate) fn value_of_type(v: &Value, t: AttrType) -> Result<Typed, String> {
             text.filter(|t| crate::user_data::typed(AttrType::Number, Value::String(t.to_string())).is_ok())
                 .and_then(|t| exact::Decimal::parse(&t))
                 .map(Typed::Number)
-                .ok_or_else(|| "a Number property is compared with an exact decimal of at most 38 digits".into())
+                .ok_or_else(|| {
+                    "a Number property is compared with an exact decimal of at most 38 digits".into()
+                })
         }
         AttrType::Date => v
             .as_str()
