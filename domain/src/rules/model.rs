@@ -437,7 +437,7 @@ impl Parser {
                 false
             }
         };
-        let operand = op.and_then(|op| self.operand(obj, op, at));
+        let operand = op.and_then(|op| self.operand(obj, op, at, ignore_case));
         if self.problems.len() != before {
             return None;
         }
@@ -451,7 +451,7 @@ impl Parser {
         })
     }
 
-    fn operand(&mut self, obj: &Map<String, Value>, op: Op, at: &str) -> Option<Operand> {
+    fn operand(&mut self, obj: &Map<String, Value>, op: Op, at: &str, ignore_case: bool) -> Option<Operand> {
         let kind = op.operand();
         let (wanted, other) = match kind {
             OperandKind::None => ("", ""),
@@ -493,7 +493,7 @@ impl Parser {
             OperandKind::One => {
                 self.scalar(v, &here)?;
                 if matches!(op, Op::Matches | Op::NotMatches) {
-                    self.regex(v, &here)?;
+                    self.regex(v, &here, ignore_case)?;
                 }
                 Some(Operand::Value(v.clone()))
             }
@@ -548,7 +548,9 @@ impl Parser {
         Some(())
     }
 
-    fn regex(&mut self, v: &Value, at: &str) -> Option<()> {
+    /// Built here as it will be compiled (case-insensitive automata are larger), so a saved
+    /// regex always compiles later.
+    fn regex(&mut self, v: &Value, at: &str, ignore_case: bool) -> Option<()> {
         let Some(pattern) = v.as_str() else {
             self.err(at, ProblemCode::BadRegex, "a regular expression (a string)");
             return None;
@@ -561,7 +563,7 @@ impl Parser {
             );
             return None;
         }
-        match super::compile::build_regex(pattern, false) {
+        match super::compile::build_regex(pattern, ignore_case) {
             Ok(_) => Some(()),
             Err(e) => {
                 self.err(at, ProblemCode::BadRegex, e);

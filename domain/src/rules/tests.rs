@@ -200,6 +200,79 @@ fn type_problems_name_their_pointer() {
 }
 
 #[test]
+fn limit_and_catalog_problems_name_their_pointer() {
+    let c = catalog();
+    let nest = |depth: usize| (0..depth).fold(plan_is("a"), |inner, _| json!({"all": [inner]}));
+    assert!(parse_and_validate(&nest(5), &c, None).is_ok());
+    assert_eq!(problems(nest(6), &c, None), one("/rule/all/0/all/0/all/0/all/0/all/0", ProblemCode::TooDeep));
+    assert_eq!(
+        problems(json!({"any": [{"all": []}]}), &c, None),
+        one("/rule/any/0/all", ProblemCode::EmptyGroup)
+    );
+    assert_eq!(
+        problems(json!({"all": vec![plan_is("a"); 51]}), &c, None),
+        one("/rule", ProblemCode::TooManyConditions)
+    );
+    assert_eq!(
+        problems(
+            json!({"attribute": {"property": "plan"}, "op": "not_in", "values": vec!["v"; 1001]}),
+            &c,
+            None
+        ),
+        one("/rule/values", ProblemCode::TooManyValues)
+    );
+    assert_eq!(
+        problems(json!({"attribute": {"integration": "erp", "property": "plan"}, "op": "is_set"}), &c, None),
+        one("/rule/attribute/integration", ProblemCode::UnknownIntegration)
+    );
+    assert_eq!(
+        problems(json!({"attribute": {"integration": "api", "property": "vip"}, "op": "is_set"}), &c, None),
+        one("/rule/attribute/property", ProblemCode::UnknownProperty)
+    );
+    assert_eq!(
+        problems(json!({"attribute": {"property": "nope"}, "op": "is_set"}), &c, None),
+        one("/rule/attribute/property", ProblemCode::UnknownProperty)
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let c = catalog();
+    let got = problems(
+        json!({"any": [
+            {"attribute": {"integration": "crm", "property": "score"}, "op": "starts_with", "value": "1"},
+            plan_is("fine"),
+            {"all": [{"attribute": {"property": "plan"}, "op": "matches", "value": "("}, {"segment": "x", "op": "in"}]}
+        ]}),
+        &c,
+        None,
+    );
+    assert_eq!(
+        got,
+        vec![
+            ("/rule/any/2/all/0/value".to_string(), ProblemCode::BadRegex),
+            ("/rule/any/2/all/1/segment".to_string(), ProblemCode::BadSegmentId),
+        ],
+        "parsing problems come first; the catalog is consulted once the rule parses"
+    );
+    let got = problems(
+        json!({"any": [
+            {"attribute": {"integration": "crm", "property": "score"}, "op": "starts_with", "value": "1"},
+            {"attribute": {"integration": "crm", "property": "signup"}, "op": "equals", "value": "2026-13-01"}
+        ]}),
+        &c,
+        None,
+    );
+    assert_eq!(
+        got,
+        vec![
+            ("/rule/any/0/op".to_string(), ProblemCode::OperatorNotForType),
+            ("/rule/any/1/value".to_string(), ProblemCode::WrongValueType),
+        ]
+    );
+}
+
+#[test]
 fn segment_problems_name_their_pointer() {
     let mut c = catalog();
     let seg = |g: SegmentGuid, op: &str| json!({"segment": g.to_string(), "op": op});
