@@ -6,7 +6,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::model::{AttributeCondition, GroupKind, Node, Op, Operand, Rule};
+use super::model::{AttributeCondition, GroupKind, MAX_CHAIN_DEPTH, Node, Op, Operand, Rule};
 use super::validate::{Catalog, SegmentEntry, fits};
 use crate::exact;
 use crate::integration::AttrType;
@@ -31,14 +31,19 @@ const FLOAT_EXACT_DIGITS: usize = 15;
 /// Exports a rule; rule segments it names are inlined (their chains are short: at most 3).
 pub fn to_jsonlogic(rule: &Rule, catalog: &Catalog) -> JsonLogicExport {
     let mut unsupported = Vec::new();
-    let logic = node(&rule.root, catalog, &mut unsupported, "");
+    let logic = node(&rule.root, catalog, &mut unsupported, "", 0);
     JsonLogicExport { logic, unsupported }
 }
 
-fn node(n: &Node, catalog: &Catalog, out: &mut Vec<Unsupported>, prefix: &str) -> Value {
+/// Inlining stops here: chains are at most [`MAX_CHAIN_DEPTH`] when saved, so only a cycle
+/// that raced in between two saves reaches it.
+const MAX_INLINE_DEPTH: usize = MAX_CHAIN_DEPTH + 1;
+
+fn node(n: &Node, catalog: &Catalog, out: &mut Vec<Unsupported>, prefix: &str, depth: usize) -> Value {
     match n {
         Node::Group(g) => {
-            let children: Vec<Value> = g.children.iter().map(|c| node(c, catalog, out, prefix)).collect();
+            let children: Vec<Value> =
+                g.children.iter().map(|c| node(c, catalog, out, prefix, depth)).collect();
             match g.kind {
                 GroupKind::All => json!({"and": children}),
                 GroupKind::Any => json!({"or": children}),
@@ -48,11 +53,19 @@ fn node(n: &Node, catalog: &Catalog, out: &mut Vec<Unsupported>, prefix: &str) -
         Node::Segment(s) => {
             let inner = match catalog.segment(&s.segment) {
                 None => json!(false),
+                Some(SegmentEntry::Rule(..)) if depth >= MAX_INLINE_DEPTH => {
+                    out.push(Unsupported {
+                        pointer: format!("{prefix}{}", s.pointer),
+                        operator: if s.negated { "not_in" } else { "in" }.into(),
+                        reason: "the segments this one names form a cycle".into(),
+                    });
+                    return json!(false);
+                }
                 Some(SegmentEntry::Rule(r, _)) => {
                     // Pointers inside an inlined rule are named through the condition that
                     // inlined it.
                     let nested = format!("{prefix}{}@{}", s.pointer, s.segment);
-                    node(&r.root, catalog, out, &format!("{nested}:"))
+                    node(&r.root, catalog, out, &format!("{nested}:"), depth + 1)
                 }
                 Some(SegmentEntry::Static) => {
                     out.push(Unsupported {

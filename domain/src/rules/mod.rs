@@ -30,8 +30,8 @@ pub use eval::{Attributes, ConditionExplain, Outcome, RuleOutcome, SegmentOutcom
 pub use jsonlogic::{JsonLogicExport, Unsupported, to_jsonlogic};
 pub use model::{
     AttributeCondition, Group, GroupKind, MAX_CHAIN_DEPTH, MAX_CONDITIONS, MAX_DEPTH, MAX_IN_VALUES,
-    MAX_REGEX_BYTES, MAX_VALUE_BYTES, Node, Op, Operand, OperandKind, ProblemCode, Rule, RuleProblem,
-    SegmentCondition, parse,
+    MAX_REGEX_BYTES, MAX_RULE_SEGMENTS, MAX_VALUE_BYTES, Node, Op, Operand, OperandKind, ProblemCode, Rule,
+    RuleProblem, SegmentCondition, parse,
 };
 pub use validate::{Catalog, SegmentEntry, stale_conditions, validate};
 

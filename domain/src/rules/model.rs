@@ -19,6 +19,8 @@ pub const MAX_VALUE_BYTES: usize = 1024;
 pub const MAX_IN_VALUES: usize = 1000;
 /// Bytes of a regular expression.
 pub const MAX_REGEX_BYTES: usize = 256;
+/// Rule segments one system may have (SPEC's limit, enforced where segments are created).
+pub const MAX_RULE_SEGMENTS: usize = 200;
 /// Segment-in-segment hops from a rule (see docs/DECISIONS.md, "Rule segments: chain depth").
 pub const MAX_CHAIN_DEPTH: usize = 3;
 

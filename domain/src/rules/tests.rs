@@ -475,6 +475,21 @@ fn jsonlogic_export_says_what_it_cannot_express() {
     assert_eq!(out.logic["and"][2], json!(false));
 }
 
+#[test]
+fn a_cycle_that_raced_in_is_false_when_evaluated_and_not_inlined_forever() {
+    // Two saves that each passed validation alone: 20 names 21, then 21 names 20.
+    let mut c = catalog();
+    let seg = |g: u32| parse(&json!({"segment": guid(g).to_string(), "op": "in"}), "/rule").unwrap();
+    c.add_rule_segment(guid(20), seg(21), jiff::tz::TimeZone::UTC);
+    c.add_rule_segment(guid(21), seg(20), jiff::tz::TimeZone::UTC);
+    let set = RuleSet::compile(&c);
+    let (none, statics) = (Attributes::new(), HashSet::new());
+    assert!(set.evaluate(UserFacts { attributes: &none, static_segments: &statics }, now()).is_empty());
+    let out = to_jsonlogic(&seg(20), &c);
+    assert_eq!(out.unsupported.len(), 1);
+    assert!(out.unsupported[0].reason.contains("cycle"));
+}
+
 // ---- The algebra, on random rules and users.
 
 fn leaf() -> impl Strategy<Value = Value> {
