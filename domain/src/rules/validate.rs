@@ -359,7 +359,7 @@ pub(crate) fn value_of_type(v: &Value, t: AttrType) -> Result<Typed, String> {
                 Value::String(s) => Some(s.as_str().into()),
                 v => exact::number_text(v),
             };
-            text.filter(|t| crate::user_data::typed(AttrType::Number, Value::String(t.to_string())).is_ok())
+            text.filter(|t| crate::user_data::check_number(t).is_ok())
                 .and_then(|t| exact::Decimal::parse(&t))
                 .map(Typed::Number)
                 .ok_or_else(|| {
