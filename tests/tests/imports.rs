@@ -791,3 +791,52 @@ async fn a_small_import_of_another_account_waits_one_slice_not_the_whole_big_imp
     assert!(unsliced_small >= unsliced_big, "without slices the small import waits for the whole big one");
     assert!(sliced_small < sliced_big, "with slices it ends first");
 }
+
+#[tokio::test]
+async fn an_account_runs_at_most_its_running_slots_and_the_rest_wait_in_the_queue() {
+    use store::imports::RUNNING_PER_ACCOUNT;
+    let stack = Stack::new().await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let (integration, _) = create_integration(&stack, &auth, CRM).await;
+    let now = domain::Timestamp::now().epoch_secs();
+    // Two long legs of this account are running.
+    for i in 0..RUNNING_PER_ACCOUNT {
+        let slot = stack
+            .store
+            .take_running_slot(&stack.account, &format!("busy-{i}"), now, now + 600)
+            .await
+            .unwrap();
+        assert_eq!(slot, Some(i));
+    }
+    let import = create(&stack, &auth, &integration, json!({"format": "csv"})).await;
+    upload(&import, rows(5).as_bytes()).await;
+    let k = key(&stack, &integration, &import);
+    assert_eq!(import_worker::run_key(&stack.import_worker(0), "m-1", &k).await.unwrap(), Outcome::Deferred);
+    let s = status(&stack, &auth, &import).await;
+    assert_eq!(s["status"], "waiting_for_upload", "untouched while it waits: {s}");
+    let marker = format!("{k}{}", files::RESUME_SUFFIX);
+    assert!(stack.files.head(&marker).await.unwrap().is_some(), "queued again");
+
+    // Another account's import is not held back.
+    let (other, other_auth) = stack.account_with_bearer("globex", 100, 10_000).await;
+    let (other_integration, _) = create_integration(&stack, &other_auth, CRM).await;
+    let theirs = create(&stack, &other_auth, &other_integration, json!({"format": "csv"})).await;
+    upload(&theirs, rows(5).as_bytes()).await;
+    let their_key = files::upload_key(&other, &other_integration, &theirs.id);
+    assert_eq!(
+        import_worker::run_key(&stack.import_worker(600), "m-2", &their_key).await.unwrap(),
+        Outcome::Finished(ImportStatus::Completed)
+    );
+
+    // A running leg ends: the waiting import's marker runs it, and its slot is free again after.
+    stack.store.release_running_slot(&stack.account, 1, "busy-1", now).await.unwrap();
+    assert_eq!(
+        import_worker::run_key(&stack.import_worker(600), "m-3", &marker).await.unwrap(),
+        Outcome::Finished(ImportStatus::Completed)
+    );
+    let later = domain::Timestamp::now().epoch_secs();
+    assert_eq!(
+        stack.store.take_running_slot(&stack.account, "next", later, later + 60).await.unwrap(),
+        Some(1)
+    );
+}

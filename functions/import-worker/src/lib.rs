@@ -38,6 +38,9 @@ pub const PAGE_ROWS: usize = 5_000;
 /// A page also ends once its rows (blank lines included) hold this many bytes, bounding
 /// memory and the time between checkpoints whatever the rows.
 const PAGE_BYTES: usize = 8 * 1024 * 1024;
+/// How long a leg that finds its account's running slots taken waits before it queues itself
+/// again.
+const DEFER_WAIT: Duration = Duration::from_secs(2);
 /// How long a lease lasts without a checkpoint: far longer than one page takes.
 const LEASE_SECS: i64 = 120;
 /// `BatchWriteItem` calls (25 users each) in flight for a `replace` page.
@@ -130,6 +133,8 @@ pub enum Outcome {
     Continued,
     /// Another worker took the lease over (this one was too slow): it stopped writing.
     LostLease,
+    /// The account runs as many imports as it may: this one's next leg was queued.
+    Deferred,
 }
 
 /// An SQS batch of S3 notifications: each message's imports worked on in turn. Returns the
@@ -165,6 +170,43 @@ pub async fn run_key(worker: &Worker, owner: &str, key: &str) -> Result<Outcome,
 
 /// One leg of one import: as much of it as this invocation's time allows.
 pub async fn run(
+    worker: &Worker,
+    owner: &str,
+    account: &AccountId,
+    integration_id: &str,
+    import_id: &str,
+) -> Result<Outcome, LegError> {
+    let now = leg::now_secs();
+    // The slot outlives the leg's working time by a lease: a leg that dies frees it then.
+    let slot_until =
+        now + worker.stop_at.saturating_duration_since(Instant::now()).as_secs() as i64 + LEASE_SECS;
+    let Some(slot) = worker.store.take_running_slot(account, owner, now, slot_until).await? else {
+        return defer(worker, account, integration_id, import_id).await;
+    };
+    let outcome = run_in_slot(worker, owner, account, integration_id, import_id).await;
+    if let Err(e) = worker.store.release_running_slot(account, slot, owner, leg::now_secs()).await {
+        tracing::warn!(import_id, error = %e, "a running slot could not be released; it frees itself");
+    }
+    outcome
+}
+
+/// Every running slot of the account is taken: the import waits its turn behind the queue.
+/// After a short wait, so that an account's waiting imports go round the queue a few times a
+/// minute each, not in a busy loop.
+async fn defer(
+    worker: &Worker,
+    account: &AccountId,
+    integration_id: &str,
+    import_id: &str,
+) -> Result<Outcome, LegError> {
+    let wait = DEFER_WAIT.min(worker.stop_at.saturating_duration_since(Instant::now()));
+    tokio::time::sleep(wait).await;
+    let marker = format!("{}{}", files::upload_key(account, integration_id, import_id), files::RESUME_SUFFIX);
+    worker.files.write(&marker, Vec::new(), "application/octet-stream").await?;
+    Ok(Outcome::Deferred)
+}
+
+async fn run_in_slot(
     worker: &Worker,
     owner: &str,
     account: &AccountId,
