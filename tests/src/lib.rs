@@ -45,6 +45,18 @@ impl RequestCounter {
     pub fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.ops.lock().unwrap())
     }
+    /// The route's writes since the last call (its reads are taken too, and dropped).
+    pub fn take_writes(&self) -> Vec<String> {
+        self.take()
+            .into_iter()
+            .filter(|op| {
+                matches!(
+                    op.as_str(),
+                    "PutItem" | "UpdateItem" | "BatchWriteItem" | "DeleteItem" | "TransactWriteItems"
+                )
+            })
+            .collect()
+    }
     /// The protections' requests since the last call.
     pub fn take_protection(&self) -> Vec<String> {
         std::mem::take(&mut *self.protection.lock().unwrap())
@@ -766,4 +778,26 @@ pub fn upload_event(message_id: &str, key: &str) -> aws_lambda_events::event::sq
         serde_json::json!({"Records": [{"messageId": message_id, "body": s3.to_string()}]}),
     )
     .expect("an SQS event")
+}
+
+/// `n` distinct user ids: `<prefix><i>@company.com`.
+pub fn ids(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}@company.com")).collect()
+}
+
+/// `v`, sorted: for comparing sets of ids whatever order an answer lists them in.
+pub fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// Peak resident set of this process so far (VmHWM), in MB.
+pub fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
 }

@@ -1,6 +1,10 @@
 //! Segments API against the local server: the seeds' calls, the edges of SPEC's limits,
 //! tenancy, exact counts under concurrency, members paging, the end-user read, the purge of
 //! replaced generations, and the DynamoDB requests each call costs.
+//!
+//! A binary of its own, not a module of `suite`: these are the slowest tests (~3.5 min of
+//! 25,000-id calls), and `scripts/test.sh` runs them beside the suite against a local server
+//! of their own, one server per core, which halves the wall time of `make test`.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -9,10 +13,6 @@ use domain::SegmentGuid;
 use integration_tests::*;
 use serde_json::{Value, json};
 use store::segments::{COUNTER_PARTITIONS, SHARDS, SegmentCaps};
-
-fn ids(prefix: &str, n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("{prefix}{i}@company.com")).collect()
-}
 
 struct Ctx {
     stack: Stack,
@@ -71,11 +71,6 @@ impl Ctx {
         }
         panic!("cursors never ended");
     }
-}
-
-fn sorted(mut v: Vec<String>) -> Vec<String> {
-    v.sort();
-    v
 }
 
 /// The seeds' create body (with a concrete external id and name) and update body, then list,

@@ -1,6 +1,6 @@
 //! The response bodies of every route, one struct per schema of `docs/openapi.yaml`
 //! (`components/schemas`, same names): changing a field here changes the API, and
-//! `tests/tests/openapi.rs` checks every answer against the document. Stored items have their
+//! `tests/tests/suite/openapi.rs` checks every answer against the document. Stored items have their
 //! own record types in [`crate::store`], so nothing here changes what is stored.
 //!
 //! Error bodies are made in one place, [`crate::http::error::render`].

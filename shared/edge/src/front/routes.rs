@@ -1,7 +1,7 @@
 //! Each function declares its routes once, as a table of [`Route`]s: method, path template,
 //! what the front must do before the handler runs (who may call, idempotency, rate-limit
 //! cost) and the wire dialect its errors are rendered in. Matching, `404`s, `405`s and their
-//! `Allow` header all come from that table; `tests/tests/routes.rs` checks it against
+//! `Allow` header all come from that table; `tests/tests/suite/routes.rs` checks it against
 //! `template.yaml`, the local router in `Cargo.toml` and `docs/openapi.yaml`.
 
 pub use crate::http::Dialect;

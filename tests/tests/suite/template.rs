@@ -110,7 +110,7 @@ fn every_route_has_a_sample_event() {
         }
         let ev: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         if ev["Records"][0]["eventSource"] == "aws:sqs" {
-            continue; // the import worker's event (tests/tests/events.rs runs it)
+            continue; // the import worker's event (tests/tests/suite/events.rs runs it)
         }
         let method = ev["requestContext"]["http"]["method"].as_str().unwrap().to_string();
         covered.push((method, ev["routeKey"].as_str().unwrap().to_string()));

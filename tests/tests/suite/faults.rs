@@ -48,15 +48,6 @@ fn four_faults(plan: FaultPlan, op: &'static str) -> FaultPlan {
     plan.fail_each(op, 1, &[Throttled, Throttling, ServerError, Timeout])
 }
 
-fn ids(prefix: &str, n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("{prefix}{i}@company.com")).collect()
-}
-
-fn sorted(mut v: Vec<String>) -> Vec<String> {
-    v.sort();
-    v
-}
-
 /// The account's attribute headroom (limit − attributes in use), read directly.
 async fn headroom(stack: &Stack, account: &AccountId) -> i64 {
     use aws_sdk_dynamodb::types::AttributeValue::S;

@@ -33,20 +33,6 @@ impl World {
     async fn attrs(&self, user: &str) -> Option<Value> {
         Some(user_group(&self.app, &self.auth, user, &self.integration_id).await?["attributes"].clone())
     }
-    /// DynamoDB writes made since the last call.
-    fn writes(&self) -> Vec<String> {
-        self.stack
-            .counter
-            .take()
-            .into_iter()
-            .filter(|op| {
-                matches!(
-                    op.as_str(),
-                    "PutItem" | "UpdateItem" | "BatchWriteItem" | "DeleteItem" | "TransactWriteItems"
-                )
-            })
-            .collect()
-    }
 }
 
 const JOHN: &str = "[email protected]";
@@ -190,7 +176,7 @@ async fn limits_at_the_edge_and_one_past() {
     let a = w.send(users(101)).await;
     assert_eq!((a.status, a.body["error"]["code"].as_str()), (400, Some("validation_failed")));
     assert_eq!(a.body["error"]["details"][0]["path"], "data");
-    assert!(w.writes().is_empty());
+    assert!(w.stack.counter.take_writes().is_empty());
 
     const MAX: usize = 2 * 1024 * 1024;
     let a = w.post(&body_of_size(&w.token, MAX)).await;
@@ -211,7 +197,7 @@ async fn limits_at_the_edge_and_one_past() {
         a.body["error"]["details"][0],
         json!({"index": 0, "path": "Email", "reason": "a user id must be 1 to 100 characters long"})
     );
-    assert!(w.writes().is_empty());
+    assert!(w.stack.counter.take_writes().is_empty());
     let a = w.get(&"i".repeat(101)).await;
     assert_eq!(a.status, 400);
 }
@@ -307,7 +293,7 @@ async fn bad_input_is_a_clear_4xx_and_writes_nothing() {
     assert_eq!((a.status, a.body["error"]["code"].as_str()), (403, Some("insufficient_scope")));
     let a = answer(edge::front::serve(&w.app, req("POST", "/public/v1/user/data", &[], Some(&body))).await);
     assert_eq!((a.status, a.header("www-authenticate")), (401, Some("Bearer")));
-    assert!(w.writes().is_empty(), "no refused request wrote anything");
+    assert!(w.stack.counter.take_writes().is_empty(), "no refused request wrote anything");
     assert_eq!(w.get("u").await.status, 404);
 }
 
@@ -474,7 +460,7 @@ async fn a_patch_takes_effect_for_the_next_call_and_warm_calls_read_no_integrati
         assert_eq!(a.status, 200, "{}", a.body);
     }
     // The route's own units: the users' items, and reads of the integration (the
-    // protections' writes are tested in tests/tests/protections.rs).
+    // protections' writes are tested in tests/tests/suite/protections.rs).
     let spent = Units { wcu: (units_of(&[users]) - before.0).wcu, rcu: (units_of(&[config]) - before.1).rcu };
     let ops = w.stack.counter.take();
     w.stack.counter.take_protection();

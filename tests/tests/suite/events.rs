@@ -69,7 +69,7 @@ async fn every_event_succeeds_on_its_function() {
         .filter(|n| n.ends_with(".json"))
         .collect();
     for f in &files {
-        assert!(ORDER.contains(&f.as_str()), "events/{f}: add it to ORDER in tests/tests/events.rs");
+        assert!(ORDER.contains(&f.as_str()), "events/{f}: add it to ORDER in tests/tests/suite/events.rs");
     }
     files.sort_by_key(|f| ORDER.iter().position(|o| o == f));
 

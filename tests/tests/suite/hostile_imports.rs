@@ -20,17 +20,6 @@ fn megabytes() -> usize {
     std::env::var("HOSTILE_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(4)
 }
 
-/// Peak resident set of this process so far (VmHWM), in MB.
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
-}
-
 struct Ran {
     status: Value,
     requests: usize,
