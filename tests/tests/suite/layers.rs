@@ -31,10 +31,12 @@ fn dependencies(manifest: &str) -> Vec<String> {
     for line in manifest.lines().map(str::trim) {
         if line.starts_with('[') {
             inside = line == "[dependencies]";
-        } else if inside && let Some((name, _)) = line.split_once(['.', ' ', '=']) {
-            if !name.is_empty() && !name.starts_with('#') {
-                out.push(name.to_string());
-            }
+        } else if inside
+            && let Some((name, _)) = line.split_once(['.', ' ', '='])
+            && !name.is_empty()
+            && !name.starts_with('#')
+        {
+            out.push(name.to_string());
         }
     }
     out
