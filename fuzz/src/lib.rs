@@ -1,5 +1,5 @@
 //! The fuzz harness: one function per target, each feeding arbitrary bytes to the real parsers
-//! and verifier of `shared` the way the functions call them, and asserting what must hold
+//! and verifier (`domain`, `auth`) the way the functions call them, and asserting what must hold
 //! beyond "no panic". Used by the cargo-fuzz targets (`fuzz/fuzz_targets/*.rs`) and, on stable,
 //! by `shared/auth/tests/fuzz_regressions.rs`, which replays the seed corpus and every crash found.
 

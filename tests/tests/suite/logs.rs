@@ -26,6 +26,10 @@ async fn every_line_names_its_request_and_no_secret_appears() {
     let sink = capture.clone();
     let filter = tracing_subscriber::EnvFilter::new("info");
     let _logs = tracing::subscriber::set_default(boot::telemetry::subscriber(filter, move || sink.clone()));
+    // Tracing caches per callsite, process-wide, whether anyone listens. A callsite another
+    // test's thread registered while this subscriber was being set may have cached "no one":
+    // ask every callsite again now that this thread has a subscriber.
+    tracing::callsite::rebuild_interest_cache();
 
     let stack = Stack::new().await;
     let token_app = stack.token_app();
