@@ -25,11 +25,12 @@ async fn every_line_names_its_request_and_no_secret_appears() {
     let capture = Capture::default();
     let sink = capture.clone();
     let filter = tracing_subscriber::EnvFilter::new("info");
+    // While one subscriber is registered in the whole process, tracing asks only the current
+    // thread's about a callsite it meets first, and caches the answer: a callsite another
+    // test's thread reaches first would be cached as unwanted. A second one, kept alive here,
+    // makes it ask every registered subscriber, this thread's included.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     let _logs = tracing::subscriber::set_default(boot::telemetry::subscriber(filter, move || sink.clone()));
-    // Tracing caches per callsite, process-wide, whether anyone listens. A callsite another
-    // test's thread registered while this subscriber was being set may have cached "no one":
-    // ask every callsite again now that this thread has a subscriber.
-    tracing::callsite::rebuild_interest_cache();
 
     let stack = Stack::new().await;
     let token_app = stack.token_app();
