@@ -46,6 +46,21 @@ def setup():
     print(json.dumps({"bucket": BUCKET, "queueUrl": url}))
 
 
+def aws_shape(body):
+    """S3's notification as AWS documents it: the local server leaves out a record's
+    userIdentity, requestParameters and responseElements, which the worker's typed event
+    (aws_lambda_events' S3Event) requires."""
+    try:
+        event = json.loads(body)
+    except ValueError:
+        return body
+    for r in event.get("Records", []) if isinstance(event, dict) else []:
+        r.setdefault("userIdentity", {"principalId": "local"})
+        r.setdefault("requestParameters", {"sourceIPAddress": "127.0.0.1"})
+        r.setdefault("responseElements", {})
+    return json.dumps(event)
+
+
 def poll(port):
     _, sqs = clients()
     url = sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"]
@@ -60,7 +75,7 @@ def poll(port):
             continue
         for m in got.get("Messages", []):
             event = {"Records": [{
-                "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": aws_shape(m["Body"]),
                 "attributes": {}, "messageAttributes": {}, "md5OfBody": m.get("MD5OfBody", ""),
                 "eventSource": "aws:sqs", "eventSourceARN": arn, "awsRegion": "us-east-1"}]}
             keys = [r["s3"]["object"]["key"] for r in json.loads(m["Body"]).get("Records", [])]

@@ -11,6 +11,23 @@ use crate::user_data::{self, UserUpdate};
 /// Longest row (CSV record or NDJSON line) in bytes: a row holds one user, whose whole update
 /// is far smaller; a longer one is an unclosed quote or not this kind of file.
 pub const MAX_ROW_BYTES: usize = 1024 * 1024;
+/// Longest name (column, payload path) an import's record or report quotes, in bytes.
+pub const MAX_QUOTED_NAME_BYTES: usize = 200;
+
+/// `name` cut to [`MAX_QUOTED_NAME_BYTES`] on a character boundary: names a file chose are
+/// stored and quoted only this long.
+pub fn clip(name: &str) -> &str {
+    let mut cut = name.len().min(MAX_QUOTED_NAME_BYTES);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &name[..cut]
+}
+
+/// Most fields in one CSV row: a spreadsheet's widest sheet (16,384 columns). The field list
+/// costs memory per comma whatever the fields hold, so it has its own bound beside
+/// [`MAX_ROW_BYTES`].
+pub const MAX_ROW_FIELDS: usize = 16_384;
 /// Largest file: S3's limit for one `PUT`.
 pub const MAX_FILE_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 /// Rejected rows the error report lists; past it the report says how many more there were.
@@ -190,21 +207,40 @@ pub struct CsvColumns {
 impl CsvColumns {
     /// Fails (the whole import) when no column names the identifier or a name is repeated.
     pub fn from_header(def: &Definition, header: &[String]) -> Result<Self, String> {
+        Self::matched(def, header, true)
+    }
+
+    /// The columns again from [`CsvColumns::stored`] (a resumed import reads on from the middle
+    /// of the file, past its header): the same matching, the ignored columns already reported.
+    pub fn from_stored(def: &Definition, stored: &[String]) -> Result<Self, String> {
+        Self::matched(def, stored, false)
+    }
+
+    fn matched(def: &Definition, header: &[String], fresh: bool) -> Result<Self, String> {
         let mut identifier = None;
         let mut properties = Vec::new();
         let mut ignored = Vec::new();
+        let mut names = Vec::with_capacity(header.len());
+        let mut seen = std::collections::HashSet::with_capacity(header.len());
         for (col, raw) in header.iter().enumerate() {
             let name = raw.trim();
-            if header[..col].iter().any(|h| h.trim() == name) {
-                return Err(format!("the header names column '{name}' twice"));
+            if fresh && !seen.insert(name) {
+                return Err(format!("the header names column '{}' twice", clip(name)));
             }
             if name == def.user_identifier.as_str() {
                 identifier = Some(col);
             } else if let Some(pi) = def.properties.iter().position(|p| p.path.as_str() == name) {
                 properties.push((col, pi));
             } else {
-                ignored.push(name.to_string());
+                // Never read, so never stored: a header of 16,384 long names would not fit
+                // the import's record (DynamoDB items hold 400 KB).
+                if fresh {
+                    ignored.push(clip(name).to_string());
+                }
+                names.push(String::new());
+                continue;
             }
+            names.push(name.to_string());
         }
         let Some(identifier) = identifier else {
             return Err(format!(
@@ -212,13 +248,13 @@ impl CsvColumns {
                 def.user_identifier.as_str()
             ));
         };
-        let names = header.iter().map(|h| h.trim().to_string()).collect();
         Ok(Self { names, identifier, properties, ignored })
     }
 
-    /// The header as stored with an import's checkpoint (a resumed import reads on from the
-    /// middle of the file, past its header).
-    pub fn names(&self) -> &[String] {
+    /// The header as an import's checkpoint stores it: the identifier's and the properties'
+    /// names in their columns, and an empty name for each other column (bounded by the
+    /// integration's paths, whatever the file's header holds).
+    pub fn stored(&self) -> &[String] {
         &self.names
     }
 
@@ -335,6 +371,8 @@ pub enum Split {
 pub enum SplitError {
     #[error("a row is longer than {MAX_ROW_BYTES} bytes (an unclosed quote?)")]
     TooLong,
+    #[error("a row has more than {MAX_ROW_FIELDS} fields")]
+    TooManyFields,
     #[error("a row is not UTF-8 text")]
     NotUtf8,
 }
@@ -376,7 +414,10 @@ impl CsvSplitter {
                     self.out.resize(len, 0);
                 }
                 csv_core::ReadRecordResult::OutputEndsFull => {
-                    let len = self.ends.len() * 2;
+                    if self.ends.len() >= MAX_ROW_FIELDS {
+                        return Err(SplitError::TooManyFields);
+                    }
+                    let len = (self.ends.len() * 2).min(MAX_ROW_FIELDS);
                     self.ends.resize(len, 0);
                 }
                 csv_core::ReadRecordResult::Record => return self.take(consumed),
@@ -531,5 +572,49 @@ mod tests {
             vec!["callbackUrl"]
         );
         assert_eq!(paths(serde_json::json!({"format": "csv", "extra": 1}), false), vec!["extra"]);
+    }
+
+    #[test]
+    fn a_row_of_commas_fails_at_the_field_bound_whatever_its_length() {
+        let mut sp = CsvSplitter::default();
+        let widest = ",".repeat(MAX_ROW_FIELDS - 1) + "\n";
+        match sp.next(widest.as_bytes(), false).unwrap() {
+            Split::Record(fields, n) => assert_eq!((fields.len(), n), (MAX_ROW_FIELDS, widest.len())),
+            other => panic!("{other:?}"),
+        }
+        // One field more, and a row of commas as long as the whole row budget: both end at the
+        // bound, holding at most MAX_ROW_FIELDS ends.
+        let one_more = ",".repeat(MAX_ROW_FIELDS) + "\n";
+        assert_eq!(CsvSplitter::default().next(one_more.as_bytes(), false), Err(SplitError::TooManyFields));
+        let commas = vec![b','; MAX_ROW_BYTES];
+        let mut sp = CsvSplitter::default();
+        assert_eq!(sp.next(&commas, false), Err(SplitError::TooManyFields));
+        assert!(sp.ends.len() <= MAX_ROW_FIELDS);
+    }
+
+    #[test]
+    fn a_wide_header_is_checked_for_repeats_in_one_pass() {
+        let d = def();
+        let mut header: Vec<String> = (0..MAX_ROW_FIELDS).map(|i| format!("c{i}")).collect();
+        header[0] = "Email".into();
+        assert_eq!(CsvColumns::from_header(&d, &header).unwrap().ignored.len(), MAX_ROW_FIELDS - 1);
+        header.push("c77".into());
+        assert_eq!(CsvColumns::from_header(&d, &header).unwrap_err(), "the header names column 'c77' twice");
+    }
+
+    #[test]
+    fn the_stored_header_holds_only_what_is_read_and_quoted_names_are_clipped() {
+        let d = def();
+        let long = "é".repeat(150_000);
+        let header: Vec<String> = ["Email", "Type", long.as_str(), "x"].map(String::from).to_vec();
+        let cols = CsvColumns::from_header(&d, &header).unwrap();
+        assert_eq!(cols.stored(), ["Email", "Type", "", ""]);
+        assert_eq!(cols.ignored, vec![clip(&long).to_string(), "x".to_string()]);
+        assert_eq!(cols.ignored[0].len(), MAX_QUOTED_NAME_BYTES);
+        // Resumed from what was stored: the same columns, nothing reported again.
+        let again = CsvColumns::from_stored(&d, cols.stored()).unwrap();
+        assert_eq!((again.stored(), again.ignored.len()), (cols.stored(), 0));
+        let twice = CsvColumns::from_header(&d, &[long.clone(), long.clone(), "Email".into()]).unwrap_err();
+        assert!(twice.len() < 300, "{}", twice.len());
     }
 }

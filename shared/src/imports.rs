@@ -70,6 +70,12 @@ pub fn report_key(account: &AccountId, integration_id: &str, import_id: &str) ->
     format!("reports/{account}/{integration_id}/{import_id}.csv")
 }
 
+/// Where the error report's parts wait until the import ends: one object per page that found
+/// problems, named by the page's first row (so a page written again replaces its own part).
+pub fn report_parts_prefix(account: &AccountId, integration_id: &str, import_id: &str) -> String {
+    format!("reports/{account}/{integration_id}/{import_id}.parts/")
+}
+
 /// The (account, integration, import) an upload key names; `None` for any other key.
 pub fn parse_upload_key(key: &str) -> Option<(AccountId, String, String)> {
     let mut parts = key.strip_prefix(UPLOAD_PREFIX)?.split('/');
@@ -179,6 +185,19 @@ impl Files {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
             Err(e) => Err(s3_error("GetObject", aws_sdk_s3::error::DisplayErrorContext(e))),
         }
+    }
+
+    /// Every key under `prefix`, in S3's (lexicographic) order.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut keys = Vec::new();
+        let mut pages =
+            self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|e| s3_error("ListObjectsV2", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            keys.extend(page.contents.unwrap_or_default().into_iter().filter_map(|o| o.key));
+        }
+        Ok(keys)
     }
 
     pub async fn write(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), StoreError> {

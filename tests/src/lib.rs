@@ -488,7 +488,6 @@ impl Stack {
         import_worker::Worker {
             store: self.store_as("import-worker"),
             files: self.files.clone(),
-            owner: uuid::Uuid::new_v4().to_string(),
             stop_at: std::time::Instant::now() + std::time::Duration::from_secs(seconds),
             callback: import_worker::callback::Sender::new(true),
             page_rows: import_worker::PAGE_ROWS,
@@ -747,4 +746,20 @@ fn dechunk(body: &str) -> String {
         rest = after[n..].trim_start_matches("\r\n");
     }
     out
+}
+
+/// The SQS event the queue delivers for an upload under `key` (S3's notification, in
+/// AWS's documented shape, as the message body), as message `message_id`.
+pub fn upload_event(message_id: &str, key: &str) -> aws_lambda_events::event::sqs::SqsEvent {
+    let s3 = serde_json::json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": "2026-12-06T09:00:00.000Z", "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": "AWS:AROAEXAMPLE"}, "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "responseElements": {}, "s3": {"s3SchemaVersion": "1.0", "configurationId": "uploads",
+            "bucket": {"name": "imports", "arn": "arn:aws:s3:::imports"},
+            "object": {"key": key.replace(' ', "+"), "size": 1, "sequencer": "0"}}}]});
+    serde_json::from_value(
+        serde_json::json!({"Records": [{"messageId": message_id, "body": s3.to_string()}]}),
+    )
+    .expect("an SQS event")
 }

@@ -102,8 +102,9 @@ async fn every_event_succeeds_on_its_function() {
         if ev.get("routeKey").is_none() {
             // The import worker's SQS event: its import is read to the end.
             assert_eq!(name, "import-worker-upload.json");
-            let answer = import_worker::handle(&stack.import_worker(600), &ev).await;
-            assert_eq!(answer, serde_json::json!({"batchItemFailures": []}), "events/{name}");
+            let ev = serde_json::from_value(ev).unwrap_or_else(|e| panic!("events/{name}: {e}"));
+            let answer = import_worker::handle(&stack.import_worker(600), ev).await;
+            assert!(answer.batch_item_failures.is_empty(), "events/{name}: {answer:?}");
             continue;
         }
         let route = ev["routeKey"].as_str().unwrap();

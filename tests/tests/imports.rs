@@ -7,7 +7,7 @@ use std::time::Duration;
 use import_worker::{Outcome, Worker};
 use integration_tests::*;
 use serde_json::{Value, json};
-use shared::store::imports::ImportStatus;
+use shared::store::imports::{Checkpoint, ImportStatus, Lease};
 
 /// Email identifies the user; one property of each type, one of them nested.
 const CRM: &str = r#"{"name": "CRM backfill", "userIdentifierProperty": "Email",
@@ -42,13 +42,6 @@ async fn upload(import: &Import, file: &[u8]) {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
 }
 
-/// The SQS event the queue delivers for an upload (S3's notification, as the message body).
-fn event(key: &str) -> Value {
-    let s3 = json!({"Records": [{"eventName": "ObjectCreated:Put",
-        "s3": {"bucket": {"name": "imports"}, "object": {"key": key.replace(' ', "+")}}}]});
-    json!({"Records": [{"messageId": "m-1", "body": s3.to_string()}]})
-}
-
 fn key(stack: &Stack, integration: &str, import: &Import) -> String {
     shared::imports::upload_key(&stack.account, integration, &import.id)
 }
@@ -70,8 +63,8 @@ async fn attributes(stack: &Stack, auth: &str, user: &str, integration: &str) ->
 }
 
 async fn run_to_end(worker: &Worker, k: &str) {
-    let answer = import_worker::handle(worker, &event(k)).await;
-    assert_eq!(answer, json!({"batchItemFailures": []}));
+    let answer = import_worker::handle(worker, upload_event("m-1", k)).await;
+    assert!(answer.batch_item_failures.is_empty());
 }
 
 #[tokio::test]
@@ -191,12 +184,12 @@ async fn redelivered_and_concurrent_events_count_each_row_once() {
     let (mut w1, mut w2) = (stack.import_worker(600), stack.import_worker(600));
     (w1.page_rows, w2.page_rows) = (10, 10);
     // Two deliveries at once: one holds the lease, the other finds it busy.
-    let (a, b) = tokio::join!(import_worker::run_key(&w1, &k), import_worker::run_key(&w2, &k));
+    let (a, b) = tokio::join!(import_worker::run_key(&w1, "m-1", &k), import_worker::run_key(&w2, "m-2", &k));
     let outcomes = [a.unwrap(), b.unwrap()];
     assert!(outcomes.contains(&Outcome::Finished(ImportStatus::Completed)), "{outcomes:?}");
     assert!(outcomes.contains(&Outcome::Skipped), "{outcomes:?}");
     // Redelivered after the end: nothing happens.
-    assert_eq!(import_worker::run_key(&stack.import_worker(600), &k).await.unwrap(), Outcome::Skipped);
+    assert_eq!(import_worker::run_key(&stack.import_worker(600), "m-3", &k).await.unwrap(), Outcome::Skipped);
     let s = status(&stack, &auth, &import).await;
     assert_eq!(
         (s["rowsRead"].as_i64(), s["accepted"].as_i64(), s["rejected"].as_i64()),
@@ -227,7 +220,7 @@ async fn an_import_out_of_time_hands_over_and_the_next_leg_resumes_at_the_checkp
         let mut worker = stack.import_worker(0);
         worker.page_rows = 10;
         legs += 1;
-        match import_worker::run_key(&worker, &next).await.unwrap() {
+        match import_worker::run_key(&worker, &format!("m-leg-{legs}"), &next).await.unwrap() {
             Outcome::Continued => {
                 let s = status(&stack, &auth, &import).await;
                 assert_eq!(s["status"], "processing");
@@ -495,7 +488,7 @@ async fn a_worker_that_died_is_taken_over_from_its_last_checkpoint_once_its_leas
     // (never checkpoints) with its lease still running.
     let mut first = stack.import_worker(0);
     first.page_rows = 10;
-    assert_eq!(import_worker::run_key(&first, &k).await.unwrap(), Outcome::Continued);
+    assert_eq!(import_worker::run_key(&first, "m-1", &k).await.unwrap(), Outcome::Continued);
     let now = shared::domain::Timestamp::now().epoch_secs();
     let lease = stack
         .store
@@ -504,7 +497,7 @@ async fn a_worker_that_died_is_taken_over_from_its_last_checkpoint_once_its_leas
         .unwrap();
     assert!(matches!(lease, shared::store::imports::Lease::Taken(_)));
     // Its message comes back while the lease runs: nothing happens.
-    assert_eq!(import_worker::run_key(&stack.import_worker(600), &k).await.unwrap(), Outcome::Skipped);
+    assert_eq!(import_worker::run_key(&stack.import_worker(600), "m-3", &k).await.unwrap(), Outcome::Skipped);
     // The lease ran out (as if 60 s later): the next delivery resumes at row 11.
     let later = now + 61;
     let lease = stack
@@ -524,9 +517,215 @@ async fn a_worker_that_died_is_taken_over_from_its_last_checkpoint_once_its_leas
         .await
         .unwrap();
     assert_eq!(
-        import_worker::run_key(&stack.import_worker(600), &k).await.unwrap(),
+        import_worker::run_key(&stack.import_worker(600), "m-3", &k).await.unwrap(),
         Outcome::Finished(ImportStatus::Completed)
     );
     let s = status(&stack, &auth, &import).await;
     assert_eq!((s["rowsRead"].as_i64(), s["accepted"].as_i64()), (Some(30), Some(30)), "{s}");
+}
+
+/// Runs legs (each out of time after one page of `page_rows`) until the import ends.
+async fn legs_to_end(stack: &Stack, k: &str, page_rows: usize) -> (usize, Outcome) {
+    let marker = format!("{k}{}", shared::imports::RESUME_SUFFIX);
+    let mut next = k.to_string();
+    for legs in 1..=20 {
+        let mut worker = stack.import_worker(0);
+        worker.page_rows = page_rows;
+        match import_worker::run_key(&worker, &format!("m-{legs}"), &next).await.unwrap() {
+            Outcome::Continued => next = marker.clone(),
+            end => return (legs, end),
+        }
+    }
+    panic!("no end after 20 legs");
+}
+
+#[tokio::test]
+async fn a_file_that_ends_exactly_on_a_page_and_a_leg_ends_the_import() {
+    let stack = Stack::new().await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let (integration, _) = create_integration(&stack, &auth, CRM).await;
+    for with_final_line_end in [true, false] {
+        let import = create(&stack, &auth, &integration, json!({"format": "csv"})).await;
+        let mut file = rows(40);
+        if !with_final_line_end {
+            file.pop();
+        }
+        upload(&import, file.as_bytes()).await;
+        // Four pages of ten: the fourth leg reads the last row and ends the import itself.
+        let (legs, end) = legs_to_end(&stack, &key(&stack, &integration, &import), 10).await;
+        assert_eq!((legs, end), (4, Outcome::Finished(ImportStatus::Completed)));
+        let s = status(&stack, &auth, &import).await;
+        assert_eq!((s["rowsRead"].as_i64(), s["accepted"].as_i64()), (Some(40), Some(40)), "{s}");
+        assert_eq!(s["bytesRead"].as_u64(), Some(file.len() as u64));
+    }
+
+    // A leg that handed over at the very end of the file (as one did before the end was
+    // noticed): the next leg reads nothing (a range past the end is refused) and completes.
+    let import = create(&stack, &auth, &integration, json!({"format": "csv"})).await;
+    let file = rows(10);
+    upload(&import, file.as_bytes()).await;
+    let k = key(&stack, &integration, &import);
+    let mut first = stack.import_worker(0);
+    first.page_rows = 10;
+    let now = shared::domain::Timestamp::now().epoch_secs();
+    let Lease::Taken(rec) =
+        stack.store.lease_import(&stack.account, &integration, &import.id, "x", now, now + 60).await.unwrap()
+    else {
+        panic!("no lease")
+    };
+    let mut progress = rec.progress.clone();
+    progress.bytes_read = file.len() as i64;
+    progress.rows_read = 10;
+    progress.accepted = 10;
+    progress.header = Some(vec!["Email".into(), "Type".into(), "plan.seats".into()]);
+    progress.etag = stack.files.head(&k).await.unwrap().map(|f| f.etag);
+    let cp = Checkpoint { progress: &progress, lease_until: now - 1 };
+    assert!(stack.store.checkpoint_import(&rec, "x", cp).await.unwrap());
+    let marker = format!("{k}{}", shared::imports::RESUME_SUFFIX);
+    assert_eq!(
+        import_worker::run_key(&first, "m-2", &marker).await.unwrap(),
+        Outcome::Finished(ImportStatus::Completed)
+    );
+    let s = status(&stack, &auth, &import).await;
+    assert_eq!((s["status"].as_str(), s["accepted"].as_i64()), (Some("completed"), Some(10)), "{s}");
+}
+
+#[tokio::test]
+async fn a_leg_that_fails_after_taking_the_lease_is_resumed_by_its_message_at_once() {
+    let stack = Stack::with_faults(FaultPlan::new()).await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let (integration, _) = create_integration(&stack, &auth, CRM).await;
+    let import = create(&stack, &auth, &integration, json!({"format": "csv"})).await;
+    upload(&import, rows(30).as_bytes()).await;
+    let k = key(&stack, &integration, &import);
+    let mut worker = stack.import_worker(600);
+    worker.page_rows = 10;
+
+    // The second page's writes fail past every retry: the leg fails with the lease taken.
+    stack.faults.arm(FaultPlan::new().fail("BatchWriteItem", 2..=1000, Fault::ServerError));
+    let answer = import_worker::handle(&worker, upload_event("m-1", &k)).await;
+    let failed: Vec<&str> = answer.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, vec!["m-1"]);
+    stack.faults.disarm();
+    let s = status(&stack, &auth, &import).await;
+    assert_eq!((s["status"].as_str(), s["rowsRead"].as_i64()), (Some("processing"), Some(10)), "{s}");
+
+    // The message comes back (10 s later locally; well within the failed leg's lease): it
+    // resumes at the checkpoint, it is not skipped.
+    let answer = import_worker::handle(&worker, upload_event("m-1", &k)).await;
+    assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
+    let s = status(&stack, &auth, &import).await;
+    assert_eq!(
+        (s["status"].as_str(), s["rowsRead"].as_i64(), s["accepted"].as_i64()),
+        (Some("completed"), Some(30), Some(30)),
+        "{s}"
+    );
+
+    // A leg that died without letting its lease go (killed, say): another message's delivery
+    // finds the import busy, its own message's next delivery takes it over.
+    let import = create(&stack, &auth, &integration, json!({"format": "csv"})).await;
+    upload(&import, rows(5).as_bytes()).await;
+    let k = key(&stack, &integration, &import);
+    let now = shared::domain::Timestamp::now().epoch_secs();
+    let lease =
+        stack.store.lease_import(&stack.account, &integration, &import.id, "m-dead", now, now + 120).await;
+    assert!(matches!(lease.unwrap(), Lease::Taken(_)));
+    assert_eq!(import_worker::run_key(&worker, "m-other", &k).await.unwrap(), Outcome::Skipped);
+    assert_eq!(
+        import_worker::run_key(&worker, "m-dead", &k).await.unwrap(),
+        Outcome::Finished(ImportStatus::Completed)
+    );
+}
+
+#[tokio::test]
+async fn files_of_no_data_rows_end_and_blank_lines_count_toward_a_page() {
+    let stack = Stack::new().await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let (integration, _) = create_integration(&stack, &auth, CRM).await;
+    let cases: [(&str, &[u8], &str); 4] = [
+        ("csv", b"Email,Type,plan.seats\n", "completed"),
+        ("csv", b"\xEF\xBB\xBFEmail,Type\r\n\r\n\r\n", "completed"),
+        ("ndjson", b"\n\n  \r\n\n", "completed"),
+        ("csv", b"\n\n\n", "failed"),
+    ];
+    for (format, file, end) in cases {
+        let import = create(&stack, &auth, &integration, json!({"format": format})).await;
+        upload(&import, file).await;
+        run_to_end(&stack.import_worker(600), &key(&stack, &integration, &import)).await;
+        let s = status(&stack, &auth, &import).await;
+        assert_eq!(s["status"], end, "{}: {s}", String::from_utf8_lossy(file));
+        assert_eq!((s["rowsRead"].as_i64(), s["accepted"].as_i64()), (Some(0), Some(0)), "{s}");
+    }
+
+    // 20 MB of line ends: read in pages of at most 8 MiB (with a checkpoint and a look at the
+    // clock after each), not in one unbounded call (which overflowed the stack).
+    let import = create(&stack, &auth, &integration, json!({"format": "ndjson"})).await;
+    let file = vec![b'\n'; 20 * 1024 * 1024];
+    upload(&import, &file).await;
+    let (legs, end) = legs_to_end(&stack, &key(&stack, &integration, &import), 10).await;
+    assert_eq!((legs, end), (3, Outcome::Finished(ImportStatus::Completed)));
+    let s = status(&stack, &auth, &import).await;
+    assert_eq!((s["rowsRead"].as_i64(), s["bytesRead"].as_u64()), (Some(0), Some(file.len() as u64)), "{s}");
+}
+
+#[tokio::test]
+async fn a_header_of_huge_names_keeps_the_import_record_small() {
+    let stack = Stack::new().await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let (integration, _) = create_integration(&stack, &auth, CRM).await;
+    // A 300 KB column name (the record held it whole: past DynamoDB's 400 KB item limit the
+    // checkpoint failed and the import stayed `processing`), and many more columns.
+    let huge = "N".repeat(300 * 1024);
+    let extra: Vec<String> = (0..2000).map(|i| format!("col{i:04}{}", "x".repeat(100))).collect();
+    let file =
+        format!("Email,{huge},Type,{}\na@x.com,1,gold,{}\n", extra.join(","), vec!["v"; 2000].join(","));
+    let import = create(&stack, &auth, &integration, json!({"format": "csv"})).await;
+    upload(&import, file.as_bytes()).await;
+    run_to_end(&stack.import_worker(600), &key(&stack, &integration, &import)).await;
+    let s = status(&stack, &auth, &import).await;
+    assert_eq!(
+        (s["status"].as_str(), s["accepted"].as_i64()),
+        (Some("completed"), Some(1)),
+        "{}",
+        &s.to_string()[..500]
+    );
+    let ignored = s["ignoredColumns"].as_array().unwrap();
+    assert_eq!(ignored.len(), 100, "the first 100 ignored columns are listed");
+    assert_eq!(ignored[0].as_str().unwrap().len(), shared::domain::import::MAX_QUOTED_NAME_BYTES);
+    assert!(s.to_string().len() < 40 * 1024, "{} bytes", s.to_string().len());
+    assert_eq!(
+        attributes(&stack, &auth, "a@x.com", &integration).await,
+        Some(json!({"Customer_Type": "gold"}))
+    );
+}
+
+#[tokio::test]
+async fn each_pages_report_lines_are_stored_once_and_assembled_at_the_end() {
+    let stack = Stack::new().await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let (integration, _) = create_integration(&stack, &auth, CRM).await;
+    let import = create(&stack, &auth, &integration, json!({"format": "csv"})).await;
+    // Every row is bad.
+    let mut file = String::from("Email,Type,plan.seats\n");
+    for i in 0..45 {
+        file.push_str(&format!("u{i}@x.com,t,=1+{i}\n"));
+    }
+    upload(&import, file.as_bytes()).await;
+    let (legs, end) = legs_to_end(&stack, &key(&stack, &integration, &import), 10).await;
+    assert_eq!((legs, end), (5, Outcome::Finished(ImportStatus::Completed)));
+    let s = status(&stack, &auth, &import).await;
+    assert_eq!(s["rejected"].as_i64(), Some(45));
+    let r = report(&s).await;
+    assert_eq!(r.lines().count(), 46, "{r}");
+    assert!(r.lines().nth(1).unwrap().starts_with("2,plan.seats,'=1+0'"), "{r}");
+    assert!(r.lines().last().unwrap().starts_with("46,plan.seats,"), "{r}");
+    // One part per page, written once: together they are the report, less its header.
+    let prefix = shared::imports::report_parts_prefix(&stack.account, &integration, &import.id);
+    let parts = stack.files.list(&prefix).await.unwrap();
+    assert_eq!(parts.len(), 5, "{parts:?}");
+    let mut stored = 0;
+    for p in &parts {
+        stored += stack.files.read_all(p).await.unwrap().unwrap().len();
+    }
+    assert_eq!(stored + "row,column,reason\n".len(), r.len());
 }

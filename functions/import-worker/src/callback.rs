@@ -32,6 +32,9 @@ use crate::Worker;
 const ATTEMPTS: u32 = 5;
 const FIRST_WAIT: Duration = Duration::from_secs(1);
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long, and how much, of a receiver's answer is read (and dropped).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
 pub const SIGNATURE_HEADER: &str = "x-import-signature";
 
 type Https = hyper_rustls::HttpsConnector<HttpConnector<PublicOnly>>;
@@ -44,6 +47,11 @@ pub struct Sender {
 }
 
 impl Sender {
+    /// The deployed sender: public https only, unless the environment allows a local stack's.
+    pub fn from_env() -> Self {
+        Self::new(shared::imports::local_callbacks_allowed())
+    }
+
     pub fn new(allow_local: bool) -> Self {
         let mut http = HttpConnector::new_with_resolver(PublicOnly { allow_local });
         http.enforce_http(false);
@@ -88,8 +96,10 @@ impl Sender {
             .map_err(|_| "timed out".to_string())?
             .map_err(|e| format!("{e:?}"))?;
         let status = answer.status().as_u16();
-        // Read (and drop) a bounded answer so the connection is reused.
-        let _ = tokio::time::timeout(Duration::from_secs(2), answer.into_body().collect()).await;
+        // Read (and drop) the answer so the connection is reused, bounded in time and in bytes:
+        // a receiver that streams for ever holds neither the worker's time nor its memory.
+        let bounded = http_body_util::Limited::new(answer.into_body(), MAX_ANSWER_BYTES);
+        let _ = tokio::time::timeout(ANSWER_TIMEOUT, bounded.collect()).await;
         Ok(status)
     }
 }
@@ -254,5 +264,30 @@ mod tests {
         assert!(err.contains("no public address"), "{err}");
         let err = sender.post("http://8.8.8.8/x", "t=1,v1=0", b"{}").await.unwrap_err();
         assert!(!err.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_endless_answer_is_read_only_to_its_bound() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let receiver = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = vec![0; 4096];
+            let _ = socket.read(&mut request).await;
+            socket.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").await.unwrap();
+            let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
+            let mut sent = 0usize;
+            // Until the worker hangs up, or 1 GiB: what it would have read in its 2 s.
+            while sent < 1 << 30 && socket.write_all(chunk.as_bytes()).await.is_ok() {
+                sent += 0x10000;
+            }
+            sent
+        });
+        assert_eq!(Sender::new(true).post(&url, "t=1,v1=0", b"{}").await, Ok(200));
+        // Past 64 KiB read the worker drops the connection: what was sent then is what the
+        // two sockets' buffers hold, a few MB at most.
+        let sent = receiver.await.unwrap();
+        assert!(sent < 64 << 20, "the receiver sent {sent} bytes before the worker hung up");
     }
 }

@@ -1,34 +1,9 @@
-use std::time::{Duration, Instant};
-
+use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
-use serde_json::Value;
-use shared::config::{self, Tables};
-use shared::imports::Files;
-use shared::store::dynamo::DynamoStore;
-
-/// Time kept back from the invocation's deadline (at most half of it): the last page, its
-/// checkpoint and the hand-over to the next leg must fit in it.
-const RESERVE: Duration = Duration::from_secs(90);
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let sdk = config::aws_sdk_config().await;
-    let store = DynamoStore::new(config::dynamodb_client(&sdk), Tables::from_env());
-    let files = Files::from_env(&sdk);
-    let callback = import_worker::callback::Sender::new(shared::imports::local_callbacks_allowed());
-    let (store, files, callback) = (&store, &files, &callback);
-    run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let left = event.context.deadline().duration_since(std::time::SystemTime::now()).unwrap_or_default();
-        let worker = import_worker::Worker {
-            store: store.clone(),
-            files: files.clone(),
-            owner: event.context.request_id.clone(),
-            stop_at: Instant::now() + left.saturating_sub(RESERVE.min(left / 2)),
-            callback: callback.clone(),
-            page_rows: import_worker::PAGE_ROWS,
-        };
-        Ok::<_, Error>(import_worker::handle(&worker, &event.payload).await)
-    }))
-    .await
+    let deps = import_worker::Deps::from_env().await;
+    run(service_fn(|event: LambdaEvent<SqsEvent>| import_worker::serve(&deps, event))).await
 }

@@ -249,8 +249,11 @@ impl DynamoStore {
         Ok((records, more))
     }
 
-    /// Takes the import's lease until `until` (epoch seconds) if nobody holds it (or a holder's
-    /// lease ran out: that worker died) and the import has not ended.
+    /// Takes the import's lease until `until` (epoch seconds) if nobody holds it, a holder's
+    /// lease ran out (that worker died), or `owner` holds it already: owners are queue
+    /// messages, and SQS delivers a message again only once its last delivery is over (the
+    /// queue's visibility timeout is longer than the worker's), so that holder is gone. The
+    /// import must not have ended.
     pub async fn lease_import(
         &self,
         account: &AccountId,
@@ -270,7 +273,8 @@ impl DynamoStore {
                 "SET leaseOwner = :o, leaseUntil = :u, #st = :p, startedAt = if_not_exists(startedAt, :now)",
             )
             .condition_expression(
-                "attribute_exists(pk) AND #st IN (:w, :p) AND (attribute_not_exists(leaseUntil) OR leaseUntil < :now)",
+                "attribute_exists(pk) AND #st IN (:w, :p) AND \
+                 (attribute_not_exists(leaseUntil) OR leaseUntil < :now OR leaseOwner = :o)",
             )
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":o", s(owner))
@@ -355,6 +359,21 @@ impl DynamoStore {
             req = req.expression_attribute_values(":cb", s("pending"));
         }
         while_held(req.update_expression(expr).send().await)
+    }
+
+    /// Lets the lease go at once, recording no progress: a leg that failed midway leaves the
+    /// import to the next delivery, which resumes at the last checkpoint.
+    pub async fn release_import(
+        &self,
+        rec: &ImportRecord,
+        owner: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let req = self
+            .held(rec, owner)
+            .update_expression("SET leaseUntil = :u")
+            .expression_attribute_values(":u", n(now - 1));
+        while_held(req.send().await)
     }
 
     /// An update of the import's record, applied only while `owner` holds its lease.

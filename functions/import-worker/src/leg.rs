@@ -1,0 +1,355 @@
+//! One leg of one import: from the last checkpoint, page by page, until the file ends, the
+//! file fails, the lease is lost or the invocation's time runs short.
+
+use std::time::Instant;
+
+use shared::domain::Timestamp;
+use shared::domain::import::{CsvColumns, Format, ImportMode, MAX_FILE_BYTES, RowProblem, clip, ndjson_row};
+use shared::domain::integration::Definition;
+use shared::domain::user_data::{AttrValue, UserId, UserUpdate};
+use shared::imports::{self as files, Body};
+use shared::store::StoreError;
+use shared::store::end_users::UserWrite;
+use shared::store::imports::{Checkpoint, ImportRecord, ImportStatus, Progress};
+
+use crate::page::Page;
+use crate::reader::{Row, RowNumber, RowReader};
+use crate::report::Report;
+use crate::{LEASE_SECS, MERGE_CONCURRENCY, Outcome, PAGE_BYTES, PUT_CONCURRENCY, Worker, callback};
+
+pub enum Step {
+    Done,
+    Fail(String),
+    OutOfTime,
+    LostLease,
+}
+
+pub struct Leg<'a> {
+    worker: &'a Worker,
+    /// Who holds the lease: the queue message this leg serves.
+    owner: &'a str,
+    pub rec: ImportRecord,
+    progress: Progress,
+    definition: Option<Definition>,
+    /// The CSV header matched to the definition.
+    columns: Option<CsvColumns>,
+    report: Report,
+    /// The first row of the page being read: its part of the report is named after it.
+    page_first_row: RowNumber,
+}
+
+impl<'a> Leg<'a> {
+    pub fn new(worker: &'a Worker, owner: &'a str, rec: ImportRecord) -> Self {
+        let progress = rec.progress.clone();
+        let report = Report::new(progress.reported);
+        Self { worker, owner, rec, progress, definition: None, columns: None, report, page_first_row: 0 }
+    }
+
+    fn upload_key(&self) -> String {
+        files::upload_key(&self.rec.account, &self.rec.integration_id, &self.rec.import_id)
+    }
+
+    fn report_key(&self) -> String {
+        files::report_key(&self.rec.account, &self.rec.integration_id, &self.rec.import_id)
+    }
+
+    fn parts_prefix(&self) -> String {
+        files::report_parts_prefix(&self.rec.account, &self.rec.integration_id, &self.rec.import_id)
+    }
+
+    pub async fn work(&mut self) -> Result<Step, StoreError> {
+        let store = &self.worker.store;
+        let Some(integration) = store.get_integration(&self.rec.account, &self.rec.integration_id).await?
+        else {
+            return Ok(Step::Fail("the integration was deleted".into()));
+        };
+        if let Some(names) = &self.progress.header {
+            match CsvColumns::from_stored(&integration.definition, names) {
+                Ok(cols) => self.columns = Some(cols),
+                Err(reason) => return Ok(Step::Fail(reason)),
+            }
+        }
+        self.definition = Some(integration.definition);
+        // Every leg looks at the file: its size says whether the last leg stopped at its very
+        // end (then there is nothing to read, and a range read would be refused), its ETag
+        // whether it is still the file the import started on.
+        let Some(file) = self.worker.files.head(&self.upload_key()).await? else {
+            return Ok(Step::Fail("no file was uploaded".into()));
+        };
+        let etag = match &self.progress.etag {
+            Some(etag) if *etag != file.etag => {
+                return Ok(Step::Fail("the file was replaced while it was being imported".into()));
+            }
+            Some(etag) => etag.clone(),
+            None if file.size == 0 => return Ok(Step::Fail("the file is empty".into())),
+            None if file.size > MAX_FILE_BYTES => {
+                return Ok(Step::Fail(format!("the file is larger than {MAX_FILE_BYTES} bytes")));
+            }
+            None => {
+                self.progress.etag = Some(file.etag.clone());
+                file.etag
+            }
+        };
+        let offset = u64::try_from(self.progress.bytes_read).unwrap_or(0);
+        if offset >= file.size {
+            return Ok(Step::Done);
+        }
+        if self.progress.reported > 0 {
+            self.adopt_whole_report().await?;
+        }
+        let mut body = match self.worker.files.read_from(&self.upload_key(), offset, &etag).await {
+            Ok(body) => body,
+            Err(_) if self.worker.files.head(&self.upload_key()).await?.is_some_and(|f| f.etag != etag) => {
+                return Ok(Step::Fail("the file was replaced while it was being imported".into()));
+            }
+            Err(e) => return Err(e),
+        };
+        let mut reader = RowReader::new(self.rec.format, offset, self.progress.last_row);
+        loop {
+            let page = match self.read_page(&mut reader, &mut body).await? {
+                Ok(page) => page,
+                Err(reason) => return Ok(Step::Fail(reason)),
+            };
+            self.write_page(page).await?;
+            if !self.checkpoint(now_secs() + LEASE_SECS).await? {
+                return Ok(Step::LostLease);
+            }
+            if reader.at_end(&mut body).await? {
+                return Ok(Step::Done);
+            }
+            if Instant::now() >= self.worker.stop_at {
+                return Ok(Step::OutOfTime);
+            }
+        }
+    }
+
+    /// Reads up to a page of rows, judging each. `Err(reason)` fails the import (a file that
+    /// cannot be read as its format).
+    async fn read_page(
+        &mut self,
+        reader: &mut RowReader,
+        body: &mut Body,
+    ) -> Result<Result<Page, String>, StoreError> {
+        let mut page = Page::default();
+        let (mut rows, mut page_bytes) = (0, 0);
+        self.page_first_row = reader.row + 1;
+        while rows < self.worker.page_rows && page_bytes < PAGE_BYTES {
+            let row = match reader.next(body).await? {
+                Ok(Some(row)) => row,
+                Ok(None) => {
+                    self.progress.bytes_read = reader.offset as i64;
+                    break;
+                }
+                Err(reason) => return Ok(Err(reason)),
+            };
+            self.progress.bytes_read = reader.offset as i64;
+            self.progress.last_row = reader.row;
+            let fields = match row {
+                Row::Blank(n) => {
+                    page_bytes += n;
+                    continue;
+                }
+                Row::Header(fields, n) => {
+                    page_bytes += n;
+                    let def = self.definition.as_ref().expect("read before the definition");
+                    match CsvColumns::from_header(def, &fields) {
+                        Ok(cols) => {
+                            self.progress.header = Some(cols.stored().to_vec());
+                            self.add_ignored(cols.ignored.clone());
+                            self.columns = Some(cols);
+                        }
+                        Err(reason) => return Ok(Err(reason)),
+                    }
+                    continue;
+                }
+                Row::Data(fields, n) => {
+                    page_bytes += n;
+                    fields
+                }
+            };
+            self.progress.rows_read += 1;
+            rows += 1;
+            let number = reader.row;
+            match self.judge(&fields) {
+                Ok(update) => {
+                    if let Some(earlier) = page.add(number, update, self.rec.mode) {
+                        self.progress.superseded += 1;
+                        self.progress.accepted -= 1;
+                        self.report.line(
+                            earlier,
+                            "",
+                            &format!("superseded by row {number}: the later row wins"),
+                        );
+                    }
+                    self.progress.accepted += 1;
+                }
+                Err(problems) => {
+                    self.progress.rejected += 1;
+                    for p in problems {
+                        self.report.line(number, &p.column, &p.reason);
+                    }
+                }
+            }
+        }
+        Ok(Ok(page))
+    }
+
+    fn judge(&mut self, fields: &[String]) -> Result<UserUpdate, Vec<RowProblem>> {
+        let def = self.definition.as_ref().expect("read before the definition");
+        match self.rec.format {
+            Format::Csv => match &self.columns {
+                Some(cols) => cols.row(def, fields),
+                None => Err(vec![RowProblem { column: String::new(), reason: "no header was read".into() }]),
+            },
+            Format::Ndjson => {
+                let (update, ignored) = ndjson_row(def, fields[0].as_bytes())?;
+                self.add_ignored(ignored);
+                Ok(update)
+            }
+        }
+    }
+
+    fn add_ignored(&mut self, names: Vec<String>) {
+        for name in names {
+            // Bounded: an NDJSON file could name new paths on every line.
+            let name = clip(&name);
+            if self.progress.ignored.len() < 100 && !self.progress.ignored.iter().any(|n| n == name) {
+                self.progress.ignored.push(name.to_string());
+            }
+        }
+    }
+
+    async fn write_page(&mut self, page: Page) -> Result<(), StoreError> {
+        let def = self.definition.as_ref().expect("read before the definition");
+        let now = Timestamp::now().rfc3339();
+        let (store, rec) = (&self.worker.store, &self.rec);
+        let writes: Vec<UserWrite<'_>> = page
+            .updates()
+            .map(|u| UserWrite {
+                user_id: &u.user_id,
+                values: u.values.iter().map(|(i, v)| (def.properties[*i].name.as_str(), v)).collect(),
+            })
+            .collect();
+        match rec.mode {
+            ImportMode::Replace => {
+                let refs: Vec<&UserWrite<'_>> = writes.iter().collect();
+                store.put_users(&rec.account, &rec.integration_id, &refs, &now, PUT_CONCURRENCY).await?;
+            }
+            ImportMode::Merge => {
+                let jobs: Vec<(UserId, Vec<(String, AttrValue)>)> = writes
+                    .iter()
+                    .map(|w| {
+                        (
+                            w.user_id.clone(),
+                            w.values.iter().map(|(n, v)| (n.to_string(), (*v).clone())).collect(),
+                        )
+                    })
+                    .collect();
+                shared::store::concurrent::for_each_bounded(
+                    jobs,
+                    MERGE_CONCURRENCY,
+                    "merge",
+                    |(user_id, values)| {
+                        let (store, account, id, now) =
+                            (store.clone(), rec.account.clone(), rec.integration_id.clone(), now.clone());
+                        async move {
+                            let w = UserWrite {
+                                user_id: &user_id,
+                                values: values.iter().map(|(n, v)| (n.as_str(), v)).collect(),
+                            };
+                            store.merge_user(&account, &id, &w, false, &now).await.map(|_| ())
+                        }
+                    },
+                )
+                .await?;
+            }
+        }
+        self.store_report().await
+    }
+
+    /// Stores this page's report lines as their own part (before the page's checkpoint).
+    async fn store_report(&mut self) -> Result<(), StoreError> {
+        if !self.report.page.is_empty() {
+            let key = Report::part_key(&self.parts_prefix(), self.page_first_row);
+            self.worker.files.write(&key, std::mem::take(&mut self.report.page), "text/csv").await?;
+        }
+        Ok(())
+    }
+
+    /// The report of an ended import: its parts, in row order, as one object.
+    async fn assemble_report(&mut self) -> Result<(), StoreError> {
+        self.store_report().await?;
+        if self.report.lines == 0 {
+            return Ok(());
+        }
+        let mut parts = Vec::new();
+        for key in self.worker.files.list(&self.parts_prefix()).await? {
+            parts.extend(self.worker.files.read_all(&key).await?);
+        }
+        self.worker.files.write(&self.report_key(), Report::assemble(parts), "text/csv").await
+    }
+
+    /// An import started by a worker that rewrote the whole report after each page: that
+    /// report becomes the first part.
+    async fn adopt_whole_report(&mut self) -> Result<(), StoreError> {
+        if !self.worker.files.list(&self.parts_prefix()).await?.is_empty() {
+            return Ok(());
+        }
+        if let Some(whole) = self.worker.files.read_all(&self.report_key()).await? {
+            self.worker.files.write(&Report::part_key(&self.parts_prefix(), 0), whole, "text/csv").await?;
+        }
+        Ok(())
+    }
+
+    async fn checkpoint(&mut self, lease_until: i64) -> Result<bool, StoreError> {
+        self.progress.reported = self.report.lines;
+        let cp = Checkpoint { progress: &self.progress, lease_until };
+        self.worker.store.checkpoint_import(&self.rec, self.owner, cp).await
+    }
+
+    /// Ends the leg as `step` says.
+    pub async fn end(&mut self, step: Step) -> Result<Outcome, StoreError> {
+        match step {
+            Step::Done => self.finish(ImportStatus::Completed, None).await,
+            Step::Fail(reason) => self.finish(ImportStatus::Failed, Some(reason)).await,
+            Step::OutOfTime => self.hand_over().await,
+            Step::LostLease => Ok(Outcome::LostLease),
+        }
+    }
+
+    async fn finish(&mut self, status: ImportStatus, failure: Option<String>) -> Result<Outcome, StoreError> {
+        self.assemble_report().await?;
+        if !self.checkpoint(now_secs() + LEASE_SECS).await? {
+            return Ok(Outcome::LostLease);
+        }
+        let now = now_secs();
+        let ended =
+            self.worker.store.finish_import(&self.rec, self.owner, status, failure.as_deref(), now).await?;
+        if !ended {
+            return Ok(Outcome::LostLease);
+        }
+        self.rec.status = status;
+        self.rec.progress = self.progress.clone();
+        self.rec.failure = failure;
+        self.rec.finished_at = Some(now);
+        if self.rec.callback_url.is_some() {
+            self.rec.callback_status = Some("pending".into());
+            callback::deliver(self.worker, &self.rec).await?;
+        }
+        Ok(Outcome::Finished(status))
+    }
+
+    /// Releases the lease (it ran out a second ago) and asks for the next leg.
+    async fn hand_over(&mut self) -> Result<Outcome, StoreError> {
+        if !self.checkpoint(now_secs() - 1).await? {
+            return Ok(Outcome::LostLease);
+        }
+        let marker = format!("{}{}", self.upload_key(), files::RESUME_SUFFIX);
+        self.worker.files.write(&marker, Vec::new(), "application/octet-stream").await?;
+        Ok(Outcome::Continued)
+    }
+}
+
+pub fn now_secs() -> i64 {
+    Timestamp::now().epoch_secs()
+}
