@@ -472,7 +472,7 @@ def write_report(args, results, skipped, memory, patterns, scale):
         verdict = "**throttles**" if w > 1000 or rd > 3000 else "ok"
         out.append(f"| {label} | {k['table']}{'/' + k['index'] if k['index'] else ''} | `{k['pk'][:70]}` | {n} | {what} | {w:,.0f} | {rd:,.0f} | {verdict} |")
     out += ["", "`RATE#<account>#<shard>`: the limiter spreads an account over ⌈limit / per-shard rate⌉ shards "
-            "(shared/src/protect/rate.rs); the demo account measured here has `make dev`'s limit of 100/s, so one "
+            "(the rate limiter, `protect::rate`); the demo account measured here has `make dev`'s limit of 100/s, so one "
             "shard: an account allowed 10,000/s has proportionally more shards (the scale simulation's account does). "
             "Keys of the other kinds do not depend on the account's limit."]
     if scale:
