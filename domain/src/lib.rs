@@ -6,6 +6,7 @@ pub mod clock;
 pub mod exact;
 pub mod ids;
 pub mod import;
+pub mod import_rows;
 pub mod integration;
 pub mod moengage;
 pub mod problem;

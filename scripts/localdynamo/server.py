@@ -411,6 +411,8 @@ class LocalDynamo:
             return self.forward(environ, raw)
         index = req.get("IndexName")
         mode = "strong" if req.get("ConsistentRead") else "eventual"
+        # A start key is a key: DynamoDB refuses one over the key sizes, as in a GetItem.
+        self.check_key(t, req.get("ExclusiveStartKey") or {})
         patches.forget_query_hash()
         with patches.capture_reads() as read:
             status, headers, _, parsed, err = self.call(environ, req, raw)

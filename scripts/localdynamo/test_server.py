@@ -210,6 +210,12 @@ def test_item_over_400_kb_and_keys_over_their_limits_are_refused(ddb):
     with pytest.raises(ClientError) as e:
         c.get_item(TableName=t, Key={"pk": {"S": "a"}, "sk": {"S": "s" * 1025}})
     assert "Aggregated size of all range keys has exceeded the size limit of 1024 bytes" in str(e.value)
+    with pytest.raises(ClientError) as e:
+        c.query(TableName=t, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "a"}},
+                ExclusiveStartKey={"pk": {"S": "a"}, "sk": {"S": "s" * 1025}})
+    assert "Aggregated size of all range keys has exceeded the size limit of 1024 bytes" in str(e.value)
+    c.query(TableName=t, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "a"}},
+            ExclusiveStartKey={"pk": {"S": "a"}, "sk": {"S": "s" * 1024}})
 
 
 def test_transaction_limits(ddb):

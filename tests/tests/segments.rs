@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use base64::Engine;
 use integration_tests::*;
 use serde_json::{Value, json};
 use shared::domain::SegmentGuid;
@@ -346,6 +347,18 @@ async fn members_pages_return_every_member_once() {
     }
     let a = c.call("GET", &format!("/{seg}/members?limit=10000"), None).await;
     assert_eq!(a.body["userIds"].as_array().unwrap().len(), 2_500);
+    // A cursor re-encoded with a user id longer than any (a start key past DynamoDB's 1,024
+    // bytes: AWS answers ValidationException, which was a 500) is refused like any cursor this
+    // code did not issue.
+    let a = c.call("GET", &format!("/{seg}/members?limit=10"), None).await;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let issued = b64.decode(a.body["nextCursor"].as_str().unwrap()).unwrap();
+    let mut forged: Value = serde_json::from_slice(&issued).unwrap();
+    forged["u"] = json!("u".repeat(2_000));
+    let a = c
+        .call("GET", &format!("/{seg}/members?limit=10&cursor={}", b64.encode(forged.to_string())), None)
+        .await;
+    assert_eq!(a.status, 400, "{}", a.body);
 
     // A cursor from before an override no longer applies.
     let a = c.call("GET", &format!("/{seg}/members?limit=10"), None).await;

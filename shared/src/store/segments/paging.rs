@@ -2,6 +2,7 @@
 //! the next page starts.
 
 use base64::Engine;
+use domain::user_data::UserId;
 
 use super::keys::{MEMBER_PREFIX, SHARDS, member_of, member_sk, shard_pk};
 use super::{SegmentError, SegmentHead};
@@ -30,7 +31,10 @@ impl MemberCursor {
     pub fn decode(raw: &str) -> Option<Self> {
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).ok()?;
         let c: Self = serde_json::from_slice(&bytes).ok()?;
-        (c.shard < SHARDS).then_some(c)
+        // The user id becomes a start key: one longer than any user id could pass DynamoDB's
+        // key size (a ValidationException, not a client's error).
+        let real_user = c.after.as_deref().is_none_or(|u| UserId::parse(u).is_ok());
+        (c.shard < SHARDS && real_user).then_some(c)
     }
 }
 
@@ -129,5 +133,7 @@ mod tests {
         assert_eq!(MemberCursor::decode(""), None);
         let far = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"g":"abc","s":100}"#);
         assert_eq!(MemberCursor::decode(&far), None, "shard past the last");
+        let long = MemberCursor { generation: "abc".into(), shard: 0, after: Some("u".repeat(101)) };
+        assert_eq!(MemberCursor::decode(&long.encode()), None, "a user id longer than any");
     }
 }
