@@ -20,7 +20,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("functions/segments", &["domain", "store", "auth", "protect", "edge"]),
     ("functions/imports", &["domain", "store", "files", "auth", "edge"]),
     ("functions/segment-purge", &["domain", "store", "boot"]),
-    ("functions/import-worker", &["domain", "store", "files", "boot"]),
+    ("functions/import-worker", &["domain", "store", "files", "protect", "boot"]),
     ("admin", &["domain", "store", "auth", "boot"]),
 ];
 
