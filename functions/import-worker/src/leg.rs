@@ -82,7 +82,7 @@ impl<'a> Leg<'a> {
         if let Some(names) = &self.progress.header {
             match CsvColumns::from_stored(&integration.definition, names) {
                 Ok(cols) => self.columns = Some(cols),
-                Err(reason) => return Ok(Step::Fail(reason)),
+                Err(reason) => return Ok(Step::Fail(reason.to_string())),
             }
         }
         self.definition = Some(integration.definition);
@@ -124,7 +124,7 @@ impl<'a> Leg<'a> {
         loop {
             let page = match self.read_page(&mut reader, &mut body).await? {
                 Ok(page) => page,
-                Err(reason) => return Ok(Step::Fail(reason)),
+                Err(reason) => return Ok(Step::Fail(reason.to_string())),
             };
             self.write_page(page).await?;
             if !self.checkpoint(now_secs() + LEASE_SECS).await? {
@@ -174,7 +174,7 @@ impl<'a> Leg<'a> {
                             self.add_ignored(cols.ignored.clone());
                             self.columns = Some(cols);
                         }
-                        Err(reason) => return Ok(Err(reason)),
+                        Err(reason) => return Ok(Err(reason.to_string())),
                     }
                     continue;
                 }
