@@ -86,8 +86,9 @@ export function wizard(view) {
   set(view, form);
 }
 
+/** The endpoint on the host this console is served from: the API's own. */
 function absolute(endpoint) {
-  return new URL(endpoint, location.origin).href;
+  return new URL(new URL(endpoint, location.origin).pathname, location.origin).href;
 }
 
 function sampleValue(type) {

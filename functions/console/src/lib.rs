@@ -11,13 +11,13 @@ use shared::auth::token_request;
 use shared::domain::{Problem, Scope};
 use shared::front::{Call, Dialect, Env, Route, Service};
 use shared::http::request::header;
+use shared::http::error::render;
 use shared::http::{ApiError, Reply, RequestInfo};
 use shared::store::dynamo::DynamoStore;
 
-/// The cookie the console's session token travels in. The API reads it only on requests that
-/// also carry [`CONSOLE_HEADER`] (shared's bearer extraction).
-pub const SESSION_COOKIE: &str = "console_session";
-pub const CONSOLE_HEADER: &str = "x-console-request";
+/// The cookie the console's session token travels in; the API reads it only on requests that
+/// also carry `X-Console-Request: 1` (shared's bearer extraction).
+pub use shared::auth::bearer::CONSOLE_SESSION_COOKIE as SESSION_COOKIE;
 
 /// What the pages may run: their own scripts and styles, and calls to their own origin and to
 /// the import bucket (an upload goes straight to its presigned URL). No inline script, no
@@ -118,7 +118,7 @@ impl Service for App {
         match op {
             Op::Index => Ok(asset(call.req, "index.html")),
             Op::Asset => Ok(asset(call.req, call.param("proxy+"))),
-            Op::SignIn => sign_in(self, call.info, call.req).await.map_err(ApiError::OAuth),
+            Op::SignIn => Ok(sign_in(self, call.info, call.req).await.unwrap_or_else(|e| refused(e, call.info))),
             Op::SignOut => Ok(sign_out(call.req)),
             Op::Usage => usage(self, &call).await,
         }
@@ -177,6 +177,14 @@ async fn sign_in(app: &App, info: &RequestInfo, req: &Request) -> Result<Reply, 
         .header("set-cookie", &cookie)
         .header("cache-control", "no-store")
         .header("pragma", "no-cache"))
+}
+
+/// The token route's error, without its `WWW-Authenticate: Basic` challenge: a browser answers
+/// that challenge by prompting for a password, and the page's own form is the prompt here.
+fn refused(e: OAuthError, info: &RequestInfo) -> Reply {
+    let mut response = render(ApiError::OAuth(e), Dialect::OAuth, &info.request_id);
+    response.headers_mut().remove("www-authenticate");
+    hardened(Reply { response, usage: Default::default() })
 }
 
 fn sign_out(req: &Request) -> Reply {

@@ -20,6 +20,7 @@ use tracing::Instrument;
 
 pub use routes::{Access, Dialect, Miss, Params, Route};
 
+use crate::auth::bearer::{CONSOLE_REQUEST_HEADER, console_authorization};
 use crate::auth::{Authenticator, Principal, WorkspaceAuthenticator};
 use crate::config::{self, AuthConfig, Tables};
 use crate::http::error::render;
@@ -122,6 +123,11 @@ impl Front {
         let principal = match access {
             Access::Public => return Ok(None),
             Access::Bearer(scope) => {
+                let console = match authorization {
+                    Some(_) => None,
+                    None => console_authorization(header(req, "cookie"), header(req, CONSOLE_REQUEST_HEADER)),
+                };
+                let authorization = authorization.or(console.as_deref());
                 self.bearer.authenticate(authorization, info.domain.as_deref(), scope).await?
             }
             Access::WorkspaceBasic(scope) => {
