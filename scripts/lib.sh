@@ -18,6 +18,19 @@ ensure_venv() {
   echo "$want" > "$stamp"
 }
 
+# Debian's Chromium and its WebDriver, for the console's browser tests (tests/tests/console.rs);
+# installed on first use. A test tool's own browser download does not work on this network.
+ensure_chromium() {
+  if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+    return 0
+  fi
+  echo "==> installing chromium and chromium-driver (first use only)"
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
+}
+
 # A free TCP port on 127.0.0.1.
 free_port() {
   "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'

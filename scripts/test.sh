@@ -7,6 +7,7 @@ cd "$ROOT"
 
 ensure_venv
 export PATH="$VENV/bin:$PATH"
+ensure_chromium
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

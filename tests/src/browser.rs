@@ -82,7 +82,8 @@ async fn connection(apps: &Apps, conn: tokio::net::TcpStream) -> std::io::Result
             return Ok(());
         }
         let mut parts = line.split_whitespace();
-        let (method, target) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("/").to_string());
+        let (method, target) =
+            (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("/").to_string());
         let mut headers: Vec<(String, String)> = Vec::new();
         loop {
             let mut h = String::new();
@@ -95,7 +96,11 @@ async fn connection(apps: &Apps, conn: tokio::net::TcpStream) -> std::io::Result
                 headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
             }
         }
-        let len = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+        let len = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
         let mut body = vec![0; len];
         read.read_exact(&mut body).await?;
         // API Gateway moves cookies out of the headers into the event's own list.
@@ -113,13 +118,7 @@ async fn connection(apps: &Apps, conn: tokio::net::TcpStream) -> std::io::Result
         }
         let req = crate::request(&ev);
         let segments = shared::http::request::split_path(target.split('?').next().unwrap_or("/"));
-        if std::env::var("WD_DEBUG").is_ok() {
-            eprintln!("server: {method} {target} {headers:?}");
-        }
         let resp = apps.serve(req, &segments).await;
-        if std::env::var("WD_DEBUG").is_ok() {
-            eprintln!("server: {method} {target} -> {}", resp.status());
-        }
         let mut out = format!("HTTP/1.1 {}\r\n", resp.status());
         for (k, v) in resp.headers() {
             out.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap_or("")));
@@ -136,11 +135,20 @@ async fn connection(apps: &Apps, conn: tokio::net::TcpStream) -> std::io::Result
 }
 
 /// A raw HTTP/1.1 request to the test server: (status, headers as lines, body).
-pub fn raw_http(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, Vec<String>, String) {
+pub fn raw_http(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Vec<String>, String) {
     use std::io::{Read, Write};
     let host = base.trim_start_matches("http://");
     let mut conn = std::net::TcpStream::connect(host).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -151,7 +159,8 @@ pub fn raw_http(base: &str, method: &str, path: &str, headers: &[(&str, &str)], 
     conn.read_to_string(&mut raw).unwrap();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
     let mut lines = head.lines();
-    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status =
+        lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
     (status, lines.map(str::to_string).collect(), body.to_string())
 }
 
@@ -194,8 +203,10 @@ impl Driver {
             .spawn()
             .expect("chromedriver starts");
         let base = format!("http://127.0.0.1:{port}");
-        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-        let profile = TempDir(std::env::temp_dir().join(format!("console-chromium-{}", uuid::Uuid::new_v4().simple())));
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        let profile =
+            TempDir(std::env::temp_dir().join(format!("console-chromium-{}", uuid::Uuid::new_v4().simple())));
         let mut driver = Self { child, base, session: String::new(), client, _profile: profile };
         let deadline = Instant::now() + Duration::from_secs(20);
         while driver.raw("GET", "/status", None).await.is_none() {
@@ -222,7 +233,8 @@ impl Driver {
             "goog:chromeOptions": {"binary": chromium, "args": args}
         }}});
         let v = driver.raw("POST", "/session", Some(caps)).await.expect("a browser session");
-        driver.session = v["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {v}")).to_string();
+        driver.session =
+            v["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {v}")).to_string();
         driver
     }
 
@@ -243,7 +255,10 @@ impl Driver {
     /// One command of this session; panics on a WebDriver error.
     pub async fn cmd(&self, method: &str, path: &str, body: Value) -> Value {
         let body = if method == "GET" || method == "DELETE" { None } else { Some(body) };
-        let v = self.raw(method, &format!("/session/{}{path}", self.session), body).await.expect("chromedriver answers");
+        let v = self
+            .raw(method, &format!("/session/{}{path}", self.session), body)
+            .await
+            .expect("chromedriver answers");
         if v["value"]["error"].is_string() {
             panic!("WebDriver {method} {path}: {}", v["value"]);
         }
@@ -256,11 +271,12 @@ impl Driver {
 
     pub async fn try_find(&self, css: &str) -> Option<String> {
         let v = self
-            .raw("POST", &format!("/session/{}/element", self.session), Some(json!({"using": "css selector", "value": css})))
+            .raw(
+                "POST",
+                &format!("/session/{}/element", self.session),
+                Some(json!({"using": "css selector", "value": css})),
+            )
             .await?;
-        if std::env::var("WD_DEBUG").is_ok() {
-            eprintln!("find {css}: {v}");
-        }
         v["value"][ELEMENT].as_str().map(str::to_string)
     }
 
@@ -272,7 +288,11 @@ impl Driver {
                 return e;
             }
             if Instant::now() > deadline {
-                panic!("no element {css} within 10 s; page text: {}\nbrowser log: {:?}", self.page_text().await, self.logs().await);
+                panic!(
+                    "no element {css} within 10 s; page text: {}\nbrowser log: {:?}",
+                    self.page_text().await,
+                    self.logs().await
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -297,7 +317,12 @@ impl Driver {
 
     /// Read by a script, so that a page re-rendering meanwhile cannot leave a stale reference.
     async fn text_now(&self, css: &str) -> Option<String> {
-        let v = self.script("const e = document.querySelector(arguments[0]); return e ? e.innerText : null", json!([css])).await;
+        let v = self
+            .script(
+                "const e = document.querySelector(arguments[0]); return e ? e.innerText : null",
+                json!([css]),
+            )
+            .await;
         v.as_str().map(str::to_string)
     }
 
@@ -317,7 +342,11 @@ impl Driver {
     }
 
     pub async fn page_text(&self) -> String {
-        self.script("return document.body ? document.body.innerText : ''", json!([])).await.as_str().unwrap_or("").into()
+        self.script("return document.body ? document.body.innerText : ''", json!([]))
+            .await
+            .as_str()
+            .unwrap_or("")
+            .into()
     }
 
     pub async fn script(&self, script: &str, args: Value) -> Value {
@@ -347,7 +376,9 @@ impl Driver {
 
     /// The browser's console messages since the last call (errors from CSP refusals included).
     pub async fn logs(&self) -> Vec<String> {
-        let v = self.raw("POST", &format!("/session/{}/se/log", self.session), Some(json!({"type": "browser"}))).await;
+        let v = self
+            .raw("POST", &format!("/session/{}/se/log", self.session), Some(json!({"type": "browser"})))
+            .await;
         v.and_then(|v| v["value"].as_array().cloned())
             .unwrap_or_default()
             .iter()

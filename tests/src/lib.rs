@@ -694,7 +694,8 @@ pub fn answer(resp: Response<Body>) -> Answer {
     let raw = resp.body().as_ref().to_vec();
     // The console's pages and assets are the only bodies that are not JSON.
     let json = headers.get("content-type").and_then(|v| v.to_str().ok()).is_none_or(|t| t.contains("json"));
-    let body = if raw.is_empty() || !json { Value::Null } else { serde_json::from_slice(&raw).expect("JSON body") };
+    let body =
+        if raw.is_empty() || !json { Value::Null } else { serde_json::from_slice(&raw).expect("JSON body") };
     Answer { status, headers, body, raw }
 }
 

@@ -41,7 +41,8 @@ async fn the_console_in_a_browser() {
     )
     .await;
     let body = json!({"token": token, "data": [{"Email": "xss@example.com", "Type": XSS}]}).to_string();
-    let a = call_user_data(&stack.user_data_app(), &bearer, "POST", "/public/v1/user/data", Some(&body)).await;
+    let a =
+        call_user_data(&stack.user_data_app(), &bearer, "POST", "/public/v1/user/data", Some(&body)).await;
     assert_eq!(a.status, 200, "{}", a.body);
 
     // Plain HTTP checks of the headers and of the CSRF defence.
@@ -75,7 +76,8 @@ async fn the_console_in_a_browser() {
     let cross_site = [("cookie", session.as_str()), ("content-type", "application/x-www-form-urlencoded")];
     let (status, _, body) = raw_http(&base, "POST", "/public/v1/integrations", &cross_site, "name=x");
     assert_eq!(status, 401, "{body}");
-    let (status, _, body) = raw_http(&base, "GET", "/public/v1/integrations", &[("cookie", session.as_str())], "");
+    let (status, _, body) =
+        raw_http(&base, "GET", "/public/v1/integrations", &[("cookie", session.as_str())], "");
     assert_eq!(status, 401, "{body}");
     let console = [("cookie", session.as_str()), ("x-console-request", "1")];
     let (status, _, body) = raw_http(&base, "GET", "/public/v1/integrations", &console, "");
@@ -127,7 +129,16 @@ async fn the_console_in_a_browser() {
     // The curl call the console showed, as a customer would send it (body and endpoint as shown).
     let data = update.split("--data-raw '").nth(1).unwrap().trim_end().trim_end_matches('\'');
     let path = endpoint.trim_start_matches(&base);
-    let (status, _, body) = raw_http(&base, "POST", "/public/v1/user/data", &[("authorization", &stack.bearer("endUserUpdate:write").await), ("content-type", "application/json")], data);
+    let (status, _, body) = raw_http(
+        &base,
+        "POST",
+        "/public/v1/user/data",
+        &[
+            ("authorization", &stack.bearer("endUserUpdate:write").await),
+            ("content-type", "application/json"),
+        ],
+        data,
+    );
     assert_eq!((status, path), (200, "/public/v1/user/data"), "{body}");
     // The token is shown once: the list never shows it again.
     d.goto(&format!("{base}/console#/integrations")).await;
@@ -139,7 +150,8 @@ async fn the_console_in_a_browser() {
     d.type_into("#lookup-id", "xss@example.com").await;
     d.click("form[role=search] button[type=submit]").await;
     d.wait_text("#lookup-out", XSS).await;
-    let injected = d.script("return document.querySelectorAll('#lookup-out img, main b').length", json!([])).await;
+    let injected =
+        d.script("return document.querySelectorAll('#lookup-out img, main b').length", json!([])).await;
     assert_eq!(injected, json!(0), "customer values are never parsed as markup");
     d.screenshot(&dir, "user-lookup").await;
     // Erase asks for the id typed out.
@@ -148,7 +160,14 @@ async fn the_console_in_a_browser() {
     d.type_into("#erase-confirm", "xss@example.com").await;
     d.click(".danger-zone button").await;
     d.wait_text("#lookup-out", "erased").await;
-    let a = call_user_data(&stack.user_data_app(), &stack.bearer("endUsers:read").await, "GET", "/public/v1/user/xss%40example.com", None).await;
+    let a = call_user_data(
+        &stack.user_data_app(),
+        &stack.bearer("endUsers:read").await,
+        "GET",
+        "/public/v1/user/xss%40example.com",
+        None,
+    )
+    .await;
     assert_eq!(a.status, 404);
 
     // Segments: the list, members, ids added.
@@ -184,7 +203,8 @@ async fn the_console_in_a_browser() {
     d.resize(390, 844).await;
     d.goto(&format!("{base}/console#/integrations/new")).await;
     d.find("#wiz-name").await;
-    let overflow = d.script("return document.documentElement.scrollWidth > window.innerWidth + 1", json!([])).await;
+    let overflow =
+        d.script("return document.documentElement.scrollWidth > window.innerWidth + 1", json!([])).await;
     assert_eq!(overflow, json!(false), "no horizontal scroll at a phone's width");
     d.screenshot(&dir, "wizard-phone").await;
     d.resize(1280, 900).await;
@@ -195,8 +215,12 @@ async fn the_console_in_a_browser() {
     d.find("form[aria-labelledby=signin-title]").await;
     assert!(d.cookies().await.iter().all(|c| c["name"] != "console_session"), "signed out");
 
-    let refused: Vec<String> =
-        d.logs().await.into_iter().filter(|m| m.contains("Content Security Policy") || m.contains("Uncaught")).collect();
+    let refused: Vec<String> = d
+        .logs()
+        .await
+        .into_iter()
+        .filter(|m| m.contains("Content Security Policy") || m.contains("Uncaught"))
+        .collect();
     assert!(refused.is_empty(), "the pages broke their own CSP or threw: {refused:?}");
     println!("CONSOLE browser walk: 7 pages, {:.1} s", started.elapsed().as_secs_f64());
 }

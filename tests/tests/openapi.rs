@@ -153,7 +153,9 @@ async fn every_documented_example_gets_a_documented_answer() {
         let text =
             body.as_ref().map(|b| if form { serde_urlencoded::to_string(b).unwrap() } else { b.to_string() });
         let authorization = match function.as_str() {
-            "TokenFunction" | "ConsoleFunction" if body.as_ref().is_some_and(|b| b.get("client_secret").is_some()) => {
+            "TokenFunction" | "ConsoleFunction"
+                if body.as_ref().is_some_and(|b| b.get("client_secret").is_some()) =>
+            {
                 None
             }
             "TokenFunction" => Some(stack.basic()),

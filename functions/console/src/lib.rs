@@ -10,8 +10,8 @@ use shared::auth::OAuthError;
 use shared::auth::token_request;
 use shared::domain::{Problem, Scope};
 use shared::front::{Call, Dialect, Env, Route, Service};
-use shared::http::request::header;
 use shared::http::error::render;
+use shared::http::request::header;
 use shared::http::{ApiError, Reply, RequestInfo};
 use shared::store::dynamo::DynamoStore;
 
@@ -118,7 +118,9 @@ impl Service for App {
         match op {
             Op::Index => Ok(asset(call.req, "index.html")),
             Op::Asset => Ok(asset(call.req, call.param("proxy+"))),
-            Op::SignIn => Ok(sign_in(self, call.info, call.req).await.unwrap_or_else(|e| refused(e, call.info))),
+            Op::SignIn => {
+                Ok(sign_in(self, call.info, call.req).await.unwrap_or_else(|e| refused(e, call.info)))
+            }
             Op::SignOut => Ok(sign_out(call.req)),
             Op::Usage => usage(self, &call).await,
         }
@@ -172,7 +174,11 @@ async fn sign_in(app: &App, info: &RequestInfo, req: &Request) -> Result<Reply, 
         token_request::parse(header(req, "authorization"), header(req, "content-type"), req.body().as_ref())?;
     let issued = app.token.issue(info, &parsed).await?;
     let cookie = session_cookie(req, &issued.access_token, issued.expires_in);
-    let body = Session { client_id: &parsed.client_id, scope: issued.scope.to_string(), expires_in: issued.expires_in };
+    let body = Session {
+        client_id: &parsed.client_id,
+        scope: issued.scope.to_string(),
+        expires_in: issued.expires_in,
+    };
     Ok(hardened(Reply::json(200, &body))
         .header("set-cookie", &cookie)
         .header("cache-control", "no-store")
@@ -188,7 +194,9 @@ fn refused(e: OAuthError, info: &RequestInfo) -> Reply {
 }
 
 fn sign_out(req: &Request) -> Reply {
-    hardened(Reply::no_content()).header("set-cookie", &session_cookie(req, "", 0)).header("cache-control", "no-store")
+    hardened(Reply::no_content())
+        .header("set-cookie", &session_cookie(req, "", 0))
+        .header("cache-control", "no-store")
 }
 
 /// `Secure` when the request came over https (API Gateway says so in `X-Forwarded-Proto`);
@@ -274,11 +282,16 @@ mod tests {
     fn every_asset_the_pages_name_is_embedded() {
         for a in ASSETS {
             let text = std::str::from_utf8(a.body).unwrap();
-            for part in text.split(['"', '\'']).filter(|p| p.starts_with("./") || p.starts_with("/console/")) {
+            for part in text.split(['"', '\'']).filter(|p| p.starts_with("./") || p.starts_with("/console/"))
+            {
                 let name = part.trim_start_matches("./").trim_start_matches("/console/");
                 let name = name.split('?').next().unwrap();
                 if name.ends_with(".js") || name.ends_with(".css") {
-                    assert!(ASSETS.iter().any(|x| x.name == name), "{} names {name}, which is not embedded", a.name);
+                    assert!(
+                        ASSETS.iter().any(|x| x.name == name),
+                        "{} names {name}, which is not embedded",
+                        a.name
+                    );
                 }
             }
         }

@@ -92,8 +92,11 @@ impl App {
             tracing::error!("TOKEN_ISSUER is unset and the request carries no domain");
             OAuthError::new(OAuthErrorKind::TemporarilyUnavailable, "the token service is misconfigured")
         })?;
-        let settings =
-            TokenSettings { issuer, audience: self.auth.audience.clone(), ttl_secs: self.auth.token_ttl_secs };
+        let settings = TokenSettings {
+            issuer,
+            audience: self.auth.audience.clone(),
+            ttl_secs: self.auth.token_ttl_secs,
+        };
         let key = self.signing_key().await?;
         let issued = token_service::issue_token(
             &self.store,
