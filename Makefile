@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make dev` (run it locally) and `make test` (every test).
-.PHONY: dev test build clean bench-segments bench-import bench-coldstart load fuzz schemathesis capacity flood
+.PHONY: dev test build clean bench-segments bench-import bench-coldstart load fuzz schemathesis capacity flood hostile-imports
 
 dev:
 	@scripts/dev.sh
@@ -19,6 +19,11 @@ bench-segments:
 # units per row and the worker's peak RSS.
 bench-import:
 	@scripts/bench-import.sh
+
+# Hostile import files (commas, line ends, huge cells, a 300 KB header, bad UTF-8, BOM and CR,
+# gzip) at HOSTILE_MB (100) each, one process per file: outcome, cost and the worker's peak RSS.
+hostile-imports:
+	@scripts/hostile-imports.sh
 
 # Cold start of each function (exec -> first response, peak RSS) vs the boto3 floor.
 bench-coldstart:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Smoke test of the admin CLI against the local server of `make test`: every command with
-# --json prints one JSON object with the fields the README promises. Uses its own tables.
+# --json prints one JSON object with the fields docs/WALKTHROUGH.md promises ("The operator's
+# side: admin CLI"). Uses its own tables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CONFIG_TABLE=smoke-config KEYS_TABLE=smoke-keys END_USERS_TABLE=smoke-end-users SEGMENTS_TABLE=smoke-segments

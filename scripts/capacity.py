@@ -3,7 +3,8 @@
 
 Against a running stack (DEV_DIR's demo.json and env: `make dev`, or the one scripts/capacity.sh
 starts on free ports), for every route of events/*.json (one API Gateway event per route, so the
-list follows the handlers): reset the meter (POST /_meter/reset), make --calls calls after two
+list follows the handlers; an event of another kind, such as the import worker's SQS event, is
+listed as not measured, with the reason): reset the meter (POST /_meter/reset), make --calls calls after two
 unmetered warm-up calls, read GET /_meter, and price the call on AWS on-demand:
   DynamoDB  $0.625 per million write request units, $0.125 per million read request units
   API Gateway HTTP API $1.00 per million requests
@@ -36,6 +37,7 @@ import urllib.parse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEV_DIR = os.path.join(ROOT, os.environ.get("DEV_DIR", ".dev"))
+EVENTS = os.path.join(ROOT, "events")
 
 WRU, RRU = 0.625e-6, 0.125e-6
 APIGW, LAMBDA_REQ, GBS = 1.00e-6, 0.20e-6, 0.0000133334
@@ -83,6 +85,9 @@ FLOORS = {
     "segments-update-remove": (lambda b: (0, n_ids(b)), "one item per id"),
     "segments-update-override": (lambda b: (0, n_ids(b)), "one item per id (at least)"),
     "segments-delete": (lambda b: (0, 1), "delete the segment's head"),
+    "imports-create": (lambda b: (0, 1), "write the import's record ≤ 1 KB"),
+    "imports-get": (lambda b: (0.5, 0), "read one item"),
+    "imports-list": (lambda b: (0.5, 0), "read one partition page"),
 }
 
 
@@ -127,6 +132,7 @@ class Stack:
         self.db = urllib.parse.urlsplit(env["AWS_ENDPOINT_URL_DYNAMODB"])
         self.basic = base64.b64encode(f'{self.demo["clientId"]}:{self.demo["clientSecret"]}'.encode()).decode()
         self.conn = None
+        self.created = {}  # create route's event -> the ids its calls made (CREATES)
         self.token = self.get_token()
 
     def request(self, method, path, headers=None, body=None, url=None):
@@ -168,6 +174,7 @@ class Stack:
             "__BASIC_CREDENTIALS__": self.basic, "__ACCESS_TOKEN__": self.token,
             "__SYSTEM_GUID__": d["systemGuid"], "__SEGMENT_GUID__": d["segmentGuid"],
             "__INTEGRATION_TOKEN__": d["integrationToken"], "__INTEGRATION_ID__": d["integrationId"],
+            "__IMPORT_ID__": (self.created.get("imports-create") or [""])[0],
             "__NESTED_INTEGRATION_TOKEN__": d.get("nestedIntegrationToken", ""),
             "__WORKSPACE_ID__": d["accountId"],
             "__MOENGAGE_BASIC__": base64.b64encode(f'{d["accountId"]}:{d["moengageApiKey"]}'.encode()).decode(),
@@ -223,7 +230,7 @@ def describe(pk, patterns):
 
 
 def route_events():
-    names = [os.path.basename(p)[:-5] for p in glob.glob(os.path.join(ROOT, "events", "*.json"))]
+    names = [os.path.basename(p)[:-5] for p in glob.glob(os.path.join(EVENTS, "*.json"))]
     middle = sorted(n for n in names if n not in FIRST and n not in LAST)
     return [n for n in FIRST if n in names] + middle + [n for n in LAST if n in names]
 
@@ -246,8 +253,33 @@ def vary(name, body, i):
     return json.dumps(b)
 
 
+# Create routes whose ids later events need: event -> the id's field in the create's answer.
+CREATES = {"segments-create": "segmentGuid", "integrations-create": "integrationId", "imports-create": "importId"}
+
+
+def not_a_route(event):
+    """Why an event of events/ that is not an API Gateway HTTP API request is not measured here,
+    or None when it is one (a dict with requestContext.http and routeKey)."""
+    if isinstance(event, dict) and isinstance((event.get("requestContext") or {}).get("http"), dict) \
+            and "routeKey" in event:
+        return None
+    records = event.get("Records") if isinstance(event, dict) else None
+    sources = sorted({str(r.get("eventSource") or r.get("EventSource")) for r in records or [] if isinstance(r, dict)})
+    if sources == ["aws:sqs"]:
+        return ("an SQS event (the import worker's trigger), not an API call: no route to price; "
+                "the worker's units per row are `make bench-import`'s (docs/PERFORMANCE.md)")
+    kind = f"a {', '.join(sources)} event" if sources else "an event"
+    return f"{kind} that is not an API Gateway request: no route to price"
+
+
 def measure(stack, name, calls, warm=2):
-    event = json.loads(stack.fill(open(os.path.join(ROOT, "events", name + ".json")).read()))
+    text = open(os.path.join(EVENTS, name + ".json")).read()
+    event = json.loads(stack.fill(text))
+    why = not_a_route(event)
+    if why:
+        return None, why
+    if "__IMPORT_ID__" in text and not stack.created.get("imports-create"):
+        return None, "needs an import made by imports-create, which made none"
     method = event["requestContext"]["http"]["method"]
     path = event["rawPath"] + (("?" + event["rawQueryString"]) if event.get("rawQueryString") else "")
     headers = {k: v for k, v in event.get("headers", {}).items() if k != "host"}
@@ -282,8 +314,8 @@ def measure(stack, name, calls, warm=2):
             times.append(ms)
         results.append(data)
     m = stack.meter()
-    if name in ("segments-create", "integrations-create"):
-        key = "segmentGuid" if name == "segments-create" else "integrationId"
+    if name in CREATES:
+        key = CREATES[name]
         stack.created[name] = [json.loads(r).get(key) for r in results if r.startswith(b"{") and key.encode() in r]
     ops = {op: v["requests"] / calls for op, v in m["operations"].items()}
     rcu = sum(v["rcu"] for v in m["tables"].values()) / calls
@@ -440,7 +472,7 @@ def write_report(args, results, skipped, memory, patterns, scale):
         verdict = "**throttles**" if w > 1000 or rd > 3000 else "ok"
         out.append(f"| {label} | {k['table']}{'/' + k['index'] if k['index'] else ''} | `{k['pk'][:70]}` | {n} | {what} | {w:,.0f} | {rd:,.0f} | {verdict} |")
     out += ["", "`RATE#<account>#<shard>`: the limiter spreads an account over ⌈limit / per-shard rate⌉ shards "
-            "(shared/src/protect/rate.rs); the demo account measured here has `make dev`'s limit of 100/s, so one "
+            "(the rate limiter, `protect::rate`); the demo account measured here has `make dev`'s limit of 100/s, so one "
             "shard: an account allowed 10,000/s has proportionally more shards (the scale simulation's account does). "
             "Keys of the other kinds do not depend on the account's limit."]
     if scale:
@@ -468,6 +500,23 @@ def write_report(args, results, skipped, memory, patterns, scale):
         f.write("\n".join(out) + "\n")
 
 
+def run_events(stack, names, calls_of, memory, log=print):
+    """Measures every event of `names` through `stack` (a Stack, or anything with its request,
+    meter, fill and created): (results, [(event, why not measured)])."""
+    results, skipped = [], []
+    for name in names:
+        r, why = measure(stack, name, calls_of(name))
+        if r is None:
+            skipped.append((name, why))
+            log(f"{name:28} skipped: {why}")
+            continue
+        results.append(r)
+        mem, cost, floor, _ = price(r, memory)
+        log(f"{name:28} {r['statuses']} {r['rcu']:7.2f} RRU {r['wcu']:7.2f} WRU {r['ms']:7.1f} ms "
+            f"${per_m(cost)}/M floor ${per_m(floor)}/M x{cost / floor:.2f}")
+    return results, skipped
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calls", type=int, default=20)
@@ -483,20 +532,9 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "CAPACITY.md"))
     args = ap.parse_args()
     stack = Stack(DEV_DIR)
-    stack.created = {}
     memory = functions_memory()
     patterns = key_patterns()
-    results, skipped = [], []
-    for name in route_events():
-        r, why = measure(stack, name, args.steady_calls if name in STEADY else args.calls)
-        if r is None:
-            skipped.append((name, why))
-            print(f"{name:28} skipped: {why}")
-            continue
-        results.append(r)
-        mem, cost, floor, _ = price(r, memory)
-        print(f"{name:28} {r['statuses']} {r['rcu']:7.2f} RRU {r['wcu']:7.2f} WRU {r['ms']:7.1f} ms "
-              f"${per_m(cost)}/M floor ${per_m(floor)}/M x{cost / floor:.2f}")
+    results, skipped = run_events(stack, route_events(), lambda n: args.steady_calls if n in STEADY else args.calls, memory)
     scale = None if args.no_load else scale_run(stack, args, patterns)
     if scale:
         m, seconds, rc, _, (users_s, ids_s) = scale

@@ -11,7 +11,7 @@ cd "$ROOT"
 
 CARGO_FUZZ_VERSION=0.13.2
 FUZZ_SECONDS="${FUZZ_SECONDS:-600}"
-ALL_TARGETS=(user_data segment token_request jwt_verify)
+ALL_TARGETS=(user_data segment token_request jwt_verify import_rows)
 if [ "$#" -gt 0 ]; then
   targets=("$@")
 elif [ -n "${FUZZ_TARGETS:-}" ]; then

@@ -69,7 +69,8 @@ local_aws_env() {
   export AWS_EC2_METADATA_DISABLED=true
   # The local server is slower than DynamoDB (Python): a 25,000-id call takes seconds.
   export DYNAMODB_ATTEMPT_TIMEOUT_MS=30000 DYNAMODB_OPERATION_TIMEOUT_MS=120000
-  # Usage sums written every 5 s per instance, as deployed (issue 14: what is measured locally
-  # is what AWS bills); DEV_USAGE_FLUSH_SECONDS=0 writes them on every call (the cargo tests).
+  # Usage sums written every 5 s per instance, as deployed, so that what is measured locally is
+  # what AWS bills (docs/DECISIONS.md "Usage at the production setting everywhere but the cargo
+  # tests"); DEV_USAGE_FLUSH_SECONDS=0 writes them on every call (the cargo tests).
   export USAGE_FLUSH_SECONDS="${DEV_USAGE_FLUSH_SECONDS:-5}"
 }

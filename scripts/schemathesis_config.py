@@ -208,7 +208,7 @@ def main():
         'include-operation-id = "listSegmentMembers"',
         "checks = { positive_data_acceptance = { enabled = false } }",
         "",
-        # The segment list pages with a cursor too (issue 15), and so does the import list.
+        # The segment list pages with a cursor too (docs/DECISIONS.md "Segments at the DynamoDB floor"), and so does the import list.
         "[[operations]]",
         'include-operation-id = "listSegments"',
         "checks = { positive_data_acceptance = { enabled = false } }",

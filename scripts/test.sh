@@ -19,7 +19,7 @@ echo "==> template lint"
 cfn-lint template.yaml
 sam validate --lint --template-file template.yaml
 
-echo "==> local DynamoDB server unit tests (pytest scripts/localdynamo)"
+echo "==> Python tests: the local DynamoDB server, make capacity's event loop (pytest scripts/localdynamo)"
 PYTHONDONTWRITEBYTECODE=1 "$VENV/bin/python" -m pytest -q -p no:cacheprovider scripts/localdynamo
 
 mkdir -p target

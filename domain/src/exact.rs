@@ -65,6 +65,146 @@ pub fn is_number(v: &Value) -> bool {
     number_text(v).is_some()
 }
 
+/// An exact decimal of at most [`Decimal::MAX_DIGITS`] significant digits, compared digit by
+/// digit: never through a float. Built without allocating, so the rule engine can read a
+/// stored Number on every evaluation.
+#[derive(Debug, Clone, Copy)]
+pub struct Decimal {
+    negative: bool,
+    /// The power of ten of the leading significant digit (meaningless for zero).
+    power: i64,
+    /// The significant digits as ASCII, no leading or trailing zeros; empty for zero.
+    digits: [u8; Decimal::MAX_DIGITS],
+    len: u8,
+}
+
+impl Decimal {
+    /// DynamoDB keeps 38 significant digits; two more leave room for any stored value.
+    pub const MAX_DIGITS: usize = 40;
+
+    /// Reads decimal text (`-12.50`, `1e-3`, `0012`); `None` for anything else or for more
+    /// significant digits than [`Self::MAX_DIGITS`].
+    pub fn parse(s: &str) -> Option<Self> {
+        let b = s.as_bytes();
+        let negative = b.first() == Some(&b'-');
+        let mut i = usize::from(negative || b.first() == Some(&b'+'));
+        let mut digits = [0u8; Self::MAX_DIGITS];
+        let mut len = 0usize;
+        // Digits seen before the point, counting from the first significant one.
+        let mut int_digits: i64 = 0;
+        let mut leading_frac_zeros: i64 = 0;
+        let mut trailing_zeros = 0usize;
+        let (mut seen_digit, mut seen_point) = (false, false);
+        while i < b.len() {
+            match b[i] {
+                b'0'..=b'9' => {
+                    seen_digit = true;
+                    let d = b[i];
+                    if len == 0 && d == b'0' {
+                        if seen_point {
+                            leading_frac_zeros += 1;
+                        }
+                    } else {
+                        if !seen_point {
+                            int_digits += 1;
+                        }
+                        if d == b'0' {
+                            trailing_zeros += 1;
+                        } else {
+                            // Zeros between significant digits are significant.
+                            for _ in 0..trailing_zeros {
+                                *digits.get_mut(len)? = b'0';
+                                len += 1;
+                            }
+                            trailing_zeros = 0;
+                            *digits.get_mut(len)? = d;
+                            len += 1;
+                        }
+                    }
+                }
+                b'.' if !seen_point => seen_point = true,
+                _ => break,
+            }
+            i += 1;
+        }
+        if !seen_digit {
+            return None;
+        }
+        let mut exponent: i64 = 0;
+        if i < b.len() {
+            if !matches!(b[i], b'e' | b'E') {
+                return None;
+            }
+            let rest = &s[i + 1..];
+            let unsigned = rest.strip_prefix(['+', '-']).unwrap_or(rest);
+            if unsigned.is_empty() || !unsigned.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            exponent = rest.parse::<i64>().ok()?;
+        }
+        let power = if int_digits > 0 { int_digits - 1 } else { -leading_frac_zeros - 1 };
+        Some(Self { negative, power: power.checked_add(exponent)?, digits, len: len as u8 })
+    }
+
+    fn is_zero(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Digits from the first to the last non-zero one (0 for zero).
+    pub fn significant_digits(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    fn significant(&self) -> &[u8] {
+        &self.digits[..usize::from(self.len)]
+    }
+
+    fn cmp_magnitude(&self, other: &Self) -> std::cmp::Ordering {
+        match (self.is_zero(), other.is_zero()) {
+            (true, true) => std::cmp::Ordering::Equal,
+            (true, false) => std::cmp::Ordering::Less,
+            (false, true) => std::cmp::Ordering::Greater,
+            // No trailing zeros: "12" < "123" is 1.2 < 1.23.
+            (false, false) => {
+                self.power.cmp(&other.power).then_with(|| self.significant().cmp(other.significant()))
+            }
+        }
+    }
+}
+
+impl PartialEq for Decimal {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Decimal {}
+
+impl PartialOrd for Decimal {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Decimal {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let sign = |d: &Self| {
+            if d.is_zero() {
+                0
+            } else if d.negative {
+                -1
+            } else {
+                1
+            }
+        };
+        match sign(self).cmp(&sign(other)) {
+            std::cmp::Ordering::Equal if sign(self) < 0 => other.cmp_magnitude(self),
+            std::cmp::Ordering::Equal => self.cmp_magnitude(other),
+            unequal => unequal,
+        }
+    }
+}
+
 /// The index just past the string that starts at `start` (a `"`).
 fn skip_string(b: &[u8], start: usize) -> usize {
     let mut i = start + 1;
@@ -181,5 +321,35 @@ mod tests {
             assert!(!changes_through_f64(bad), "{}", String::from_utf8_lossy(bad));
         }
         assert!(serde_json::from_slice::<Value>(&protect_numbers(b"[1.2345678901234567890123e]")).is_err());
+    }
+
+    #[test]
+    fn decimals_compare_every_digit() {
+        let d = |s: &str| Decimal::parse(s).unwrap_or_else(|| panic!("{s}"));
+        assert_eq!(d("1.50"), d("1.5"));
+        assert_eq!(d("-0"), d("0.000"));
+        assert_eq!(d("1e3"), d("1000"));
+        assert_eq!(d("0.00123"), d("1.23E-3"));
+        assert_eq!(d("100.0"), d("1e2"));
+        assert_eq!(d("10203"), d("1.0203e4"));
+        assert!(d("12345678901234567890123456789012345678") < d("12345678901234567890123456789012345679"));
+        assert!(
+            d("0.12345678901234567890123456789012345678") > d("0.12345678901234567890123456789012345677")
+        );
+        assert!(d("-2") < d("-1.9999999999999999999999999999999999999"));
+        assert!(d("-0.5") < d("0") && d("0") < d("1e-130"));
+        assert!(d("9.9") < d("10") && d("99") == d("9.9e1"));
+        assert!(d("1.2") < d("1.23") && d("-1.2") > d("-1.23"));
+        assert_eq!(
+            (
+                d("0.0012300").significant_digits(),
+                d("1002").significant_digits(),
+                d("-0").significant_digits()
+            ),
+            (3, 4, 0)
+        );
+        for bad in ["", "-", ".", "1e", "1e+", "abc", "1.2.3", "1 ", "0x10", &"1".repeat(41)] {
+            assert!(Decimal::parse(bad).is_none(), "{bad:?}");
+        }
     }
 }

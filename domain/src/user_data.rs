@@ -310,7 +310,7 @@ fn kind(v: &Value) -> &'static str {
 /// between 1e-130 and 1e126. The magnitude is read off the text, not through an f64, which
 /// would turn `1e-400` and `0e99999999999999999999` into a harmless-looking 0 that DynamoDB
 /// then refuses; a zero's exponent must lie in the same range.
-fn check_number(s: &str) -> Result<String, String> {
+pub(crate) fn check_number(s: &str) -> Result<String, String> {
     let bad = || format!("'{}' is not a finite decimal number", truncate(s));
     let b = s.as_bytes();
     let mut i = 0;

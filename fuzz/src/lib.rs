@@ -22,7 +22,7 @@ use shared::domain::user_data::{Mode, UserId, Validated};
 use shared::domain::{AccountId, ScopeSet};
 
 /// The fuzz targets, by name (the folders of `fuzz/seeds/`).
-pub const TARGETS: [&str; 4] = ["user_data", "segment", "token_request", "jwt_verify"];
+pub const TARGETS: [&str; 5] = ["user_data", "segment", "token_request", "jwt_verify", "import_rows"];
 
 /// Runs one target's harness on one input.
 pub fn run(target: &str, data: &[u8]) {
@@ -31,6 +31,7 @@ pub fn run(target: &str, data: &[u8]) {
         "segment" => segment(data),
         "token_request" => token_request(data),
         "jwt_verify" => jwt_verify(data),
+        "import_rows" => import_rows(data),
         other => panic!("unknown fuzz target {other}"),
     }
 }
@@ -542,5 +543,45 @@ fn chosen_claims(input: &[u8]) {
     match result {
         Ok((claims, scopes, account)) => check_accepted(&token, &claims, scopes, &account),
         Err(e) => assert!(!matches!(e, TokenError::Sign | TokenError::UnknownKey | TokenError::Algorithm)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// import_rows: an uploaded import file, as the import worker splits it into rows
+
+/// First byte: bit 0 the format (CSV, NDJSON), the rest the size of the chunks the file
+/// arrives in (1 to 128 bytes); the rest is the file. The rows, their offsets and the outcome
+/// must not depend on how the bytes arrive; offsets grow and stay inside the file; a CSV row
+/// holds at most `MAX_ROW_FIELDS` fields of at most `MAX_ROW_BYTES` in all.
+pub fn import_rows(data: &[u8]) {
+    use shared::domain::import::{Format, MAX_ROW_BYTES, MAX_ROW_FIELDS};
+    use shared::domain::import_rows::{Row, split_all};
+    let Some((&mode, file)) = data.split_first() else { return };
+    let format = if mode & 1 == 0 { Format::Csv } else { Format::Ndjson };
+    let chunk = usize::from(mode >> 1) + 1;
+    let (rows, end) = split_all(format, file, chunk);
+    assert_eq!(
+        (&rows, &end),
+        (&split_all(format, file, usize::MAX).0, &split_all(format, file, usize::MAX).1)
+    );
+    let mut last = 0;
+    let mut bytes = 0;
+    for (row, offset) in &rows {
+        assert!(*offset > last && *offset <= file.len() as u64, "offset {offset} after {last}");
+        last = *offset;
+        let (fields, n) = match row {
+            Row::Header(f, n) | Row::Data(f, n) => (f.as_slice(), *n),
+            Row::Blank(n) => (&[][..], *n),
+        };
+        bytes += n;
+        assert!(fields.len() <= MAX_ROW_FIELDS);
+        assert!(fields.iter().map(String::len).sum::<usize>() <= MAX_ROW_BYTES);
+        if format == Format::Ndjson {
+            assert!(fields.len() <= 1 && !fields.iter().any(|f| f.trim().is_empty() || f.contains('\n')));
+        }
+    }
+    assert!(bytes <= file.len());
+    if let Err(reason) = end {
+        assert!(!reason.is_empty());
     }
 }

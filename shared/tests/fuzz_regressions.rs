@@ -48,6 +48,11 @@ fn jwt_verify_seeds() {
 }
 
 #[test]
+fn import_rows_seeds() {
+    replay("import_rows");
+}
+
+#[test]
 fn every_target_has_seeds() {
     for target in harness::TARGETS {
         assert!(seeds_dir().join(target).is_dir(), "no fuzz/seeds/{target}");

@@ -729,3 +729,114 @@ async fn each_pages_report_lines_are_stored_once_and_assembled_at_the_end() {
     }
     assert_eq!(stored + "row,column,reason\n".len(), r.len());
 }
+
+/// One worker serving the queue in order, as a reserved concurrency of 1 would: each message's
+/// leg runs for at most `slice`, and a leg that hands over queues its next message at the back.
+/// Returns, per import key, the seconds from the start until it ended.
+async fn serve_queue(
+    stack: &Stack,
+    keys: &[String],
+    slice: Duration,
+) -> std::collections::HashMap<String, f64> {
+    let start = std::time::Instant::now();
+    let mut queue: std::collections::VecDeque<String> = keys.iter().cloned().collect();
+    let mut ended = std::collections::HashMap::new();
+    let mut n = 0;
+    while let Some(k) = queue.pop_front() {
+        n += 1;
+        let mut worker = stack.import_worker(0);
+        worker.stop_at = std::time::Instant::now() + slice;
+        worker.page_rows = 100;
+        match import_worker::run_key(&worker, &format!("q-{n}"), &k).await.unwrap() {
+            Outcome::Continued => {
+                let upload = k.strip_suffix(shared::imports::RESUME_SUFFIX).unwrap_or(&k).to_string();
+                queue.push_back(format!("{upload}{}", shared::imports::RESUME_SUFFIX));
+            }
+            Outcome::Finished(_) => {
+                let upload = k.strip_suffix(shared::imports::RESUME_SUFFIX).unwrap_or(&k).to_string();
+                ended.insert(upload, start.elapsed().as_secs_f64());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    ended
+}
+
+#[tokio::test]
+async fn a_small_import_of_another_account_waits_one_slice_not_the_whole_big_import() {
+    let stack = Stack::new().await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let (big_integration, _) = create_integration(&stack, &auth, CRM).await;
+    let (other, other_auth) = stack.account_with_bearer("globex", 100, 10_000).await;
+    let (small_integration, _) = create_integration(&stack, &other_auth, CRM).await;
+    let mut times = Vec::new();
+    for slice in [Duration::from_secs(3600), Duration::ZERO] {
+        let big = create(&stack, &auth, &big_integration, json!({"format": "csv"})).await;
+        upload(&big, rows(3_000).as_bytes()).await;
+        let small = create(&stack, &other_auth, &small_integration, json!({"format": "csv"})).await;
+        upload(&small, rows(10).as_bytes()).await;
+        let big_key = key(&stack, &big_integration, &big);
+        let small_key = shared::imports::upload_key(&other, &small_integration, &small.id);
+        // The big import's upload came first.
+        let ended = serve_queue(&stack, &[big_key.clone(), small_key.clone()], slice).await;
+        times.push((ended[&small_key], ended[&big_key]));
+        let s = status(&stack, &other_auth, &small).await;
+        assert_eq!(s["accepted"].as_i64(), Some(10), "{s}");
+    }
+    let ((unsliced_small, unsliced_big), (sliced_small, sliced_big)) = (times[0], times[1]);
+    println!(
+        "FAIRNESS small import ended after {unsliced_small:.2} s without slices (the big one: {unsliced_big:.2} s), \
+         {sliced_small:.2} s with them (the big one: {sliced_big:.2} s)"
+    );
+    assert!(unsliced_small >= unsliced_big, "without slices the small import waits for the whole big one");
+    assert!(sliced_small < sliced_big, "with slices it ends first");
+}
+
+#[tokio::test]
+async fn an_account_runs_at_most_its_running_slots_and_the_rest_wait_in_the_queue() {
+    use shared::store::imports::RUNNING_PER_ACCOUNT;
+    let stack = Stack::new().await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let (integration, _) = create_integration(&stack, &auth, CRM).await;
+    let now = shared::domain::Timestamp::now().epoch_secs();
+    // Two long legs of this account are running.
+    for i in 0..RUNNING_PER_ACCOUNT {
+        let slot = stack
+            .store
+            .take_running_slot(&stack.account, &format!("busy-{i}"), now, now + 600)
+            .await
+            .unwrap();
+        assert_eq!(slot, Some(i));
+    }
+    let import = create(&stack, &auth, &integration, json!({"format": "csv"})).await;
+    upload(&import, rows(5).as_bytes()).await;
+    let k = key(&stack, &integration, &import);
+    assert_eq!(import_worker::run_key(&stack.import_worker(0), "m-1", &k).await.unwrap(), Outcome::Deferred);
+    let s = status(&stack, &auth, &import).await;
+    assert_eq!(s["status"], "waiting_for_upload", "untouched while it waits: {s}");
+    let marker = format!("{k}{}", shared::imports::RESUME_SUFFIX);
+    assert!(stack.files.head(&marker).await.unwrap().is_some(), "queued again");
+
+    // Another account's import is not held back.
+    let (other, other_auth) = stack.account_with_bearer("globex", 100, 10_000).await;
+    let (other_integration, _) = create_integration(&stack, &other_auth, CRM).await;
+    let theirs = create(&stack, &other_auth, &other_integration, json!({"format": "csv"})).await;
+    upload(&theirs, rows(5).as_bytes()).await;
+    let their_key = shared::imports::upload_key(&other, &other_integration, &theirs.id);
+    assert_eq!(
+        import_worker::run_key(&stack.import_worker(600), "m-2", &their_key).await.unwrap(),
+        Outcome::Finished(ImportStatus::Completed)
+    );
+
+    // A running leg ends: the waiting import's marker runs it, and its slot is free again after.
+    stack.store.release_running_slot(&stack.account, 1, "busy-1", now).await.unwrap();
+    assert_eq!(
+        import_worker::run_key(&stack.import_worker(600), "m-3", &marker).await.unwrap(),
+        Outcome::Finished(ImportStatus::Completed)
+    );
+    let later = shared::domain::Timestamp::now().epoch_secs();
+    assert_eq!(
+        stack.store.take_running_slot(&stack.account, "next", later, later + 60).await.unwrap(),
+        Some(1)
+    );
+}

@@ -170,3 +170,72 @@ fn the_openapi_document_offers_an_idempotency_key_exactly_on_write_routes() {
     }
     assert_eq!(offered, writes(), "Idempotency-Key in docs/openapi.yaml differs from the write routes");
 }
+
+/// (method, path) of each curl command against `make dev` in a Markdown file: a command is a
+/// line with `curl ` and the lines its trailing `\` continues; its method is `-X`/`--request`,
+/// else POST when it sends data, else GET; its path is what follows the local API's address,
+/// without the query.
+fn curls(text: &str) -> Vec<(String, String)> {
+    const HOST: &str = "http://127.0.0.1:9000";
+    let mut commands = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        match current.as_mut() {
+            Some(c) => c.push_str(line.trim_end_matches('\\')),
+            None if line.contains("curl ") => current = Some(line.trim_end_matches('\\').to_string()),
+            None => continue,
+        }
+        if !line.ends_with('\\') {
+            commands.extend(current.take());
+        }
+    }
+    commands
+        .iter()
+        .filter_map(|c| {
+            let words: Vec<&str> = c.split_whitespace().collect();
+            let method = words
+                .windows(2)
+                .find(|w| w[0] == "-X" || w[0] == "--request")
+                .map(|w| w[1].to_string())
+                .unwrap_or_else(|| {
+                    let sends = words.iter().any(|w| w.starts_with("--data") || *w == "-d");
+                    if sends { "POST" } else { "GET" }.to_string()
+                });
+            let at = c.find(HOST)? + HOST.len();
+            let path: String =
+                c[at..].chars().take_while(|ch| !matches!(ch, '\'' | '"' | ' ' | '?')).collect();
+            Some((method, path))
+        })
+        .collect()
+}
+
+/// Whether a concrete path (with `$VARS` or values in its parameters) fits a route template.
+fn fits(template: &str, path: &str) -> bool {
+    let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    t.len() == p.len() && t.iter().zip(&p).all(|(t, p)| t == p || (t.starts_with('{') && !p.is_empty()))
+}
+
+#[test]
+fn the_walkthrough_calls_each_declared_route_with_curl() {
+    let called = curls(&read("docs/WALKTHROUGH.md"));
+    let missing: Vec<_> = declared()
+        .into_iter()
+        .filter(|(m, p, _, _)| !called.iter().any(|(cm, cp)| cm == m && fits(p, cp)))
+        .map(|(m, p, _, _)| format!("{m} {p}"))
+        .collect();
+    assert!(missing.is_empty(), "docs/WALKTHROUGH.md has no curl of {missing:?}");
+}
+
+#[test]
+fn the_readme_is_a_newcomers_page_with_the_seeds_two_calls() {
+    let readme = read("README.md");
+    let lines = readme.lines().count();
+    assert!(lines <= 200, "README.md has {lines} lines; the rest belongs in docs/");
+    let called = curls(&readme);
+    for (m, p) in [("POST", "/accounts/connect/token"), ("POST", "/public/v1/user/data")] {
+        assert!(called.contains(&(m.to_string(), p.to_string())), "README.md has no curl of {m} {p}");
+    }
+    for doc in ["docs/WALKTHROUGH.md", "docs/ARCHITECTURE.md", "docs/DEVELOPMENT.md"] {
+        assert!(readme.contains(doc), "README.md does not point at {doc}");
+    }
+}

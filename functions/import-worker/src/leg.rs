@@ -132,18 +132,18 @@ impl<'a> Leg<'a> {
     ) -> Result<Result<Page, String>, StoreError> {
         let mut page = Page::default();
         let (mut rows, mut page_bytes) = (0, 0);
-        self.page_first_row = reader.row + 1;
+        self.page_first_row = reader.row() + 1;
         while rows < self.worker.page_rows && page_bytes < PAGE_BYTES {
             let row = match reader.next(body).await? {
                 Ok(Some(row)) => row,
                 Ok(None) => {
-                    self.progress.bytes_read = reader.offset as i64;
+                    self.progress.bytes_read = reader.offset() as i64;
                     break;
                 }
                 Err(reason) => return Ok(Err(reason)),
             };
-            self.progress.bytes_read = reader.offset as i64;
-            self.progress.last_row = reader.row;
+            self.progress.bytes_read = reader.offset() as i64;
+            self.progress.last_row = reader.row();
             let fields = match row {
                 Row::Blank(n) => {
                     page_bytes += n;
@@ -169,7 +169,7 @@ impl<'a> Leg<'a> {
             };
             self.progress.rows_read += 1;
             rows += 1;
-            let number = reader.row;
+            let number = reader.row();
             match self.judge(&fields) {
                 Ok(update) => {
                     if let Some(earlier) = page.add(number, update, self.rec.mode) {

@@ -38,6 +38,9 @@ pub const PAGE_ROWS: usize = 5_000;
 /// A page also ends once its rows (blank lines included) hold this many bytes, bounding
 /// memory and the time between checkpoints whatever the rows.
 const PAGE_BYTES: usize = 8 * 1024 * 1024;
+/// How long a leg that finds its account's running slots taken waits before it queues itself
+/// again.
+const DEFER_WAIT: Duration = Duration::from_secs(2);
 /// How long a lease lasts without a checkpoint: far longer than one page takes.
 const LEASE_SECS: i64 = 120;
 /// `BatchWriteItem` calls (25 users each) in flight for a `replace` page.
@@ -59,11 +62,18 @@ pub struct Worker {
 /// checkpoint and the hand-over to the next leg must fit in it.
 const RESERVE: Duration = Duration::from_secs(90);
 
+/// The most a leg works before it hands over, by default: the next leg's message joins the
+/// queue behind every import that waits, so no import holds a worker for longer than this
+/// while others wait (docs/DECISIONS.md, "Bulk file import").
+pub const SLICE: Duration = Duration::from_secs(120);
+
 /// What every invocation of a warm instance shares.
 pub struct Deps {
     pub store: DynamoStore,
     pub files: Files,
     pub callback: callback::Sender,
+    /// How long one leg works at most (`IMPORT_SLICE_SECONDS`, default [`SLICE`]).
+    pub slice: Duration,
 }
 
 impl Deps {
@@ -71,8 +81,21 @@ impl Deps {
         let sdk = shared::config::aws_sdk_config().await;
         let store =
             DynamoStore::new(shared::config::dynamodb_client(&sdk), shared::config::Tables::from_env());
-        Self { store, files: Files::from_env(&sdk), callback: callback::Sender::from_env() }
+        let slice =
+            std::env::var("IMPORT_SLICE_SECONDS").ok().and_then(|v| v.parse().ok()).map(Duration::from_secs);
+        Self {
+            store,
+            files: Files::from_env(&sdk),
+            callback: callback::Sender::from_env(),
+            slice: slice.unwrap_or(SLICE),
+        }
     }
+}
+
+/// How long a leg may start pages: its slice, and no later than [`RESERVE`] before the
+/// invocation's deadline (at most half of the time left).
+pub fn working_time(left: Duration, slice: Duration) -> Duration {
+    left.saturating_sub(RESERVE.min(left / 2)).min(slice)
 }
 
 /// One invocation: its event handled within the time its deadline leaves.
@@ -84,7 +107,7 @@ pub async fn serve(
     let worker = Worker {
         store: deps.store.clone(),
         files: deps.files.clone(),
-        stop_at: Instant::now() + left.saturating_sub(RESERVE.min(left / 2)),
+        stop_at: Instant::now() + working_time(left, deps.slice),
         callback: deps.callback.clone(),
         page_rows: PAGE_ROWS,
     };
@@ -102,6 +125,8 @@ pub enum Outcome {
     Continued,
     /// Another worker took the lease over (this one was too slow): it stopped writing.
     LostLease,
+    /// The account runs as many imports as it may: this one's next leg was queued.
+    Deferred,
 }
 
 /// An SQS batch of S3 notifications: each message's imports worked on in turn. Returns the
@@ -144,6 +169,43 @@ pub async fn run(
     import_id: &str,
 ) -> Result<Outcome, StoreError> {
     let now = leg::now_secs();
+    // The slot outlives the leg's working time by a lease: a leg that dies frees it then.
+    let slot_until =
+        now + worker.stop_at.saturating_duration_since(Instant::now()).as_secs() as i64 + LEASE_SECS;
+    let Some(slot) = worker.store.take_running_slot(account, owner, now, slot_until).await? else {
+        return defer(worker, account, integration_id, import_id).await;
+    };
+    let outcome = run_in_slot(worker, owner, account, integration_id, import_id).await;
+    if let Err(e) = worker.store.release_running_slot(account, slot, owner, leg::now_secs()).await {
+        tracing::warn!(import_id, error = %e, "a running slot could not be released; it frees itself");
+    }
+    outcome
+}
+
+/// Every running slot of the account is taken: the import waits its turn behind the queue.
+/// After a short wait, so that an account's waiting imports go round the queue a few times a
+/// minute each, not in a busy loop.
+async fn defer(
+    worker: &Worker,
+    account: &AccountId,
+    integration_id: &str,
+    import_id: &str,
+) -> Result<Outcome, StoreError> {
+    let wait = DEFER_WAIT.min(worker.stop_at.saturating_duration_since(Instant::now()));
+    tokio::time::sleep(wait).await;
+    let marker = format!("{}{}", files::upload_key(account, integration_id, import_id), files::RESUME_SUFFIX);
+    worker.files.write(&marker, Vec::new(), "application/octet-stream").await?;
+    Ok(Outcome::Deferred)
+}
+
+async fn run_in_slot(
+    worker: &Worker,
+    owner: &str,
+    account: &AccountId,
+    integration_id: &str,
+    import_id: &str,
+) -> Result<Outcome, StoreError> {
+    let now = leg::now_secs();
     let lease =
         worker.store.lease_import(account, integration_id, import_id, owner, now, now + LEASE_SECS).await?;
     let rec = match lease {
@@ -172,4 +234,18 @@ pub async fn run(
         }
     }
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leg_works_its_slice_at_most_and_stops_before_its_deadline() {
+        let s = Duration::from_secs;
+        assert_eq!(working_time(s(900), SLICE), SLICE);
+        assert_eq!(working_time(s(900), s(3600)), s(810), "90 s kept back");
+        assert_eq!(working_time(s(100), s(3600)), s(50), "at most half kept back");
+        assert_eq!(working_time(s(0), SLICE), s(0));
+    }
 }

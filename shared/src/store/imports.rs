@@ -100,6 +100,14 @@ fn account_pk(account: &AccountId) -> String {
     format!("ACCOUNT#{account}")
 }
 
+/// Imports of one account that may run at once: the others wait in the queue, so one account
+/// never holds every worker (docs/DECISIONS.md, "Bulk file import").
+pub const RUNNING_PER_ACCOUNT: u32 = 2;
+
+fn running_sk(slot: u32) -> String {
+    format!("IMPORTSLOT#{slot}")
+}
+
 fn import_sk(integration_id: &str, import_id: &str) -> String {
     format!("IMPORT#{integration_id}#{import_id}")
 }
@@ -374,6 +382,60 @@ impl DynamoStore {
             .update_expression("SET leaseUntil = :u")
             .expression_attribute_values(":u", n(now - 1));
         while_held(req.send().await)
+    }
+
+    /// Takes one of the account's [`RUNNING_PER_ACCOUNT`] running slots for `owner` until
+    /// `until`: a slot nobody holds, whose holder's time ran out, or that `owner` (a queue
+    /// message delivered again) holds already. `None` when every slot is busy.
+    pub async fn take_running_slot(
+        &self,
+        account: &AccountId,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<Option<u32>, StoreError> {
+        for slot in 0..RUNNING_PER_ACCOUNT {
+            let out = self
+                .client()
+                .update_item()
+                .table_name(&self.tables().config)
+                .key("pk", s(account_pk(account)))
+                .key("sk", s(running_sk(slot)))
+                .update_expression("SET slotOwner = :o, slotUntil = :u")
+                .condition_expression("attribute_not_exists(pk) OR slotUntil < :now OR slotOwner = :o")
+                .expression_attribute_values(":o", s(owner))
+                .expression_attribute_values(":u", n(until))
+                .expression_attribute_values(":now", n(now))
+                .send()
+                .await;
+            if while_held(out)? {
+                return Ok(Some(slot));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Frees a running slot `owner` holds (a no-op when it holds it no more).
+    pub async fn release_running_slot(
+        &self,
+        account: &AccountId,
+        slot: u32,
+        owner: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let out = self
+            .client()
+            .update_item()
+            .table_name(&self.tables().config)
+            .key("pk", s(account_pk(account)))
+            .key("sk", s(running_sk(slot)))
+            .update_expression("SET slotUntil = :u")
+            .condition_expression("slotOwner = :o")
+            .expression_attribute_values(":o", s(owner))
+            .expression_attribute_values(":u", n(now - 1))
+            .send()
+            .await;
+        while_held(out).map(|_| ())
     }
 
     /// An update of the import's record, applied only while `owner` holds its lease.
