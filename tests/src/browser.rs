@@ -304,6 +304,12 @@ impl Driver {
         self.cmd("POST", &format!("/element/{e}/value"), json!({"text": text})).await;
     }
 
+    /// Chooses a local file in an `<input type=file>`.
+    pub async fn type_into_file(&self, css: &str, path: &str) {
+        let e = self.find(css).await;
+        self.cmd("POST", &format!("/element/{e}/value"), json!({"text": path})).await;
+    }
+
     pub async fn click(&self, css: &str) {
         let e = self.find(css).await;
         self.cmd("POST", &format!("/element/{e}/click"), json!({})).await;

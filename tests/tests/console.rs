@@ -33,7 +33,7 @@ async fn the_console_in_a_browser() {
 
     // A user whose attribute value is markup: it must stay text.
     let bearer = stack.bearer("integrations:write endUserUpdate:write").await;
-    let (_, token) = create_integration(
+    let (integration_id, token) = create_integration(
         &stack,
         &bearer,
         r#"{"name": "CRM <b>bold</b>", "userIdentifierProperty": "Email",
@@ -169,6 +169,51 @@ async fn the_console_in_a_browser() {
     )
     .await;
     assert_eq!(a.status, 404);
+
+    // A CSV upload with a bad row, from the page straight to the presigned URL, through to
+    // the error report. The worker runs here as the upload's queue message would run it.
+    use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
+    let rule =
+        CorsRule::builder().allowed_methods("PUT").allowed_origins("*").allowed_headers("*").build().unwrap();
+    let cors = CorsConfiguration::builder().cors_rules(rule).build().unwrap();
+    stack
+        .files
+        .client()
+        .put_bucket_cors()
+        .bucket(stack.files.bucket())
+        .cors_configuration(cors)
+        .send()
+        .await
+        .unwrap();
+    let csv = std::env::temp_dir().join(format!("console-{}.csv", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&csv, "Email,Type\nok@x.io,Paying\n,Missing id\n").unwrap();
+    d.goto(&format!("{base}/console#/imports")).await;
+    d.find("#imp-integration option").await;
+    d.type_into_file("#imp-file", csv.to_str().unwrap()).await;
+    d.click("form[aria-labelledby=imp-title] button[type=submit]").await;
+    d.wait_text("#imp-status", "Status").await;
+    let list = integration_tests::call_app(
+        &stack.imports_app(),
+        &bearer,
+        "GET",
+        &format!("/public/v1/integrations/{integration_id}/imports"),
+        None,
+    )
+    .await;
+    let import_id = list.body["imports"][0]["importId"].as_str().expect("an import").to_string();
+    let key = shared::imports::upload_key(&stack.account, &integration_id, &import_id);
+    let done =
+        import_worker::handle(&stack.import_worker(60), integration_tests::upload_event("m-1", &key)).await;
+    assert!(done.batch_item_failures.is_empty());
+    let status = d.wait_text("#imp-status", "completed").await;
+    assert!(status.contains("2 rows read, 1 accepted, 1 rejected"), "{status}");
+    let report_url = d.script("return document.querySelector('#imp-status a').href", json!([])).await;
+    let (code, report) = integration_tests::http("GET", report_url.as_str().unwrap(), Vec::new()).await;
+    assert_eq!(code, 200);
+    assert!(String::from_utf8_lossy(&report).contains('3'), "the report names row 3");
+    d.wait_text("#imp-list table", "completed").await;
+    d.screenshot(&dir, "imports").await;
+    let _ = std::fs::remove_file(&csv);
 
     // Segments: the list, members, ids added.
     let seg_bearer = stack.bearer("segments:write").await;
