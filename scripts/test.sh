@@ -8,6 +8,7 @@ cd "$ROOT"
 ensure_venv
 export PATH="$VENV/bin:$PATH"
 ensure_chromium
+ensure_axe
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -17,6 +17,58 @@ fn shots() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(dir)
 }
 
+/// axe-core's script, installed from npm by `make test` (scripts/lib.sh `ensure_axe`).
+fn axe_source() -> String {
+    let path = std::env::var("AXE_CORE").unwrap_or_else(|_| {
+        format!("{}/../.tools/axe/node_modules/axe-core/axe.min.js", env!("CARGO_MANIFEST_DIR"))
+    });
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("axe-core at {path} ({e}): `make test` installs it from npm"))
+}
+
+/// What a page is checked for once it shows: a screenshot, axe-core's serious and critical
+/// violations, and the bytes it transferred since the last page (its API calls; the first
+/// page's assets too).
+struct Pages {
+    dir: PathBuf,
+    axe: String,
+    violations: Vec<String>,
+    report: Vec<String>,
+}
+
+impl Pages {
+    async fn check(&mut self, d: &Driver, name: &str) {
+        d.screenshot(&self.dir, name).await;
+        let loaded = d.script("return typeof window.axe === 'object'", json!([])).await;
+        if loaded != json!(true) {
+            d.script(&self.axe, json!([])).await;
+        }
+        let found = d
+            .async_script(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations
+                   .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                   .map(v => v.id + ' (' + v.impact + '): ' + v.nodes.map(n => n.target.join(' ')).join(', '))));",
+                json!([]),
+            )
+            .await;
+        let found: Vec<String> = serde_json::from_value(found).unwrap();
+        let bytes = d
+            .script(
+                "const nav = performance.getEntriesByType('navigation')[0];
+                 let sum = performance.getEntriesByType('resource').reduce((a, e) => a + e.transferSize, 0);
+                 if (!window.__counted && nav) sum += nav.transferSize;
+                 window.__counted = true;
+                 performance.clearResourceTimings();
+                 return sum;",
+                json!([]),
+            )
+            .await;
+        self.report.push(format!("{name}: {} bytes, axe serious/critical: {}", bytes, found.len()));
+        self.violations.extend(found.into_iter().map(|v| format!("{name}: {v}")));
+    }
+}
+
 fn header<'a>(lines: &'a [String], name: &str) -> Option<&'a str> {
     lines.iter().find_map(|l| {
         let (k, v) = l.split_once(':')?;
@@ -85,11 +137,12 @@ async fn the_console_in_a_browser() {
 
     let d = Driver::start().await;
     let dir = shots();
+    let mut pages = Pages { dir: dir.clone(), axe: axe_source(), violations: Vec::new(), report: Vec::new() };
 
     // Sign-in.
     d.goto(&format!("{base}/console")).await;
     d.find("form[aria-labelledby=signin-title]").await;
-    d.screenshot(&dir, "signin").await;
+    pages.check(&d, "signin").await;
     d.type_into("input[name=client_id]", &stack.client_id).await;
     d.type_into("input[name=client_secret]", "wrong").await;
     d.click("button[type=submit]").await;
@@ -104,10 +157,12 @@ async fn the_console_in_a_browser() {
     assert!(!readable.as_str().unwrap().contains("console_session"), "scripts cannot read the session");
     // The integration's name is markup sent by a customer: shown as text.
     d.wait_text("main table", "CRM <b>bold</b>").await;
-    d.screenshot(&dir, "integrations").await;
+    pages.check(&d, "integrations").await;
 
     // The wizard: a bad property type first (the API's error at its field), then a good one.
     d.click("a[href='#/integrations/new']").await;
+    d.find("#wiz-name").await;
+    pages.check(&d, "wizard-step1").await;
     d.type_into("#wiz-name", "Update Customer Attributes").await;
     d.type_into("#wiz-ident", "Type").await;
     d.type_into(".prop-path", "Type").await;
@@ -125,7 +180,7 @@ async fn the_console_in_a_browser() {
     let update = d.text("#curl-update").await;
     assert!(update.contains(&token) && update.contains(&endpoint), "{update}");
     assert!(d.text("#curl-token").await.contains(&format!("{base}/accounts/connect/token")));
-    d.screenshot(&dir, "wizard").await;
+    pages.check(&d, "wizard").await;
     // The curl call the console showed, as a customer would send it (body and endpoint as shown).
     let data = update.split("--data-raw '").nth(1).unwrap().trim_end().trim_end_matches('\'');
     let path = endpoint.trim_start_matches(&base);
@@ -153,7 +208,7 @@ async fn the_console_in_a_browser() {
     let injected =
         d.script("return document.querySelectorAll('#lookup-out img, main b').length", json!([])).await;
     assert_eq!(injected, json!(0), "customer values are never parsed as markup");
-    d.screenshot(&dir, "user-lookup").await;
+    pages.check(&d, "user-lookup").await;
     // Erase asks for the id typed out.
     let disabled = d.script("return document.querySelector('.danger-zone button').disabled", json!([])).await;
     assert_eq!(disabled, json!(true));
@@ -212,7 +267,7 @@ async fn the_console_in_a_browser() {
     assert_eq!(code, 200);
     assert!(String::from_utf8_lossy(&report).contains('3'), "the report names row 3");
     d.wait_text("#imp-list table", "completed").await;
-    d.screenshot(&dir, "imports").await;
+    pages.check(&d, "imports").await;
     let _ = std::fs::remove_file(&csv);
 
     // Segments: the list, members, ids added.
@@ -235,14 +290,19 @@ async fn the_console_in_a_browser() {
     d.type_into("#seg-ids", "b@x.io\nc@x.io").await;
     d.click("#seg-add").await;
     d.wait_text("#seg-members", "c@x.io").await;
-    d.screenshot(&dir, "segments").await;
+    d.wait_text("#seg-out table td.num", "3").await;
+    let next_shown = d
+        .script("return document.querySelector('.members-panel > button').offsetParent !== null", json!([]))
+        .await;
+    assert_eq!(next_shown, json!(false), "no next page button past the last page");
+    pages.check(&d, "segments").await;
 
     // Usage: the chart is drawn.
     d.goto(&format!("{base}/console#/usage")).await;
     d.find("#usage-chart polyline").await;
     let lines = d.script("return document.querySelectorAll('#usage-chart polyline').length", json!([])).await;
     assert_eq!(lines, json!(3));
-    d.screenshot(&dir, "usage").await;
+    pages.check(&d, "usage").await;
 
     // A phone's width: the wizard still fits.
     d.resize(390, 844).await;
@@ -251,7 +311,7 @@ async fn the_console_in_a_browser() {
     let overflow =
         d.script("return document.documentElement.scrollWidth > window.innerWidth + 1", json!([])).await;
     assert_eq!(overflow, json!(false), "no horizontal scroll at a phone's width");
-    d.screenshot(&dir, "wizard-phone").await;
+    pages.check(&d, "wizard-phone").await;
     d.resize(1280, 900).await;
 
     // Sign-out clears the cookie and returns to the sign-in.
@@ -267,5 +327,13 @@ async fn the_console_in_a_browser() {
         .filter(|m| m.contains("Content Security Policy") || m.contains("Uncaught"))
         .collect();
     assert!(refused.is_empty(), "the pages broke their own CSP or threw: {refused:?}");
-    println!("CONSOLE browser walk: 7 pages, {:.1} s", started.elapsed().as_secs_f64());
+    for line in &pages.report {
+        println!("CONSOLE {line}");
+    }
+    assert!(pages.violations.is_empty(), "axe-core: {:#?}", pages.violations);
+    println!(
+        "CONSOLE browser walk: {} page views, {:.1} s",
+        pages.report.len(),
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -20,7 +20,7 @@ export function segments(view) {
       set(out, h('div', { class: 'scroll' }, h('table', {}, h('caption', {}, `${list.length} segment(s)`),
         h('thead', {}, h('tr', {}, ['Name', 'External id', 'Members', 'Updated', ''].map((t) => h('th', { scope: 'col' }, t)))),
         h('tbody', {}, list.map((s) => h('tr', {}, h('td', {}, s.name), h('td', {}, s.id || ''), h('td', { class: 'num' }, s.userCount), h('td', {}, s.updatedAt),
-          h('td', {}, h('button', { type: 'button', 'aria-label': `Open ${s.name}`, on: { click: () => members(out, base, s) } }, 'Open'))))))));
+          h('td', {}, h('button', { type: 'button', 'aria-label': `Open ${s.name}`, on: { click: (ev) => members(out, base, s, ev.target.closest('tr').querySelector('.num')) } }, 'Open'))))))));
     } catch (e) { showError(form, e); }
   };
   form.addEventListener('submit', (ev) => { ev.preventDefault(); load(); });
@@ -28,7 +28,7 @@ export function segments(view) {
   if (sys.value) load();
 }
 
-async function members(out, base, s) {
+async function members(out, base, s, countCell) {
   const path = `${base}/${encodeURIComponent(s.segmentGuid)}`;
   const list = h('ol', { id: 'seg-members' });
   const more = h('button', { type: 'button', hidden: true }, 'Next page');
@@ -41,7 +41,14 @@ async function members(out, base, s) {
   };
   more.addEventListener('click', page);
   const panel = h('section', { class: 'card', 'aria-labelledby': 'mem-title' }, h('h2', { id: 'mem-title' }, `Members of ${s.name}`), list, more);
-  if (can('segments:write')) panel.append(editForm(path, () => { list.replaceChildren(); cursor = null; page(); }));
+  const refresh = async () => {
+    list.replaceChildren();
+    cursor = null;
+    await page();
+    const fresh = await api('GET', path);
+    countCell.textContent = fresh.userCount;
+  };
+  if (can('segments:write')) panel.append(editForm(path, refresh));
   const old = out.querySelector('.members-panel');
   if (old) old.remove();
   panel.classList.add('members-panel');
