@@ -199,6 +199,18 @@ async fn the_console_in_a_browser() {
     d.goto(&format!("{base}/console#/integrations")).await;
     d.wait_text("main table", "Update Customer Attributes").await;
     assert!(!d.page_text().await.contains(&token), "the token is shown only once");
+    // Edit: a property added; the dry run of a pasted payload says what would be stored.
+    d.click("button[aria-label='Edit Update Customer Attributes']").await;
+    d.wait_text("#wiz-title", "Edit").await;
+    d.click("form[aria-labelledby=wiz-title] button[type=button]:not(.link)").await;
+    d.type_into(".prop-row:nth-of-type(2) .prop-path", "Status").await;
+    d.click("#wiz-continue").await;
+    d.wait_text("main table", "Status (String)").await;
+    d.click("button[aria-label='Test Update Customer Attributes']").await;
+    d.type_into("#test-payload", r#"{"data": [{"Email": "t@x.io", "Type": "Paying", "Extra": 1}]}"#).await;
+    d.click(".test-panel button[type=submit]").await;
+    let out = d.wait_text(".test-out", "Valid").await;
+    assert!(out.contains("Customer_Type") && out.contains("Extra"), "{out}");
 
     // User lookup: the markup value is text, and no script ran.
     d.goto(&format!("{base}/console#/users")).await;
@@ -319,6 +331,24 @@ async fn the_console_in_a_browser() {
     d.click("#signout").await;
     d.find("form[aria-labelledby=signin-title]").await;
     assert!(d.cookies().await.iter().all(|c| c["name"] != "console_session"), "signed out");
+
+    // A client holding only segments:read sees only the segments, read-only.
+    let now = shared::domain::Timestamp::now().epoch_secs();
+    let scopes = shared::domain::ScopeSet::parse("segments:read").unwrap();
+    let (reader, reader_secret) = stack.create_client(&stack.account, "reader", scopes, now).await.unwrap();
+    d.type_into("input[name=client_id]", &reader.client_id.to_string()).await;
+    d.type_into("input[name=client_secret]", reader_secret.expose()).await;
+    d.click("button[type=submit]").await;
+    d.wait_text("main h1", "Segments").await;
+    let nav = d.text("#nav").await;
+    assert!(nav.contains("Segments") && !nav.contains("Integrations") && !nav.contains("Users"), "{nav}");
+    // The system is remembered from the last visit: the list shows by itself.
+    d.wait_text("#seg-out table", "Beta").await;
+    d.click("#seg-out table button").await;
+    d.wait_text("#seg-members", "a@x.io").await;
+    assert!(d.try_find("#seg-add").await.is_none(), "no edit without segments:write");
+    d.click("#signout").await;
+    d.find("form[aria-labelledby=signin-title]").await;
 
     let refused: Vec<String> = d
         .logs()

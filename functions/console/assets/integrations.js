@@ -21,7 +21,9 @@ export async function integrations(view) {
   for (const it of list) {
     const actions = h('td');
     if (can('integrations:write')) {
-      actions.append(h('button', { type: 'button', 'aria-label': `Test ${it.name}`, on: { click: () => testPanel(view, it) } }, 'Test'),
+      actions.append(h('button', { type: 'button', 'aria-label': `Edit ${it.name}`, on: { click: () => wizard(view, it) } }, 'Edit'),
+        ' ',
+        h('button', { type: 'button', 'aria-label': `Test ${it.name}`, on: { click: () => testPanel(view, it) } }, 'Test'),
         ' ',
         h('button', { type: 'button', class: 'danger', 'aria-label': `Delete ${it.name}`, on: { click: async () => {
           if (!window.confirm(`Delete the integration "${it.name}" and its attributes on every user?`)) return;
@@ -51,22 +53,24 @@ function propertyRow(list, value = {}) {
   list.append(row);
 }
 
-export function wizard(view) {
-  const [nameWrap, name] = field('Integration name', { required: true, 'data-path': 'name', id: 'wiz-name' },
+/** The wizard; with `existing`, its edit form (name and properties: PATCH). */
+export function wizard(view, existing) {
+  const [nameWrap, name] = field('Integration name', { required: true, 'data-path': 'name', id: 'wiz-name', value: existing ? existing.name : '' },
     'Shown to content authors in the rule engine: use a meaningful name.');
-  const [idWrap, ident] = field('User identifier property', { required: true, 'data-path': 'userIdentifierProperty', id: 'wiz-ident' },
-    'The payload field holding the user id; dot-separated for nested objects (user.email).');
+  const [idWrap, ident] = field('User identifier property', { required: true, 'data-path': 'userIdentifierProperty', id: 'wiz-ident', value: existing ? existing.userIdentifierProperty : '', readonly: !!existing },
+    existing ? 'Set when the integration was created.' : 'The payload field holding the user id; dot-separated for nested objects (user.email).');
   const list = h('div', { class: 'props' });
-  propertyRow(list);
+  if (existing) for (const p of existing.properties) propertyRow(list, p);
+  else propertyRow(list);
   const form = h('form', { class: 'card', 'aria-labelledby': 'wiz-title' },
-    h('h1', { id: 'wiz-title' }, 'API integration wizard'),
-    h('p', { class: 'steps' }, 'Step 1 of 2: define the integration'),
+    h('h1', { id: 'wiz-title' }, existing ? `Edit ${existing.name}` : 'API integration wizard'),
+    h('p', { class: 'steps' }, existing ? 'Properties can be added and removed; a type never changes.' : 'Step 1 of 2: define the integration'),
     nameWrap, idWrap,
     h('h2', {}, 'Properties to import'),
     h('p', {}, 'A type cannot change once set; it decides the operators the rule engine offers.'),
     list,
     h('button', { type: 'button', on: { click: () => propertyRow(list) } }, 'Add a property'),
-    h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', id: 'wiz-continue' }, 'Continue')));
+    h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', id: 'wiz-continue' }, existing ? 'Save' : 'Continue')));
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     clearError(form);
@@ -77,6 +81,12 @@ export function wizard(view) {
       return p;
     });
     try {
+      if (existing) {
+        await api('PATCH', `/public/v1/integrations/${encodeURIComponent(existing.integrationId)}`, { name: name.value, properties });
+        set(view);
+        await integrations(view);
+        return;
+      }
       const created = await api('POST', '/public/v1/integrations', { name: name.value, userIdentifierProperty: ident.value.trim(), properties });
       created_(view, created);
     } catch (e) {
