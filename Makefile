@@ -41,9 +41,9 @@ capacity:
 	@scripts/capacity.sh $(CAPACITY_ARGS)
 
 # The rate limiter under a 30 s flood at 50x an account's limit, beside a calm account
-# (tests/tests/flood.rs; `make test` runs it for 5 s). Prints the FLOOD line PERFORMANCE quotes.
+# (tests/tests/suite/flood.rs; `make test` runs it for 5 s). Prints the FLOOD line PERFORMANCE quotes.
 flood:
-	@FLOOD_SECS=$${FLOOD_SECS:-30} scripts/quick-test.sh -p integration-tests --test flood -- --nocapture
+	@FLOOD_SECS=$${FLOOD_SECS:-30} scripts/quick-test.sh -p integration-tests --test suite -- flood:: --nocapture
 
 # Schema fuzzing of a running `make dev` against docs/openapi.yaml (schemathesis, every
 # check); fails on any failure. Knobs: SCHEMATHESIS_MAX_EXAMPLES, SCHEMATHESIS_WORKERS, DEV_DIR.

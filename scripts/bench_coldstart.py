@@ -48,7 +48,7 @@ FUNCTIONS = ["token", "user-data", "segments", "integrations"]
 PYTHON_FLOOR = "import boto3; boto3.client('dynamodb', region_name='us-east-1')"
 WALL_TARGET = 15.0  # python_ms / ours_ms must be at least this
 MEM_TARGET = 0.5  # ours_mb / python_mb must be at most this
-TABLES = {  # the default names `admin tables create` uses (shared/src/store/schema.rs)
+TABLES = {  # the default names `admin tables create` uses (shared/store/src/schema.rs)
     "CONFIG_TABLE": "ingest-config",
     "KEYS_TABLE": "ingest-signing-keys",
     "END_USERS_TABLE": "ingest-end-users",

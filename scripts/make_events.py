@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Writes events/*.json: one API Gateway HTTP API (payload 2.0) event per route.
 
-Placeholders are filled by scripts/invoke.sh (from .dev/demo.json) and by tests/tests/events.rs:
+Placeholders are filled by scripts/invoke.sh (from .dev/demo.json) and by tests/tests/suite/events.rs:
 __BASIC_CREDENTIALS__, __ACCESS_TOKEN__, __INTEGRATION_TOKEN__, __NESTED_INTEGRATION_TOKEN__,
 __INTEGRATION_ID__, __IMPORT_ID__ (an import of the demo integration: invoke.sh takes it from
-$IMPORT_ID; tests/tests/events.rs creates one with imports-create.json first), __SYSTEM_GUID__, __SEGMENT_GUID__ (the demo segment; tests/tests/events.rs creates
+$IMPORT_ID; tests/tests/suite/events.rs creates one with imports-create.json first), __SYSTEM_GUID__, __SEGMENT_GUID__ (the demo segment; tests/tests/suite/events.rs creates
 one with segments-create.json first), __WORKSPACE_ID__ (the account id) and __MOENGAGE_BASIC__
 (base64 of "<account id>:<client secret>", MoEngage's Basic credentials). Run it again after
 changing it; the files are committed.

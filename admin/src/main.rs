@@ -4,11 +4,12 @@
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
-use shared::auth::{ClientSecret, keys};
-use shared::config::{self, AuthConfig, Tables};
-use shared::domain::{AccountId, ClientId, ScopeSet, SystemGuid};
-use shared::store::StoreError;
-use shared::store::dynamo::DynamoStore;
+use auth::AuthConfig;
+use auth::{ClientSecret, keys};
+use domain::{AccountId, ClientId, ScopeSet, SystemGuid};
+use store::StoreError;
+use store::Tables;
+use store::dynamo::DynamoStore;
 
 #[derive(Parser)]
 #[command(name = "admin", about = "Operate the end-user data ingestion API")]
@@ -132,8 +133,8 @@ enum KeysCmd {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    let sdk = config::aws_sdk_config().await;
-    let store = DynamoStore::new(config::dynamodb_client(&sdk), Tables::from_env());
+    let sdk = boot::aws_sdk_config().await;
+    let store = DynamoStore::new(store::dynamodb_client(&sdk), Tables::from_env());
     match run(&store, cli.command).await {
         Ok((value, text)) => {
             if cli.json {
@@ -164,7 +165,7 @@ fn account_id(s: &str) -> Result<AccountId, String> {
 }
 
 async fn run(store: &DynamoStore, command: Command) -> Outcome {
-    let now = shared::domain::Timestamp::now().epoch_secs();
+    let now = domain::Timestamp::now().epoch_secs();
     match command {
         Command::Tables { command: TablesCmd::Create } => {
             let created = store.create_tables().await.map_err(store_err)?;
@@ -176,7 +177,7 @@ async fn run(store: &DynamoStore, command: Command) -> Outcome {
             if attribute_limit < 1 || rate_limit < 1 {
                 return Err("--attribute-limit and --rate-limit must be at least 1".into());
             }
-            let most = shared::domain::integration::MAX_ATTRIBUTE_LIMIT;
+            let most = domain::integration::MAX_ATTRIBUTE_LIMIT;
             if attribute_limit > most {
                 return Err(format!("--attribute-limit may be at most {most}"));
             }
@@ -235,7 +236,7 @@ async fn rotate(store: &DynamoStore, now: i64, retire: i64) -> Result<String, St
 }
 
 async fn client(store: &DynamoStore, command: ClientCmd, now: i64) -> Outcome {
-    let token_ttl = AuthConfig::from_env().token_ttl_secs;
+    let token_ttl = AuthConfig::from_env().longest_token_secs();
     match command {
         ClientCmd::Create { account, scopes, name } => {
             let account = account_id(&account)?;

@@ -44,6 +44,17 @@ impl Timestamp {
     }
 }
 
+/// A stored time in epoch seconds as RFC 3339, as every response shows one (`""` past the
+/// calendar `time` can represent, which no record holds).
+pub fn rfc3339_of_epoch_secs(secs: i64) -> String {
+    Timestamp::from_epoch_secs(secs).map(Timestamp::rfc3339).unwrap_or_default()
+}
+
+/// A stored time in epoch milliseconds as RFC 3339 with three fractional digits.
+pub fn rfc3339_millis_of_epoch_ms(ms: i64) -> String {
+    Timestamp::from_epoch_ms(ms).map(Timestamp::rfc3339_millis).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

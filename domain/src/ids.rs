@@ -107,6 +107,61 @@ impl fmt::Display for SegmentGuid {
     }
 }
 
+/// An integration, as a path names it: a UUID, kept exactly as sent (a stored id is the
+/// lowercase hyphenated form it was generated in, so another spelling finds nothing). The
+/// implicit MoEngage integration has no UUID and is never named by a path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IntegrationId(String);
+
+impl IntegrationId {
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        uuid::Uuid::try_parse(s)
+            .map(|_| Self(s.to_string()))
+            .map_err(|_| IdError::NotUuid { what: "integration id" })
+    }
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().to_string())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An import, as a path names it: a UUID, kept exactly as sent. Generated as a version 7
+/// UUID, so import ids sort by creation time, which the import list's cursor relies on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ImportId(String);
+
+impl ImportId {
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        uuid::Uuid::try_parse(s)
+            .map(|_| Self(s.to_string()))
+            .map_err(|_| IdError::NotUuid { what: "import id" })
+    }
+    /// An id as the import list issues it as a cursor: a version 7 UUID, lowercase hyphenated.
+    pub fn parse_cursor(s: &str) -> Option<Self> {
+        uuid::Uuid::try_parse(s).ok().filter(|u| u.get_version_num() == 7).map(|u| Self(u.to_string()))
+    }
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::now_v7().to_string())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for IntegrationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for ImportId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 impl fmt::Display for AccountId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -149,6 +204,20 @@ mod tests {
         assert!(SystemGuid::parse("not-a-guid").is_err());
         let upper = g.to_uppercase();
         assert_eq!(SystemGuid::parse(&upper).unwrap().to_string(), g);
+    }
+
+    #[test]
+    fn integration_and_import_ids_are_uuids_kept_as_sent() {
+        let id = IntegrationId::generate();
+        assert_eq!(IntegrationId::parse(id.as_str()).unwrap(), id);
+        let upper = id.as_str().to_uppercase();
+        assert_eq!(IntegrationId::parse(&upper).unwrap().as_str(), upper, "not normalised: finds nothing");
+        assert!(IntegrationId::parse("moengage").is_err());
+        let import = ImportId::generate();
+        assert_eq!(ImportId::parse(import.as_str()).unwrap(), import);
+        assert_eq!(ImportId::parse_cursor(&import.as_str().to_uppercase()), Some(import));
+        assert_eq!(ImportId::parse_cursor(IntegrationId::generate().as_str()), None, "v4 is not a cursor");
+        assert!(ImportId::parse("x").is_err());
     }
 
     #[test]

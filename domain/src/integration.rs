@@ -47,6 +47,15 @@ impl fmt::Display for AttrType {
 
 /// A dot-separated path into a payload item. It matches a literal key that contains the dots
 /// (`"properties.ID"`) first, and nested objects (`{"nested": {"field": 1}}`) second.
+/// Why a property path is refused; the text is what the caller reads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("a path must be 1 to {} characters long", PropertyPath::MAX_LEN)]
+    Length,
+    #[error("a path may not start or end with '.', nor contain '..'")]
+    EmptySegment,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PropertyPath {
     raw: String,
@@ -56,12 +65,12 @@ pub struct PropertyPath {
 impl PropertyPath {
     pub const MAX_LEN: usize = 256;
 
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, PathError> {
         if s.is_empty() || s.chars().count() > Self::MAX_LEN {
-            return Err(format!("a path must be 1 to {} characters long", Self::MAX_LEN));
+            return Err(PathError::Length);
         }
         if s.split('.').any(str::is_empty) {
-            return Err("a path may not start or end with '.', nor contain '..'".into());
+            return Err(PathError::EmptySegment);
         }
         Ok(Self { raw: s.to_string(), segments: s.split('.').map(str::to_string).collect() })
     }

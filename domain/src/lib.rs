@@ -16,6 +16,6 @@ pub mod segment;
 pub mod user_data;
 
 pub use clock::Timestamp;
-pub use ids::{AccountId, ClientId, IdError, SegmentGuid, SystemGuid};
+pub use ids::{AccountId, ClientId, IdError, ImportId, IntegrationId, SegmentGuid, SystemGuid};
 pub use problem::Problem;
 pub use scope::{Scope, ScopeSet};

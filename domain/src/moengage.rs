@@ -70,34 +70,59 @@ pub enum Incoming {
     Boolean(bool),
 }
 
+/// Why a value cannot be an attribute's; the text is what the caller reads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IncomingError {
+    #[error("null is not allowed")]
+    Null,
+    #[error("a string value may hold at most {MAX_STRING_BYTES} bytes")]
+    TooLong,
+    #[error("lists are not supported: send a string, number, boolean or date-time")]
+    List,
+    #[error("objects are not supported: send a string, number, boolean or date-time")]
+    Object,
+    #[error(transparent)]
+    Number(#[from] user_data::ValueError),
+    /// The attribute's recorded type is another.
+    #[error("{expected} value required, got {got}")]
+    Mismatch { expected: &'static str, got: &'static str },
+}
+
+/// Why an attribute name is refused; the text is what the caller reads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("'{0}' is a reserved attribute name (\"id\", \"_id\" and \"\" are blocked)")]
+    Reserved(String),
+    #[error("'{0}': the prefix '{RESERVED_PREFIX}' is reserved for system attributes")]
+    ReservedPrefix(String),
+    #[error("an attribute name must be 1 to {MAX_ATTRIBUTE_NAME_LEN} characters, not blank")]
+    Length,
+}
+
 impl Incoming {
     /// A JSON number, or one `exact::protect_numbers` kept whole.
-    fn number(v: Value) -> Result<Self, String> {
+    fn number(v: Value) -> Result<Self, IncomingError> {
         match user_data::typed(AttrType::Number, v)? {
             AttrValue::Number(n) => Ok(Self::Number(n)),
             _ => unreachable!("typed(Number) yields a Number"),
         }
     }
 
-    fn from_json(v: Value) -> Result<Self, String> {
+    fn from_json(v: Value) -> Result<Self, IncomingError> {
         match v {
-            Value::Null => Err("null is not allowed".into()),
+            Value::Null => Err(IncomingError::Null),
             Value::Bool(b) => Ok(Self::Boolean(b)),
             v @ Value::Number(_) => Self::number(v),
             v if crate::exact::is_number(&v) => Self::number(v),
             Value::String(s) => {
                 if s.len() > MAX_STRING_BYTES {
-                    return Err(format!("a string value may hold at most {MAX_STRING_BYTES} bytes"));
+                    return Err(IncomingError::TooLong);
                 }
                 let date_time = date_time(&s);
                 Ok(Self::Text { raw: s, date_time })
             }
-            Value::Array(_) => {
-                Err("lists are not supported: send a string, number, boolean or date-time".into())
-            }
-            Value::Object(_) => {
-                Err("objects are not supported: send a string, number, boolean or date-time".into())
-            }
+            Value::Array(_) => Err(IncomingError::List),
+            Value::Object(_) => Err(IncomingError::Object),
         }
     }
 
@@ -113,13 +138,13 @@ impl Incoming {
 
     /// The value as an attribute of type `t`, or why it cannot be one. A date-time string is
     /// also a valid String.
-    pub fn typed(&self, t: AttrType) -> Result<AttrValue, String> {
+    pub fn typed(&self, t: AttrType) -> Result<AttrValue, IncomingError> {
         match (t, self) {
             (AttrType::String, Self::Text { raw, .. }) => Ok(AttrValue::String(raw.clone())),
             (AttrType::Date, Self::Text { date_time: Some(d), .. }) => Ok(AttrValue::Date(d.clone())),
             (AttrType::Number, Self::Number(n)) => Ok(AttrValue::Number(n.clone())),
             (AttrType::Boolean, Self::Boolean(b)) => Ok(AttrValue::Boolean(*b)),
-            (t, got) => Err(format!("{} value required, got {}", expected(t), got.describe())),
+            (t, got) => Err(IncomingError::Mismatch { expected: expected(t), got: got.describe() }),
         }
     }
 
@@ -156,15 +181,15 @@ pub fn date_time(s: &str) -> Option<String> {
 }
 
 /// Why an attribute name is refused, if it is.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), NameError> {
     if RESERVED_NAMES.contains(&name) {
-        return Err(format!("'{name}' is a reserved attribute name (\"id\", \"_id\" and \"\" are blocked)"));
+        return Err(NameError::Reserved(name.to_string()));
     }
     if name.starts_with(RESERVED_PREFIX) {
-        return Err(format!("'{name}': the prefix '{RESERVED_PREFIX}' is reserved for system attributes"));
+        return Err(NameError::ReservedPrefix(name.to_string()));
     }
     if name.trim().is_empty() || name.chars().count() > MAX_ATTRIBUTE_NAME_LEN {
-        return Err(format!("an attribute name must be 1 to {MAX_ATTRIBUTE_NAME_LEN} characters, not blank"));
+        return Err(NameError::Length);
     }
     Ok(())
 }
@@ -306,10 +331,53 @@ pub fn extended(current: Option<&Definition>, new: &[(String, AttrType)]) -> Def
     def
 }
 
+/// The implicit integration after new attributes were added: its definition, and every name
+/// it ever defined with its type (a name keeps its type for good).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grown {
+    pub definition: Definition,
+    pub attribute_types: BTreeMap<String, AttrType>,
+}
+
+/// The attributes asked for would take the implicit integration past [`MAX_ATTRIBUTES`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the MoEngage integration would have more than {MAX_ATTRIBUTES} attributes")]
+pub struct TooManyAttributes;
+
+/// The implicit integration with `new` attributes added to `current` (its definition and
+/// registry of types; `None` before the first attribute).
+pub fn grown(
+    current: Option<(&Definition, &BTreeMap<String, AttrType>)>,
+    new: &[(String, AttrType)],
+) -> Result<Grown, TooManyAttributes> {
+    let definition = extended(current.map(|(d, _)| d), new);
+    if definition.properties.len() > MAX_ATTRIBUTES {
+        return Err(TooManyAttributes);
+    }
+    let mut attribute_types = current.map(|(_, t)| t.clone()).unwrap_or_default();
+    attribute_types.extend(new.iter().cloned());
+    Ok(Grown { definition, attribute_types })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn growing_keeps_every_type_and_stops_at_the_cap() {
+        let first = grown(None, &[("a".into(), AttrType::String)]).unwrap();
+        assert_eq!(first.definition.name, INTEGRATION_NAME);
+        let retired = BTreeMap::from([("old".to_string(), AttrType::Number), ("a".into(), AttrType::String)]);
+        let next = grown(Some((&first.definition, &retired)), &[("b".into(), AttrType::Boolean)]).unwrap();
+        let names: Vec<&str> = next.definition.properties.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(next.attribute_types.len(), 3, "the registry keeps 'old'");
+        let many: Vec<(String, AttrType)> =
+            (0..=MAX_ATTRIBUTES).map(|i| (format!("n{i}"), AttrType::String)).collect();
+        assert_eq!(grown(None, &many), Err(TooManyAttributes));
+        assert!(grown(None, &many[..MAX_ATTRIBUTES]).is_ok());
+    }
 
     fn seed() -> Value {
         json!({"type": "customer", "customer_id": "john@example.com", "attributes": {

@@ -14,7 +14,8 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn at(path: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { index: None, path: Some(path.into()), reason: reason.into() }
+    /// `reason` is what the caller reads: a rule's typed error, or a message.
+    pub fn at(path: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Self { index: None, path: Some(path.into()), reason: reason.to_string() }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use super::user_data::UserId;
+use super::user_data::{UserId, UserIdError};
 use crate::Problem;
 
 /// At most this many ids per request (the seeds: "up to 25k users per request").
@@ -138,7 +138,7 @@ fn user_ids(v: &Value, errors: &mut Vec<Problem>) -> Vec<UserId> {
         let parsed = match item {
             Value::String(s) => UserId::parse(s),
             Value::Number(n) if n.is_i64() || n.is_u64() => UserId::parse(&n.to_string()),
-            _ => Err("a user id must be a string or an integer".into()),
+            _ => Err(UserIdError::ListedNotStringOrInteger),
         };
         match parsed {
             Ok(id) => {

@@ -22,17 +22,31 @@ pub const MAX_STRING_BYTES: usize = 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UserId(String);
 
+/// Why a user id is refused; the text is what the caller reads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UserIdError {
+    #[error("a user id must be 1 to {MAX_USER_ID_CHARS} characters long")]
+    Length,
+    #[error("null is not allowed")]
+    Null,
+    #[error("the user identifier must be a string or an integer")]
+    NotStringOrInteger,
+    /// The same, for an id of a list (a segment's `userIds`).
+    #[error("a user id must be a string or an integer")]
+    ListedNotStringOrInteger,
+}
+
 impl UserId {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, UserIdError> {
         let n = s.chars().count();
         if n == 0 || n > MAX_USER_ID_CHARS {
-            return Err(format!("a user id must be 1 to {MAX_USER_ID_CHARS} characters long"));
+            return Err(UserIdError::Length);
         }
         Ok(Self(s.to_string()))
     }
 
     /// A string, or an integer in decimal form.
-    pub fn from_json(v: &Value) -> Result<Self, String> {
+    pub fn from_json(v: &Value) -> Result<Self, UserIdError> {
         match v {
             Value::String(s) => Self::parse(s),
             Value::Number(n) if n.is_i64() || n.is_u64() => Self::parse(&n.to_string()),
@@ -40,8 +54,8 @@ impl UserId {
             v if crate::exact::number_text(v).is_some_and(|t| !t.contains(['.', 'e', 'E'])) => {
                 Self::parse(&crate::exact::number_text(v).unwrap_or_default())
             }
-            Value::Null => Err("null is not allowed".into()),
-            _ => Err("the user identifier must be a string or an integer".into()),
+            Value::Null => Err(UserIdError::Null),
+            _ => Err(UserIdError::NotStringOrInteger),
         }
     }
 
@@ -167,6 +181,14 @@ pub struct UserUpdate {
     pub values: Vec<(usize, AttrValue)>,
 }
 
+impl UserUpdate {
+    /// The values with the names of the properties they were imported as, in property order:
+    /// what a write stores. `def` is the definition the update was validated against.
+    pub fn named_values<'a>(&'a self, def: &'a Definition) -> impl Iterator<Item = (&'a str, &'a AttrValue)> {
+        self.values.iter().map(|(i, v)| (def.properties[*i].name.as_str(), v))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Validated {
     pub mode: Mode,
@@ -188,8 +210,10 @@ pub fn validate(def: &Definition, data: &mut [Value]) -> Result<Validated, Vec<P
         .collect();
 
     for (index, item) in data.iter_mut().enumerate() {
-        let err =
-            |path: &str, reason: String| Problem { index: Some(index), path: Some(path.to_string()), reason };
+        let err = |path: &str, reason: &dyn std::fmt::Display| Problem {
+            index: Some(index),
+            ..Problem::at(path, reason)
+        };
         let Some(obj) = item.as_object_mut() else {
             errors.push(Problem {
                 index: Some(index),
@@ -201,10 +225,10 @@ pub fn validate(def: &Definition, data: &mut [Value]) -> Result<Validated, Vec<P
         let id_path = def.user_identifier.as_str();
         let user_id = match def.user_identifier.resolve(obj) {
             None => {
-                errors.push(err(id_path, "the user identifier is missing".into()));
+                errors.push(err(id_path, &"the user identifier is missing"));
                 None
             }
-            Some(v) => UserId::from_json(v).map_err(|e| errors.push(err(id_path, e))).ok(),
+            Some(v) => UserId::from_json(v).map_err(|e| errors.push(err(id_path, &e))).ok(),
         };
         collect_ignored(obj, "", &consumed, &mut ignored);
         let mut values = Vec::with_capacity(def.properties.len());
@@ -212,7 +236,7 @@ pub fn validate(def: &Definition, data: &mut [Value]) -> Result<Validated, Vec<P
             if let Some(v) = prop.path.resolve_mut(obj) {
                 match typed(prop.attr_type, std::mem::take(v)) {
                     Ok(value) => values.push((pi, value)),
-                    Err(reason) => errors.push(err(prop.path.as_str(), reason)),
+                    Err(reason) => errors.push(err(prop.path.as_str(), &reason)),
                 }
             }
         }
@@ -229,7 +253,7 @@ pub fn validate(def: &Definition, data: &mut [Value]) -> Result<Validated, Vec<P
             if !seen.insert(user_id.clone()) {
                 errors.push(err(
                     id_path,
-                    format!("user '{}' appears more than once in this request", user_id.as_str()),
+                    &format!("user '{}' appears more than once in this request", user_id.as_str()),
                 ));
             }
             users.push(UserUpdate { user_id, values });
@@ -260,15 +284,35 @@ fn collect_ignored(obj: &Map<String, Value>, prefix: &str, consumed: &[&str], ou
     }
 }
 
+/// Why a value cannot be stored as its property's type; the text is what the caller reads.
+/// Offending text is quoted cut to 40 characters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("null is not allowed")]
+    Null,
+    #[error("a String value may hold at most {MAX_STRING_BYTES} bytes")]
+    TooLong,
+    #[error("'{0}' is not a finite decimal number")]
+    NotANumber(String),
+    #[error("'{0}' has more than 38 significant digits")]
+    TooPrecise(String),
+    #[error("'{0}' is outside the storable range (1e-130 to 1e126)")]
+    OutOfRange(String),
+    #[error("'{0}' is not a real date in the form YYYY-MM-DD")]
+    NotADate(String),
+    #[error("expected a {expected}, got {got}")]
+    WrongType { expected: &'static str, got: &'static str },
+}
+
 /// Checks a value against its type.
-pub fn typed(t: AttrType, v: Value) -> Result<AttrValue, String> {
+pub fn typed(t: AttrType, v: Value) -> Result<AttrValue, ValueError> {
     if v.is_null() {
-        return Err("null is not allowed".into());
+        return Err(ValueError::Null);
     }
     match (t, v) {
         (AttrType::String, Value::String(s)) => {
             if s.len() > MAX_STRING_BYTES {
-                Err(format!("a String value may hold at most {MAX_STRING_BYTES} bytes"))
+                Err(ValueError::TooLong)
             } else {
                 Ok(AttrValue::String(s))
             }
@@ -279,7 +323,7 @@ pub fn typed(t: AttrType, v: Value) -> Result<AttrValue, String> {
         }
         (AttrType::Date, Value::String(s)) => check_date(&s).map(|()| AttrValue::Date(s)),
         (AttrType::Boolean, Value::Bool(b)) => Ok(AttrValue::Boolean(b)),
-        (t, other) => Err(format!("expected a {}, got {}", expected(t), kind(&other))),
+        (t, other) => Err(ValueError::WrongType { expected: expected(t), got: kind(&other) }),
     }
 }
 
@@ -310,8 +354,8 @@ fn kind(v: &Value) -> &'static str {
 /// between 1e-130 and 1e126. The magnitude is read off the text, not through an f64, which
 /// would turn `1e-400` and `0e99999999999999999999` into a harmless-looking 0 that DynamoDB
 /// then refuses; a zero's exponent must lie in the same range.
-pub(crate) fn check_number(s: &str) -> Result<String, String> {
-    let bad = || format!("'{}' is not a finite decimal number", truncate(s));
+pub(crate) fn check_number(s: &str) -> Result<String, ValueError> {
+    let bad = || ValueError::NotANumber(truncate(s));
     let b = s.as_bytes();
     let mut i = 0;
     if b.first() == Some(&b'-') {
@@ -361,7 +405,7 @@ pub(crate) fn check_number(s: &str) -> Result<String, String> {
     }
     let significant = digits.trim_start_matches('0').trim_end_matches('0').len();
     if significant > 38 {
-        return Err(format!("'{}' has more than 38 significant digits", truncate(s)));
+        return Err(ValueError::TooPrecise(truncate(s)));
     }
     // The power of ten of the leading significant digit (of a zero: its exponent).
     let power = match digits.find(|c| c != '0') {
@@ -369,17 +413,17 @@ pub(crate) fn check_number(s: &str) -> Result<String, String> {
         None => exponent,
     };
     if !(-130..=125).contains(&power) {
-        return Err(format!("'{}' is outside the storable range (1e-130 to 1e126)", truncate(s)));
+        return Err(ValueError::OutOfRange(truncate(s)));
     }
     Ok(s.to_string())
 }
 
-fn check_date(s: &str) -> Result<(), String> {
+fn check_date(s: &str) -> Result<(), ValueError> {
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
     if s.len() == 10 && time::Date::parse(s, &fmt).is_ok() {
         Ok(())
     } else {
-        Err(format!("'{}' is not a real date in the form YYYY-MM-DD", truncate(s)))
+        Err(ValueError::NotADate(truncate(s)))
     }
 }
 

@@ -1,25 +1,25 @@
 //! The fuzz harness: one function per target, each feeding arbitrary bytes to the real parsers
-//! and verifier of `shared` the way the functions call them, and asserting what must hold
+//! and verifier (`domain`, `auth`) the way the functions call them, and asserting what must hold
 //! beyond "no panic". Used by the cargo-fuzz targets (`fuzz/fuzz_targets/*.rs`) and, on stable,
-//! by `shared/tests/fuzz_regressions.rs`, which replays the seed corpus and every crash found.
+//! by `shared/auth/tests/fuzz_regressions.rs`, which replays the seed corpus and every crash found.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
+use auth::jwt::{self, AccessClaims, LEEWAY_SECS, TokenError};
+use auth::{OAuthErrorKind, SigningKey, keys, token_request};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use domain::Problem;
+use domain::integration::{AttrType, Definition};
+use domain::segment::{Action, CreateSegment, MAX_EXTERNAL_ID_CHARS, MAX_IDS, MAX_NAME_CHARS};
+use domain::segment::{MAX_REPORTED, UpdateSegment};
+use domain::user_data::{self, AttrValue, Envelope, MAX_STRING_BYTES, MAX_USER_ID_CHARS, MAX_USERS};
+use domain::user_data::{Mode, UserId, Validated};
+use domain::{AccountId, ScopeSet};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
-use shared::auth::jwt::{self, AccessClaims, LEEWAY_SECS, TokenError};
-use shared::auth::{OAuthErrorKind, SigningKey, keys, token_request};
-use shared::domain::Problem;
-use shared::domain::integration::{AttrType, Definition};
-use shared::domain::segment::{Action, CreateSegment, MAX_EXTERNAL_ID_CHARS, MAX_IDS, MAX_NAME_CHARS};
-use shared::domain::segment::{MAX_REPORTED, UpdateSegment};
-use shared::domain::user_data::{self, AttrValue, Envelope, MAX_STRING_BYTES, MAX_USER_ID_CHARS, MAX_USERS};
-use shared::domain::user_data::{Mode, UserId, Validated};
-use shared::domain::{AccountId, ScopeSet};
 
 /// The fuzz targets, by name (the folders of `fuzz/seeds/`).
 pub const TARGETS: [&str; 5] = ["user_data", "segment", "token_request", "jwt_verify", "import_rows"];
@@ -74,8 +74,7 @@ pub fn user_data(data: &[u8]) {
         return; // 413 before any parsing
     }
     for token_required in [true, false] {
-        let Ok(envelope) = serde_json::from_slice::<Envelope>(&shared::domain::exact::protect_numbers(data))
-        else {
+        let Ok(envelope) = serde_json::from_slice::<Envelope>(&domain::exact::protect_numbers(data)) else {
             return;
         };
         let request = match envelope.into_request(token_required) {
@@ -200,7 +199,7 @@ fn is_date(s: &str) -> bool {
 
 /// Bytes -> JSON -> both segment request parsers.
 pub fn segment(data: &[u8]) {
-    let Ok(body) = serde_json::from_slice::<Value>(&shared::domain::exact::protect_numbers(data)) else {
+    let Ok(body) = serde_json::from_slice::<Value>(&domain::exact::protect_numbers(data)) else {
         return;
     };
     match CreateSegment::from_json(&body) {
@@ -316,7 +315,7 @@ fn keys() -> &'static Keys {
         let rsa = EncodingKey::from_rsa_pem(generated.private_pem.as_bytes()).expect("its PEM");
         let jwk_json = serde_json::to_vec(&generated.public_jwk).expect("a JWK serializes");
         let n = serde_json::to_value(&generated.public_jwk).expect("a JWK serializes")["n"].to_string();
-        let now = shared::domain::Timestamp::now().epoch_secs();
+        let now = domain::Timestamp::now().epoch_secs();
         let claims = claims(now, 86_400, 0, 0);
         let valid = jwt::issue(&signing, &claims).expect("the token signs");
         let k = Keys {
@@ -482,7 +481,7 @@ fn check_accepted(token: &str, claims: &AccessClaims, scopes: ScopeSet, account:
     let payload = token.split('.').nth(1).and_then(|p| B64.decode(p).ok()).expect("a payload");
     let carried: AccessClaims = serde_json::from_slice(&payload).expect("the payload holds the claims");
     assert_eq!(&carried, claims, "the claims returned are not the ones signed");
-    let now = shared::domain::Timestamp::now().epoch_secs();
+    let now = domain::Timestamp::now().epoch_secs();
     let leeway = LEEWAY_SECS as i64 + 5; // time passes while the harness runs
     assert_eq!(claims.iss, ISSUER);
     assert_eq!(claims.aud, AUDIENCE);
@@ -523,7 +522,7 @@ fn chosen_claims(input: &[u8]) {
     let message =
         format!("{}.{}", B64.encode(header.to_string()), B64.encode(serde_json::to_vec(&c).expect("claims")));
     let token = format!("{message}.{}", rs256(message.as_bytes()));
-    let now = shared::domain::Timestamp::now().epoch_secs();
+    let now = domain::Timestamp::now().epoch_secs();
     let result = jwt::verify(&token, &k.jwks, ISSUER, AUDIENCE);
     let leeway = LEEWAY_SECS as i64;
     let expected = c.iss == ISSUER
@@ -554,8 +553,8 @@ fn chosen_claims(input: &[u8]) {
 /// must not depend on how the bytes arrive; offsets grow and stay inside the file; a CSV row
 /// holds at most `MAX_ROW_FIELDS` fields of at most `MAX_ROW_BYTES` in all.
 pub fn import_rows(data: &[u8]) {
-    use shared::domain::import::{Format, MAX_ROW_BYTES, MAX_ROW_FIELDS};
-    use shared::domain::import_rows::{Row, split_all};
+    use domain::import::{Format, MAX_ROW_BYTES, MAX_ROW_FIELDS};
+    use domain::import_rows::{Row, split_all};
     let Some((&mode, file)) = data.split_first() else { return };
     let format = if mode & 1 == 0 { Format::Csv } else { Format::Ndjson };
     let chunk = usize::from(mode >> 1) + 1;

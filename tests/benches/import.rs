@@ -31,17 +31,6 @@ fn local_endpoint() -> Option<String> {
     }
 }
 
-/// Peak resident set of this process so far (VmHWM), in MB.
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
-}
-
 /// CPU seconds this process has used (user + system), from /proc/self/stat.
 fn cpu_secs() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -88,7 +77,7 @@ async fn main() {
         }
     }
     let file_mb = std::fs::metadata(&file_path).unwrap().len() as f64 / 1e6;
-    let key = shared::imports::upload_key(&stack.account, &integration, &import_id);
+    let key = files::upload_key(&stack.account, &integration, &import_id);
     let body = aws_sdk_s3::primitives::ByteStream::from_path(&file_path).await.unwrap();
     stack.files.client().put_object().bucket(stack.files.bucket()).key(&key).body(body).send().await.unwrap();
     let _ = std::fs::remove_file(&file_path);

@@ -70,7 +70,7 @@ async fn main() {
         let request = req("POST", &path, &headers, Some(&body));
         stack.counter.reset();
         let start = Instant::now();
-        let resp = shared::front::serve(&app, request).await;
+        let resp = edge::front::serve(&app, request).await;
         let secs = start.elapsed().as_secs_f64();
         let ops = stack.counter.take();
 

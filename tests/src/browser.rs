@@ -38,9 +38,9 @@ impl Apps {
     /// The function whose route table serves the path (any method), as the router does.
     async fn serve(&self, req: Request, segments: &[String]) -> Response<Body> {
         fn owns<S: Service>(segments: &[String]) -> bool {
-            !matches!(shared::front::routes::find(S::ROUTES, "", segments), Err(shared::front::Miss::Path))
+            !matches!(edge::front::routes::find(S::ROUTES, "", segments), Err(edge::front::Miss::Path))
         }
-        use shared::front::serve;
+        use edge::front::serve;
         if owns::<console::App>(segments) {
             serve(&self.console, req).await
         } else if owns::<token::App>(segments) {
@@ -117,7 +117,7 @@ async fn connection(apps: &Apps, conn: tokio::net::TcpStream) -> std::io::Result
             ev["cookies"] = json!(cookies);
         }
         let req = crate::request(&ev);
-        let segments = shared::http::request::split_path(target.split('?').next().unwrap_or("/"));
+        let segments = edge::http::request::split_path(target.split('?').next().unwrap_or("/"));
         let resp = apps.serve(req, &segments).await;
         let mut out = format!("HTTP/1.1 {}\r\n", resp.status());
         for (k, v) in resp.headers() {

@@ -13,8 +13,8 @@ use aws_smithy_runtime_api::box_error::BoxError;
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
 
-use shared::config::Tables;
-use shared::store::schema;
+use store::Tables;
+use store::schema;
 
 /// One `Allow` statement on a DynamoDB table of a function's role.
 #[derive(Debug, Clone)]

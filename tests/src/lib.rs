@@ -16,12 +16,13 @@ use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 
-use shared::auth::{ClientSecret, GeneratedKey};
-use shared::config::{AuthConfig, Tables};
-use shared::domain::{AccountId, ScopeSet, SystemGuid};
-pub use shared::front::{Env, Served, Service};
-use shared::store::dynamo::DynamoStore;
-use shared::store::{ClientRecord, StoreError};
+use auth::AuthConfig;
+use auth::{ClientSecret, GeneratedKey};
+use domain::{AccountId, ScopeSet, SystemGuid};
+pub use edge::front::{Env, Served, Service};
+use store::Tables;
+use store::dynamo::DynamoStore;
+use store::{ClientRecord, StoreError};
 
 pub use faults::{Fault, FaultPlan, Faults, Injected, Reach};
 
@@ -44,6 +45,18 @@ pub struct RequestCounter {
 impl RequestCounter {
     pub fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.ops.lock().unwrap())
+    }
+    /// The route's writes since the last call (its reads are taken too, and dropped).
+    pub fn take_writes(&self) -> Vec<String> {
+        self.take()
+            .into_iter()
+            .filter(|op| {
+                matches!(
+                    op.as_str(),
+                    "PutItem" | "UpdateItem" | "BatchWriteItem" | "DeleteItem" | "TransactWriteItems"
+                )
+            })
+            .collect()
     }
     /// The protections' requests since the last call.
     pub fn take_protection(&self) -> Vec<String> {
@@ -130,7 +143,7 @@ pub fn is_protection(body: Option<&[u8]>) -> bool {
         return false;
     };
     let table = request["TableName"].as_str().unwrap_or("");
-    if !table.ends_with(shared::store::schema::CONFIG.default_name) {
+    if !table.ends_with(store::schema::CONFIG.default_name) {
         return false;
     }
     let key = request.get("Key").or_else(|| request.get("Item"));
@@ -153,8 +166,8 @@ pub async fn dynamodb(counter: &RequestCounter) -> aws_sdk_dynamodb::Client {
         std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok(),
         "integration tests need a local DynamoDB-compatible server: run them with `make test`"
     );
-    let sdk = shared::config::aws_sdk_config().await;
-    let base = shared::config::dynamodb_client(&sdk);
+    let sdk = boot::aws_sdk_config().await;
+    let base = store::dynamodb_client(&sdk);
     let conf = base.config().to_builder().interceptor(counter.clone()).build();
     aws_sdk_dynamodb::Client::from_conf(conf)
 }
@@ -264,7 +277,7 @@ pub async fn rotate_signing_key(
     now: i64,
     retire_after_secs: i64,
 ) -> Result<GeneratedKey, StoreError> {
-    let key = shared::auth::keys::generate().expect("an RSA key");
+    let key = auth::keys::generate().expect("an RSA key");
     store.rotate_signing_key(&key.kid, &key.private_pem, &key.public_jwk, now, retire_after_secs).await?;
     Ok(key)
 }
@@ -286,7 +299,9 @@ pub struct Stack {
     /// A system of `account`.
     pub system: SystemGuid,
     /// This stack's import bucket (its own, on the local server).
-    pub files: shared::imports::Files,
+    pub files: files::Files,
+    /// The AWS configuration of the local server.
+    pub sdk: aws_config::SdkConfig,
 }
 
 impl Stack {
@@ -312,7 +327,7 @@ impl Stack {
         let store = DynamoStore::new(client, Tables::with_prefix(&prefix));
         store.create_tables().await.expect("tables");
         let account = AccountId::parse("acme").unwrap();
-        let now = shared::domain::Timestamp::now().epoch_secs();
+        let now = domain::Timestamp::now().epoch_secs();
         store.create_account(&account, 100, 10_000, now).await.expect("account");
         let (client, secret) =
             create_client(&store, &account, "test", ScopeSet::all(), now).await.expect("client");
@@ -323,8 +338,8 @@ impl Stack {
         rotate_signing_key(&store, now, 3600).await.expect("key");
         let system = SystemGuid::generate();
         store.create_system(&account, system, now).await.expect("system");
-        let sdk = shared::config::aws_sdk_config().await;
-        let files = shared::imports::Files::new(&sdk, format!("{prefix}imports"));
+        let sdk = boot::aws_sdk_config().await;
+        let files = files::Files::new(&sdk, format!("{prefix}imports"));
         files.client().create_bucket().bucket(files.bucket()).send().await.expect("bucket");
         counter.reset();
         Self {
@@ -337,6 +352,7 @@ impl Stack {
             moengage_key,
             system,
             files,
+            sdk,
         }
     }
 
@@ -353,7 +369,7 @@ impl Stack {
         rate_limit: i64,
     ) -> (AccountId, String, ClientSecret) {
         let account = AccountId::parse(id).unwrap();
-        let now = shared::domain::Timestamp::now().epoch_secs();
+        let now = domain::Timestamp::now().epoch_secs();
         self.store.create_account(&account, attribute_limit, rate_limit, now).await.expect("account");
         let (client, secret) =
             self.create_client(&account, "other", ScopeSet::all(), now).await.expect("client");
@@ -432,7 +448,7 @@ impl Stack {
 
     /// A new client of `account` as MoEngage needs one; its Basic credentials.
     pub async fn moengage_client(&self, account: &AccountId) -> String {
-        let now = shared::domain::Timestamp::now().epoch_secs();
+        let now = domain::Timestamp::now().epoch_secs();
         let scopes = ScopeSet::parse(MOENGAGE_SCOPE).unwrap();
         let (_, key) = self.create_client(account, "moengage", scopes, now).await.expect("client");
         basic(account.as_str(), key.expose())
@@ -446,9 +462,9 @@ impl Stack {
 
     pub async fn bearer_for(&self, account: &AccountId, client_id: &str, scopes: &str) -> String {
         let stored = self.store.current_signing_key().await.unwrap().unwrap();
-        let key = shared::auth::SigningKey::from_pem(&stored.kid, &stored.private_pem).unwrap();
-        let now = shared::domain::Timestamp::now().epoch_secs();
-        let claims = shared::auth::AccessClaims {
+        let key = auth::SigningKey::from_pem(&stored.kid, &stored.private_pem).unwrap();
+        let now = domain::Timestamp::now().epoch_secs();
+        let claims = auth::AccessClaims {
             iss: ISSUER.into(),
             sub: client_id.into(),
             aud: AUDIENCE.into(),
@@ -460,7 +476,7 @@ impl Stack {
             scope: scopes.into(),
             account: account.to_string(),
         };
-        format!("Bearer {}", shared::auth::jwt::issue(&key, &claims).unwrap())
+        format!("Bearer {}", auth::jwt::issue(&key, &claims).unwrap())
     }
 
     pub fn integrations_app(&self) -> Served<integrations::App> {
@@ -480,7 +496,7 @@ impl Stack {
     }
 
     pub fn imports_app(&self) -> Served<imports::App> {
-        self.served(imports::App::new)
+        self.served(|env| imports::App::with_files(env, self.files.clone()))
     }
 
     /// The import worker as its `main` runs it, under its role, with `seconds` of work before
@@ -503,7 +519,7 @@ impl Stack {
         let env = Env {
             store: self.store_as(&krate.replace('_', "-")),
             auth: auth_config(),
-            files: self.files.clone(),
+            sdk: self.sdk.clone(),
         };
         Served::new(&env, make(&env))
     }
@@ -592,7 +608,7 @@ pub async fn call_app<S: Service>(
     body: Option<&str>,
 ) -> Answer {
     let headers = [("authorization", auth), ("content-type", "application/json")];
-    answer(shared::front::serve(app, req(method, path, &headers, body)).await)
+    answer(edge::front::serve(app, req(method, path, &headers, body)).await)
 }
 
 /// A plain HTTP request to a URL (a presigned S3 URL of the local server); a body goes as
@@ -766,4 +782,26 @@ pub fn upload_event(message_id: &str, key: &str) -> aws_lambda_events::event::sq
         serde_json::json!({"Records": [{"messageId": message_id, "body": s3.to_string()}]}),
     )
     .expect("an SQS event")
+}
+
+/// `n` distinct user ids: `<prefix><i>@company.com`.
+pub fn ids(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}@company.com")).collect()
+}
+
+/// `v`, sorted: for comparing sets of ids whatever order an answer lists them in.
+pub fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// Peak resident set of this process so far (VmHWM), in MB.
+pub fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
 }

@@ -268,7 +268,7 @@ async fn the_console_in_a_browser() {
     )
     .await;
     let import_id = list.body["imports"][0]["importId"].as_str().expect("an import").to_string();
-    let key = shared::imports::upload_key(&stack.account, &integration_id, &import_id);
+    let key = files::upload_key(&stack.account, &integration_id, &import_id);
     let done =
         import_worker::handle(&stack.import_worker(60), integration_tests::upload_event("m-1", &key)).await;
     assert!(done.batch_item_failures.is_empty());
@@ -333,8 +333,8 @@ async fn the_console_in_a_browser() {
     assert!(d.cookies().await.iter().all(|c| c["name"] != "console_session"), "signed out");
 
     // A client holding only segments:read sees only the segments, read-only.
-    let now = shared::domain::Timestamp::now().epoch_secs();
-    let scopes = shared::domain::ScopeSet::parse("segments:read").unwrap();
+    let now = domain::Timestamp::now().epoch_secs();
+    let scopes = domain::ScopeSet::parse("segments:read").unwrap();
     let (reader, reader_secret) = stack.create_client(&stack.account, "reader", scopes, now).await.unwrap();
     d.type_into("input[name=client_id]", &reader.client_id.to_string()).await;
     d.type_into("input[name=client_secret]", reader_secret.expose()).await;

@@ -1,18 +1,18 @@
 //! Segments API against the local server: the seeds' calls, the edges of SPEC's limits,
 //! tenancy, exact counts under concurrency, members paging, the end-user read, the purge of
 //! replaced generations, and the DynamoDB requests each call costs.
+//!
+//! A binary of its own, not a module of `suite`: these are the slowest tests (~3.5 min of
+//! 25,000-id calls), and `scripts/test.sh` runs them beside the suite against a local server
+//! of their own, one server per core, which halves the wall time of `make test`.
 
 use std::collections::{BTreeMap, HashSet};
 
 use base64::Engine;
+use domain::SegmentGuid;
 use integration_tests::*;
 use serde_json::{Value, json};
-use shared::domain::SegmentGuid;
-use shared::store::segments::{COUNTER_PARTITIONS, SHARDS, SegmentCaps};
-
-fn ids(prefix: &str, n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("{prefix}{i}@company.com")).collect()
-}
+use store::segments::{COUNTER_PARTITIONS, SHARDS, SegmentCaps};
 
 struct Ctx {
     stack: Stack,
@@ -71,11 +71,6 @@ impl Ctx {
         }
         panic!("cursors never ended");
     }
-}
-
-fn sorted(mut v: Vec<String>) -> Vec<String> {
-    v.sort();
-    v
 }
 
 /// The seeds' create body (with a concrete external id and name) and update body, then list,
@@ -242,10 +237,10 @@ async fn external_ids_are_unique_per_system() {
     assert_eq!(c.call("POST", "", Some(r#"{"id": 7, "name": "a"}"#)).await.status, 201);
     assert_eq!(c.call("POST", "", Some(r#"{"id": "7", "name": "b"}"#)).await.status, 409);
     // Another system of the same account may reuse it.
-    let other = shared::domain::SystemGuid::generate();
+    let other = domain::SystemGuid::generate();
     c.stack
         .store
-        .create_system(&c.stack.account, other, shared::domain::Timestamp::now().epoch_secs())
+        .create_system(&c.stack.account, other, domain::Timestamp::now().epoch_secs())
         .await
         .unwrap();
     let path = format!("/public/v1/user/system/{other}/segment");
@@ -294,7 +289,7 @@ async fn another_account_sees_nothing() {
     }
     let a = call_segments(&c.app, &c.auth, "GET", "/public/v1/user/system/nope/segment", None).await;
     assert_eq!(a.status, 404);
-    let unknown = shared::domain::SystemGuid::generate();
+    let unknown = domain::SystemGuid::generate();
     let a = call_segments(
         &c.app,
         &c.auth,
@@ -759,10 +754,10 @@ async fn the_list_pages_and_the_segment_caps_hold() {
     assert_eq!(a.status, 409, "{}", a.body);
     assert_eq!(a.body["error"]["code"], "segment_limit_exceeded");
     // Another system of the account: one more fits the account's cap, then no more.
-    let other = shared::domain::SystemGuid::generate();
+    let other = domain::SystemGuid::generate();
     c.stack
         .store
-        .create_system(&c.stack.account, other, shared::domain::Timestamp::now().epoch_secs())
+        .create_system(&c.stack.account, other, domain::Timestamp::now().epoch_secs())
         .await
         .unwrap();
     let other_path = format!("/public/v1/user/system/{other}/segment");
@@ -894,8 +889,8 @@ async fn a_user_with_10_memberships_reads_within_10_rcu_and_2_requests() {
     // (one after the other: concurrent creates in one system conflict on its count item)
     for i in 0..989 {
         let name = format!("filler{i}");
-        let ids = [shared::domain::user_data::UserId::parse(&format!("{name}@x.com")).unwrap()];
-        let new = shared::store::segments::NewSegment {
+        let ids = [domain::user_data::UserId::parse(&format!("{name}@x.com")).unwrap()];
+        let new = store::segments::NewSegment {
             account: &c.stack.account,
             system: c.stack.system,
             external_id: None,
@@ -1036,10 +1031,9 @@ async fn an_add_racing_an_override_is_applied_after_it() {
     let guid = SegmentGuid::parse(&seg).unwrap();
     let stale = c.stack.store.segment_head(&c.stack.account, c.stack.system, guid).await.unwrap().unwrap();
     assert_eq!(c.update(&seg, "override", &ids("o", 5)).await.status, 200);
-    let late: Vec<shared::domain::user_data::UserId> =
-        ids("late", 3).iter().map(|i| shared::domain::user_data::UserId::parse(i).unwrap()).collect();
-    let view =
-        c.stack.store.change_members(stale, shared::domain::segment::Action::Add, &late, 1).await.unwrap();
+    let late: Vec<domain::user_data::UserId> =
+        ids("late", 3).iter().map(|i| domain::user_data::UserId::parse(i).unwrap()).collect();
+    let view = c.stack.store.change_members(stale, domain::segment::Action::Add, &late, 1).await.unwrap();
     assert_eq!(view.user_count, 8, "the override's 5 and the add's 3");
     assert_eq!(sorted(c.all_members(&seg, 100).await), sorted([ids("o", 5), ids("late", 3)].concat()));
     assert_eq!(c.count(&seg).await, 8);
@@ -1059,10 +1053,10 @@ async fn purge_at_scale() {
     };
     let scale: f64 = std::env::var("SEGMENT_PURGE_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(10.0);
     let c = Ctx::new().await;
-    let members: Vec<shared::domain::user_data::UserId> =
-        ids("m", n).iter().map(|i| shared::domain::user_data::UserId::parse(i).unwrap()).collect();
+    let members: Vec<domain::user_data::UserId> =
+        ids("m", n).iter().map(|i| domain::user_data::UserId::parse(i).unwrap()).collect();
     let started = std::time::Instant::now();
-    let new = shared::store::segments::NewSegment {
+    let new = store::segments::NewSegment {
         account: &c.stack.account,
         system: c.stack.system,
         external_id: None,
@@ -1073,8 +1067,7 @@ async fn purge_at_scale() {
     println!("created {n} members in {:?}", started.elapsed());
     let old = view.head.generation.clone();
     let (account, segment) = (c.stack.account.clone(), view.head.segment);
-    let after =
-        c.stack.store.change_members(view.head, shared::domain::segment::Action::Override, &[], 2).await;
+    let after = c.stack.store.change_members(view.head, domain::segment::Action::Override, &[], 2).await;
     assert_eq!(after.unwrap().user_count, 0);
 
     meter_call("POST", "/_meter/config", Some(&format!("{{\"scale\": {scale}}}"))).expect("a metered server");
@@ -1106,7 +1099,7 @@ async fn purge_at_scale() {
     let throttled = meter["throttled"].as_f64().unwrap_or(0.0);
     // On AWS each member partition deletes at ≤ 1,000 WCU/s, PURGE_PARTITIONS_IN_FLIGHT at a
     // time: waves of the busiest partition's time bound the whole.
-    let waves = (SHARDS as usize).div_ceil(shared::store::segments::PURGE_PARTITIONS_IN_FLIGHT) as f64;
+    let waves = (SHARDS as usize).div_ceil(store::segments::PURGE_PARTITIONS_IN_FLIGHT) as f64;
     let aws_s = waves * busiest * (1_000_000.0 / n as f64) / 1_000.0;
     println!(
         "purge of {n} members at scale {scale}: {elapsed:.1} s locally (cut after 30 s; the resumed run found {resumed} members left), \

@@ -6,18 +6,18 @@
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 
-use shared::auth::OAuthError;
-use shared::auth::token_request;
-use shared::domain::{Problem, Scope};
-use shared::front::{Call, Dialect, Env, Route, Service};
-use shared::http::error::render;
-use shared::http::request::header;
-use shared::http::{ApiError, Reply, RequestInfo};
-use shared::store::dynamo::DynamoStore;
+use auth::OAuthError;
+use auth::token_request;
+use domain::{Problem, Scope};
+use edge::front::{Call, Dialect, Env, Route, Service};
+use edge::http::error::render;
+use edge::http::request::header;
+use edge::http::{ApiError, Reply, RequestInfo};
+use store::dynamo::DynamoStore;
 
 /// The cookie the console's session token travels in; the API reads it only on requests that
 /// also carry `X-Console-Request: 1` (shared's bearer extraction).
-pub use shared::auth::bearer::CONSOLE_SESSION_COOKIE as SESSION_COOKIE;
+pub use auth::bearer::CONSOLE_SESSION_COOKIE as SESSION_COOKIE;
 
 /// What the pages may run: their own scripts and styles, and calls to their own origin and to
 /// the import bucket (an upload goes straight to its presigned URL). No inline script, no

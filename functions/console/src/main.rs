@@ -1,4 +1,4 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::front::run(console::App::new).await
+    edge::front::run(console::App::new).await
 }

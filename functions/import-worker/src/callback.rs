@@ -21,10 +21,11 @@ use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 
-use shared::domain::Timestamp;
-use shared::imports as files;
-use shared::store::StoreError;
-use shared::store::imports::ImportRecord;
+use domain::Timestamp;
+use domain::clock::rfc3339_of_epoch_secs;
+use files;
+use store::StoreError;
+use store::imports::ImportRecord;
 
 use crate::Worker;
 
@@ -49,7 +50,7 @@ pub struct Sender {
 impl Sender {
     /// The deployed sender: public https only, unless the environment allows a local stack's.
     pub fn from_env() -> Self {
-        Self::new(shared::imports::local_callbacks_allowed())
+        Self::new(files::local_callbacks_allowed())
     }
 
     pub fn new(allow_local: bool) -> Self {
@@ -170,7 +171,7 @@ impl tower_service::Service<Name> for PublicOnly {
 
 /// The summary a callback carries (the status route's counts, without URLs).
 pub fn summary(rec: &ImportRecord) -> serde_json::Value {
-    let stamp = |t: Option<i64>| t.and_then(Timestamp::from_epoch_secs).map(Timestamp::rfc3339);
+    let stamp = |t: Option<i64>| t.map(rfc3339_of_epoch_secs);
     let p = &rec.progress;
     json!({
         "event": "import.finished",
@@ -196,11 +197,7 @@ pub fn summary(rec: &ImportRecord) -> serde_json::Value {
 /// A receiver's 4xx (but 408 and 429) is final: retrying would be refused the same way.
 pub async fn deliver(worker: &Worker, rec: &ImportRecord) -> Result<(), StoreError> {
     let Some(url) = &rec.callback_url else { return Ok(()) };
-    let key = worker
-        .store
-        .callback_key()
-        .await?
-        .ok_or_else(|| StoreError::Unavailable("no callback key: run `admin keys rotate` once".into()))?;
+    let key = worker.store.callback_key().await?;
     let secret = files::callback_secret(&key, &rec.account, &rec.import_id);
     let body = serde_json::to_vec(&summary(rec)).unwrap_or_default();
     let mut wait = FIRST_WAIT;

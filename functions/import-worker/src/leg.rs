@@ -3,14 +3,14 @@
 
 use std::time::Instant;
 
-use shared::domain::Timestamp;
-use shared::domain::import::{CsvColumns, Format, ImportMode, MAX_FILE_BYTES, RowProblem, clip, ndjson_row};
-use shared::domain::integration::Definition;
-use shared::domain::user_data::{AttrValue, UserId, UserUpdate};
-use shared::imports::{self as files, Body};
-use shared::store::StoreError;
-use shared::store::end_users::UserWrite;
-use shared::store::imports::{Checkpoint, ImportRecord, ImportStatus, Progress};
+use crate::LegError;
+use domain::Timestamp;
+use domain::import::{CsvColumns, Format, ImportMode, MAX_FILE_BYTES, RowProblem, clip, ndjson_row};
+use domain::integration::Definition;
+use domain::user_data::{AttrValue, UserId, UserUpdate};
+use files::{self as files, Body};
+use store::end_users::UserWrite;
+use store::imports::{Checkpoint, ImportRecord, ImportStatus, Progress};
 
 use crate::page::Page;
 use crate::reader::{Row, RowNumber, RowReader};
@@ -57,7 +57,7 @@ impl<'a> Leg<'a> {
         files::report_parts_prefix(&self.rec.account, &self.rec.integration_id, &self.rec.import_id)
     }
 
-    pub async fn work(&mut self) -> Result<Step, StoreError> {
+    pub async fn work(&mut self) -> Result<Step, LegError> {
         let store = &self.worker.store;
         let Some(integration) = store.get_integration(&self.rec.account, &self.rec.integration_id).await?
         else {
@@ -102,7 +102,7 @@ impl<'a> Leg<'a> {
             Err(_) if self.worker.files.head(&self.upload_key()).await?.is_some_and(|f| f.etag != etag) => {
                 return Ok(Step::Fail("the file was replaced while it was being imported".into()));
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         let mut reader = RowReader::new(self.rec.format, offset, self.progress.last_row);
         loop {
@@ -129,7 +129,7 @@ impl<'a> Leg<'a> {
         &mut self,
         reader: &mut RowReader,
         body: &mut Body,
-    ) -> Result<Result<Page, String>, StoreError> {
+    ) -> Result<Result<Page, String>, LegError> {
         let mut page = Page::default();
         let (mut rows, mut page_bytes) = (0, 0);
         self.page_first_row = reader.row() + 1;
@@ -219,7 +219,7 @@ impl<'a> Leg<'a> {
         }
     }
 
-    async fn write_page(&mut self, page: Page) -> Result<(), StoreError> {
+    async fn write_page(&mut self, page: Page) -> Result<(), LegError> {
         let def = self.definition.as_ref().expect("read before the definition");
         let now = Timestamp::now().rfc3339();
         let (store, rec) = (&self.worker.store, &self.rec);
@@ -245,22 +245,17 @@ impl<'a> Leg<'a> {
                         )
                     })
                     .collect();
-                shared::store::concurrent::for_each_bounded(
-                    jobs,
-                    MERGE_CONCURRENCY,
-                    "merge",
-                    |(user_id, values)| {
-                        let (store, account, id, now) =
-                            (store.clone(), rec.account.clone(), rec.integration_id.clone(), now.clone());
-                        async move {
-                            let w = UserWrite {
-                                user_id: &user_id,
-                                values: values.iter().map(|(n, v)| (n.as_str(), v)).collect(),
-                            };
-                            store.merge_user(&account, &id, &w, false, &now).await.map(|_| ())
-                        }
-                    },
-                )
+                store::concurrent::for_each_bounded(jobs, MERGE_CONCURRENCY, "merge", |(user_id, values)| {
+                    let (store, account, id, now) =
+                        (store.clone(), rec.account.clone(), rec.integration_id.clone(), now.clone());
+                    async move {
+                        let w = UserWrite {
+                            user_id: &user_id,
+                            values: values.iter().map(|(n, v)| (n.as_str(), v)).collect(),
+                        };
+                        store.merge_user(&account, &id, &w, false, &now).await.map(|_| ())
+                    }
+                })
                 .await?;
             }
         }
@@ -268,7 +263,7 @@ impl<'a> Leg<'a> {
     }
 
     /// Stores this page's report lines as their own part (before the page's checkpoint).
-    async fn store_report(&mut self) -> Result<(), StoreError> {
+    async fn store_report(&mut self) -> Result<(), LegError> {
         if !self.report.page.is_empty() {
             let key = Report::part_key(&self.parts_prefix(), self.page_first_row);
             self.worker.files.write(&key, std::mem::take(&mut self.report.page), "text/csv").await?;
@@ -277,7 +272,7 @@ impl<'a> Leg<'a> {
     }
 
     /// The report of an ended import: its parts, in row order, as one object.
-    async fn assemble_report(&mut self) -> Result<(), StoreError> {
+    async fn assemble_report(&mut self) -> Result<(), LegError> {
         self.store_report().await?;
         if self.report.lines == 0 {
             return Ok(());
@@ -286,12 +281,12 @@ impl<'a> Leg<'a> {
         for key in self.worker.files.list(&self.parts_prefix()).await? {
             parts.extend(self.worker.files.read_all(&key).await?);
         }
-        self.worker.files.write(&self.report_key(), Report::assemble(parts), "text/csv").await
+        Ok(self.worker.files.write(&self.report_key(), Report::assemble(parts), "text/csv").await?)
     }
 
     /// An import started by a worker that rewrote the whole report after each page: that
     /// report becomes the first part.
-    async fn adopt_whole_report(&mut self) -> Result<(), StoreError> {
+    async fn adopt_whole_report(&mut self) -> Result<(), LegError> {
         if !self.worker.files.list(&self.parts_prefix()).await?.is_empty() {
             return Ok(());
         }
@@ -301,14 +296,14 @@ impl<'a> Leg<'a> {
         Ok(())
     }
 
-    async fn checkpoint(&mut self, lease_until: i64) -> Result<bool, StoreError> {
+    async fn checkpoint(&mut self, lease_until: i64) -> Result<bool, LegError> {
         self.progress.reported = self.report.lines;
         let cp = Checkpoint { progress: &self.progress, lease_until };
-        self.worker.store.checkpoint_import(&self.rec, self.owner, cp).await
+        Ok(self.worker.store.checkpoint_import(&self.rec, self.owner, cp).await?)
     }
 
     /// Ends the leg as `step` says.
-    pub async fn end(&mut self, step: Step) -> Result<Outcome, StoreError> {
+    pub async fn end(&mut self, step: Step) -> Result<Outcome, LegError> {
         match step {
             Step::Done => self.finish(ImportStatus::Completed, None).await,
             Step::Fail(reason) => self.finish(ImportStatus::Failed, Some(reason)).await,
@@ -317,7 +312,7 @@ impl<'a> Leg<'a> {
         }
     }
 
-    async fn finish(&mut self, status: ImportStatus, failure: Option<String>) -> Result<Outcome, StoreError> {
+    async fn finish(&mut self, status: ImportStatus, failure: Option<String>) -> Result<Outcome, LegError> {
         self.assemble_report().await?;
         if !self.checkpoint(now_secs() + LEASE_SECS).await? {
             return Ok(Outcome::LostLease);
@@ -340,7 +335,7 @@ impl<'a> Leg<'a> {
     }
 
     /// Releases the lease (it ran out a second ago) and asks for the next leg.
-    async fn hand_over(&mut self) -> Result<Outcome, StoreError> {
+    async fn hand_over(&mut self) -> Result<Outcome, LegError> {
         if !self.checkpoint(now_secs() - 1).await? {
             return Ok(Outcome::LostLease);
         }

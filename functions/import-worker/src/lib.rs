@@ -17,11 +17,11 @@ use std::time::{Duration, Instant, SystemTime};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
 
-use shared::domain::AccountId;
-use shared::imports::{self as files, Files};
-use shared::store::StoreError;
-use shared::store::dynamo::DynamoStore;
-use shared::store::imports::{ImportStatus, Lease};
+use domain::AccountId;
+use files::{Files, FilesError};
+use store::StoreError;
+use store::dynamo::DynamoStore;
+use store::imports::{ImportStatus, Lease};
 
 pub mod callback;
 mod events;
@@ -47,6 +47,16 @@ const LEASE_SECS: i64 = 120;
 const PUT_CONCURRENCY: usize = 8;
 /// `UpdateItem` calls in flight for a `merge` page.
 const MERGE_CONCURRENCY: usize = 32;
+
+/// What stops a leg: the store or the import bucket failed. Each keeps its cause; either way
+/// the message comes back and the import resumes at its last checkpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum LegError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Files(#[from] FilesError),
+}
 
 pub struct Worker {
     pub store: DynamoStore,
@@ -78,9 +88,7 @@ pub struct Deps {
 
 impl Deps {
     pub async fn from_env() -> Self {
-        let sdk = shared::config::aws_sdk_config().await;
-        let store =
-            DynamoStore::new(shared::config::dynamodb_client(&sdk), shared::config::Tables::from_env());
+        let boot::Boot { sdk, store } = boot::start().await;
         let slice =
             std::env::var("IMPORT_SLICE_SECONDS").ok().and_then(|v| v.parse().ok()).map(Duration::from_secs);
         Self {
@@ -149,7 +157,7 @@ pub async fn handle(worker: &Worker, event: SqsEvent) -> SqsBatchResponse {
 
 /// The leg an upload's (or a resume marker's) key asks for, under the lease of `owner`: the
 /// queue message that carries the key.
-pub async fn run_key(worker: &Worker, owner: &str, key: &str) -> Result<Outcome, StoreError> {
+pub async fn run_key(worker: &Worker, owner: &str, key: &str) -> Result<Outcome, LegError> {
     let upload = key.strip_suffix(files::RESUME_SUFFIX).unwrap_or(key);
     let Some((account, integration_id, import_id)) = files::parse_upload_key(upload) else {
         tracing::warn!(key, "not an import upload; ignored");
@@ -167,7 +175,7 @@ pub async fn run(
     account: &AccountId,
     integration_id: &str,
     import_id: &str,
-) -> Result<Outcome, StoreError> {
+) -> Result<Outcome, LegError> {
     let now = leg::now_secs();
     // The slot outlives the leg's working time by a lease: a leg that dies frees it then.
     let slot_until =
@@ -190,7 +198,7 @@ async fn defer(
     account: &AccountId,
     integration_id: &str,
     import_id: &str,
-) -> Result<Outcome, StoreError> {
+) -> Result<Outcome, LegError> {
     let wait = DEFER_WAIT.min(worker.stop_at.saturating_duration_since(Instant::now()));
     tokio::time::sleep(wait).await;
     let marker = format!("{}{}", files::upload_key(account, integration_id, import_id), files::RESUME_SUFFIX);
@@ -204,7 +212,7 @@ async fn run_in_slot(
     account: &AccountId,
     integration_id: &str,
     import_id: &str,
-) -> Result<Outcome, StoreError> {
+) -> Result<Outcome, LegError> {
     let now = leg::now_secs();
     let lease =
         worker.store.lease_import(account, integration_id, import_id, owner, now, now + LEASE_SECS).await?;

@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
-use shared::domain::import::ImportMode;
-use shared::domain::user_data::{UserId, UserUpdate};
+use domain::import::ImportMode;
+use domain::user_data::{UserId, UserUpdate};
 
 use crate::reader::RowNumber;
 
@@ -57,7 +57,7 @@ fn merge_updates(earlier: UserUpdate, later: UserUpdate) -> UserUpdate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::domain::user_data::AttrValue;
+    use domain::user_data::AttrValue;
 
     #[test]
     fn a_later_rows_values_win_over_an_earlier_rows_in_merge() {

@@ -1,10 +1,10 @@
 //! The import file read from S3 into the row splitter, chunk by chunk.
 
-use shared::domain::import::Format;
-pub use shared::domain::import_rows::{Row, RowNumber};
-use shared::domain::import_rows::{RowSplitter, Wait};
-use shared::imports::Body;
-use shared::store::StoreError;
+use crate::LegError;
+use domain::import::Format;
+pub use domain::import_rows::{Row, RowNumber};
+use domain::import_rows::{RowSplitter, Wait};
+use files::Body;
 
 pub struct RowReader {
     rows: RowSplitter,
@@ -26,7 +26,7 @@ impl RowReader {
         self.rows.row()
     }
 
-    async fn fill(&mut self, body: &mut Body) -> Result<(), StoreError> {
+    async fn fill(&mut self, body: &mut Body) -> Result<(), LegError> {
         match body.next().await? {
             Some(chunk) => self.rows.feed(&chunk),
             None => self.rows.end_input(),
@@ -36,7 +36,7 @@ impl RowReader {
 
     /// Whether the file is over: reads on until a byte or the end of the body, so a page that
     /// ends on the file's last byte ends the import in the same leg.
-    pub async fn at_end(&mut self, body: &mut Body) -> Result<bool, StoreError> {
+    pub async fn at_end(&mut self, body: &mut Body) -> Result<bool, LegError> {
         while self.rows.wants_input() {
             self.fill(body).await?;
         }
@@ -45,7 +45,7 @@ impl RowReader {
 
     /// The next row; `Ok(None)` at the end of the file; `Err(reason)` for a file that is not
     /// its format.
-    pub async fn next(&mut self, body: &mut Body) -> Result<Result<Option<Row>, String>, StoreError> {
+    pub async fn next(&mut self, body: &mut Body) -> Result<Result<Option<Row>, String>, LegError> {
         loop {
             match self.rows.next_row() {
                 Ok(Ok(row)) => return Ok(Ok(Some(row))),

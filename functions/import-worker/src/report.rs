@@ -1,7 +1,7 @@
 //! The error report: `row,column,reason` lines, one per problem, bounded in lines and bytes,
 //! and safe to open in a spreadsheet.
 
-use shared::domain::import::MAX_REPORTED_ERRORS;
+use domain::import::MAX_REPORTED_ERRORS;
 
 use crate::reader::RowNumber;
 

@@ -8,16 +8,18 @@
 use lambda_http::Request;
 use serde_json::Value;
 
-use shared::api;
-use shared::auth::Principal;
-use shared::domain::import::{ImportSpec, MAX_FILE_BYTES};
-use shared::domain::{Scope, Timestamp};
-use shared::front::{Call, Env, Route, Service};
-use shared::http::request::{json_body, page_params};
-use shared::http::{ApiError, Reply, RequestInfo};
-use shared::imports::{self as files, Files, UPLOAD_URL_TTL};
-use shared::store::dynamo::DynamoStore;
-use shared::store::imports::{ImportRecord, ImportStatus, Progress};
+use auth::Principal;
+use domain::clock::rfc3339_of_epoch_secs;
+use domain::import::{ImportSpec, MAX_FILE_BYTES};
+use domain::{ImportId, IntegrationId, Scope, Timestamp};
+use edge::api;
+use edge::front::{Call, Env, Route, Service};
+use edge::http::request::{json_body, page_params};
+use edge::http::{ApiError, Reply, RequestInfo};
+use edge::lookup::account_integration;
+use files::{Files, UPLOAD_URL_TTL};
+use store::dynamo::DynamoStore;
+use store::imports::{ImportRecord, ImportStatus, Progress};
 
 const MAX_BODY_BYTES: usize = 8 * 1024;
 const DEFAULT_PAGE: usize = 20;
@@ -39,11 +41,12 @@ pub struct App {
 
 impl App {
     pub fn new(env: &Env) -> Self {
-        Self {
-            store: env.store.clone(),
-            files: env.files.clone(),
-            allow_http_callbacks: shared::imports::local_callbacks_allowed(),
-        }
+        Self::with_files(env, Files::from_env(&env.sdk))
+    }
+
+    /// The same, on the import bucket `files` (a test stack's own).
+    pub fn with_files(env: &Env, files: Files) -> Self {
+        Self { store: env.store.clone(), files, allow_http_callbacks: files::local_callbacks_allowed() }
     }
 }
 
@@ -70,12 +73,9 @@ impl Service for App {
     }
 }
 
-/// The integration must exist in the caller's account (ids are UUIDs: anything else costs no
-/// read).
+/// The integration must exist in the caller's account.
 async fn integration(app: &App, p: &Principal, id: &str) -> Result<(), ApiError> {
-    let found =
-        uuid::Uuid::try_parse(id).is_ok() && app.store.get_integration(&p.account, id).await?.is_some();
-    if found { Ok(()) } else { Err(ApiError::NotFound("integration not found".into())) }
+    account_integration(&app.store, &p.account, id).await.map(drop)
 }
 
 async fn create(
@@ -89,16 +89,12 @@ async fn create(
     let spec = ImportSpec::from_json(&body, app.allow_http_callbacks)
         .map_err(|d| ApiError::validation("the import is invalid", d))?;
     integration(app, p, integration_id).await?;
-    let import_id = uuid::Uuid::now_v7().to_string();
+    let import_id = ImportId::generate().to_string();
     let now = Timestamp::now().epoch_secs();
     let callback_secret = match &spec.callback_url {
         None => None,
         Some(_) => {
-            let key = app.store.callback_key().await?.ok_or_else(|| {
-                ApiError::Store(shared::store::StoreError::Unavailable(
-                    "no callback key: run `admin keys rotate` once".into(),
-                ))
-            })?;
+            let key = app.store.callback_key().await?;
             Some(files::callback_secret(&key, &p.account, &import_id))
         }
     };
@@ -118,7 +114,11 @@ async fn create(
         progress: Progress::default(),
         callback_status: None,
     };
-    let upload = app.files.presign_upload(&files::upload_key(&p.account, integration_id, &import_id)).await?;
+    let upload = app
+        .files
+        .presign_upload(&files::upload_key(&p.account, integration_id, &import_id))
+        .await
+        .map_err(ApiError::unavailable)?;
     app.store.create_import(&rec).await?;
     tracing::info!(request_id = %info.request_id, account = %p.account, integration_id, import_id,
         format = rec.format.as_str(), mode = rec.mode.as_str(), "import created");
@@ -128,7 +128,7 @@ async fn create(
         upload_url: upload.url,
         upload_method: upload.method,
         upload_headers: upload.headers.into_iter().collect(),
-        expires_at: stamp(rec.upload_expires_at),
+        expires_at: rfc3339_of_epoch_secs(rec.upload_expires_at),
         max_bytes: MAX_FILE_BYTES,
         callback_secret: callback_secret.as_deref(),
     };
@@ -136,12 +136,12 @@ async fn create(
 }
 
 async fn list(app: &App, p: &Principal, integration_id: &str, req: &Request) -> Result<Reply, ApiError> {
-    let (limit, cursor) = page_params(req, DEFAULT_PAGE, MAX_PAGE, |c| {
-        uuid::Uuid::try_parse(c).ok().filter(|u| u.get_version_num() == 7).map(|u| u.to_string())
-    })?;
+    let (limit, cursor) = page_params(req, DEFAULT_PAGE, MAX_PAGE, ImportId::parse_cursor)?;
     integration(app, p, integration_id).await?;
-    let (records, more) =
-        app.store.list_imports(&p.account, integration_id, limit, cursor.as_deref()).await?;
+    let (records, more) = app
+        .store
+        .list_imports(&p.account, integration_id, limit, cursor.as_ref().map(ImportId::as_str))
+        .await?;
     let next_cursor = more.then(|| records.last().map(|r| r.import_id.clone())).flatten();
     let mut imports = Vec::with_capacity(records.len());
     for rec in &records {
@@ -152,7 +152,7 @@ async fn list(app: &App, p: &Principal, integration_id: &str, req: &Request) -> 
 
 async fn get(app: &App, p: &Principal, integration_id: &str, import_id: &str) -> Result<Reply, ApiError> {
     let not_found = || ApiError::NotFound("import not found".into());
-    if uuid::Uuid::try_parse(import_id).is_err() || uuid::Uuid::try_parse(integration_id).is_err() {
+    if ImportId::parse(import_id).is_err() || IntegrationId::parse(integration_id).is_err() {
         return Err(not_found());
     }
     let rec = app.store.get_import(&p.account, integration_id, import_id).await?.ok_or_else(not_found)?;
@@ -164,11 +164,7 @@ async fn errors_url(app: &App, rec: &ImportRecord) -> Result<Option<String>, Api
         return Ok(None);
     }
     let key = files::report_key(&rec.account, &rec.integration_id, &rec.import_id);
-    Ok(Some(app.files.presign_download(&key).await?))
-}
-
-fn stamp(epoch_secs: i64) -> String {
-    Timestamp::from_epoch_secs(epoch_secs).map(Timestamp::rfc3339).unwrap_or_default()
+    Ok(Some(app.files.presign_download(&key).await.map_err(ApiError::unavailable)?))
 }
 
 /// An import as shown. One still waiting past its URL's expiry can never start: it is shown
@@ -194,9 +190,9 @@ fn view(rec: &ImportRecord, errors_url: Option<String>) -> api::Import {
         superseded: p.superseded,
         bytes_read: p.bytes_read,
         ignored_columns: p.ignored.clone(),
-        created_at: stamp(rec.created_at),
-        started_at: rec.started_at.map(stamp),
-        finished_at: rec.finished_at.map(stamp),
+        created_at: rfc3339_of_epoch_secs(rec.created_at),
+        started_at: rec.started_at.map(rfc3339_of_epoch_secs),
+        finished_at: rec.finished_at.map(rfc3339_of_epoch_secs),
         failure,
         errors_url,
         callback_url: rec.callback_url.clone(),

@@ -1,4 +1,4 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::front::run(imports::App::new).await
+    edge::front::run(imports::App::new).await
 }

@@ -9,16 +9,18 @@ use std::collections::BTreeMap;
 use lambda_http::Request;
 use serde_json::Value;
 
-use shared::api;
-use shared::auth::{IssuerPolicy, Principal, SecretHash};
-use shared::domain::integration::{self, AttrType, Definition};
-use shared::domain::user_data::{self, Envelope, Mode};
-use shared::domain::{Problem, Scope, Timestamp};
-use shared::front::{Call, Env, Route, Service};
-use shared::http::request::json_body;
-use shared::http::{ApiError, ErrorCode, Reply, RequestInfo};
-use shared::store::dynamo::DynamoStore;
-use shared::store::integrations::{IntegrationRecord, IntegrationWriteError};
+use auth::{IssuerPolicy, Principal, SecretHash};
+use domain::clock::rfc3339_of_epoch_secs;
+use domain::integration::{self, AttrType, Definition};
+use domain::user_data::{self, Envelope, Mode};
+use domain::{IntegrationId, Problem, Scope, Timestamp};
+use edge::api;
+use edge::front::{Call, Env, Route, Service};
+use edge::http::request::json_body;
+use edge::http::{ApiError, ErrorCode, Reply, RequestInfo};
+use edge::lookup::account_integration;
+use store::dynamo::DynamoStore;
+use store::integrations::{IntegrationRecord, IntegrationWriteError};
 
 /// Definitions are small; anything larger is not one.
 const MAX_DEFINITION_BYTES: usize = 256 * 1024;
@@ -116,38 +118,30 @@ fn view<'a>(
     token: Option<&'a str>,
 ) -> api::Integration<'a> {
     let issuer = app.issuer.resolve(info.domain.as_deref()).unwrap_or_default();
-    let rfc3339 = |secs| Timestamp::from_epoch_secs(secs).map(Timestamp::rfc3339).unwrap_or_default();
     api::Integration {
         integration_id: &rec.integration_id,
         name: &rec.definition.name,
         user_identifier_property: rec.definition.user_identifier.as_str(),
         properties: rec.definition.properties.iter().map(api::Property::from).collect(),
         endpoint: format!("{issuer}/public/v1/user/data"),
-        created_at: rfc3339(rec.created_at),
-        updated_at: rfc3339(rec.updated_at),
+        created_at: rfc3339_of_epoch_secs(rec.created_at),
+        updated_at: rfc3339_of_epoch_secs(rec.updated_at),
         token,
     }
 }
 
 async fn find(app: &App, p: &Principal, id: &str) -> Result<IntegrationRecord, ApiError> {
-    // Ids are UUIDs; anything else cannot exist, and costs no read.
-    if uuid::Uuid::try_parse(id).is_err() {
-        return Err(ApiError::NotFound("integration not found".into()));
-    }
-    app.store
-        .get_integration(&p.account, id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("integration not found".into()))
+    account_integration(&app.store, &p.account, id).await
 }
 
 async fn create(app: &App, info: &RequestInfo, p: &Principal, req: &Request) -> Result<Reply, ApiError> {
     let body: Value = json_body(req, MAX_DEFINITION_BYTES)?;
     let definition = Definition::from_json(&body).map_err(validation_failed)?;
     let attribute_types = definition.merge_types(&BTreeMap::new()).map_err(validation_failed)?;
-    let token = shared::auth::secret::new_integration_token();
+    let token = auth::secret::new_integration_token();
     let now = Timestamp::now().epoch_secs();
     let rec = IntegrationRecord {
-        integration_id: uuid::Uuid::new_v4().to_string(),
+        integration_id: IntegrationId::generate().to_string(),
         account: p.account.clone(),
         definition,
         attribute_types,
@@ -165,7 +159,7 @@ async fn create(app: &App, info: &RequestInfo, p: &Principal, req: &Request) -> 
 async fn list(app: &App, info: &RequestInfo, p: &Principal) -> Result<Reply, ApiError> {
     let mut all = app.store.list_integrations(&p.account).await?;
     // The implicit MoEngage integration is not managed here (its id is no UUID: 404 by id).
-    all.retain(|r| !shared::domain::moengage::is_implicit_integration(&r.integration_id));
+    all.retain(|r| !domain::moengage::is_implicit_integration(&r.integration_id));
     all.sort_by_key(|r| (r.created_at, r.integration_id.clone()));
     Ok(Reply::json(
         200,
@@ -194,8 +188,8 @@ async fn patch(
         let mut known = old.attribute_types.clone();
         known.extend(app.store.retired_types(&old, &fresh).await?);
         definition.merge_types(&known).map_err(validation_failed)?;
-        // Names leaving the definition (and, for an item from before issue 14, its whole
-        // registry) are recorded apart, so the integration's own item holds only its definition.
+        // Names leaving the definition (and, for an older item, the whole registry
+        // it holds) are recorded apart, so the integration's own item holds only its definition.
         let retired: BTreeMap<String, AttrType> = old
             .attribute_types
             .iter()
@@ -225,9 +219,9 @@ async fn patch(
 
 /// Waits until no warm user-data instance still judges calls by the definition this call
 /// replaced: an answer to `PATCH` or `DELETE` means "in effect for every call sent from now"
-/// (`shared::store::integrations::TokenCache`).
+/// (the user-data function's `TokenCache`).
 async fn settle_caches() {
-    tokio::time::sleep(shared::store::integrations::DEFINITION_STALENESS).await;
+    tokio::time::sleep(store::integrations::DEFINITION_STALENESS).await;
 }
 
 async fn delete(app: &App, p: &Principal, id: &str) -> Result<Reply, ApiError> {
@@ -278,7 +272,7 @@ async fn test(app: &App, p: &Principal, id: &str, req: &Request) -> Result<Reply
         .iter()
         .map(|u| {
             let set: std::collections::BTreeMap<String, user_data::AttrValue> =
-                u.values.iter().map(|(i, val)| (def.properties[*i].name.clone(), val.clone())).collect();
+                u.named_values(def).map(|(name, val)| (name.to_string(), val.clone())).collect();
             let unset = match v.mode {
                 Mode::Merge => Vec::new(),
                 Mode::Replace => def

@@ -1,4 +1,4 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::front::run(integrations::App::new).await
+    edge::front::run(integrations::App::new).await
 }

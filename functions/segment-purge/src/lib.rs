@@ -9,9 +9,9 @@
 
 use serde_json::Value;
 
-use shared::domain::{AccountId, SegmentGuid};
-use shared::store::StoreError;
-use shared::store::dynamo::DynamoStore;
+use domain::{AccountId, SegmentGuid};
+use store::StoreError;
+use store::dynamo::DynamoStore;
 
 /// One generation to purge.
 #[derive(Debug, PartialEq, Eq)]
@@ -94,7 +94,7 @@ pub async fn handle(store: &DynamoStore, event: &Value) -> Result<Value, StoreEr
         match done {
             Ok((_, true)) => {}
             Ok((sequence, false)) => failed.push(sequence),
-            Err(e) => return Err(StoreError::Unavailable(format!("purge task failed: {e}"))),
+            Err(e) => return Err(StoreError::unavailable("purge task", e)),
         }
     }
     let failures: Vec<Value> =

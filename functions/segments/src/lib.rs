@@ -1,20 +1,21 @@
 //! The segments function (WalkMe Segments API): every route under
 //! `/public/v1/user/system/{systemGuid}/segment`. Storage and its cost per call are in
-//! `shared::store::segments`; request rules in `shared::domain::segment`.
+//! `store::segments`; request rules in `domain::segment`.
 
 use lambda_http::Request;
 use serde_json::Value;
 
-use shared::api;
-use shared::auth::Principal;
-use shared::domain::segment::{CreateSegment, UpdateSegment};
-use shared::domain::{Scope, SegmentGuid, SystemGuid, Timestamp};
-use shared::front::{Call, Env, Route, Service};
-use shared::http::request::{json_body, page_params};
-use shared::http::{ApiError, ErrorCode, Reply, RequestInfo};
-use shared::protect::usage::UsageReport;
-use shared::store::dynamo::DynamoStore;
-use shared::store::segments::{
+use auth::Principal;
+use domain::clock::rfc3339_millis_of_epoch_ms;
+use domain::segment::{CreateSegment, UpdateSegment};
+use domain::{Scope, SegmentGuid, SystemGuid, Timestamp};
+use edge::api;
+use edge::front::{Call, Env, Route, Service};
+use edge::http::request::{json_body, page_params};
+use edge::http::{ApiError, ErrorCode, Reply, RequestInfo};
+use protect::usage::UsageReport;
+use store::dynamo::DynamoStore;
+use store::segments::{
     MemberCursor, NewSegment, SegmentCaps, SegmentError, SegmentHead, SegmentView, decode_list_cursor,
 };
 
@@ -100,10 +101,6 @@ impl Service for App {
     }
 }
 
-fn rfc3339(ms: i64) -> String {
-    Timestamp::from_epoch_ms(ms).map(Timestamp::rfc3339_millis).unwrap_or_default()
-}
-
 /// The segment body of every response.
 fn body(v: &SegmentView) -> api::Segment<'_> {
     api::Segment {
@@ -112,8 +109,8 @@ fn body(v: &SegmentView) -> api::Segment<'_> {
         id: v.head.external_id.as_deref(),
         name: &v.head.name,
         user_count: v.user_count,
-        created_at: rfc3339(v.head.created_at),
-        updated_at: rfc3339(v.updated_at),
+        created_at: rfc3339_millis_of_epoch_ms(v.head.created_at),
+        updated_at: rfc3339_millis_of_epoch_ms(v.updated_at),
     }
 }
 

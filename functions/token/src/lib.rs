@@ -6,18 +6,18 @@ use std::time::{Duration, Instant};
 use lambda_http::Request;
 use tokio::sync::RwLock;
 
-use shared::api;
-use shared::auth::recent::Recent;
-use shared::auth::token_request;
-use shared::auth::token_request::TokenRequest;
-use shared::auth::token_service::{self, ClientReads, IssuedToken, TokenSettings};
-use shared::auth::{IssuerPolicy, OAuthError, OAuthErrorKind, SigningKey};
-use shared::config::AuthConfig;
-use shared::domain::{ClientId, Scope, Timestamp};
-use shared::front::{Call, Dialect, Env, Route, Service};
-use shared::http::request::header;
-use shared::http::{ApiError, Reply, RequestInfo};
-use shared::store::dynamo::DynamoStore;
+use auth::AuthConfig;
+use auth::recent::Recent;
+use auth::token_request;
+use auth::token_request::TokenRequest;
+use auth::token_service::{self, ClientReads, IssuedToken, TokenSettings};
+use auth::{IssuerPolicy, OAuthError, OAuthErrorKind, SigningKey};
+use domain::{ClientId, Scope, Timestamp};
+use edge::api;
+use edge::front::{Call, Dialect, Env, Route, Service};
+use edge::http::request::header;
+use edge::http::{ApiError, Reply, RequestInfo};
+use store::dynamo::DynamoStore;
 
 /// A rotated key is picked up within this long; tokens signed meanwhile by the previous key
 /// stay valid because its public half stays published for their whole lifetime (a revoked
@@ -39,7 +39,7 @@ pub struct App {
     auth: AuthConfig,
     issuer: IssuerPolicy,
     clients: ClientReads,
-    jwks: Recent<(), Vec<shared::auth::Jwk>>,
+    jwks: Recent<(), Vec<auth::Jwk>>,
     signing_key: RwLock<Option<(Instant, SigningKey)>>,
 }
 

@@ -4,22 +4,23 @@
 //! (MoEngage Track User API, in [`moengage`]).
 
 mod moengage;
+mod token_cache;
 
 use std::collections::HashMap;
 
 use serde_json::{Map, json};
 
-use shared::api;
-use shared::auth::{Principal, SecretHash};
-use shared::domain::user_data::{self, Envelope, Mode, UserId};
-use shared::domain::{Problem, Scope, Timestamp};
-use shared::front::{Access, Call, Dialect, Env, Route, Service};
-use shared::http::request::json_body;
-use shared::http::{ApiError, Reply, RequestInfo};
-use shared::protect::usage::UsageReport;
-use shared::store::dynamo::DynamoStore;
-use shared::store::end_users::UserWrite;
-use shared::store::integrations::TokenCache;
+use auth::{Principal, SecretHash};
+use domain::user_data::{self, Envelope, Mode, UserId};
+use domain::{Problem, Scope, Timestamp};
+use edge::api;
+use edge::front::{Access, Call, Dialect, Env, Route, Service};
+use edge::http::request::json_body;
+use edge::http::{ApiError, Reply, RequestInfo};
+use protect::usage::UsageReport;
+use store::dynamo::DynamoStore;
+use store::end_users::UserWrite;
+use token_cache::TokenCache;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -88,10 +89,7 @@ async fn update(
     let writes: Vec<UserWrite> = validated
         .users
         .iter()
-        .map(|u| UserWrite {
-            user_id: &u.user_id,
-            values: u.values.iter().map(|(i, v)| (def.properties[*i].name.as_str(), v)).collect(),
-        })
+        .map(|u| UserWrite { user_id: &u.user_id, values: u.named_values(def).collect() })
         .collect();
     let now = Timestamp::now().rfc3339();
     let id = &integration.integration_id;

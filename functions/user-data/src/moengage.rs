@@ -1,7 +1,7 @@
 //! `POST /v1/customer/{workspace_id}`: MoEngage's Track User API (seed 004).
 //!
 //! - Auth: MoEngage's Basic credentials, checked by the front before this runs
-//!   (`shared::auth::workspace`); errors are rendered in MoEngage's shape by the front too
+//!   (`auth::workspace`); errors are rendered in MoEngage's shape by the front too
 //!   (the route's dialect).
 //! - The body is judged whole (shape, names, values, recorded types) before any write.
 //! - New attribute names grow the account's implicit "MoEngage" integration through the
@@ -13,24 +13,22 @@ use std::sync::{Arc, Mutex};
 
 use lambda_http::Request;
 
-use shared::api::MoEngageSuccess;
-use shared::domain::integration::AttrType;
-use shared::domain::moengage::{self as rules, INTEGRATION_ID, MAX_ATTRIBUTES, TrackUser};
-use shared::domain::{AccountId, Timestamp};
-use shared::http::request::{header, json_body};
-use shared::http::{ApiError, ErrorCode, Reply, RequestInfo};
-use shared::protect::usage::UsageReport;
-use shared::store::StoreError;
-use shared::store::end_users::UserWrite;
-use shared::store::integrations::{IntegrationRecord, IntegrationWriteError};
+use domain::integration::AttrType;
+use domain::moengage::{self as rules, INTEGRATION_ID, MAX_ATTRIBUTES, TrackUser};
+use domain::{AccountId, Timestamp};
+use edge::api::MoEngageSuccess;
+use edge::http::request::{header, json_body};
+use edge::http::{ApiError, ErrorCode, Reply, RequestInfo};
+use protect::usage::UsageReport;
+use store::StoreError;
+use store::end_users::UserWrite;
+use store::integrations::{IntegrationRecord, IntegrationWriteError};
 
 use crate::App;
 
 /// Rounds of "read the integration, add the new attributes" lost to concurrent additions
 /// before giving up with a 503.
 const WRITE_ATTEMPTS: usize = 5;
-/// The implicit integration has no token; no token hash (64 hex characters) equals this.
-const NO_TOKEN: &str = "none";
 /// Accounts whose attribute types an instance remembers before it forgets them all (a bound
 /// on memory, not an eviction policy).
 const CACHE_MAX: usize = 1024;
@@ -70,7 +68,7 @@ pub async fn track(
         .usage(UsageReport { users_updated: i64::from(written), segment_ids: 0 }))
 }
 
-fn bad_request(details: Vec<shared::domain::Problem>) -> ApiError {
+fn bad_request(details: Vec<domain::Problem>) -> ApiError {
     ApiError::validation("the body is invalid", details)
 }
 
@@ -150,7 +148,11 @@ async fn run(app: &App, info: &RequestInfo, req: &Request, account: &AccountId) 
         log(info, &account, &request, resolved.new_attributes.len(), written);
         return Ok(written);
     }
-    Err(StoreError::Unavailable("concurrent additions of attributes won every round".into()).into())
+    Err(StoreError::Busy {
+        op: "moengage update",
+        reason: "concurrent additions of attributes won every round",
+    }
+    .into())
 }
 
 fn log(info: &RequestInfo, account: &AccountId, request: &TrackUser, new_attributes: usize, written: bool) {
@@ -170,24 +172,19 @@ fn grown(
     current: Option<&IntegrationRecord>,
     new: &[(String, AttrType)],
 ) -> Result<IntegrationRecord, ApiError> {
-    let definition = rules::extended(current.map(|r| &r.definition), new);
-    if definition.properties.len() > MAX_ATTRIBUTES {
-        return Err(attribute_limit(format!(
+    let grown = rules::grown(current.map(|r| (&r.definition, &r.attribute_types)), new).map_err(|_| {
+        attribute_limit(format!(
             "new attributes {} would take the MoEngage integration past {MAX_ATTRIBUTES} attributes; nothing was written",
             quoted(new)
-        )));
-    }
-    let mut attribute_types = current.map(|r| r.attribute_types.clone()).unwrap_or_default();
-    attribute_types.extend(new.iter().cloned());
+        ))
+    })?;
     let now = Timestamp::now().epoch_secs();
-    Ok(IntegrationRecord {
-        integration_id: INTEGRATION_ID.to_string(),
-        account: account.clone(),
-        definition,
-        attribute_types,
-        token_hash: NO_TOKEN.to_string(),
-        version: current.map_or(1, |r| r.version + 1),
-        created_at: current.map_or(now, |r| r.created_at),
-        updated_at: now,
-    })
+    Ok(IntegrationRecord::tokenless(
+        account,
+        INTEGRATION_ID,
+        current,
+        grown.definition,
+        grown.attribute_types,
+        now,
+    ))
 }

@@ -1,0 +1,172 @@
+//! API clients in the config table: `CLIENT#<id>`/`CLIENT` (listed per account through the
+//! `byAccount` index, `ACCOUNT#<id>#CLIENTS`).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::StoreError;
+use super::codec::{Item, get_n, get_s, n, s};
+use super::dynamo::{DynamoStore, is_conditional_failure, sdk_error};
+use crate::SecretHash;
+use domain::{AccountId, ClientId, ScopeSet};
+
+fn client_pk(id: &ClientId) -> String {
+    format!("CLIENT#{id}")
+}
+
+fn clients_of(account: &AccountId) -> String {
+    format!("ACCOUNT#{account}#CLIENTS")
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientRecord {
+    pub client_id: ClientId,
+    pub account: AccountId,
+    pub name: String,
+    pub secret_hash: SecretHash,
+    pub scopes: ScopeSet,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+impl DynamoStore {
+    /// Stores a new client of the account under a fresh client id. Only the hash of its secret
+    /// is given and stored: the caller generates the secret and shows it once.
+    pub async fn create_client(
+        &self,
+        account: &AccountId,
+        name: &str,
+        scopes: ScopeSet,
+        secret_hash: SecretHash,
+        now: i64,
+    ) -> Result<ClientRecord, StoreError> {
+        let record = ClientRecord {
+            client_id: ClientId::generate(),
+            account: account.clone(),
+            name: name.to_string(),
+            secret_hash,
+            scopes,
+            disabled: false,
+            created_at: now,
+        };
+        let item = HashMap::from([
+            ("pk".to_string(), s(client_pk(&record.client_id))),
+            ("sk".to_string(), s("CLIENT")),
+            ("gsi1pk".to_string(), s(clients_of(account))),
+            ("gsi1sk".to_string(), s(record.client_id.as_str())),
+            ("clientId".to_string(), s(record.client_id.as_str())),
+            ("accountId".to_string(), s(account.as_str())),
+            ("name".to_string(), s(name)),
+            ("secretHash".to_string(), s(record.secret_hash.to_base64())),
+            ("scopes".to_string(), s(scopes.to_string())),
+            ("disabled".to_string(), AttributeValue::Bool(false)),
+            ("createdAt".to_string(), n(now)),
+        ]);
+        self.put_under_account(account, item, format!("client {}", record.client_id)).await?;
+        Ok(record)
+    }
+
+    pub async fn list_clients(&self, account: &AccountId) -> Result<Vec<ClientRecord>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client()
+                .query()
+                .table_name(&self.tables().config)
+                .index_name(super::schema::CONFIG.indexes[0].name)
+                .key_condition_expression("gsi1pk = :p")
+                .expression_attribute_values(":p", s(clients_of(account)))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            for item in page.items() {
+                out.push(client_from_item(item)?);
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Replaces an existing client's secret by the one `secret_hash` is the hash of (generated
+    /// and shown by the caller): the old secret stops working at once, and so do the tokens
+    /// it minted (within a verifier's refresh, see `revoke_client_tokens`).
+    pub async fn rotate_client_secret(
+        &self,
+        id: &ClientId,
+        secret_hash: &SecretHash,
+        now: i64,
+        longest_token_secs: i64,
+    ) -> Result<(), StoreError> {
+        self.update_client(id, "SET secretHash = :v", s(secret_hash.to_base64())).await?;
+        self.revoke_client_tokens(id.as_str(), now, longest_token_secs).await
+    }
+
+    /// The client gets no more tokens, and those it holds stop verifying.
+    pub async fn disable_client(
+        &self,
+        id: &ClientId,
+        now: i64,
+        longest_token_secs: i64,
+    ) -> Result<(), StoreError> {
+        self.update_client(id, "SET disabled = :v", AttributeValue::Bool(true)).await?;
+        self.revoke_client_tokens(id.as_str(), now, longest_token_secs).await
+    }
+
+    async fn update_client(
+        &self,
+        id: &ClientId,
+        expr: &str,
+        value: AttributeValue,
+    ) -> Result<(), StoreError> {
+        let res = self
+            .client()
+            .update_item()
+            .table_name(&self.tables().config)
+            .key("pk", s(client_pk(id)))
+            .key("sk", s("CLIENT"))
+            .update_expression(expr)
+            .expression_attribute_values(":v", value)
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_failure(&e) => Err(StoreError::NotFound(format!("client {id}"))),
+            Err(e) => Err(sdk_error("UpdateItem", e)),
+        }
+    }
+
+    /// One client, read strongly consistent: the token endpoint judges a secret by it.
+    pub async fn client_record(&self, id: &ClientId) -> Result<Option<ClientRecord>, StoreError> {
+        let out = self
+            .client()
+            .get_item()
+            .table_name(&self.tables().config)
+            .key("pk", s(client_pk(id)))
+            .key("sk", s("CLIENT"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        out.item.as_ref().map(client_from_item).transpose()
+    }
+}
+
+fn client_from_item(item: &Item) -> Result<ClientRecord, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("client item: {what}"));
+    Ok(ClientRecord {
+        client_id: ClientId::parse(get_s(item, "clientId")?).map_err(|_| corrupt("clientId"))?,
+        account: AccountId::parse(get_s(item, "accountId")?).map_err(|_| corrupt("accountId"))?,
+        name: get_s(item, "name")?.to_string(),
+        secret_hash: SecretHash::from_base64(get_s(item, "secretHash")?)
+            .ok_or_else(|| corrupt("secretHash"))?,
+        scopes: ScopeSet::parse(get_s(item, "scopes")?).map_err(|_| corrupt("scopes"))?,
+        disabled: matches!(item.get("disabled"), Some(AttributeValue::Bool(true))),
+        created_at: get_n(item, "createdAt")?,
+    })
+}

@@ -1,0 +1,392 @@
+//! Segments in the segments table. The layout and its cost per call are explained in
+//! docs/TABLES.md ("Segments"); in short:
+//!
+//! - **Head** `<acc>#SEG#<segmentGuid>` / `H`: system, name, external id, the current
+//!   `generation`, times. Each segment's head has its own partition, so no item is shared by
+//!   the calls of an account; heads change only on create, override and delete.
+//! - **System partition** `<acc>#SYS#<systemGuid>`: one list entry per segment
+//!   (`S#<createdAt>#<segmentGuid>`, what the paginated list walks), the external-id guards
+//!   (`X#<externalId>`) and the system's segment count (`N`, capped). The account's count
+//!   (`<acc>#SEGS` / `N`, capped) is written in the same transactions.
+//! - **Members** `<acc>#SEG#<segmentGuid>#<generation>#<shard>` / `U#<userId>`: one item per
+//!   membership, spread over [`SHARDS`] partitions by a stable hash of the user id.
+//! - **Reverse entries** `<acc>#USER#<userId>` / `M#<segmentGuid>#<generation>`: the user's
+//!   memberships, written with the member item, so that the end-user read costs what the user's
+//!   own memberships cost, whatever the account's segment count.
+//! - **Counters** `<acc>#SEG#<segmentGuid>#<generation>#C<p>` / `<slot>`: the count is the sum
+//!   of [`COUNTERS`] small items in 8 partitions; each add/remove transaction adds its delta to
+//!   a counter item no other transaction in flight uses (`membership.rs`).
+//!
+//! `override` writes a fresh generation with BatchWriteItem and then flips the head to it;
+//! delete removes the head. Either way readers stop seeing the old generation at the flip, and
+//! the purge function (fed by the table's stream) deletes its items afterwards, so neither
+//! call's duration depends on the segment's size.
+//!
+//! This file holds the types and a segment's create, read, list, change and delete;
+//! `keys.rs` the keys and item codec, `cursor.rs` the list's cursor, `users.rs` an end user's
+//! segments (read and erase), `membership.rs` who is a member and add / remove,
+//! `generations.rs` override and purge, `paging.rs` the members listing and its cursor.
+
+mod cursor;
+mod generations;
+mod keys;
+mod membership;
+mod paging;
+mod users;
+
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
+
+use crate::StoreError;
+use crate::codec::{Item, get_s, key, n, s};
+use crate::concurrent::for_each_bounded;
+use crate::dynamo::{DynamoStore, sdk_error};
+use crate::transact::{cancellation_reasons, condition_failed, is_cancelled_by_condition};
+pub use cursor::decode_list_cursor;
+use cursor::encode_list_cursor;
+use domain::segment::Action;
+use domain::user_data::UserId;
+use domain::{AccountId, SegmentGuid, SystemGuid};
+pub use generations::PURGE_PARTITIONS_IN_FLIGHT;
+use keys::{
+    COUNT_SK, HEAD_SK, LISTED_PREFIX, account_count_pk, guard_sk, head_item, head_pk, listed_sk,
+    new_generation, parse_head, system_pk,
+};
+pub use keys::{COUNTER_PARTITIONS, COUNTERS, SHARDS, shard_of};
+use membership::{Change, Gen};
+pub use paging::{MemberCursor, MemberPage};
+
+/// Concurrent BatchGetItem / TransactWriteItems calls of one request.
+const READ_CONCURRENCY: usize = 16;
+/// Segments whose head and count a list page reads at once.
+const LIST_CONCURRENCY: usize = 16;
+/// How many times an add/remove follows an override that flipped the head under it.
+const FOLLOW_FLIPS: usize = 5;
+
+/// How many segments a system and an account may hold (the SPEC: what an account may create
+/// is capped). Enforced in the create transaction, so concurrent creates cannot pass them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentCaps {
+    pub per_system: i64,
+    pub per_account: i64,
+}
+
+impl Default for SegmentCaps {
+    fn default() -> Self {
+        Self { per_system: 1_000, per_account: 10_000 }
+    }
+}
+
+/// A segment's head, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentHead {
+    pub account: AccountId,
+    pub system: SystemGuid,
+    pub segment: SegmentGuid,
+    pub external_id: Option<String>,
+    pub name: String,
+    /// Which member items are current (see the module docs).
+    pub generation: String,
+    /// Epoch milliseconds.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A head with its member count, as every segment response shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentView {
+    pub head: SegmentHead,
+    pub user_count: i64,
+    /// The later of the head's time and the last add/remove (epoch milliseconds).
+    pub updated_at: i64,
+}
+
+/// One page of a system's segments.
+#[derive(Debug)]
+pub struct SegmentPage {
+    pub segments: Vec<SegmentView>,
+    /// Opaque: where the next page starts.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    #[error("no such segment")]
+    NotFound,
+    #[error("the external id is taken in this system")]
+    ExternalIdTaken,
+    /// The cursor names a generation that an override or delete has replaced.
+    #[error("the cursor is stale")]
+    StaleCursor,
+    #[error("the system holds the most segments it may ({0})")]
+    SystemFull(i64),
+    #[error("the account holds the most segments it may ({0})")]
+    AccountFull(i64),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a create writes.
+pub struct NewSegment<'a> {
+    pub account: &'a AccountId,
+    pub system: SystemGuid,
+    pub external_id: Option<&'a str>,
+    pub name: &'a str,
+    pub user_ids: &'a [UserId],
+}
+
+fn count_update(table: &str, pk: String, delta: i64, cap: Option<i64>) -> TransactWriteItem {
+    let mut u = Update::builder()
+        .table_name(table)
+        .set_key(Some(key(pk, COUNT_SK.into())))
+        .update_expression("ADD #n :d")
+        .expression_attribute_names("#n", "n")
+        .expression_attribute_values(":d", n(delta));
+    if let Some(cap) = cap {
+        u = u
+            .condition_expression("attribute_not_exists(#n) OR #n < :cap")
+            .expression_attribute_values(":cap", n(cap));
+    }
+    TransactWriteItem::builder().update(u.build().expect("complete")).build()
+}
+
+impl DynamoStore {
+    pub async fn create_segment(
+        &self,
+        new: &NewSegment<'_>,
+        caps: SegmentCaps,
+        now_ms: i64,
+    ) -> Result<SegmentView, SegmentError> {
+        let sys_pk = system_pk(new.account, new.system);
+        // A cheap early refusal, so that a taken external id does not first cost 2,000 writes;
+        // the transaction below is what guarantees uniqueness.
+        if let Some(x) = new.external_id
+            && self.get(sys_pk.clone(), guard_sk(x)).await?.is_some()
+        {
+            return Err(SegmentError::ExternalIdTaken);
+        }
+        let head = SegmentHead {
+            account: new.account.clone(),
+            system: new.system,
+            segment: SegmentGuid::generate(),
+            external_id: new.external_id.map(str::to_string),
+            name: new.name.to_string(),
+            generation: new_generation(),
+            created_at: now_ms,
+            updated_at: now_ms,
+        };
+        self.write_generation(&head, &head.generation, new.user_ids, now_ms).await?;
+        let table = &self.tables().segments;
+        let put = |item: Item, condition: Option<&str>| {
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(table)
+                        .set_item(Some(item))
+                        .set_condition_expression(condition.map(str::to_string))
+                        .build()
+                        .expect("complete"),
+                )
+                .build()
+        };
+        let mut listed = key(sys_pk.clone(), listed_sk(head.created_at, head.segment));
+        listed.insert("segmentGuid".into(), s(head.segment.to_string()));
+        let mut items = vec![
+            put(head_item(&head), Some("attribute_not_exists(pk)")),
+            put(listed, None),
+            count_update(table, sys_pk.clone(), 1, Some(caps.per_system)),
+            count_update(table, account_count_pk(&head.account), 1, Some(caps.per_account)),
+        ];
+        if let Some(x) = &head.external_id {
+            let mut guard = key(sys_pk.clone(), guard_sk(x));
+            guard.insert("segmentGuid".into(), s(head.segment.to_string()));
+            items.push(put(guard, Some("attribute_not_exists(pk)")));
+        }
+        let res = self.client().transact_write_items().set_transact_items(Some(items)).send().await;
+        let user_count = new.user_ids.len() as i64;
+        if let Err(e) = res {
+            // An attempt may have committed and lost its answer (a retry of it then fails its
+            // conditions, or the retries ran out): the head's guid is fresh, so a head under it
+            // is this call's, and the segment is created.
+            match self.get(head_pk(&head.account, head.segment), HEAD_SK.into()).await {
+                Ok(Some(_)) => return Ok(SegmentView { head, user_count, updated_at: now_ms }),
+                // Nothing refers to the generation just written: remove it rather than leave it.
+                Ok(None) => {
+                    let _ = self.purge_generation(&head.account, head.segment, &head.generation).await;
+                }
+                // Unknown: the generation stays (unreferenced, it costs storage only).
+                Err(_) => {}
+            }
+            let codes = cancellation_reasons(&e).unwrap_or_default();
+            let failed = |i: usize| condition_failed(&codes, i);
+            return Err(if failed(4) {
+                SegmentError::ExternalIdTaken
+            } else if failed(2) {
+                SegmentError::SystemFull(caps.per_system)
+            } else if failed(3) {
+                SegmentError::AccountFull(caps.per_account)
+            } else {
+                sdk_error("TransactWriteItems", e).into()
+            });
+        }
+        Ok(SegmentView { head, user_count, updated_at: now_ms })
+    }
+
+    /// The head of a segment of this account and system; `None` if it does not exist (or
+    /// belongs to another system).
+    pub async fn segment_head(
+        &self,
+        account: &AccountId,
+        system: SystemGuid,
+        segment: SegmentGuid,
+    ) -> Result<Option<SegmentHead>, StoreError> {
+        let Some(item) = self.get(head_pk(account, segment), HEAD_SK.into()).await? else {
+            return Ok(None);
+        };
+        let head = parse_head(account, &item)?;
+        Ok((head.system == system).then_some(head))
+    }
+
+    /// Up to `limit` segments of the system in creation order, from `cursor` on: one `Query`
+    /// of the system's list entries, then each listed segment's head and count.
+    pub async fn list_segments(
+        &self,
+        account: &AccountId,
+        system: SystemGuid,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<SegmentPage, StoreError> {
+        let pk = system_pk(account, system);
+        let out = self
+            .client()
+            .query()
+            .table_name(&self.tables().segments)
+            .key_condition_expression("pk = :p AND begins_with(sk, :s)")
+            .expression_attribute_values(":p", s(&pk))
+            .expression_attribute_values(":s", s(LISTED_PREFIX))
+            .consistent_read(true)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(cursor.map(|sk| key(pk.clone(), sk)))
+            .send()
+            .await
+            .map_err(|e| sdk_error("Query", e))?;
+        let items = out.items.unwrap_or_default();
+        let next = out
+            .last_evaluated_key
+            .as_ref()
+            .and_then(|k| k.get("sk"))
+            .and_then(|v| v.as_s().ok())
+            .map(|sk| encode_list_cursor(sk));
+        let guids: Vec<(usize, SegmentGuid)> = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                SegmentGuid::parse(get_s(item, "segmentGuid")?)
+                    .map(|g| (i, g))
+                    .map_err(|_| StoreError::Corrupt("segment list entry".into()))
+            })
+            .collect::<Result<_, _>>()?;
+        let found = for_each_bounded(guids, LIST_CONCURRENCY, "list", |(i, segment)| {
+            let (store, account) = (self.clone(), account.clone());
+            async move {
+                match store.segment_head(&account, system, segment).await? {
+                    Some(head) => Ok(Some((i, store.view(head).await?))),
+                    // Deleted between the two reads.
+                    None => Ok(None),
+                }
+            }
+        })
+        .await?;
+        let mut segments: Vec<(usize, SegmentView)> = found.into_iter().flatten().collect();
+        segments.sort_by_key(|(i, _)| *i);
+        Ok(SegmentPage { segments: segments.into_iter().map(|(_, v)| v).collect(), next })
+    }
+
+    /// Applies add / remove / override; returns the segment afterwards.
+    pub async fn change_members(
+        &self,
+        mut head: SegmentHead,
+        action: Action,
+        user_ids: &[UserId],
+        now_ms: i64,
+    ) -> Result<SegmentView, SegmentError> {
+        let adding = match action {
+            Action::Override => return self.override_members(head, user_ids, now_ms).await,
+            Action::Add => true,
+            Action::Remove => false,
+        };
+        for _ in 0..FOLLOW_FLIPS {
+            let present = self.present(&head, user_ids.iter().map(UserId::as_str)).await?;
+            let changes: Vec<Change> = user_ids
+                .iter()
+                .filter(|id| present.contains(id.as_str()) != adding)
+                .map(|id| Change { slot: 0, user_id: id.as_str().to_string() })
+                .collect();
+            self.apply_changes(&[Gen::of(&head)], changes, adding, now_ms).await?;
+            // An override that flipped the head meanwhile replaced the generation just written:
+            // this call is then ordered after it and applies itself to the new generation, so
+            // that what it answers is what stays.
+            let current = self
+                .segment_head(&head.account, head.system, head.segment)
+                .await?
+                .ok_or(SegmentError::NotFound)?;
+            if current.generation == head.generation {
+                return Ok(self.view(current).await?);
+            }
+            head = current;
+        }
+        Err(StoreError::Busy {
+            op: "change members",
+            reason: "the segment kept being overridden during the call",
+        }
+        .into())
+    }
+
+    /// Deletes the head, its list entry and external-id guard, and counts the segment out;
+    /// also `Ok` when the head is gone already.
+    pub async fn delete_segment(&self, head: &SegmentHead) -> Result<(), SegmentError> {
+        let table = &self.tables().segments;
+        let del = |pk: String, sk: String, condition: Option<&str>| {
+            TransactWriteItem::builder()
+                .delete(
+                    Delete::builder()
+                        .table_name(table)
+                        .set_key(Some(key(pk, sk)))
+                        .set_condition_expression(condition.map(str::to_string))
+                        .build()
+                        .expect("complete"),
+                )
+                .build()
+        };
+        let sys_pk = system_pk(&head.account, head.system);
+        let mut items = vec![
+            del(head_pk(&head.account, head.segment), HEAD_SK.into(), Some("attribute_exists(pk)")),
+            del(sys_pk.clone(), listed_sk(head.created_at, head.segment), None),
+            count_update(table, sys_pk.clone(), -1, None),
+            count_update(table, account_count_pk(&head.account), -1, None),
+        ];
+        if let Some(x) = &head.external_id {
+            items.push(del(sys_pk, guard_sk(x), None));
+        }
+        match self.client().transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(()),
+            // The head is gone: deleted by an attempt of this call whose answer was lost (the
+            // SDK's retry then fails the condition), or by a concurrent delete. Either way the
+            // segment is deleted, as asked.
+            Err(e) if is_cancelled_by_condition(&e) => Ok(()),
+            Err(e) => Err(sdk_error("TransactWriteItems", e).into()),
+        }
+    }
+
+    async fn get(&self, pk: String, sk: String) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client()
+            .get_item()
+            .table_name(&self.tables().segments)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        Ok(out.item)
+    }
+}
