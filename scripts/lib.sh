@@ -18,7 +18,7 @@ ensure_venv() {
   echo "$want" > "$stamp"
 }
 
-# Debian's Chromium and its WebDriver, for the console's browser tests (tests/tests/console.rs);
+# Debian's Chromium and its WebDriver, for the console's browser tests (tests/tests/suite/console.rs);
 # installed on first use. A test tool's own browser download does not work on this network.
 ensure_chromium() {
   if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
@@ -31,7 +31,7 @@ ensure_chromium() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
 }
 
-# axe-core (npm), injected into the console's pages by tests/tests/console.rs; installed on first
+# axe-core (npm), injected into the console's pages by tests/tests/suite/console.rs; installed on first
 # use into the git-ignored .tools/axe.
 ensure_axe() {
   if [ -f "$ROOT/.tools/axe/node_modules/axe-core/axe.min.js" ]; then
