@@ -504,6 +504,7 @@ impl Stack {
     pub fn import_worker(&self, seconds: u64) -> import_worker::Worker {
         import_worker::Worker {
             store: self.store_as("import-worker"),
+            limiter: std::sync::Arc::new(protect::rate::RateLimiter::default()),
             files: self.files.clone(),
             stop_at: std::time::Instant::now() + std::time::Duration::from_secs(seconds),
             callback: import_worker::callback::Sender::new(true),
