@@ -371,8 +371,13 @@ mod tests {
     /// role reads or writes them but by the key prefixes it needs.
     #[test]
     fn every_grant_on_the_shared_tables_is_narrowed_to_key_prefixes() {
+<<<<<<< HEAD
         for f in ["token", "user-data", "integrations", "segments", "segment-purge"] {
             for s in Policy::of(f).statements.into_iter().filter(|s| !s.deny) {
+=======
+        for f in ["token", "user-data", "integrations", "segments", "segment-purge", "console"] {
+            for s in Policy::of(f).statements {
+>>>>>>> console
                 let shared = s.resources.iter().any(|(t, _)| t == "ConfigTable" || t == "SigningKeysTable");
                 assert!(!shared || s.leading_keys.is_some(), "{f}: {s:?} has no dynamodb:LeadingKeys");
                 let patterns = s.leading_keys.unwrap_or_default();
@@ -385,7 +390,7 @@ mod tests {
     /// client or a signing key, whatever the tests exercise.
     #[test]
     fn no_function_may_write_limits_clients_or_keys() {
-        for f in ["token", "user-data", "integrations", "segments", "segment-purge"] {
+        for f in ["token", "user-data", "integrations", "segments", "segment-purge", "console"] {
             let policy = Policy::of(f);
             for action in ["PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"] {
                 for key in ["LIMITS#acme", "CLIENT#0123", "JWKS"] {
@@ -429,7 +434,7 @@ mod tests {
 
     #[test]
     fn every_function_has_a_role_with_statements() {
-        for f in ["token", "user-data", "integrations", "segments", "segment-purge"] {
+        for f in ["token", "user-data", "integrations", "segments", "segment-purge", "console"] {
             assert!(!Policy::of(f).statements.is_empty(), "{f}");
         }
     }

@@ -3,6 +3,7 @@
 //! API Gateway v2 events built from JSON, a counter of DynamoDB requests, and (in [`faults`])
 //! fault injection on chosen DynamoDB calls.
 
+pub mod browser;
 pub mod faults;
 pub mod iam;
 
@@ -708,7 +709,10 @@ pub fn answer(resp: Response<Body>) -> Answer {
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let raw = resp.body().as_ref().to_vec();
-    let body = if raw.is_empty() { Value::Null } else { serde_json::from_slice(&raw).expect("JSON body") };
+    // The console's pages and assets are the only bodies that are not JSON.
+    let json = headers.get("content-type").and_then(|v| v.to_str().ok()).is_none_or(|t| t.contains("json"));
+    let body =
+        if raw.is_empty() || !json { Value::Null } else { serde_json::from_slice(&raw).expect("JSON body") };
     Answer { status, headers, body, raw }
 }
 
