@@ -3,6 +3,7 @@
 //! API Gateway v2 events built from JSON, a counter of DynamoDB requests, and (in [`faults`])
 //! fault injection on chosen DynamoDB calls.
 
+pub mod browser;
 pub mod faults;
 pub mod iam;
 
@@ -506,6 +507,7 @@ impl Stack {
     pub fn import_worker(&self, seconds: u64) -> import_worker::Worker {
         import_worker::Worker {
             store: self.store_as("import-worker"),
+            limiter: std::sync::Arc::new(protect::rate::RateLimiter::default()),
             files: self.files.clone(),
             stop_at: std::time::Instant::now() + std::time::Duration::from_secs(seconds),
             callback: import_worker::callback::Sender::new(true),
@@ -710,7 +712,10 @@ pub fn answer(resp: Response<Body>) -> Answer {
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let raw = resp.body().as_ref().to_vec();
-    let body = if raw.is_empty() { Value::Null } else { serde_json::from_slice(&raw).expect("JSON body") };
+    // The console's pages and assets are the only bodies that are not JSON.
+    let json = headers.get("content-type").and_then(|v| v.to_str().ok()).is_none_or(|t| t.contains("json"));
+    let body =
+        if raw.is_empty() || !json { Value::Null } else { serde_json::from_slice(&raw).expect("JSON body") };
     Answer { status, headers, body, raw }
 }
 

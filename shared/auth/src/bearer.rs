@@ -163,6 +163,27 @@ impl Authenticator {
     }
 }
 
+/// The cookie the web console keeps its session token in, and the header a console page sends
+/// with every call. The cookie counts as a bearer token only on a request that has no
+/// `Authorization` header and carries `X-Console-Request: 1`: a cross-site page cannot add a
+/// custom header without a CORS preflight, which this API never grants (docs/DECISIONS.md,
+/// "Console").
+pub const CONSOLE_SESSION_COOKIE: &str = "console_session";
+pub const CONSOLE_REQUEST_HEADER: &str = "x-console-request";
+
+/// `Bearer <session token>` from the console's cookie, under the conditions above.
+pub fn console_authorization(cookie: Option<&str>, console_request: Option<&str>) -> Option<String> {
+    if console_request.map(str::trim) != Some("1") {
+        return None;
+    }
+    let token = cookie?
+        .split(';')
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, value)| *name == CONSOLE_SESSION_COOKIE && !value.is_empty())?
+        .1;
+    Some(format!("Bearer {token}"))
+}
+
 fn bearer_token(authorization: Option<&str>) -> Result<&str, BearerError> {
     let header = authorization.map(str::trim).ok_or(BearerError::Missing)?;
     let (scheme, token) = header.split_once(' ').unwrap_or((header, ""));
@@ -174,4 +195,20 @@ fn bearer_token(authorization: Option<&str>) -> Result<&str, BearerError> {
         return Err(TokenError::Malformed.into());
     }
     Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::console_authorization;
+
+    #[test]
+    fn the_console_cookie_counts_only_with_the_console_header() {
+        let cookie = Some("a=b; console_session=tok.en; c=d");
+        assert_eq!(console_authorization(cookie, Some("1")).as_deref(), Some("Bearer tok.en"));
+        assert_eq!(console_authorization(cookie, None), None);
+        assert_eq!(console_authorization(cookie, Some("0")), None);
+        assert_eq!(console_authorization(Some("console_session="), Some("1")), None);
+        assert_eq!(console_authorization(Some("xconsole_session=t"), Some("1")), None);
+        assert_eq!(console_authorization(None, Some("1")), None);
+    }
 }

@@ -4,6 +4,7 @@
 //! `scripts/test.sh` runs them beside this one, against a server of their own.
 
 mod bearer;
+mod console;
 mod events;
 mod faults;
 mod flood;
