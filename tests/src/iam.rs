@@ -371,13 +371,8 @@ mod tests {
     /// role reads or writes them but by the key prefixes it needs.
     #[test]
     fn every_grant_on_the_shared_tables_is_narrowed_to_key_prefixes() {
-<<<<<<< HEAD
-        for f in ["token", "user-data", "integrations", "segments", "segment-purge"] {
-            for s in Policy::of(f).statements.into_iter().filter(|s| !s.deny) {
-=======
         for f in ["token", "user-data", "integrations", "segments", "segment-purge", "console"] {
-            for s in Policy::of(f).statements {
->>>>>>> console
+            for s in Policy::of(f).statements.into_iter().filter(|s| !s.deny) {
                 let shared = s.resources.iter().any(|(t, _)| t == "ConfigTable" || t == "SigningKeysTable");
                 assert!(!shared || s.leading_keys.is_some(), "{f}: {s:?} has no dynamodb:LeadingKeys");
                 let patterns = s.leading_keys.unwrap_or_default();
