@@ -271,14 +271,15 @@ pub async fn create_client(
     Ok((record, secret))
 }
 
-/// Generates a signing key and makes it the current one, as `admin keys rotate` does.
+/// Generates a signing key and makes it sign at once, as `admin keys revoke` does (`admin keys
+/// rotate` publishes it first: [`DynamoStore::rotate_signing_key`]'s activation lead).
 pub async fn rotate_signing_key(
     store: &DynamoStore,
     now: i64,
     retire_after_secs: i64,
 ) -> Result<GeneratedKey, StoreError> {
     let key = auth::keys::generate().expect("an RSA key");
-    store.rotate_signing_key(&key.kid, &key.private_pem, &key.public_jwk, now, retire_after_secs).await?;
+    store.rotate_signing_key(&key.kid, &key.private_pem, &key.public_jwk, now, 0, retire_after_secs).await?;
     Ok(key)
 }
 
@@ -461,7 +462,8 @@ impl Stack {
     }
 
     pub async fn bearer_for(&self, account: &AccountId, client_id: &str, scopes: &str) -> String {
-        let stored = self.store.current_signing_key().await.unwrap().unwrap();
+        let stored =
+            self.store.current_signing_key(domain::Timestamp::now().epoch_secs()).await.unwrap().unwrap();
         let key = auth::SigningKey::from_pem(&stored.kid, &stored.private_pem).unwrap();
         let now = domain::Timestamp::now().epoch_secs();
         let claims = auth::AccessClaims {
@@ -475,6 +477,7 @@ impl Stack {
             client_id: client_id.into(),
             scope: scopes.into(),
             account: account.to_string(),
+            secret_version: None,
         };
         format!("Bearer {}", auth::jwt::issue(&key, &claims).unwrap())
     }

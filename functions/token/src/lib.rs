@@ -19,13 +19,13 @@ use edge::http::request::header;
 use edge::http::{ApiError, Reply, RequestInfo};
 use store::dynamo::DynamoStore;
 
-/// A rotated key is picked up within this long; tokens signed meanwhile by the previous key
-/// stay valid because its public half stays published for their whole lifetime (a revoked
-/// key's tokens do not: `admin keys revoke` rotates first).
+/// A key that became active is picked up within this long; tokens signed meanwhile by the
+/// previous key stay valid because its public half stays published for their whole lifetime
+/// (a revoked key's tokens do not: `admin keys revoke` rotates first).
 const SIGNING_KEY_MAX_AGE: Duration = Duration::from_secs(30);
 /// The JWKS document is public and unauthenticated: one read per instance per this long,
 /// however many requests ask for it.
-const JWKS_MAX_AGE: Duration = Duration::from_secs(30);
+const JWKS_MAX_AGE: Duration = Duration::from_secs(auth::keys::JWKS_INSTANCE_CACHE_SECS);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -67,7 +67,7 @@ impl App {
                 "the token service is not ready; retry later",
             )
         };
-        let stored = self.store.current_signing_key().await.map_err(|e| {
+        let stored = self.store.current_signing_key(Timestamp::now().epoch_secs()).await.map_err(|e| {
             tracing::error!(error = %e, "could not read the signing key");
             unavailable()
         })?;
@@ -168,7 +168,12 @@ async fn jwks(app: &App) -> Result<Reply, ApiError> {
             keys
         }
     };
-    Ok(Reply::json(200, &api::Jwks { keys }).header("cache-control", "public, max-age=300"))
+    Ok(Reply::json(200, &api::Jwks { keys }).header("cache-control", &jwks_cache_control()))
+}
+
+/// The JWKS document's caching, which a new key's activation lead outlasts.
+fn jwks_cache_control() -> String {
+    format!("public, max-age={}", auth::keys::JWKS_HTTP_MAX_AGE_SECS)
 }
 
 fn openid_configuration(app: &App, info: &RequestInfo) -> Reply {

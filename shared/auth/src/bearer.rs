@@ -42,8 +42,8 @@ const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 
 struct KeyCache {
     set: JwkSet,
-    /// Client id → tokens issued at or before this second are refused.
-    revoked: HashMap<String, i64>,
+    /// Client id → which of its tokens are refused.
+    revoked: HashMap<String, store::ClientRevocation>,
     loaded_at: Option<Instant>,
     /// When an unknown `kid` last caused a re-read.
     miss_refreshed_at: Option<Instant>,
@@ -127,7 +127,9 @@ impl Authenticator {
     ) -> Result<(jwt::AccessClaims, ScopeSet, AccountId), TokenError> {
         let cache = self.cache.read().await;
         let verified = jwt::verify(token, &cache.set, issuer, &self.audience)?;
-        if cache.revoked.get(&verified.0.client_id).is_some_and(|&at| verified.0.iat <= at) {
+        let claims = &verified.0;
+        if cache.revoked.get(&claims.client_id).is_some_and(|r| r.refuses(claims.iat, claims.secret_version))
+        {
             return Err(TokenError::Revoked);
         }
         Ok(verified)

@@ -17,6 +17,7 @@ mod logs;
 mod moengage;
 mod openapi;
 mod protections;
+mod revocation;
 mod routes;
 mod template;
 mod token;
