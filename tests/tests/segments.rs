@@ -493,12 +493,17 @@ async fn purge_removes_replaced_generations_only() {
                "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026"})
     };
     // A rename-like MODIFY that keeps the generation purges nothing.
-    let same =
-        json!({"Records": [record("MODIFY", image(&after.generation), Some(image(&after.generation)))]});
+    let stream = |v: Value| -> aws_lambda_events::event::dynamodb::Event {
+        serde_json::from_value(v).expect("a DynamoDB stream event")
+    };
+    let same = stream(
+        json!({"Records": [record("MODIFY", image(&after.generation), Some(image(&after.generation)))]}),
+    );
     assert!(segment_purge::targets(&same).is_empty());
 
-    let event =
-        json!({"Records": [record("MODIFY", image(&before.generation), Some(image(&after.generation)))]});
+    let event = stream(
+        json!({"Records": [record("MODIFY", image(&before.generation), Some(image(&after.generation)))]}),
+    );
     assert_eq!(segment_purge::targets(&event).len(), 1);
     segment_purge::handle(&c.stack.store_as("segment-purge"), &event).await.unwrap();
     let left = c
@@ -513,7 +518,7 @@ async fn purge_removes_replaced_generations_only() {
 
     // Delete: the REMOVE record purges the current generation.
     assert_eq!(c.call("DELETE", &format!("/{seg}"), None).await.status, 204);
-    let event = json!({"Records": [record("REMOVE", image(&after.generation), None)]});
+    let event = stream(json!({"Records": [record("REMOVE", image(&after.generation), None)]}));
     segment_purge::handle(&c.stack.store_as("segment-purge"), &event).await.unwrap();
     assert_eq!(
         c.stack

@@ -7,7 +7,9 @@
 //! Lambda retries only from it, and sends it to the dead-letter queue once its retries run
 //! out; purging is idempotent.
 
-use serde_json::Value;
+use aws_lambda_events::event::dynamodb::{Event, EventRecord};
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use serde_dynamo::{AttributeValue, Item};
 
 use domain::{AccountId, SegmentGuid};
 use store::StoreError;
@@ -21,23 +23,25 @@ pub struct Target {
     pub generation: String,
 }
 
-fn string<'a>(image: &'a Value, name: &str) -> Option<&'a str> {
-    image.get(name)?.get("S")?.as_str()
+fn string<'a>(image: &'a Item, name: &str) -> Option<&'a str> {
+    match image.get(name)? {
+        AttributeValue::S(s) => Some(s),
+        _ => None,
+    }
 }
 
 /// The generation a stream record made unreachable, if any. Records of other items
 /// (members, counters, list entries) and head changes that kept the generation give `None`.
-fn target(r: &Value) -> Option<Target> {
-    let ddb = r.get("dynamodb")?;
-    let old = ddb.get("OldImage")?;
+fn target(r: &EventRecord) -> Option<Target> {
+    let old = &r.change.old_image;
     let pk = string(old, "pk")?;
     if string(old, "sk")? != "H" {
         return None;
     }
     let generation = string(old, "generation")?;
-    let still_current = match r.get("eventName")?.as_str()? {
+    let still_current = match r.event_name.as_str() {
         "REMOVE" => false,
-        "MODIFY" => ddb.get("NewImage").and_then(|n| string(n, "generation")) == Some(generation),
+        "MODIFY" => string(&r.change.new_image, "generation") == Some(generation),
         _ => return None,
     };
     if still_current {
@@ -53,28 +57,22 @@ fn target(r: &Value) -> Option<Target> {
     })
 }
 
-fn records(event: &Value) -> &[Value] {
-    event.get("Records").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
-}
-
 /// The generations a stream batch made unreachable.
-pub fn targets(event: &Value) -> Vec<Target> {
-    records(event).iter().filter_map(target).collect()
+pub fn targets(event: &Event) -> Vec<Target> {
+    event.records.iter().filter_map(target).collect()
 }
 
 /// Purges every generation of the batch at once (one segment's purge never waits for
 /// another's) and answers with the records whose purge failed
-/// (`{"batchItemFailures": [{"itemIdentifier": <sequence number>}]}`, the
-/// `ReportBatchItemFailures` response): Lambda retries from the first of them, so the ones
+/// (by sequence number, the `ReportBatchItemFailures` response): Lambda retries from the first of them, so the ones
 /// that succeeded before it are not purged again, and after `MaximumRetryAttempts` the record
 /// goes to the dead-letter queue (template.yaml). A purge is idempotent and resumes with what
 /// is left.
-pub async fn handle(store: &DynamoStore, event: &Value) -> Result<Value, StoreError> {
+pub async fn handle(store: &DynamoStore, event: &Event) -> Result<DynamoDbEventResponse, StoreError> {
     let mut tasks = tokio::task::JoinSet::new();
-    for r in records(event) {
+    for r in &event.records {
         let Some(t) = target(r) else { continue };
-        let sequence =
-            r.get("dynamodb").and_then(|d| d.get("SequenceNumber")).cloned().unwrap_or(Value::Null);
+        let sequence = r.change.sequence_number.clone();
         let store = store.clone();
         tasks.spawn(async move {
             let started = std::time::Instant::now();
@@ -97,7 +95,11 @@ pub async fn handle(store: &DynamoStore, event: &Value) -> Result<Value, StoreEr
             Err(e) => return Err(StoreError::unavailable("purge task", e)),
         }
     }
-    let failures: Vec<Value> =
-        failed.into_iter().map(|s| serde_json::json!({ "itemIdentifier": s })).collect();
-    Ok(serde_json::json!({ "batchItemFailures": failures }))
+    let mut response = DynamoDbEventResponse::default();
+    for item_identifier in failed {
+        let mut failure = DynamoDbBatchItemFailure::default();
+        failure.item_identifier = item_identifier;
+        response.batch_item_failures.push(failure);
+    }
+    Ok(response)
 }
