@@ -40,6 +40,10 @@ pub const SHARD_RATE: i64 = 400;
 pub const LEASE_SECS: i64 = 2;
 pub use store::protections::BLOCK_SECS;
 const LIMIT_MAX_AGE: Duration = Duration::from_secs(60);
+/// How far ahead a big call's debt is charged into the shared windows (seconds of the
+/// account's whole limit): a debt larger than a minute of the limit keeps its rest on the
+/// instance that served the call.
+pub const DEBT_AHEAD_SECS: i64 = 60;
 /// Accounts an instance keeps state for before it forgets them all (a bound on memory).
 const ACCOUNTS_MAX: usize = 4096;
 
@@ -252,11 +256,56 @@ impl RateLimiter {
     }
 
     /// Charges `units` of work a call did past what it was charged when admitted (a
-    /// 25,000-id segment call is admitted for one unit, and owes the rest): this instance's
-    /// next admissions for the account charge them too, a shard's second at a time. The work is
-    /// done once; what it costs is paid by the calls that follow, so an account's sustained
-    /// rate counts its work, not its calls.
-    pub fn owe(&self, account: &AccountId, units: i64) {
+    /// 25,000-id segment call is admitted for one unit, and owes the rest). The debt is written
+    /// into the account's shared windows of the seconds after `now_ms`, a whole limit per
+    /// second, so every instance refuses the account until those seconds have passed; at most
+    /// [`DEBT_AHEAD_SECS`] seconds ahead. What is owed past them, or when the windows cannot
+    /// be written, is charged on this instance's next admissions for the account, as before.
+    /// One write per shard and block of seconds charged, per big call, none per cheap call.
+    pub async fn owe(&self, store: &DynamoStore, account: &AccountId, units: i64, now_ms: i64) {
+        if units <= 0 {
+            return;
+        }
+        let limit = match self.limit(store, account).await {
+            Ok(Some(l)) if l > 0 => l,
+            Ok(_) => return,
+            Err(_) => {
+                self.owe_here(account, units);
+                return;
+            }
+        };
+        let (shards, cap) = plan(limit);
+        let next = now_ms.div_euclid(1000) + 1;
+        let per_second = shards * cap;
+        let mut left = units;
+        let mut seconds = Vec::new();
+        for sec in next..next + DEBT_AHEAD_SECS {
+            if left <= 0 {
+                break;
+            }
+            // Each shard's window takes the second's share of what is left.
+            let take = left.min(per_second);
+            seconds.push((sec, (take + shards - 1) / shards));
+            left -= take;
+        }
+        match store.charge_windows(account, shards, &seconds).await {
+            Ok(()) => {
+                // Units this instance leased ahead were counted before the debt: dropped, so
+                // that it refuses like every other instance (erring on the side of refusing).
+                let mut states = self.state.lock().expect("not poisoned");
+                let st = states.entry(account.clone()).or_default();
+                st.lease = Lease::default();
+                st.debt += left.max(0);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, %account, "debt not charged ahead; charged on this instance");
+                self.owe_here(account, units);
+            }
+        }
+    }
+
+    /// Adds to what this instance's next admissions for the account charge.
+    fn owe_here(&self, account: &AccountId, units: i64) {
         if units > 0 {
             let mut states = self.state.lock().expect("not poisoned");
             states.entry(account.clone()).or_default().debt += units;

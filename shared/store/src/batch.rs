@@ -23,7 +23,12 @@ const MAX_DELAY: Duration = Duration::from_millis(1_000);
 
 /// Full-jitter backoff: a random delay in [0, min(cap, base * 2^attempt)].
 pub fn backoff(attempt: u32) -> Duration {
-    let ceiling = BASE_DELAY.saturating_mul(1u32 << attempt.min(16)).min(MAX_DELAY);
+    backoff_capped(attempt, MAX_DELAY)
+}
+
+/// [`backoff`] under another cap.
+pub fn backoff_capped(attempt: u32, cap: Duration) -> Duration {
+    let ceiling = BASE_DELAY.saturating_mul(1u32 << attempt.min(16)).min(cap);
     let mut r = [0u8; 4];
     let _ = aws_lc_rs::rand::fill(&mut r);
     ceiling.mul_f64(f64::from(u32::from_le_bytes(r)) / f64::from(u32::MAX))

@@ -104,6 +104,50 @@ impl DynamoStore {
         Ok(None)
     }
 
+    /// Charges `per_second` units into every shard's window of each of `seconds`: one
+    /// unconditional `UpdateItem` (`ADD`) per shard and block, so the windows of those seconds
+    /// are full for every instance's leases (the debt of a big call, paid in the seconds it
+    /// buys; docs/DECISIONS.md "A big call's debt is charged ahead").
+    pub async fn charge_windows(
+        &self,
+        account: &AccountId,
+        shards: i64,
+        seconds: &[(i64, i64)],
+    ) -> Result<(), StoreError> {
+        let mut blocks: Vec<(i64, Vec<(i64, i64)>)> = Vec::new();
+        for &(sec, units) in seconds {
+            let block = sec - sec.rem_euclid(BLOCK_SECS);
+            match blocks.last_mut() {
+                Some((b, secs)) if *b == block => secs.push((sec, units)),
+                _ => blocks.push((block, vec![(sec, units)])),
+            }
+        }
+        for shard in 0..shards {
+            for (block, secs) in &blocks {
+                let mut update = self
+                    .client()
+                    .update_item()
+                    .table_name(&self.tables().config)
+                    .key("pk", s(format!("RATE#{account}#{shard}")))
+                    .key("sk", s(block_sk(*block)))
+                    .expression_attribute_values(":exp", n(block + BLOCK_SECS + WINDOW_TTL_SECS));
+                let mut adds = Vec::new();
+                for (i, &(sec, units)) in secs.iter().enumerate() {
+                    adds.push(format!("#n{i} :w{i}"));
+                    update = update
+                        .expression_attribute_names(format!("#n{i}"), counter_name(sec - block))
+                        .expression_attribute_values(format!(":w{i}"), n(units));
+                }
+                update
+                    .update_expression(format!("ADD {} SET expiresAt = :exp", adds.join(", ")))
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("UpdateItem", e))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Leases units from one block of [`BLOCK_SECS`] one-second windows of `shard` (one item,
     /// a counter `n<offset>` per second) with one conditional `UpdateItem`: `wants` holds
     /// (second, units) for seconds of the block starting at `block`, the first being the

@@ -1,13 +1,15 @@
 //! `TransactWriteItems`: the one reader of a cancelled transaction's reasons, and the one
 //! retry of a transaction cancelled for transient reasons only.
 
+use std::time::{Duration, Instant};
+
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::TransactWriteItem;
 
-/// Attempts of a transaction that keeps being cancelled for transient reasons.
+/// Attempts of a membership transaction (`segments/membership.rs`) that keeps being refused.
 pub(crate) const TRANSACT_ATTEMPTS: u32 = 10;
 
 pub(crate) type TransactError = SdkError<TransactWriteItemsError, HttpResponse>;
@@ -39,13 +41,23 @@ pub(crate) fn is_transient(reasons: &[&str]) -> bool {
     reasons.iter().all(|c| matches!(*c, "None" | "TransactionConflict" | "ThrottlingError"))
 }
 
-/// Sends the transaction, and sends it again with backoff while it is cancelled for transient
-/// reasons only, up to [`TRANSACT_ATTEMPTS`] times; any other failure, or the last, is the
-/// caller's to read (with [`cancellation_reasons`]).
+/// How long [`transact_with_retry`] keeps retrying a transaction cancelled for transient
+/// reasons: under contention on one item (an account's segment count under concurrent creates)
+/// every contender commits within it, and it leaves a call well inside API Gateway's 30 s.
+pub(crate) const TRANSACT_BUDGET: Duration = Duration::from_secs(10);
+/// The longest wait between two attempts: long enough that contenders spread out, short enough
+/// that a freed item is taken again soon (a commit holds it about 20 ms).
+const TRANSACT_MAX_DELAY: Duration = Duration::from_millis(400);
+
+/// Sends the transaction, and sends it again with jittered backoff while it is cancelled for
+/// transient reasons only (nothing was applied, so a resend is safe), for up to
+/// [`TRANSACT_BUDGET`]; any other failure, or the last, is the caller's to read (with
+/// [`cancellation_reasons`]).
 pub(crate) async fn transact_with_retry(
     client: &Client,
     items: Vec<TransactWriteItem>,
 ) -> Result<(), TransactError> {
+    let started = Instant::now();
     let mut attempt = 0;
     loop {
         let e = match client.transact_write_items().set_transact_items(Some(items.clone())).send().await {
@@ -53,10 +65,11 @@ pub(crate) async fn transact_with_retry(
             Err(e) => e,
         };
         let transient = cancellation_reasons(&e).is_some_and(|r| is_transient(&r));
-        if !transient || attempt + 1 >= TRANSACT_ATTEMPTS {
+        let delay = crate::batch::backoff_capped(attempt, TRANSACT_MAX_DELAY);
+        if !transient || started.elapsed() + delay >= TRANSACT_BUDGET {
             return Err(e);
         }
-        tokio::time::sleep(crate::batch::backoff(attempt)).await;
-        attempt += 1;
+        tokio::time::sleep(delay).await;
+        attempt = attempt.saturating_add(1);
     }
 }

@@ -123,6 +123,40 @@ async fn limits_count_work_and_a_heavy_account_never_refuses_another() {
     assert!(calm_statuses.iter().all(|s| *s == 200), "the other account is never refused: {calm_statuses:?}");
 }
 
+/// A big call's debt outlives the call and the instance that served it: sequential big calls
+/// on one instance (a 2,000-id create: 20 units against 5 a second), each followed by cheap
+/// calls on another instance (its own limiter), which are refused until the seconds the debt
+/// bought have passed (docs/DECISIONS.md "A big call's debt is charged ahead").
+#[tokio::test]
+async fn a_big_calls_debt_is_paid_on_every_instance() {
+    let stack = Stack::new().await;
+    let (heavy, auth) = stack.account_with_bearer("heavy", 100, 5).await;
+    let system = SystemGuid::generate();
+    stack.store.create_system(&heavy, system, domain::Timestamp::now().epoch_secs()).await.unwrap();
+    let (big_instance, cheap_instance) = (stack.segments_app(), stack.segments_app());
+    let path = format!("/public/v1/user/system/{system}/segment");
+    let ids: Vec<String> = (0..2000).map(|i| format!("user-{i}")).collect();
+    for round in 0..2 {
+        tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+        let big = json!({"name": format!("big{round}"), "userIds": ids}).to_string();
+        let a = call_segments(&big_instance, &auth, "POST", &path, Some(&big)).await;
+        assert_eq!(a.status, 201, "{}", a.body);
+        let done = std::time::Instant::now();
+        // 19 units owed at 5 a second: the next 3 whole seconds are charged full.
+        tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+        let mut cheap = Vec::new();
+        for _ in 0..3 {
+            cheap.push(call_segments(&cheap_instance, &auth, "GET", &path, None).await.status);
+        }
+        assert!(done.elapsed().as_secs_f64() < 3.0, "the cheap calls fell inside the debt's seconds");
+        assert_eq!(cheap, [429, 429, 429], "round {round}: the debt is seen by another instance");
+        // Past the debt's seconds, the account is admitted again.
+        tokio::time::sleep(std::time::Duration::from_millis(3_500)).await;
+        let a = call_segments(&cheap_instance, &auth, "GET", &path, None).await;
+        assert_eq!(a.status, 200, "round {round}: the debt is paid: {}", a.body);
+    }
+}
+
 #[tokio::test]
 async fn unauthenticated_calls_are_not_counted_against_anyone() {
     let stack = Stack::new().await;

@@ -136,9 +136,10 @@ impl Guard {
     }
 
     /// Charges the work a call did past the `units` it was admitted for ([`UsageReport::units`]):
-    /// the account's next calls on this instance pay it.
-    pub fn charge_work(&self, account: &AccountId, admitted_units: u32, report: &UsageReport) {
-        self.limiter.owe(account, report.units() - i64::from(admitted_units));
+    /// the account's windows of the next seconds pay it, on every instance.
+    pub async fn charge_work(&self, account: &AccountId, admitted_units: u32, report: &UsageReport) {
+        let owed = report.units() - i64::from(admitted_units);
+        self.limiter.owe(&self.store, account, owed, Timestamp::now().epoch_ms()).await;
     }
 
     /// The call's usage, and its error code if it failed.

@@ -173,7 +173,7 @@ async fn serve_in_span<S: Service>(served: &Served<S>, info: &RequestInfo, req: 
         return fail(e);
     }
     let (response, usage, error) = protected(served, route, &params, &principal, info, req).await;
-    front.guard.charge_work(account, route.cost, &usage);
+    front.guard.charge_work(account, route.cost, &usage).await;
     front.guard.record(account, &principal.client_id, &usage, error).await;
     response
 }

@@ -18,6 +18,9 @@ pub const COUNTER_SLOTS: u32 = 32;
 /// All counter items of a generation: concurrent transactions pick different ones.
 pub const COUNTERS: u32 = COUNTER_PARTITIONS * COUNTER_SLOTS;
 pub(super) const HEAD_SK: &str = "H";
+/// The head's attributes naming the count items it is counted in.
+const SYSTEM_SHARD: &str = "cs";
+const ACCOUNT_SHARD: &str = "ca";
 pub(super) const COUNT_SK: &str = "N";
 pub(super) const MEMBER_PREFIX: &str = "U#";
 pub(super) const LISTED_PREFIX: &str = "S#";
@@ -136,6 +139,10 @@ pub(super) fn head_item(h: &SegmentHead) -> Item {
     if let Some(x) = &h.external_id {
         item.insert("externalId".into(), s(x));
     }
+    if let Some((system, account)) = h.count_shards {
+        item.insert(SYSTEM_SHARD.into(), n(i64::from(system)));
+        item.insert(ACCOUNT_SHARD.into(), n(i64::from(account)));
+    }
     item
 }
 
@@ -150,6 +157,10 @@ pub(super) fn parse_head(account: &AccountId, item: &Item) -> Result<SegmentHead
         generation: get_s(item, "generation")?.to_string(),
         created_at: get_n(item, "createdAt")?,
         updated_at: get_n(item, "updatedAt")?,
+        count_shards: get_n(item, SYSTEM_SHARD)
+            .ok()
+            .zip(get_n(item, ACCOUNT_SHARD).ok())
+            .and_then(|(s, a)| Some((u32::try_from(s).ok()?, u32::try_from(a).ok()?))),
     })
 }
 

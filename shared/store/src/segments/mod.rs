@@ -37,10 +37,12 @@ mod users;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 
 use crate::StoreError;
-use crate::codec::{Item, get_s, key, n, s};
+use crate::codec::{Item, get_n, get_s, key, n, s};
 use crate::concurrent::for_each_bounded;
 use crate::dynamo::{DynamoStore, sdk_error};
-use crate::transact::{cancellation_reasons, condition_failed, is_cancelled_by_condition};
+use crate::transact::{
+    cancellation_reasons, condition_failed, is_cancelled_by_condition, is_transient, transact_with_retry,
+};
 pub use cursor::decode_list_cursor;
 use cursor::encode_list_cursor;
 use domain::segment::Action;
@@ -89,6 +91,9 @@ pub struct SegmentHead {
     /// Epoch milliseconds.
     pub created_at: i64,
     pub updated_at: i64,
+    /// The system's and the account's count items it is counted in (`None`: the single count
+    /// items of heads written before the counts were split).
+    pub count_shards: Option<(u32, u32)>,
 }
 
 /// A head with its member count, as every segment response shows it.
@@ -134,10 +139,42 @@ pub struct NewSegment<'a> {
     pub user_ids: &'a [UserId],
 }
 
-fn count_update(table: &str, pk: String, delta: i64, cap: Option<i64>) -> TransactWriteItem {
+/// Items each segment count (a system's, an account's) is split over, each capped at its share
+/// of the cap: concurrent creates of one account update different items instead of all
+/// conflicting on one (docs/DECISIONS.md, "Concurrent segment creates").
+pub const COUNT_SHARDS: u32 = 16;
+/// How long a create keeps retrying transactions cancelled by a concurrent one.
+const CREATE_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+/// The longest wait before a create's next attempt on other count items.
+const CREATE_MAX_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Count item `k`'s share of `cap`: the shares add up to `cap` exactly.
+fn shard_cap(cap: i64, k: u32) -> i64 {
+    let shards = i64::from(COUNT_SHARDS);
+    cap.max(0) / shards + i64::from(i64::from(k) < cap.max(0) % shards)
+}
+
+/// The count items that may still take a segment under `cap`.
+fn open_shards(cap: i64) -> Vec<u32> {
+    (0..COUNT_SHARDS).filter(|k| shard_cap(cap, *k) > 0).collect()
+}
+
+/// Count item `k`'s sort key; `None` is the single count item of heads written before the
+/// counts were split (they carry no shard attributes).
+fn count_sk(shard: Option<u32>) -> String {
+    shard.map_or_else(|| COUNT_SK.to_string(), |k| format!("{COUNT_SK}#{k:02}"))
+}
+
+fn count_update(
+    table: &str,
+    pk: String,
+    shard: Option<u32>,
+    delta: i64,
+    cap: Option<i64>,
+) -> TransactWriteItem {
     let mut u = Update::builder()
         .table_name(table)
-        .set_key(Some(key(pk, COUNT_SK.into())))
+        .set_key(Some(key(pk, count_sk(shard))))
         .update_expression("ADD #n :d")
         .expression_attribute_names("#n", "n")
         .expression_attribute_values(":d", n(delta));
@@ -147,6 +184,11 @@ fn count_update(table: &str, pk: String, delta: i64, cap: Option<i64>) -> Transa
             .expression_attribute_values(":cap", n(cap));
     }
     TransactWriteItem::builder().update(u.build().expect("complete")).build()
+}
+
+/// A random element of a non-empty list.
+fn pick(open: &[u32]) -> u32 {
+    open[keys::random_u32() as usize % open.len()]
 }
 
 impl DynamoStore {
@@ -164,7 +206,7 @@ impl DynamoStore {
         {
             return Err(SegmentError::ExternalIdTaken);
         }
-        let head = SegmentHead {
+        let mut head = SegmentHead {
             account: new.account.clone(),
             system: new.system,
             segment: SegmentGuid::generate(),
@@ -173,6 +215,7 @@ impl DynamoStore {
             generation: new_generation(),
             created_at: now_ms,
             updated_at: now_ms,
+            count_shards: None,
         };
         self.write_generation(&head, &head.generation, new.user_ids, now_ms).await?;
         let table = &self.tables().segments;
@@ -190,45 +233,134 @@ impl DynamoStore {
         };
         let mut listed = key(sys_pk.clone(), listed_sk(head.created_at, head.segment));
         listed.insert("segmentGuid".into(), s(head.segment.to_string()));
-        let mut items = vec![
-            put(head_item(&head), Some("attribute_not_exists(pk)")),
-            put(listed, None),
-            count_update(table, sys_pk.clone(), 1, Some(caps.per_system)),
-            count_update(table, account_count_pk(&head.account), 1, Some(caps.per_account)),
-        ];
-        if let Some(x) = &head.external_id {
-            let mut guard = key(sys_pk.clone(), guard_sk(x));
-            guard.insert("segmentGuid".into(), s(head.segment.to_string()));
-            items.push(put(guard, Some("attribute_not_exists(pk)")));
-        }
-        let res = self.client().transact_write_items().set_transact_items(Some(items)).send().await;
         let user_count = new.user_ids.len() as i64;
-        if let Err(e) = res {
-            // An attempt may have committed and lost its answer (a retry of it then fails its
-            // conditions, or the retries ran out): the head's guid is fresh, so a head under it
-            // is this call's, and the segment is created.
-            match self.get(head_pk(&head.account, head.segment), HEAD_SK.into()).await {
-                Ok(Some(_)) => return Ok(SegmentView { head, user_count, updated_at: now_ms }),
-                // Nothing refers to the generation just written: remove it rather than leave it.
-                Ok(None) => {
-                    let _ = self.purge_generation(&head.account, head.segment, &head.generation).await;
-                }
-                // Unknown: the generation stays (unreferenced, it costs storage only).
-                Err(_) => {}
+        let (mut system_open, mut account_open) =
+            (open_shards(caps.per_system), open_shards(caps.per_account));
+        let started = std::time::Instant::now();
+        let mut attempt = 0;
+        let e = loop {
+            if system_open.is_empty() || account_open.is_empty() {
+                self.abandon(&head).await;
+                return Err(if system_open.is_empty() {
+                    SegmentError::SystemFull(caps.per_system)
+                } else {
+                    SegmentError::AccountFull(caps.per_account)
+                });
             }
-            let codes = cancellation_reasons(&e).unwrap_or_default();
+            let (system_shard, account_shard) = (pick(&system_open), pick(&account_open));
+            head.count_shards = Some((system_shard, account_shard));
+            let mut items = vec![
+                put(head_item(&head), Some("attribute_not_exists(pk)")),
+                put(listed.clone(), None),
+                count_update(
+                    table,
+                    sys_pk.clone(),
+                    Some(system_shard),
+                    1,
+                    Some(shard_cap(caps.per_system, system_shard)),
+                ),
+                count_update(
+                    table,
+                    account_count_pk(&head.account),
+                    Some(account_shard),
+                    1,
+                    Some(shard_cap(caps.per_account, account_shard)),
+                ),
+            ];
+            if let Some(x) = &head.external_id {
+                let mut guard = key(sys_pk.clone(), guard_sk(x));
+                guard.insert("segmentGuid".into(), s(head.segment.to_string()));
+                items.push(put(guard, Some("attribute_not_exists(pk)")));
+            }
+            let e = match self.client().transact_write_items().set_transact_items(Some(items)).send().await {
+                Ok(_) => return Ok(SegmentView { head, user_count, updated_at: now_ms }),
+                Err(e) => e,
+            };
+            let Some(codes) = cancellation_reasons(&e) else { break e };
             let failed = |i: usize| condition_failed(&codes, i);
-            return Err(if failed(4) {
-                SegmentError::ExternalIdTaken
-            } else if failed(2) {
-                SegmentError::SystemFull(caps.per_system)
-            } else if failed(3) {
-                SegmentError::AccountFull(caps.per_account)
-            } else {
-                sdk_error("TransactWriteItems", e).into()
-            });
+            if failed(0) || failed(4) {
+                // The head exists (an attempt committed and lost its answer: the guid is this
+                // call's), or the external id is taken: judged below.
+                break e;
+            }
+            // A full count item: try the others, at once.
+            if failed(2) || failed(3) {
+                // One read of the count items tells which others are full too, so that a
+                // create at the cap is refused after a few attempts, not one per item.
+                if failed(2) {
+                    let full = self.full_shards(sys_pk.clone(), caps.per_system).await?;
+                    system_open.retain(|k| *k != system_shard && !full.contains(k));
+                }
+                if failed(3) {
+                    let full = self.full_shards(account_count_pk(&head.account), caps.per_account).await?;
+                    account_open.retain(|k| *k != account_shard && !full.contains(k));
+                }
+                continue;
+            }
+            let delay = crate::batch::backoff_capped(attempt, CREATE_MAX_DELAY);
+            if !is_transient(&codes) || started.elapsed() + delay >= CREATE_BUDGET {
+                break e;
+            }
+            // Another transaction holds one of the items: next time, other count items.
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        };
+        // An attempt may have committed and lost its answer (a retry of it then fails its
+        // conditions): the head's guid is fresh, so a head under it is this call's, and the
+        // segment is created.
+        match self.get(head_pk(&head.account, head.segment), HEAD_SK.into()).await {
+            Ok(Some(_)) => return Ok(SegmentView { head, user_count, updated_at: now_ms }),
+            Ok(None) => self.abandon(&head).await,
+            // Unknown: the generation stays (unreferenced, it costs storage only).
+            Err(_) => {}
         }
-        Ok(SegmentView { head, user_count, updated_at: now_ms })
+        let codes = cancellation_reasons(&e).unwrap_or_default();
+        Err(if condition_failed(&codes, 4) {
+            SegmentError::ExternalIdTaken
+        } else {
+            sdk_error("TransactWriteItems", e).into()
+        })
+    }
+
+    /// The count items under `pk` that hold their share of `cap` (one strongly consistent
+    /// `Query` of 16 small items: one read unit).
+    async fn full_shards(&self, pk: String, cap: i64) -> Result<Vec<u32>, StoreError> {
+        let out = self
+            .prefix_query(&pk, &format!("{COUNT_SK}#"))
+            .send()
+            .await
+            .map_err(|e| sdk_error("Query", e))?;
+        Ok(out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|item| {
+                let k: u32 =
+                    get_s(item, "sk").ok()?.strip_prefix(COUNT_SK)?.strip_prefix('#')?.parse().ok()?;
+                (get_n(item, "n").ok()? >= shard_cap(cap, k)).then_some(k)
+            })
+            .collect())
+    }
+
+    /// A strongly consistent `Query` of the items of partition `pk` whose sort key starts
+    /// with `prefix`.
+    fn prefix_query(
+        &self,
+        pk: &str,
+        prefix: &str,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client()
+            .query()
+            .table_name(&self.tables().segments)
+            .key_condition_expression("pk = :p AND begins_with(sk, :s)")
+            .expression_attribute_values(":p", s(pk))
+            .expression_attribute_values(":s", s(prefix))
+            .consistent_read(true)
+    }
+
+    /// Removes the generation of a create that wrote no head: nothing refers to it.
+    async fn abandon(&self, head: &SegmentHead) {
+        let _ = self.purge_generation(&head.account, head.segment, &head.generation).await;
     }
 
     /// The head of a segment of this account and system; `None` if it does not exist (or
@@ -257,13 +389,7 @@ impl DynamoStore {
     ) -> Result<SegmentPage, StoreError> {
         let pk = system_pk(account, system);
         let out = self
-            .client()
-            .query()
-            .table_name(&self.tables().segments)
-            .key_condition_expression("pk = :p AND begins_with(sk, :s)")
-            .expression_attribute_values(":p", s(&pk))
-            .expression_attribute_values(":s", s(LISTED_PREFIX))
-            .consistent_read(true)
+            .prefix_query(&pk, LISTED_PREFIX)
             .limit(i32::try_from(limit).unwrap_or(i32::MAX))
             .set_exclusive_start_key(cursor.map(|sk| key(pk.clone(), sk)))
             .send()
@@ -361,14 +487,14 @@ impl DynamoStore {
         let mut items = vec![
             del(head_pk(&head.account, head.segment), HEAD_SK.into(), Some("attribute_exists(pk)")),
             del(sys_pk.clone(), listed_sk(head.created_at, head.segment), None),
-            count_update(table, sys_pk.clone(), -1, None),
-            count_update(table, account_count_pk(&head.account), -1, None),
+            count_update(table, sys_pk.clone(), head.count_shards.map(|c| c.0), -1, None),
+            count_update(table, account_count_pk(&head.account), head.count_shards.map(|c| c.1), -1, None),
         ];
         if let Some(x) = &head.external_id {
             items.push(del(sys_pk, guard_sk(x), None));
         }
-        match self.client().transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => Ok(()),
+        match transact_with_retry(self.client(), items).await {
+            Ok(()) => Ok(()),
             // The head is gone: deleted by an attempt of this call whose answer was lost (the
             // SDK's retry then fails the condition), or by a concurrent delete. Either way the
             // segment is deleted, as asked.

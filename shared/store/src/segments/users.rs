@@ -119,6 +119,7 @@ mod tests {
             generation: generation.into(),
             created_at: 1,
             updated_at: 1,
+            count_shards: None,
         }
     }
 
