@@ -10,6 +10,7 @@ pub mod import_rows;
 pub mod integration;
 pub mod moengage;
 pub mod problem;
+pub mod rule_segment;
 pub mod rules;
 pub mod scope;
 pub mod segment;
