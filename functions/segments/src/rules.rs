@@ -48,11 +48,14 @@ pub struct Loaded {
     pub definitions: Arc<Vec<IntegrationRecord>>,
 }
 
+/// A system's set and when its read was sent.
+type LoadedAt = (Arc<Loaded>, Instant);
+
 /// Per warm instance: the account's integrations and each system's compiled rule set.
 #[derive(Default)]
 pub struct RuleState {
     pub definitions: DefinitionsCache,
-    systems: Mutex<HashMap<(AccountId, SystemGuid), (Arc<Loaded>, Instant)>>,
+    systems: Mutex<HashMap<(AccountId, SystemGuid), LoadedAt>>,
 }
 
 impl RuleState {

@@ -15,9 +15,12 @@ use domain::AccountId;
 /// Accounts an instance remembers before it forgets them all (a bound on memory).
 const ACCOUNTS_MAX: usize = 1024;
 
+/// An account's integrations and when their read was sent.
+type Entry = (Arc<Vec<IntegrationRecord>>, Instant);
+
 #[derive(Default)]
 pub struct DefinitionsCache {
-    entries: Mutex<HashMap<AccountId, (Arc<Vec<IntegrationRecord>>, Instant)>>,
+    entries: Mutex<HashMap<AccountId, Entry>>,
 }
 
 impl DefinitionsCache {
