@@ -299,3 +299,26 @@ async fn the_cached_rule_set_is_at_most_a_second_stale() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(count(&c.call("GET", &c.user_path("s1", ""), None).await), 0);
 }
+
+/// The end-user read costs what the user's own items cost, whatever the account's number of
+/// integrations: their definitions are cached per instance (at most a second old).
+#[tokio::test]
+async fn a_warm_user_read_does_not_grow_with_the_accounts_integrations() {
+    let c = Ctx::new().await;
+    for i in 0..20 {
+        let props: Vec<Value> = (0..4).map(|p| json!({"path": format!("p{p}"), "type": "String"})).collect();
+        let def = json!({"name": format!("int {i}"), "userIdentifierProperty": "email", "properties": props});
+        create_integration(&c.stack, &c.auth, &def.to_string()).await;
+    }
+    c.user("reader", json!({"plan": "pro"})).await;
+    let app = c.stack.user_data_app();
+    let read = || call_user_data(&app, &c.auth, "GET", "/public/v1/user/reader", None);
+    assert_eq!(read().await.status, 200);
+    let tables = c.stack.store.tables().clone();
+    c.stack.counter.reset();
+    let before = units_of(&[tables.config.as_str()]);
+    let a = read().await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(c.stack.counter.take(), ["Query", "Query"], "the user's items and its memberships only");
+    assert_eq!(units_of(&[tables.config.as_str()]).rcu - before.rcu, 0.0, "no definitions read when warm");
+}

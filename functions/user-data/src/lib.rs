@@ -20,6 +20,7 @@ use edge::http::{ApiError, Reply, RequestInfo};
 use protect::usage::UsageReport;
 use store::dynamo::DynamoStore;
 use store::end_users::UserWrite;
+use store::integrations::DefinitionsCache;
 use token_cache::TokenCache;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,11 +36,18 @@ pub struct App {
     moengage: moengage::State,
     /// Integrations by token, re-read at most once a second per instance.
     tokens: TokenCache,
+    /// The account's integrations for the read, re-read at most once a second per instance.
+    definitions: DefinitionsCache,
 }
 
 impl App {
     pub fn new(env: &Env) -> Self {
-        Self { store: env.store.clone(), moengage: moengage::State::default(), tokens: TokenCache::default() }
+        Self {
+            store: env.store.clone(),
+            moengage: moengage::State::default(),
+            tokens: TokenCache::default(),
+            definitions: DefinitionsCache::default(),
+        }
     }
 }
 
@@ -123,12 +131,13 @@ fn user_id(raw: &str) -> Result<UserId, ApiError> {
 }
 
 /// The end-user object: every attribute grouped by integration (only integrations and
-/// properties that still exist), and every segment the user belongs to.
+/// properties that still exist, as of at most a second ago: the definitions are cached per
+/// instance), and every segment the user belongs to.
 async fn read(app: &App, p: &Principal, raw_id: &str) -> Result<Reply, ApiError> {
     let uid = user_id(raw_id)?;
     let (stored, integrations, segments) = tokio::join!(
         app.store.read_user(&p.account, uid.as_str()),
-        app.store.list_integrations(&p.account),
+        app.definitions.get(&app.store, &p.account),
         app.store.user_segments(&p.account, uid.as_str())
     );
     let (stored, integrations, segments) = (stored?, integrations?, segments?);
