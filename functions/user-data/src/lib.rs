@@ -140,7 +140,18 @@ async fn read(app: &App, p: &Principal, raw_id: &str) -> Result<Reply, ApiError>
         app.definitions.get(&app.store, &p.account),
         app.store.user_segments(&p.account, uid.as_str())
     );
-    let (stored, integrations, segments) = (stored?, integrations?, segments?);
+    let (stored, mut integrations, segments) = (stored?, integrations?, segments?);
+    // A name the cached definitions do not know was added since they were read (MoEngage's
+    // integration grows on first sight, without waiting out the cache): read them afresh.
+    let known = |s: &store::end_users::StoredAttributes| {
+        integrations
+            .iter()
+            .find(|i| i.integration_id == s.integration_id)
+            .is_some_and(|i| s.values.keys().all(|n| i.definition.properties.iter().any(|p| &p.name == n)))
+    };
+    if !stored.iter().all(known) {
+        integrations = app.definitions.refresh(&app.store, &p.account).await?;
+    }
     let by_id: HashMap<&str, _> = integrations.iter().map(|i| (i.integration_id.as_str(), i)).collect();
     let mut groups = Vec::new();
     for s in &stored {

@@ -36,6 +36,16 @@ impl DefinitionsCache {
         {
             return Ok(list.clone());
         }
+        self.refresh(store, account).await
+    }
+
+    /// Reads the account's integrations afresh and keeps them (for a caller that met a name
+    /// its cached copy does not know: the MoEngage integration grows without waiting).
+    pub async fn refresh(
+        &self,
+        store: &DynamoStore,
+        account: &AccountId,
+    ) -> Result<Arc<Vec<IntegrationRecord>>, StoreError> {
         let asked = Instant::now();
         let list = Arc::new(store.list_integrations(account).await?);
         let mut entries = self.entries.lock().expect("not poisoned");
