@@ -163,6 +163,7 @@ for _ in 1 2 3; do
   warm /public/v1/integrations
   warm /public/v1/user/John@company.com
   warm "/public/v1/user/system/$SYSTEM_GUID/segment/$SEGMENT_GUID"
+  warm /console
 done
 
 cat > "$DEV_DIR/demo.json" <<JSON
@@ -184,6 +185,9 @@ cat <<MSG
 
 Local stack ready (Ctrl-C stops everything).
   API:            $API_URL
+  Console:        $API_URL/console
+                  sign in with client id $CLIENT_ID
+                           and secret    $CLIENT_SECRET
   DynamoDB:       http://127.0.0.1:$DB_PORT   (moto + meter: GET /_meter, docs/LOCAL_DYNAMODB.md)
   S3 and SQS:     the same server (bucket ingest-imports; uploads reach the import worker)
   logs:           $DEV_DIR/functions.log  $DEV_DIR/moto.log  $DEV_DIR/build.log

@@ -36,6 +36,9 @@ def clients():
 def setup():
     s3, sqs = clients()
     s3.create_bucket(Bucket=BUCKET)
+    # As template.yaml's bucket: the console's page uploads to presigned URLs (a cross-origin PUT).
+    s3.put_bucket_cors(Bucket=BUCKET, CORSConfiguration={"CORSRules": [{
+        "AllowedMethods": ["PUT"], "AllowedOrigins": ["*"], "AllowedHeaders": ["*"], "MaxAgeSeconds": 3600}]})
     url = sqs.create_queue(QueueName=QUEUE, Attributes={"VisibilityTimeout": VISIBILITY})["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration={

@@ -18,6 +18,30 @@ ensure_venv() {
   echo "$want" > "$stamp"
 }
 
+# Debian's Chromium and its WebDriver, for the console's browser tests (tests/tests/suite/console.rs);
+# installed on first use. A test tool's own browser download does not work on this network.
+ensure_chromium() {
+  if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+    return 0
+  fi
+  echo "==> installing chromium and chromium-driver (first use only)"
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
+}
+
+# axe-core (npm), injected into the console's pages by tests/tests/suite/console.rs; installed on first
+# use into the git-ignored .tools/axe.
+ensure_axe() {
+  if [ -f "$ROOT/.tools/axe/node_modules/axe-core/axe.min.js" ]; then
+    return 0
+  fi
+  echo "==> installing axe-core from npm into .tools/axe (first use only)"
+  mkdir -p "$ROOT/.tools/axe"
+  npm install --silent --no-audit --no-fund --prefix "$ROOT/.tools/axe" axe-core@4 >/dev/null
+}
+
 # A free TCP port on 127.0.0.1.
 free_port() {
   "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'

@@ -193,6 +193,16 @@ EVENTS = {
     "segments-evaluate.json": ev("POST", SYSTEM + "/segments/evaluate", SYSTEM_PATH + "/segments/evaluate",
                                  headers=BEARER, body={"userIds": ["joe.doe@walkme.example", "john.doe@walkme.example"]}),
     "rule-segments-delete.json": ev("DELETE", RULE, RULE_PATH, headers=READ),
+    # The web console: its page, one asset, sign-in (the token route's Basic credentials; the
+    # token comes back in a cookie), sign-out, and the account's usage.
+    "console-index.json": ev("GET", "/console"),
+    "console-asset.json": ev("GET", "/console/{proxy+}", "/console/app.js"),
+    "console-session-create.json": ev("POST", "/console/session",
+                                      headers={"content-type": "application/x-www-form-urlencoded",
+                                               "authorization": "Basic __BASIC_CREDENTIALS__"},
+                                      body="grant_type=client_credentials"),
+    "console-session-delete.json": ev("DELETE", "/console/session"),
+    "usage.json": ev("GET", "/public/v1/usage", headers=READ, query="from=2026-11-01&to=2026-11-30"),
 }
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ cd "$ROOT"
 
 ensure_venv
 export PATH="$VENV/bin:$PATH"
+ensure_chromium
+ensure_axe
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -115,9 +115,11 @@ enum ClientCmd {
 
 #[derive(Subcommand)]
 enum KeysCmd {
-    /// Make a new signing key current; old keys keep verifying until their tokens expire.
+    /// Publish a new signing key now; it signs once every cache of the JWKS holds it (the
+    /// output says when). Old keys keep verifying until their tokens expire.
     Rotate {
-        /// How long the previous keys stay published (default: token lifetime + 10 minutes).
+        /// How long the previous keys stay published after the new key takes over (default:
+        /// token lifetime + 10 minutes).
         #[arg(long)]
         retire_after: Option<i64>,
     },
@@ -202,19 +204,38 @@ async fn run(store: &DynamoStore, command: Command) -> Outcome {
         Command::Usage { account, from, to } => usage(store, &account_id(&account)?, from, to).await,
         Command::Keys { command: KeysCmd::Rotate { retire_after } } => {
             let retire = retire_after.unwrap_or(AuthConfig::from_env().token_ttl_secs + 600);
-            let kid = rotate(store, now, retire).await?;
+            let signing = store.current_signing_key(now).await.map_err(store_err)?;
+            let (kid, active_from) = rotate(store, now, keys::ACTIVATION_LEAD_SECS, retire).await?;
+            let when = domain::clock::rfc3339_of_epoch_secs(active_from);
+            let text = match &signing {
+                Some(old) if active_from > now => format!(
+                    "signing key {kid} is published now and signs from {when} (in {} s); until then {} signs",
+                    active_from - now,
+                    old.kid
+                ),
+                _ => format!("signing key {kid} is published and signs now (the first key)"),
+            };
             Ok((
-                json!({ "kid": kid, "previousKeysRetireAfterSeconds": retire }),
-                format!("signing key {kid} is now current"),
+                json!({
+                    "kid": kid,
+                    "publishedAt": domain::clock::rfc3339_of_epoch_secs(now),
+                    "signsFrom": when,
+                    "signsInSeconds": active_from - now,
+                    "signingUntilThen": signing.filter(|_| active_from > now).map(|k| k.kid),
+                    "previousKeysRetireAfterSeconds": retire,
+                }),
+                text,
             ))
         }
         Command::Keys { command: KeysCmd::Revoke { kid } } => {
-            let current = store.current_signing_key().await.map_err(store_err)?;
+            let current = store.current_signing_key(now).await.map_err(store_err)?;
             let mut text = String::new();
             let mut replaced_by = None;
             if current.is_some_and(|c| c.kid == kid) {
-                let new = rotate(store, now, AuthConfig::from_env().token_ttl_secs + 600).await?;
-                text = format!("signing key {new} is now current; ");
+                // A compromised key must stop signing now, even if some verifiers' cached JWKS
+                // lacks its successor for a few minutes.
+                let (new, _) = rotate(store, now, 0, AuthConfig::from_env().token_ttl_secs + 600).await?;
+                text = format!("signing key {new} is published and signs now; ");
                 replaced_by = Some(new);
             }
             store.revoke_signing_key(&kid).await.map_err(store_err)?;
@@ -226,13 +247,14 @@ async fn run(store: &DynamoStore, command: Command) -> Outcome {
     }
 }
 
-async fn rotate(store: &DynamoStore, now: i64, retire: i64) -> Result<String, String> {
+/// A new key, published now and signing `lead` seconds later: its kid and when it signs.
+async fn rotate(store: &DynamoStore, now: i64, lead: i64, retire: i64) -> Result<(String, i64), String> {
     let key = keys::generate().map_err(|e| e.to_string())?;
-    store
-        .rotate_signing_key(&key.kid, &key.private_pem, &key.public_jwk, now, retire)
+    let active_from = store
+        .rotate_signing_key(&key.kid, &key.private_pem, &key.public_jwk, now, lead, retire)
         .await
         .map_err(store_err)?;
-    Ok(key.kid)
+    Ok((key.kid, active_from))
 }
 
 async fn client(store: &DynamoStore, command: ClientCmd, now: i64) -> Outcome {

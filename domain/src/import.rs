@@ -148,26 +148,41 @@ impl ImportSpec {
 }
 
 /// The shape of a callback URL: scheme, a host, no credentials, bounded length.
-pub fn check_callback_url(url: &str, allow_http: bool) -> Result<(), String> {
+/// Why a callback URL is refused; the text is what the caller reads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallbackUrlError {
+    #[error("at most {MAX_CALLBACK_URL_BYTES} bytes")]
+    TooLong,
+    #[error("must be an https:// URL")]
+    Scheme,
+    #[error("must name a host")]
+    NoHost,
+    #[error("must not hold credentials")]
+    Credentials,
+    #[error("must not hold spaces or control characters")]
+    Spaces,
+}
+
+pub fn check_callback_url(url: &str, allow_http: bool) -> Result<(), CallbackUrlError> {
     if url.len() > MAX_CALLBACK_URL_BYTES {
-        return Err(format!("at most {MAX_CALLBACK_URL_BYTES} bytes"));
+        return Err(CallbackUrlError::TooLong);
     }
     let rest = if let Some(rest) = url.strip_prefix("https://") {
         rest
     } else if let Some(rest) = url.strip_prefix("http://").filter(|_| allow_http) {
         rest
     } else {
-        return Err("must be an https:// URL".into());
+        return Err(CallbackUrlError::Scheme);
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if authority.is_empty() || authority.starts_with(':') {
-        return Err("must name a host".into());
+        return Err(CallbackUrlError::NoHost);
     }
     if authority.contains('@') {
-        return Err("must not hold credentials".into());
+        return Err(CallbackUrlError::Credentials);
     }
     if url.chars().any(|c| c.is_control() || c == ' ') {
-        return Err("must not hold spaces or control characters".into());
+        return Err(CallbackUrlError::Spaces);
     }
     Ok(())
 }
@@ -204,19 +219,30 @@ pub struct CsvColumns {
     pub ignored: Vec<String>,
 }
 
+/// Why a CSV header fails the whole import; the text is the import's `failure`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    /// A column name (cut to [`MAX_QUOTED_NAME_BYTES`]) that the header repeats.
+    #[error("the header names column '{0}' twice")]
+    Twice(String),
+    /// The integration's user identifier, which no column names.
+    #[error("no column of the header is the integration's user identifier '{0}'")]
+    NoIdentifier(String),
+}
+
 impl CsvColumns {
     /// Fails (the whole import) when no column names the identifier or a name is repeated.
-    pub fn from_header(def: &Definition, header: &[String]) -> Result<Self, String> {
+    pub fn from_header(def: &Definition, header: &[String]) -> Result<Self, HeaderError> {
         Self::matched(def, header, true)
     }
 
     /// The columns again from [`CsvColumns::stored`] (a resumed import reads on from the middle
     /// of the file, past its header): the same matching, the ignored columns already reported.
-    pub fn from_stored(def: &Definition, stored: &[String]) -> Result<Self, String> {
+    pub fn from_stored(def: &Definition, stored: &[String]) -> Result<Self, HeaderError> {
         Self::matched(def, stored, false)
     }
 
-    fn matched(def: &Definition, header: &[String], fresh: bool) -> Result<Self, String> {
+    fn matched(def: &Definition, header: &[String], fresh: bool) -> Result<Self, HeaderError> {
         let mut identifier = None;
         let mut properties = Vec::new();
         let mut ignored = Vec::new();
@@ -225,7 +251,7 @@ impl CsvColumns {
         for (col, raw) in header.iter().enumerate() {
             let name = raw.trim();
             if fresh && !seen.insert(name) {
-                return Err(format!("the header names column '{}' twice", clip(name)));
+                return Err(HeaderError::Twice(clip(name).to_string()));
             }
             if name == def.user_identifier.as_str() {
                 identifier = Some(col);
@@ -243,10 +269,7 @@ impl CsvColumns {
             names.push(name.to_string());
         }
         let Some(identifier) = identifier else {
-            return Err(format!(
-                "no column of the header is the integration's user identifier '{}'",
-                def.user_identifier.as_str()
-            ));
+            return Err(HeaderError::NoIdentifier(def.user_identifier.as_str().to_string()));
         };
         Ok(Self { names, identifier, properties, ignored })
     }
@@ -507,8 +530,13 @@ mod tests {
         let h = |cols: &[&str]| cols.iter().map(|c| c.to_string()).collect::<Vec<_>>();
         let cols = CsvColumns::from_header(&d, &h(&["Type", "Email", "extra", "plan.seats"])).unwrap();
         assert_eq!(cols.ignored, vec!["extra"]);
-        assert!(CsvColumns::from_header(&d, &h(&["Type"])).unwrap_err().contains("'Email'"));
-        assert!(CsvColumns::from_header(&d, &h(&["Email", "Type", "Type"])).unwrap_err().contains("twice"));
+        assert!(CsvColumns::from_header(&d, &h(&["Type"])).unwrap_err().to_string().contains("'Email'"));
+        assert!(
+            CsvColumns::from_header(&d, &h(&["Email", "Type", "Type"]))
+                .unwrap_err()
+                .to_string()
+                .contains("twice")
+        );
     }
 
     #[test]
@@ -599,7 +627,10 @@ mod tests {
         header[0] = "Email".into();
         assert_eq!(CsvColumns::from_header(&d, &header).unwrap().ignored.len(), MAX_ROW_FIELDS - 1);
         header.push("c77".into());
-        assert_eq!(CsvColumns::from_header(&d, &header).unwrap_err(), "the header names column 'c77' twice");
+        assert_eq!(
+            CsvColumns::from_header(&d, &header).unwrap_err().to_string(),
+            "the header names column 'c77' twice"
+        );
     }
 
     #[test]
@@ -614,7 +645,9 @@ mod tests {
         // Resumed from what was stored: the same columns, nothing reported again.
         let again = CsvColumns::from_stored(&d, cols.stored()).unwrap();
         assert_eq!((again.stored(), again.ignored.len()), (cols.stored(), 0));
-        let twice = CsvColumns::from_header(&d, &[long.clone(), long.clone(), "Email".into()]).unwrap_err();
+        let twice = CsvColumns::from_header(&d, &[long.clone(), long.clone(), "Email".into()])
+            .unwrap_err()
+            .to_string();
         assert!(twice.len() < 300, "{}", twice.len());
     }
 }

@@ -10,7 +10,9 @@ pub mod import_rows;
 pub mod integration;
 pub mod moengage;
 pub mod problem;
+#[cfg(feature = "rules")]
 pub mod rule_segment;
+#[cfg(feature = "rules")]
 pub mod rules;
 pub mod scope;
 pub mod segment;

@@ -344,6 +344,7 @@ fn claims(now: i64, exp: i64, nbf: i64, iat: i64) -> AccessClaims {
         client_id: CLIENT.into(),
         scope: "endUserUpdate:write segments:read".into(),
         account: "acme".into(),
+        secret_version: None,
     }
 }
 

@@ -16,9 +16,13 @@ use serde_yaml::Value as Yaml;
 use store::Tables;
 use store::schema;
 
-/// One `Allow` statement on a DynamoDB table of a function's role.
+/// One statement on a DynamoDB table of a function's role: an `Allow`, or a `Deny` of writes
+/// that name any of some attributes (`ForAnyValue:StringEquals` on `dynamodb:Attributes`).
 #[derive(Debug, Clone)]
 struct Statement {
+    deny: bool,
+    /// A `Deny`'s attributes.
+    attributes: Vec<String>,
     actions: Vec<String>,
     /// (table logical id, index name) pairs it grants.
     resources: Vec<(String, Option<String>)>,
@@ -76,15 +80,19 @@ impl Policy {
         let mut statements = Vec::new();
         for policy in function["Properties"]["Policies"].as_sequence().into_iter().flatten() {
             for s in policy["Statement"].as_sequence().into_iter().flatten() {
-                if s["Effect"].as_str() != Some("Allow") {
-                    continue;
-                }
+                let deny = match s["Effect"].as_str() {
+                    Some("Allow") => false,
+                    Some("Deny") => true,
+                    _ => continue,
+                };
                 let resources: Vec<_> = match &s["Resource"] {
                     Yaml::Sequence(items) => items.iter().filter_map(resource).collect(),
                     one => resource(one).into_iter().collect(),
                 };
                 let condition = &s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"];
                 statements.push(Statement {
+                    deny,
+                    attributes: strings(&s["Condition"]["ForAnyValue:StringEquals"]["dynamodb:Attributes"]),
                     actions: strings(&s["Action"]),
                     resources,
                     leading_keys: (!condition.is_null()).then(|| strings(condition)),
@@ -94,9 +102,31 @@ impl Policy {
         Self { function: binary.to_string(), statements }
     }
 
-    /// Why the role refuses `action` on `table` (`index`) for partition keys `keys`, if it does.
-    fn refuses(&self, action: &str, table: &str, index: Option<&str>, keys: &[String]) -> Option<String> {
-        let allowed = self.statements.iter().any(|s| {
+    /// Why the role refuses `action` on `table` (`index`) for partition keys `keys`, naming
+    /// the top-level attributes `attributes`, if it does.
+    fn refuses(
+        &self,
+        action: &str,
+        table: &str,
+        index: Option<&str>,
+        keys: &[String],
+        attributes: &[String],
+    ) -> Option<String> {
+        let on = |s: &Statement| {
+            s.actions.iter().any(|a| a == &format!("dynamodb:{action}") || a == "dynamodb:*")
+                && s.resources.iter().any(|(t, i)| t == table && i.as_deref() == index)
+        };
+        if let Some(s) = self
+            .statements
+            .iter()
+            .find(|s| s.deny && on(s) && attributes.iter().any(|a| s.attributes.contains(a)))
+        {
+            return Some(format!(
+                "IAM: the {} role is denied dynamodb:{action} on {table} naming {:?}",
+                self.function, s.attributes
+            ));
+        }
+        let allowed = self.statements.iter().filter(|s| !s.deny).any(|s| {
             s.actions.iter().any(|a| a == &format!("dynamodb:{action}") || a == "dynamodb:*")
                 && s.resources.iter().any(|(t, i)| t == table && i.as_deref() == index)
                 // A key this check could not read counts as refused: a LeadingKeys condition is
@@ -113,6 +143,40 @@ impl Policy {
             )
         })
     }
+}
+
+type Check = (String, String, Option<String>, Vec<String>, Vec<String>);
+
+/// The top-level attribute names of an item.
+fn item_attributes(item: &Json) -> Vec<String> {
+    item.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default()
+}
+
+/// The top-level attribute names an `UpdateItem` (or a transaction's `Update`) writes: the
+/// paths of its update expression, `#names` resolved.
+fn update_attributes(update: &Json) -> Vec<String> {
+    let expr = update["UpdateExpression"].as_str().unwrap_or("");
+    let names = &update["ExpressionAttributeNames"];
+    let mut out = Vec::new();
+    for token in expr.split(|c: char| !(c.is_alphanumeric() || c == '#' || c == ':' || c == '_' || c == '.'))
+    {
+        let top = token.split(['.', '[']).next().unwrap_or("");
+        if top.is_empty() || top.starts_with(':') || top.starts_with(|c: char| c.is_ascii_digit()) {
+            continue;
+        }
+        if ["SET", "ADD", "REMOVE", "DELETE", "if_not_exists", "list_append"].contains(&top) {
+            continue;
+        }
+        let name = if top.starts_with('#') {
+            names[top].as_str().unwrap_or(top).to_string()
+        } else {
+            top.to_string()
+        };
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
 }
 
 /// IAM's `StringLike`: `*` matches any run of characters, `?` one character.
@@ -150,8 +214,48 @@ impl PolicyCheck {
         def.map_or_else(|| format!("unknown table {physical}"), |(_, d)| d.logical_id.to_string())
     }
 
+    /// (action, table logical id, index, partition keys, attributes written) that IAM
+    /// evaluates for a request.
+    fn checks(&self, op: &str, req: &Json) -> Vec<Check> {
+        let checks = self.key_checks(op, req);
+        let mut written: Vec<Vec<String>> = Vec::new();
+        match op {
+            "PutItem" => written.push(item_attributes(&req["Item"])),
+            "UpdateItem" => written.push(update_attributes(req)),
+            "BatchWriteItem" => {
+                let puts = req["RequestItems"].as_object().into_iter().flatten().flat_map(|(_, w)| {
+                    w.as_array().into_iter().flatten().map(|w| item_attributes(&w["PutRequest"]["Item"]))
+                });
+                written.push(puts.flatten().collect());
+            }
+            "TransactWriteItems" => {
+                for item in req["TransactItems"].as_array().into_iter().flatten() {
+                    let attrs = if item["Put"].is_object() {
+                        item_attributes(&item["Put"]["Item"])
+                    } else if item["Update"].is_object() {
+                        update_attributes(&item["Update"])
+                    } else {
+                        Vec::new()
+                    };
+                    // The transaction action and the item's own action, each with its attributes.
+                    written.push(attrs.clone());
+                    written.push(attrs);
+                }
+            }
+            _ => {}
+        }
+        checks
+            .into_iter()
+            .enumerate()
+            .map(|(i, (action, table, index, keys))| {
+                let attrs = if op == "BatchWriteItem" { written.first() } else { written.get(i) };
+                (action, table, index, keys, attrs.cloned().unwrap_or_default())
+            })
+            .collect()
+    }
+
     /// (action, table logical id, index, partition keys) that IAM evaluates for a request.
-    fn checks(&self, op: &str, req: &Json) -> Vec<(String, String, Option<String>, Vec<String>)> {
+    fn key_checks(&self, op: &str, req: &Json) -> Vec<(String, String, Option<String>, Vec<String>)> {
         let pk = |item: &Json| item["pk"]["S"].as_str().map(str::to_string).into_iter().collect::<Vec<_>>();
         let table = |r: &Json| self.logical(r["TableName"].as_str().unwrap_or(""));
         match op {
@@ -239,8 +343,8 @@ impl Intercept for PolicyCheck {
         let op = crate::operation_name(cfg);
         let body = context.request().body().bytes().unwrap_or(b"{}");
         let req: Json = serde_json::from_slice(body).unwrap_or(Json::Null);
-        for (action, table, index, keys) in self.checks(&op, &req) {
-            if let Some(why) = self.policy.refuses(&action, &table, index.as_deref(), &keys) {
+        for (action, table, index, keys, attributes) in self.checks(&op, &req) {
+            if let Some(why) = self.policy.refuses(&action, &table, index.as_deref(), &keys, &attributes) {
                 // Printed as well: the function turns the error into a 5xx, which hides it.
                 eprintln!("{why}");
                 return Err(why.into());
@@ -267,8 +371,8 @@ mod tests {
     /// role reads or writes them but by the key prefixes it needs.
     #[test]
     fn every_grant_on_the_shared_tables_is_narrowed_to_key_prefixes() {
-        for f in ["token", "user-data", "integrations", "segments", "segment-purge"] {
-            for s in Policy::of(f).statements {
+        for f in ["token", "user-data", "integrations", "segments", "segment-purge", "console"] {
+            for s in Policy::of(f).statements.into_iter().filter(|s| !s.deny) {
                 let shared = s.resources.iter().any(|(t, _)| t == "ConfigTable" || t == "SigningKeysTable");
                 assert!(!shared || s.leading_keys.is_some(), "{f}: {s:?} has no dynamodb:LeadingKeys");
                 let patterns = s.leading_keys.unwrap_or_default();
@@ -281,24 +385,59 @@ mod tests {
     /// client or a signing key, whatever the tests exercise.
     #[test]
     fn no_function_may_write_limits_clients_or_keys() {
-        for f in ["token", "user-data", "integrations", "segments", "segment-purge"] {
+        for f in ["token", "user-data", "integrations", "segments", "segment-purge", "console"] {
             let policy = Policy::of(f);
             for action in ["PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"] {
                 for key in ["LIMITS#acme", "CLIENT#0123", "JWKS"] {
-                    let refused = policy.refuses(action, "ConfigTable", None, &[key.to_string()]);
+                    let refused = policy.refuses(action, "ConfigTable", None, &[key.to_string()], &[]);
                     assert!(refused.is_some(), "{f} may {action} {key}");
                 }
                 assert!(
-                    policy.refuses(action, "SigningKeysTable", None, &["SIGNING".into()]).is_some(),
+                    policy.refuses(action, "SigningKeysTable", None, &["SIGNING".into()], &[]).is_some(),
                     "{f}"
                 );
             }
         }
     }
 
+    /// The account's item holds its attribute limit (and, for older accounts, its rate limit):
+    /// functions update that item (attribute headroom, integration count), never the limits.
+    #[test]
+    fn no_function_may_write_an_accounts_limits_into_its_item() {
+        let functions = [
+            "token",
+            "user-data",
+            "integrations",
+            "segments",
+            "segment-purge",
+            "imports",
+            "import-worker",
+            "console",
+        ];
+        for f in functions {
+            let policy = Policy::of(f);
+            for action in ["PutItem", "UpdateItem", "BatchWriteItem", "TransactWriteItems"] {
+                for attr in ["attributeLimit", "rateLimit"] {
+                    let attrs = ["attributeHeadroom".to_string(), attr.to_string()];
+                    let refused =
+                        policy.refuses(action, "ConfigTable", None, &["ACCOUNT#acme".into()], &attrs);
+                    assert!(refused.is_some_and(|r| r.contains("denied")), "{f} may {action} {attr}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_update_names_the_top_level_attributes_it_writes() {
+        let update = serde_json::json!({
+            "UpdateExpression": "SET #n = :v, a.b = if_not_exists(a.b, :z) ADD attributeHeadroom :d REMOVE old[0]",
+            "ExpressionAttributeNames": {"#n": "attributeLimit"}});
+        assert_eq!(update_attributes(&update), ["attributeLimit", "a", "attributeHeadroom", "old"]);
+    }
+
     #[test]
     fn every_function_has_a_role_with_statements() {
-        for f in ["token", "user-data", "integrations", "segments", "segment-purge"] {
+        for f in ["token", "user-data", "integrations", "segments", "segment-purge", "console"] {
             assert!(!Policy::of(f).statements.is_empty(), "{f}");
         }
     }

@@ -3,6 +3,7 @@
 //! API Gateway v2 events built from JSON, a counter of DynamoDB requests, and (in [`faults`])
 //! fault injection on chosen DynamoDB calls.
 
+pub mod browser;
 pub mod faults;
 pub mod iam;
 
@@ -270,14 +271,15 @@ pub async fn create_client(
     Ok((record, secret))
 }
 
-/// Generates a signing key and makes it the current one, as `admin keys rotate` does.
+/// Generates a signing key and makes it sign at once, as `admin keys revoke` does (`admin keys
+/// rotate` publishes it first: [`DynamoStore::rotate_signing_key`]'s activation lead).
 pub async fn rotate_signing_key(
     store: &DynamoStore,
     now: i64,
     retire_after_secs: i64,
 ) -> Result<GeneratedKey, StoreError> {
     let key = auth::keys::generate().expect("an RSA key");
-    store.rotate_signing_key(&key.kid, &key.private_pem, &key.public_jwk, now, retire_after_secs).await?;
+    store.rotate_signing_key(&key.kid, &key.private_pem, &key.public_jwk, now, 0, retire_after_secs).await?;
     Ok(key)
 }
 
@@ -460,7 +462,8 @@ impl Stack {
     }
 
     pub async fn bearer_for(&self, account: &AccountId, client_id: &str, scopes: &str) -> String {
-        let stored = self.store.current_signing_key().await.unwrap().unwrap();
+        let stored =
+            self.store.current_signing_key(domain::Timestamp::now().epoch_secs()).await.unwrap().unwrap();
         let key = auth::SigningKey::from_pem(&stored.kid, &stored.private_pem).unwrap();
         let now = domain::Timestamp::now().epoch_secs();
         let claims = auth::AccessClaims {
@@ -474,6 +477,7 @@ impl Stack {
             client_id: client_id.into(),
             scope: scopes.into(),
             account: account.to_string(),
+            secret_version: None,
         };
         format!("Bearer {}", auth::jwt::issue(&key, &claims).unwrap())
     }
@@ -503,6 +507,7 @@ impl Stack {
     pub fn import_worker(&self, seconds: u64) -> import_worker::Worker {
         import_worker::Worker {
             store: self.store_as("import-worker"),
+            limiter: std::sync::Arc::new(protect::rate::RateLimiter::default()),
             files: self.files.clone(),
             stop_at: std::time::Instant::now() + std::time::Duration::from_secs(seconds),
             callback: import_worker::callback::Sender::new(true),
@@ -707,7 +712,10 @@ pub fn answer(resp: Response<Body>) -> Answer {
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let raw = resp.body().as_ref().to_vec();
-    let body = if raw.is_empty() { Value::Null } else { serde_json::from_slice(&raw).expect("JSON body") };
+    // The console's pages and assets are the only bodies that are not JSON.
+    let json = headers.get("content-type").and_then(|v| v.to_str().ok()).is_none_or(|t| t.contains("json"));
+    let body =
+        if raw.is_empty() || !json { Value::Null } else { serde_json::from_slice(&raw).expect("JSON body") };
     Answer { status, headers, body, raw }
 }
 

@@ -9,8 +9,10 @@ use domain::import::{CsvColumns, Format, ImportMode, MAX_FILE_BYTES, RowProblem,
 use domain::integration::Definition;
 use domain::user_data::{AttrValue, UserId, UserUpdate};
 use files::{self as files, Body};
+use protect::rate::Refusal;
+use protect::usage::{UsageReport, day_of};
 use store::end_users::UserWrite;
-use store::imports::{Checkpoint, ImportRecord, ImportStatus, Progress};
+use store::imports::{Checkpoint, ImportRecord, ImportStatus, PageUsage, Progress};
 
 use crate::page::Page;
 use crate::reader::{Row, RowNumber, RowReader};
@@ -36,13 +38,27 @@ pub struct Leg<'a> {
     report: Report,
     /// The first row of the page being read: its part of the report is named after it.
     page_first_row: RowNumber,
+    /// The byte offset and accepted rows of the last checkpoint stored: what a page's usage is
+    /// counted from.
+    stored: (i64, i64),
 }
 
 impl<'a> Leg<'a> {
     pub fn new(worker: &'a Worker, owner: &'a str, rec: ImportRecord) -> Self {
         let progress = rec.progress.clone();
         let report = Report::new(progress.reported);
-        Self { worker, owner, rec, progress, definition: None, columns: None, report, page_first_row: 0 }
+        let stored = (progress.bytes_read, progress.accepted);
+        Self {
+            worker,
+            owner,
+            rec,
+            progress,
+            definition: None,
+            columns: None,
+            report,
+            page_first_row: 0,
+            stored,
+        }
     }
 
     fn upload_key(&self) -> String {
@@ -66,7 +82,7 @@ impl<'a> Leg<'a> {
         if let Some(names) = &self.progress.header {
             match CsvColumns::from_stored(&integration.definition, names) {
                 Ok(cols) => self.columns = Some(cols),
-                Err(reason) => return Ok(Step::Fail(reason)),
+                Err(reason) => return Ok(Step::Fail(reason.to_string())),
             }
         }
         self.definition = Some(integration.definition);
@@ -108,7 +124,7 @@ impl<'a> Leg<'a> {
         loop {
             let page = match self.read_page(&mut reader, &mut body).await? {
                 Ok(page) => page,
-                Err(reason) => return Ok(Step::Fail(reason)),
+                Err(reason) => return Ok(Step::Fail(reason.to_string())),
             };
             self.write_page(page).await?;
             if !self.checkpoint(now_secs() + LEASE_SECS).await? {
@@ -158,7 +174,7 @@ impl<'a> Leg<'a> {
                             self.add_ignored(cols.ignored.clone());
                             self.columns = Some(cols);
                         }
-                        Err(reason) => return Ok(Err(reason)),
+                        Err(reason) => return Ok(Err(reason.to_string())),
                     }
                     continue;
                 }
@@ -219,7 +235,28 @@ impl<'a> Leg<'a> {
         }
     }
 
+    /// Pays for `users` written in the API's units (one per 100 users) against the account's
+    /// rate limit, waiting while it is spent: an import runs at most at its account's rate, and
+    /// what it writes counts against the same limit as the account's calls.
+    async fn pay(&self, users: usize) -> Result<(), LegError> {
+        let units = UsageReport { users_updated: users as i64, segment_ids: 0 }.units();
+        loop {
+            let now_ms = Timestamp::now().epoch_ms();
+            match self.worker.limiter.admit(&self.worker.store, &self.rec.account, units, now_ms).await {
+                Ok(()) => return Ok(()),
+                Err(Refusal::Limited { retry_after }) => {
+                    tokio::time::sleep(std::time::Duration::from_secs(retry_after.max(1) as u64)).await;
+                }
+                Err(Refusal::Unavailable(e)) => return Err(e.into()),
+            }
+        }
+    }
+
     async fn write_page(&mut self, page: Page) -> Result<(), LegError> {
+        let users = page.updates().count();
+        if users > 0 {
+            self.pay(users).await?;
+        }
         let def = self.definition.as_ref().expect("read before the definition");
         let now = Timestamp::now().rfc3339();
         let (store, rec) = (&self.worker.store, &self.rec);
@@ -298,8 +335,19 @@ impl<'a> Leg<'a> {
 
     async fn checkpoint(&mut self, lease_until: i64) -> Result<bool, LegError> {
         self.progress.reported = self.report.lines;
-        let cp = Checkpoint { progress: &self.progress, lease_until };
-        Ok(self.worker.store.checkpoint_import(&self.rec, self.owner, cp).await?)
+        let day = day_of(Timestamp::now().epoch_ms());
+        let usage = PageUsage {
+            client_id: self.rec.client_id.as_deref().unwrap_or("import"),
+            day: &day,
+            users_updated: self.progress.accepted - self.stored.1,
+            after_bytes: self.stored.0,
+        };
+        let cp = Checkpoint { progress: &self.progress, lease_until, usage: Some(usage) };
+        let held = self.worker.store.checkpoint_import(&self.rec, self.owner, cp).await?;
+        if held {
+            self.stored = (self.progress.bytes_read, self.progress.accepted);
+        }
+        Ok(held)
     }
 
     /// Ends the leg as `step` says.

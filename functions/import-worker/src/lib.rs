@@ -12,6 +12,7 @@
 //! runs out, a worker releases the lease and uploads a marker (`<upload key>.resume`), whose
 //! event starts the next leg.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
@@ -19,6 +20,7 @@ use lambda_runtime::LambdaEvent;
 
 use domain::AccountId;
 use files::{Files, FilesError};
+use protect::rate::RateLimiter;
 use store::StoreError;
 use store::dynamo::DynamoStore;
 use store::imports::{ImportStatus, Lease};
@@ -60,6 +62,8 @@ pub enum LegError {
 
 pub struct Worker {
     pub store: DynamoStore,
+    /// The accounts' rate limits: an import's rows pay in the API's units.
+    pub limiter: Arc<RateLimiter>,
     pub files: Files,
     /// Stop starting pages once this instant has passed (then hand over to a new leg).
     pub stop_at: Instant,
@@ -80,6 +84,7 @@ pub const SLICE: Duration = Duration::from_secs(120);
 /// What every invocation of a warm instance shares.
 pub struct Deps {
     pub store: DynamoStore,
+    pub limiter: Arc<RateLimiter>,
     pub files: Files,
     pub callback: callback::Sender,
     /// How long one leg works at most (`IMPORT_SLICE_SECONDS`, default [`SLICE`]).
@@ -93,6 +98,7 @@ impl Deps {
             std::env::var("IMPORT_SLICE_SECONDS").ok().and_then(|v| v.parse().ok()).map(Duration::from_secs);
         Self {
             store,
+            limiter: Arc::new(RateLimiter::default()),
             files: Files::from_env(&sdk),
             callback: callback::Sender::from_env(),
             slice: slice.unwrap_or(SLICE),
@@ -114,6 +120,7 @@ pub async fn serve(
     let left = event.context.deadline().duration_since(SystemTime::now()).unwrap_or_default();
     let worker = Worker {
         store: deps.store.clone(),
+        limiter: deps.limiter.clone(),
         files: deps.files.clone(),
         stop_at: Instant::now() + working_time(left, deps.slice),
         callback: deps.callback.clone(),

@@ -106,6 +106,7 @@ async fn create(
         mode: spec.mode,
         status: ImportStatus::WaitingForUpload,
         callback_url: spec.callback_url,
+        client_id: Some(p.client_id.clone()),
         created_at: now,
         upload_expires_at: now + UPLOAD_URL_TTL.as_secs() as i64,
         started_at: None,

@@ -9,7 +9,8 @@ use tokio::sync::RwLock;
 use auth::AuthConfig;
 use auth::recent::Recent;
 use auth::token_request;
-use auth::token_service::{self, ClientReads, TokenSettings};
+use auth::token_request::TokenRequest;
+use auth::token_service::{self, ClientReads, IssuedToken, TokenSettings};
 use auth::{IssuerPolicy, OAuthError, OAuthErrorKind, SigningKey};
 use domain::{ClientId, Scope, Timestamp};
 use edge::api;
@@ -18,13 +19,13 @@ use edge::http::request::header;
 use edge::http::{ApiError, Reply, RequestInfo};
 use store::dynamo::DynamoStore;
 
-/// A rotated key is picked up within this long; tokens signed meanwhile by the previous key
-/// stay valid because its public half stays published for their whole lifetime (a revoked
-/// key's tokens do not: `admin keys revoke` rotates first).
+/// A key that became active is picked up within this long; tokens signed meanwhile by the
+/// previous key stay valid because its public half stays published for their whole lifetime
+/// (a revoked key's tokens do not: `admin keys revoke` rotates first).
 const SIGNING_KEY_MAX_AGE: Duration = Duration::from_secs(30);
 /// The JWKS document is public and unauthenticated: one read per instance per this long,
 /// however many requests ask for it.
-const JWKS_MAX_AGE: Duration = Duration::from_secs(30);
+const JWKS_MAX_AGE: Duration = Duration::from_secs(auth::keys::JWKS_INSTANCE_CACHE_SECS);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -66,7 +67,7 @@ impl App {
                 "the token service is not ready; retry later",
             )
         };
-        let stored = self.store.current_signing_key().await.map_err(|e| {
+        let stored = self.store.current_signing_key(Timestamp::now().epoch_secs()).await.map_err(|e| {
             tracing::error!(error = %e, "could not read the signing key");
             unavailable()
         })?;
@@ -80,6 +81,45 @@ impl App {
         })?;
         *self.signing_key.write().await = Some((Instant::now(), key.clone()));
         Ok(key)
+    }
+}
+
+impl App {
+    /// Authenticates the client of `parsed` and signs its token: the grant of the token
+    /// route, also used by the console's sign-in (docs/DECISIONS.md, "Console").
+    pub async fn issue(&self, info: &RequestInfo, parsed: &TokenRequest) -> Result<IssuedToken, OAuthError> {
+        let issuer = self.issuer.resolve(info.domain.as_deref()).ok_or_else(|| {
+            tracing::error!("TOKEN_ISSUER is unset and the request carries no domain");
+            OAuthError::new(OAuthErrorKind::TemporarilyUnavailable, "the token service is misconfigured")
+        })?;
+        let settings = TokenSettings {
+            issuer,
+            audience: self.auth.audience.clone(),
+            ttl_secs: self.auth.token_ttl_secs,
+        };
+        let key = self.signing_key().await?;
+        let issued = token_service::issue_token(
+            &self.store,
+            &self.clients,
+            &key,
+            &settings,
+            parsed,
+            Timestamp::now().epoch_secs(),
+        )
+        .await;
+        // Only an id of the form we issue is logged: a caller that swaps its id and secret
+        // would otherwise log its secret.
+        let client_id = if ClientId::is_issued_form(&parsed.client_id) {
+            parsed.client_id.as_str()
+        } else {
+            "(malformed)"
+        };
+        if let Err(e) = &issued {
+            tracing::info!(request_id = %info.request_id, client_id, error = e.kind.code(), "token refused");
+        } else {
+            tracing::info!(request_id = %info.request_id, client_id, "token issued");
+        }
+        issued
     }
 }
 
@@ -101,43 +141,9 @@ impl Service for App {
 }
 
 async fn token(app: &App, info: &RequestInfo, req: &Request) -> Result<Reply, OAuthError> {
-    let issued = async {
-        let parsed = token_request::parse(
-            header(req, "authorization"),
-            header(req, "content-type"),
-            req.body().as_ref(),
-        )?;
-        let issuer = app.issuer.resolve(info.domain.as_deref()).ok_or_else(|| {
-            tracing::error!("TOKEN_ISSUER is unset and the request carries no domain");
-            OAuthError::new(OAuthErrorKind::TemporarilyUnavailable, "the token service is misconfigured")
-        })?;
-        let settings =
-            TokenSettings { issuer, audience: app.auth.audience.clone(), ttl_secs: app.auth.token_ttl_secs };
-        let key = app.signing_key().await?;
-        let issued = token_service::issue_token(
-            &app.store,
-            &app.clients,
-            &key,
-            &settings,
-            &parsed,
-            Timestamp::now().epoch_secs(),
-        )
-        .await;
-        // Only an id of the form we issue is logged: a caller that swaps its id and secret
-        // would otherwise log its secret.
-        let client_id = if ClientId::is_issued_form(&parsed.client_id) {
-            parsed.client_id.as_str()
-        } else {
-            "(malformed)"
-        };
-        if let Err(e) = &issued {
-            tracing::info!(request_id = %info.request_id, client_id, error = e.kind.code(), "token refused");
-        } else {
-            tracing::info!(request_id = %info.request_id, client_id, "token issued");
-        }
-        issued
-    }
-    .await?;
+    let parsed =
+        token_request::parse(header(req, "authorization"), header(req, "content-type"), req.body().as_ref())?;
+    let issued = app.issue(info, &parsed).await?;
     // RFC 6749 §5.1: token responses must not be cached (errors get the same headers from
     // the OAuth dialect).
     Ok(Reply::json(
@@ -162,7 +168,12 @@ async fn jwks(app: &App) -> Result<Reply, ApiError> {
             keys
         }
     };
-    Ok(Reply::json(200, &api::Jwks { keys }).header("cache-control", "public, max-age=300"))
+    Ok(Reply::json(200, &api::Jwks { keys }).header("cache-control", &jwks_cache_control()))
+}
+
+/// The JWKS document's caching, which a new key's activation lead outlasts.
+fn jwks_cache_control() -> String {
+    format!("public, max-age={}", auth::keys::JWKS_HTTP_MAX_AGE_SECS)
 }
 
 fn openid_configuration(app: &App, info: &RequestInfo) -> Reply {

@@ -32,6 +32,7 @@ fn claims() -> AccessClaims {
                 integrations:read integrations:write"
             .into(),
         account: "acme".into(),
+        secret_version: None,
     }
 }
 

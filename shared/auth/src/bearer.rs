@@ -42,8 +42,8 @@ const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 
 struct KeyCache {
     set: JwkSet,
-    /// Client id → tokens issued at or before this second are refused.
-    revoked: HashMap<String, i64>,
+    /// Client id → which of its tokens are refused.
+    revoked: HashMap<String, store::ClientRevocation>,
     loaded_at: Option<Instant>,
     /// When an unknown `kid` last caused a re-read.
     miss_refreshed_at: Option<Instant>,
@@ -127,7 +127,9 @@ impl Authenticator {
     ) -> Result<(jwt::AccessClaims, ScopeSet, AccountId), TokenError> {
         let cache = self.cache.read().await;
         let verified = jwt::verify(token, &cache.set, issuer, &self.audience)?;
-        if cache.revoked.get(&verified.0.client_id).is_some_and(|&at| verified.0.iat <= at) {
+        let claims = &verified.0;
+        if cache.revoked.get(&claims.client_id).is_some_and(|r| r.refuses(claims.iat, claims.secret_version))
+        {
             return Err(TokenError::Revoked);
         }
         Ok(verified)
@@ -161,6 +163,27 @@ impl Authenticator {
     }
 }
 
+/// The cookie the web console keeps its session token in, and the header a console page sends
+/// with every call. The cookie counts as a bearer token only on a request that has no
+/// `Authorization` header and carries `X-Console-Request: 1`: a cross-site page cannot add a
+/// custom header without a CORS preflight, which this API never grants (docs/DECISIONS.md,
+/// "Console").
+pub const CONSOLE_SESSION_COOKIE: &str = "console_session";
+pub const CONSOLE_REQUEST_HEADER: &str = "x-console-request";
+
+/// `Bearer <session token>` from the console's cookie, under the conditions above.
+pub fn console_authorization(cookie: Option<&str>, console_request: Option<&str>) -> Option<String> {
+    if console_request.map(str::trim) != Some("1") {
+        return None;
+    }
+    let token = cookie?
+        .split(';')
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, value)| *name == CONSOLE_SESSION_COOKIE && !value.is_empty())?
+        .1;
+    Some(format!("Bearer {token}"))
+}
+
 fn bearer_token(authorization: Option<&str>) -> Result<&str, BearerError> {
     let header = authorization.map(str::trim).ok_or(BearerError::Missing)?;
     let (scheme, token) = header.split_once(' ').unwrap_or((header, ""));
@@ -172,4 +195,20 @@ fn bearer_token(authorization: Option<&str>) -> Result<&str, BearerError> {
         return Err(TokenError::Malformed.into());
     }
     Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::console_authorization;
+
+    #[test]
+    fn the_console_cookie_counts_only_with_the_console_header() {
+        let cookie = Some("a=b; console_session=tok.en; c=d");
+        assert_eq!(console_authorization(cookie, Some("1")).as_deref(), Some("Bearer tok.en"));
+        assert_eq!(console_authorization(cookie, None), None);
+        assert_eq!(console_authorization(cookie, Some("0")), None);
+        assert_eq!(console_authorization(Some("console_session="), Some("1")), None);
+        assert_eq!(console_authorization(Some("xconsole_session=t"), Some("1")), None);
+        assert_eq!(console_authorization(None, Some("1")), None);
+    }
 }

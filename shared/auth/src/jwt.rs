@@ -25,6 +25,11 @@ pub struct AccessClaims {
     pub scope: String,
     /// The tenant the client belongs to.
     pub account: String,
+    /// A private claim (RFC 9068 §2.2.3 allows them): the client's secret version when the
+    /// token was minted, so that a secret rotation revokes exactly the older tokens. Absent in
+    /// tokens minted before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_version: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]

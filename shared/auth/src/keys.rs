@@ -13,6 +13,15 @@ pub enum KeyError {
     Invalid(String),
 }
 
+/// How long a client may cache the JWKS document (its `Cache-Control: max-age`).
+pub const JWKS_HTTP_MAX_AGE_SECS: u64 = 300;
+/// How long a token function instance serves the JWKS it read.
+pub const JWKS_INSTANCE_CACHE_SECS: u64 = 30;
+/// How long a new key is published before it signs: longer than every cache of the JWKS in
+/// the way (a client's or CDN's copy, read from an instance's copy), plus a margin for the
+/// operator's clock (docs/DECISIONS.md, "Signing keys are published before they sign").
+pub const ACTIVATION_LEAD_SECS: i64 = (JWKS_HTTP_MAX_AGE_SECS + JWKS_INSTANCE_CACHE_SECS + 60) as i64;
+
 /// The private key the token function signs with.
 #[derive(Clone)]
 pub struct SigningKey {

@@ -114,6 +114,7 @@ pub async fn issue_token(
         client_id: client.client_id.to_string(),
         scope: scope.to_string(),
         account: client.account.to_string(),
+        secret_version: Some(client.secret_version),
     };
     let access_token = jwt::issue(key, &claims).map_err(|e| {
         tracing::error!(error = %e, "token signing failed");

@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::StoreError;
-use super::codec::{Item, get_n, get_s, n, s};
+use super::codec::{Item, get_n, get_s, n, opt_n, s};
 use super::dynamo::{DynamoStore, is_conditional_failure, sdk_error};
+use super::signing_keys::Revoke;
 use crate::SecretHash;
 use domain::{AccountId, ClientId, ScopeSet};
 
@@ -28,6 +29,10 @@ pub struct ClientRecord {
     pub scopes: ScopeSet,
     pub disabled: bool,
     pub created_at: i64,
+    /// Bumped by every secret rotation and carried by every token minted with the secret, so a
+    /// rotation refuses exactly the tokens of the secrets before it (docs/DECISIONS.md,
+    /// "Revocation by secret version, not by clock").
+    pub secret_version: i64,
 }
 
 impl DynamoStore {
@@ -49,6 +54,7 @@ impl DynamoStore {
             scopes,
             disabled: false,
             created_at: now,
+            secret_version: 0,
         };
         let item = HashMap::from([
             ("pk".to_string(), s(client_pk(&record.client_id))),
@@ -62,6 +68,7 @@ impl DynamoStore {
             ("scopes".to_string(), s(scopes.to_string())),
             ("disabled".to_string(), AttributeValue::Bool(false)),
             ("createdAt".to_string(), n(now)),
+            ("secretVersion".to_string(), n(0)),
         ]);
         self.put_under_account(account, item, format!("client {}", record.client_id)).await?;
         Ok(record)
@@ -93,20 +100,46 @@ impl DynamoStore {
     }
 
     /// Replaces an existing client's secret by the one `secret_hash` is the hash of (generated
-    /// and shown by the caller): the old secret stops working at once, and so do the tokens
-    /// it minted (within a verifier's refresh, see `revoke_client_tokens`).
+    /// and shown by the caller) and bumps the secret version in the same write: the old secret
+    /// stops working at once, and every token it minted carries a lower version, which the
+    /// revocation entry then refuses (within a verifier's refresh). Returns the new version.
     pub async fn rotate_client_secret(
         &self,
         id: &ClientId,
         secret_hash: &SecretHash,
         now: i64,
         longest_token_secs: i64,
-    ) -> Result<(), StoreError> {
-        self.update_client(id, "SET secretHash = :v", s(secret_hash.to_base64())).await?;
-        self.revoke_client_tokens(id.as_str(), now, longest_token_secs).await
+    ) -> Result<i64, StoreError> {
+        let res = self
+            .client()
+            .update_item()
+            .table_name(&self.tables().config)
+            .key("pk", s(client_pk(id)))
+            .key("sk", s("CLIENT"))
+            .update_expression("SET secretHash = :v ADD secretVersion :one")
+            .expression_attribute_values(":v", s(secret_hash.to_base64()))
+            .expression_attribute_values(":one", n(1))
+            .condition_expression("attribute_exists(pk)")
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        let version = match res {
+            Ok(out) => out
+                .attributes
+                .as_ref()
+                .map(|a| get_n(a, "secretVersion"))
+                .transpose()?
+                .ok_or_else(|| StoreError::Corrupt("client item: secretVersion".into()))?,
+            Err(e) if is_conditional_failure(&e) => return Err(StoreError::NotFound(format!("client {id}"))),
+            Err(e) => return Err(sdk_error("UpdateItem", e)),
+        };
+        self.revoke_client_tokens(id.as_str(), Revoke::SecretsBelow(version), now, longest_token_secs)
+            .await?;
+        Ok(version)
     }
 
-    /// The client gets no more tokens, and those it holds stop verifying.
+    /// The client gets no more tokens, and every token it holds stops verifying, whenever it
+    /// was minted.
     pub async fn disable_client(
         &self,
         id: &ClientId,
@@ -114,7 +147,7 @@ impl DynamoStore {
         longest_token_secs: i64,
     ) -> Result<(), StoreError> {
         self.update_client(id, "SET disabled = :v", AttributeValue::Bool(true)).await?;
-        self.revoke_client_tokens(id.as_str(), now, longest_token_secs).await
+        self.revoke_client_tokens(id.as_str(), Revoke::All, now, longest_token_secs).await
     }
 
     async fn update_client(
@@ -168,5 +201,6 @@ fn client_from_item(item: &Item) -> Result<ClientRecord, StoreError> {
         scopes: ScopeSet::parse(get_s(item, "scopes")?).map_err(|_| corrupt("scopes"))?,
         disabled: matches!(item.get("disabled"), Some(AttributeValue::Bool(true))),
         created_at: get_n(item, "createdAt")?,
+        secret_version: opt_n(item, "secretVersion")?.unwrap_or(0),
     })
 }

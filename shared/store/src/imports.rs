@@ -8,11 +8,12 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
 
 use super::StoreError;
 use super::codec::{Item, get_n, get_s, n, opt_n, s};
 use super::dynamo::{DynamoStore, is_conditional_failure, sdk_error};
+use super::transact::{cancellation_reasons, condition_failed, transact_with_retry};
 use domain::AccountId;
 use domain::import::{Format, ImportMode};
 
@@ -94,6 +95,9 @@ pub struct ImportRecord {
     pub progress: Progress,
     /// `pending`, `delivered` or `failed` once the import ended with a callback to call.
     pub callback_status: Option<String>,
+    /// The API client that created it: the rows it writes are that client's usage (an import
+    /// made before clients were recorded counts under `import`).
+    pub client_id: Option<String>,
 }
 
 fn account_pk(account: &AccountId) -> String {
@@ -156,6 +160,7 @@ fn record_from_item(item: &Item) -> Result<ImportRecord, StoreError> {
         failure: opt_s(item, "failure"),
         progress,
         callback_status: opt_s(item, "callbackStatus"),
+        client_id: opt_s(item, "clientId"),
     })
 }
 
@@ -175,6 +180,20 @@ pub enum Lease {
 pub struct Checkpoint<'a> {
     pub progress: &'a Progress,
     pub lease_until: i64,
+    /// Users the page wrote, added to the account's usage in the same transaction.
+    pub usage: Option<PageUsage<'a>>,
+}
+
+/// A page's users written, as usage of (account, client, day). The checkpoint that adds them
+/// is conditioned on the byte offset the last checkpoint stored, so a checkpoint sent twice
+/// (its answer lost) adds them once.
+#[derive(Debug)]
+pub struct PageUsage<'a> {
+    pub client_id: &'a str,
+    pub day: &'a str,
+    pub users_updated: i64,
+    /// `bytesRead` as the last checkpoint stored it.
+    pub after_bytes: i64,
 }
 
 impl DynamoStore {
@@ -192,6 +211,9 @@ impl DynamoStore {
             ("uploadExpiresAt".to_string(), n(rec.upload_expires_at)),
             ("expiresAt".to_string(), n(rec.created_at + RECORD_RETENTION_SECS)),
         ]);
+        if let Some(client) = &rec.client_id {
+            item.insert("clientId".into(), s(client.as_str()));
+        }
         if let Some(url) = &rec.callback_url {
             item.insert("callbackUrl".into(), s(url.as_str()));
         }
@@ -340,7 +362,60 @@ impl DynamoStore {
             expr.push_str(", etag = :e");
             req = req.expression_attribute_values(":e", s(etag.as_str()));
         }
-        while_held(req.update_expression(expr).send().await)
+        let Some(usage) = cp.usage.filter(|u| u.users_updated > 0) else {
+            return while_held(req.update_expression(expr).send().await);
+        };
+        // The page's usage with its checkpoint, in one transaction: both or neither.
+        let update = req.as_input().clone();
+        let record = Update::builder()
+            .table_name(&self.tables().config)
+            .set_key(update.get_key().clone())
+            .update_expression(expr)
+            .condition_expression(if usage.after_bytes == 0 {
+                "leaseOwner = :o AND (attribute_not_exists(bytesRead) OR bytesRead = :prev)"
+            } else {
+                "leaseOwner = :o AND bytesRead = :prev"
+            })
+            .set_expression_attribute_values(update.get_expression_attribute_values().clone().map(|mut v| {
+                v.insert(":prev".into(), n(usage.after_bytes));
+                v
+            }))
+            .build()
+            .expect("complete");
+        let add = Update::builder()
+            .table_name(&self.tables().config)
+            .key("pk", s(crate::protections::usage_pk(&rec.account, usage.day)))
+            .key("sk", s(usage.client_id))
+            .update_expression("ADD usersUpdated :u")
+            .expression_attribute_values(":u", n(usage.users_updated))
+            .build()
+            .expect("complete");
+        let items = vec![
+            TransactWriteItem::builder().update(record).build(),
+            TransactWriteItem::builder().update(add).build(),
+        ];
+        match transact_with_retry(self.client(), items).await {
+            Ok(()) => Ok(true),
+            Err(e) if cancellation_reasons(&e).is_some_and(|r| condition_failed(&r, 0)) => {
+                // Lost the lease, or a send whose answer was lost committed already: the
+                // stored offset says which.
+                let item = self
+                    .client()
+                    .get_item()
+                    .table_name(&self.tables().config)
+                    .set_key(update.get_key().clone())
+                    .consistent_read(true)
+                    .projection_expression("leaseOwner, bytesRead")
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("GetItem", e))?
+                    .item
+                    .unwrap_or_default();
+                Ok(opt_s(&item, "leaseOwner").as_deref() == Some(owner)
+                    && opt_n(&item, "bytesRead")? == Some(p.bytes_read))
+            }
+            Err(e) => Err(sdk_error("TransactWriteItems", e)),
+        }
     }
 
     /// Ends the import (`completed`, or `failed` with `failure`), releasing the lease.

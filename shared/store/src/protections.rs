@@ -290,7 +290,7 @@ impl DynamoStore {
 
 /// `USAGE#<acc>#<day>` / `<clientId>`: one partition per account and day, one item per
 /// client; written by each instance at most every few seconds (see `protect::usage`).
-fn usage_pk(account: &AccountId, day: &str) -> String {
+pub(crate) fn usage_pk(account: &AccountId, day: &str) -> String {
     format!("USAGE#{account}#{day}")
 }
 

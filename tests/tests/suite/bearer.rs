@@ -14,7 +14,8 @@ use integration_tests::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
 async fn signing_key(stack: &Stack) -> SigningKey {
-    let stored = stack.store.current_signing_key().await.unwrap().unwrap();
+    let stored =
+        stack.store.current_signing_key(domain::Timestamp::now().epoch_secs()).await.unwrap().unwrap();
     SigningKey::from_pem(&stored.kid, &stored.private_pem).unwrap()
 }
 
@@ -31,6 +32,7 @@ fn claims(stack: &Stack) -> AccessClaims {
         client_id: stack.client_id.clone(),
         scope: "segments:read endUsers:read".into(),
         account: "acme".into(),
+        secret_version: None,
     }
 }
 
@@ -148,7 +150,8 @@ async fn algorithm_confusion_and_forgery_are_refused() {
     let mut h = Header::new(Algorithm::RS256);
     h.kid = Some(key.kid.clone());
     h.typ = Some("JWT".into());
-    let stored = stack.store.current_signing_key().await.unwrap().unwrap();
+    let stored =
+        stack.store.current_signing_key(domain::Timestamp::now().epoch_secs()).await.unwrap().unwrap();
     let enc = EncodingKey::from_rsa_pem(stored.private_pem.as_bytes()).unwrap();
     let typ_jwt = jsonwebtoken::encode(&h, &claims(&stack), &enc).unwrap();
     assert!(matches!(invalid(check(&auth, &typ_jwt).await), TokenError::Type));
@@ -185,7 +188,8 @@ async fn rotation_keeps_old_tokens_valid_and_unknown_kids_refresh_once() {
     let mut h = Header::new(Algorithm::RS256);
     h.typ = Some("at+jwt".into());
     h.kid = Some("unknown-kid".into());
-    let stored = stack.store.current_signing_key().await.unwrap().unwrap();
+    let stored =
+        stack.store.current_signing_key(domain::Timestamp::now().epoch_secs()).await.unwrap().unwrap();
     let enc = EncodingKey::from_rsa_pem(stored.private_pem.as_bytes()).unwrap();
     let unknown = jsonwebtoken::encode(&h, &claims(&stack), &enc).unwrap();
     stack.counter.reset();
@@ -213,9 +217,9 @@ async fn disabling_a_client_or_rotating_its_secret_stops_its_tokens() {
     let now = domain::Timestamp::now().epoch_secs();
     stack.store.disable_client(&id, now, 3600).await.unwrap();
     assert!(matches!(invalid(check(&auth, &token).await), TokenError::Revoked));
-    // A token issued after the revocation (a re-enabled client, a new secret) verifies.
-    let later = AccessClaims { iat: now + 1, nbf: now + 1, ..claims(&stack) };
-    assert!(check(&auth, &jwt::issue(&key, &later).unwrap()).await.is_ok());
+    // A disabled client's tokens are refused whenever they were minted.
+    let later = AccessClaims { iat: now + 1, nbf: now + 1, secret_version: Some(0), ..claims(&stack) };
+    assert!(matches!(invalid(check(&auth, &jwt::issue(&key, &later).unwrap()).await), TokenError::Revoked));
     // Another client's tokens are untouched.
     let (_, other_id, _) = stack.other_account("globex").await;
     let other = AccessClaims {
@@ -268,7 +272,10 @@ async fn a_revoked_signing_key_stops_verifying() {
     assert!(check(&auth, &token).await.is_ok(), "a plain rotation keeps old tokens valid");
     stack.store.revoke_signing_key(&key.kid).await.unwrap();
     assert!(matches!(invalid(check(&auth, &token).await), TokenError::UnknownKey));
-    assert_eq!(stack.store.current_signing_key().await.unwrap().unwrap().kid, new.kid);
+    assert_eq!(
+        stack.store.current_signing_key(domain::Timestamp::now().epoch_secs()).await.unwrap().unwrap().kid,
+        new.kid
+    );
     assert!(check(&auth, &jwt::issue(&signing_key(&stack).await, &claims(&stack)).unwrap()).await.is_ok());
     assert!(matches!(stack.store.revoke_signing_key(&key.kid).await, Err(store::StoreError::NotFound(_))));
 }

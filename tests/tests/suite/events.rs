@@ -46,6 +46,11 @@ const ORDER: &[&str] = &[
     "rule-segments-delete.json",
     "user-delete.json",
     "integrations-delete.json",
+    "console-index.json",
+    "console-asset.json",
+    "console-session-create.json",
+    "console-session-delete.json",
+    "usage.json",
 ];
 
 const NESTED_INTEGRATION: &str = r#"{"name": "Seed nested example", "userIdentifierProperty": "properties.ID",
@@ -60,6 +65,7 @@ async fn every_event_succeeds_on_its_function() {
     let user_data_app = stack.user_data_app();
     let segments_app = stack.segments_app();
     let imports_app = stack.imports_app();
+    let console_app = stack.served(console::App::new);
     let bearer = stack.bearer(ALL_SCOPES).await;
     let (integration_id, integration_token) = create_integration(&stack, &bearer, SEED_INTEGRATION).await;
     let (_, nested_token) = create_integration(&stack, &bearer, NESTED_INTEGRATION).await;
@@ -128,7 +134,9 @@ async fn every_event_succeeds_on_its_function() {
         }
         let route = ev["routeKey"].as_str().unwrap();
         let path = route.split_once(' ').unwrap().1;
-        let resp = if path.starts_with("/accounts/") || path.starts_with("/.well-known/") {
+        let resp = if path.starts_with("/console") || path == "/public/v1/usage" {
+            edge::front::serve(&console_app, request(&ev)).await
+        } else if path.starts_with("/accounts/") || path.starts_with("/.well-known/") {
             edge::front::serve(&token_app, request(&ev)).await
         } else if path.starts_with("/public/v1/user/system/") {
             edge::front::serve(&segments_app, request(&ev)).await
@@ -143,6 +151,13 @@ async fn every_event_succeeds_on_its_function() {
         };
         let a = answer(resp);
         assert!(a.status < 300, "events/{name}: {} {}", a.status, a.body);
+        if name == "console-session-create.json" {
+            let cookie = a.header("set-cookie").unwrap_or_default();
+            assert!(cookie.starts_with("console_session=ey") && cookie.contains("HttpOnly"), "{cookie}");
+        }
+        if name == "usage.json" {
+            assert_eq!(a.body["days"].as_array().map(Vec::len), Some(30), "{}", a.body);
+        }
         if name == "integrations-test.json" {
             assert_eq!(a.body["valid"], true, "{}", a.body);
         }

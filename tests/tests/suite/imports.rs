@@ -512,7 +512,7 @@ async fn a_worker_that_died_is_taken_over_from_its_last_checkpoint_once_its_leas
         .checkpoint_import(
             &rec,
             "next",
-            store::imports::Checkpoint { progress: &rec.progress, lease_until: now - 1 },
+            store::imports::Checkpoint { progress: &rec.progress, lease_until: now - 1, usage: None },
         )
         .await
         .unwrap();
@@ -579,7 +579,7 @@ async fn a_file_that_ends_exactly_on_a_page_and_a_leg_ends_the_import() {
     progress.accepted = 10;
     progress.header = Some(vec!["Email".into(), "Type".into(), "plan.seats".into()]);
     progress.etag = stack.files.head(&k).await.unwrap().map(|f| f.etag);
-    let cp = Checkpoint { progress: &progress, lease_until: now - 1 };
+    let cp = Checkpoint { progress: &progress, lease_until: now - 1, usage: None };
     assert!(stack.store.checkpoint_import(&rec, "x", cp).await.unwrap());
     let marker = format!("{k}{}", files::RESUME_SUFFIX);
     assert_eq!(
@@ -839,4 +839,39 @@ async fn an_account_runs_at_most_its_running_slots_and_the_rest_wait_in_the_queu
         stack.store.take_running_slot(&stack.account, "next", later, later + 60).await.unwrap(),
         Some(1)
     );
+}
+
+#[tokio::test]
+async fn an_imports_rows_are_its_clients_usage_once_even_when_a_checkpoint_is_sent_twice() {
+    let stack = Stack::with_faults(FaultPlan::new()).await;
+    let auth = stack.bearer(ALL_SCOPES).await;
+    let (integration, _) = create_integration(&stack, &auth, CRM).await;
+    let import = create(&stack, &auth, &integration, json!({"format": "csv"})).await;
+    // 30 rows, one of them rejected: 29 users written, in pages of 10.
+    upload(&import, rows(30).replace("u7@x.com,t7,7", "u7@x.com,t7,seven").as_bytes()).await;
+    let mut worker = stack.import_worker(600);
+    worker.page_rows = 10;
+    // The second page's checkpoint commits and its answer is lost: the SDK sends it again.
+    stack.faults.arm(FaultPlan::new().lose("TransactWriteItems", 2..=2, Fault::ServerError));
+    stack.counter.reset();
+    let answer =
+        import_worker::handle(&worker, upload_event("m-1", &key(&stack, &integration, &import))).await;
+    assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
+    // Its rows were admitted against the account's rate limit, in the API's units.
+    assert!(!stack.counter.take_rate().is_empty(), "the worker leased rate-limit units");
+    assert_eq!(stack.faults.disarm().len(), 1, "the fault was injected");
+    let s = status(&stack, &auth, &import).await;
+    assert_eq!((s["status"].as_str(), s["accepted"].as_i64()), (Some("completed"), Some(29)), "{s}");
+    let day = protect::usage::day_of(shared_now_ms());
+    let usage = stack.store.usage(&stack.account, std::slice::from_ref(&day)).await.unwrap();
+    let by_import: i64 = usage.iter().map(|(_, _, u)| u.users_updated).sum();
+    assert_eq!(by_import, 29, "{usage:?}");
+    assert!(
+        usage.iter().all(|(_, client, _)| client == &stack.client_id),
+        "the creating client's usage: {usage:?}"
+    );
+}
+
+fn shared_now_ms() -> i64 {
+    domain::Timestamp::now().epoch_ms()
 }

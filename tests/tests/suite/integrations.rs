@@ -357,3 +357,28 @@ async fn the_integration_item_stays_bounded_as_names_come_and_go() {
         "moved, not lost"
     );
 }
+
+/// The account's item holds its attribute limit: the functions that update that item (its
+/// attribute headroom) may not touch the limit; only the operator's tool (no role) may.
+#[tokio::test]
+async fn no_function_role_may_write_the_accounts_attribute_limit() {
+    let stack = Stack::new().await;
+    for function in ["integrations", "user-data", "imports", "import-worker"] {
+        let raise = stack
+            .store_as(function)
+            .client()
+            .update_item()
+            .table_name(&stack.store.tables().config)
+            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("ACCOUNT#{}", stack.account)))
+            .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("ACCOUNT".into()))
+            .update_expression("SET #l = :v")
+            .expression_attribute_names("#l", "attributeLimit")
+            .expression_attribute_values(":v", aws_sdk_dynamodb::types::AttributeValue::N("100000".into()))
+            .send()
+            .await;
+        let err = raise.expect_err(function);
+        assert!(format!("{err:?}").contains("denied"), "{function}: {err:?}");
+    }
+    let account = stack.store.get_account(&stack.account).await.unwrap().unwrap();
+    assert_eq!(account.attribute_limit, 100, "unchanged");
+}

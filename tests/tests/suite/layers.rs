@@ -20,7 +20,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("functions/segments", &["domain", "store", "auth", "protect", "edge"]),
     ("functions/imports", &["domain", "store", "files", "auth", "edge"]),
     ("functions/segment-purge", &["domain", "store", "boot"]),
-    ("functions/import-worker", &["domain", "store", "files", "boot"]),
+    ("functions/import-worker", &["domain", "store", "files", "protect", "boot"]),
+    // The console signs sessions in through the token function's own grant (DECISIONS, "Console").
+    ("functions/console", &["domain", "store", "auth", "edge", "token"]),
     ("admin", &["domain", "store", "auth", "boot"]),
 ];
 

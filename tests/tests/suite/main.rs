@@ -4,6 +4,7 @@
 //! `scripts/test.sh` runs them beside this one, against a server of their own.
 
 mod bearer;
+mod console;
 mod events;
 mod faults;
 mod flood;
@@ -16,6 +17,7 @@ mod logs;
 mod moengage;
 mod openapi;
 mod protections;
+mod revocation;
 mod routes;
 mod template;
 mod token;

@@ -87,6 +87,7 @@ async fn every_documented_example_gets_a_documented_answer() {
     let token_app = stack.token_app();
     let (integrations_app, user_app) = (stack.integrations_app(), stack.user_data_app());
     let moengage_basic = stack.moengage_basic();
+    let console_app = stack.served(console::App::new);
 
     let doc = to_json(&yaml("docs/openapi.yaml"));
     let functions = served_by();
@@ -147,7 +148,8 @@ async fn every_documented_example_gets_a_documented_answer() {
             .replace("{integrationId}", &integration_id)
             .replace("{importId}", &import_id)
             .replace("{userId}", "john@walkme.example")
-            .replace("{workspace_id}", "acme");
+            .replace("{workspace_id}", "acme")
+            .replace("{proxy+}", "app.js");
         let mut body = c.body.clone();
         if let Some(Value::Object(o)) = body.as_mut() {
             // Secrets in examples are placeholders: use this stack's.
@@ -163,7 +165,11 @@ async fn every_documented_example_gets_a_documented_answer() {
         let text =
             body.as_ref().map(|b| if form { serde_urlencoded::to_string(b).unwrap() } else { b.to_string() });
         let authorization = match function.as_str() {
-            "TokenFunction" if body.as_ref().is_some_and(|b| b.get("client_secret").is_some()) => None,
+            "TokenFunction" | "ConsoleFunction"
+                if body.as_ref().is_some_and(|b| b.get("client_secret").is_some()) =>
+            {
+                None
+            }
             "TokenFunction" => Some(stack.basic()),
             _ if c.path.starts_with("/v1/customer") => Some(moengage_basic.clone()),
             _ => Some(auth.clone()),
@@ -182,6 +188,7 @@ async fn every_documented_example_gets_a_documented_answer() {
             "UserDataFunction" => edge::front::serve(&user_app, request).await,
             "SegmentsFunction" => edge::front::serve(&seg_app, request).await,
             "ImportsFunction" => edge::front::serve(&imports_app, request).await,
+            "ConsoleFunction" => edge::front::serve(&console_app, request).await,
             other => panic!("no handler for {other}"),
         };
         let a = answer(resp);

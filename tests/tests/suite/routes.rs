@@ -20,6 +20,7 @@ fn writes() -> BTreeSet<(String, String)> {
         of::<integrations::App>(),
         of::<segments::App>(),
         of::<imports::App>(),
+        of::<console::App>(),
     ]
     .into_iter()
     .flatten()
@@ -42,6 +43,7 @@ fn declared() -> BTreeSet<(String, String, String, String)> {
         of::<integrations::App>("integrations"),
         of::<segments::App>("segments"),
         of::<imports::App>("imports"),
+        of::<console::App>("console"),
     ]
     .into_iter()
     .flatten()

@@ -173,8 +173,14 @@ fn every_function_has_a_reserved_concurrency_parameter_with_a_default() {
 fn every_public_route_is_throttled_at_the_edge() {
     let t = template();
     let settings = t["Resources"]["HttpApi"]["Properties"]["RouteSettings"].as_mapping().unwrap();
-    for route in <token::App as edge::front::Service>::ROUTES {
-        let key = format!("{} {}", route.method, route.path);
+    let public = <token::App as edge::front::Service>::ROUTES.iter().map(|r| (r.method, r.path)).chain(
+        <console::App as edge::front::Service>::ROUTES
+            .iter()
+            .filter(|r| r.access == edge::front::Access::Public)
+            .map(|r| (r.method, r.path)),
+    );
+    for (method, path) in public {
+        let key = format!("{method} {path}");
         let s = settings.get(key.as_str()).unwrap_or_else(|| panic!("no RouteSettings for {key}"));
         assert!(!s["ThrottlingRateLimit"].is_null() && !s["ThrottlingBurstLimit"].is_null(), "{key}");
     }

@@ -24,6 +24,7 @@ pub use routes::{Access, Dialect, Miss, Params, Route};
 use crate::http::error::render;
 use crate::http::request::header;
 use crate::http::{ApiError, ErrorCode, Reply, RequestInfo};
+use auth::bearer::{CONSOLE_REQUEST_HEADER, console_authorization};
 use auth::{AuthConfig, Authenticator, BearerError, Principal, WorkspaceAuthenticator};
 use guard::{Claim, Guard};
 use protect::usage::UsageReport;
@@ -122,6 +123,11 @@ impl Front {
         let principal = match access {
             Access::Public => return Ok(None),
             Access::Bearer(scope) => {
+                let console = match authorization {
+                    Some(_) => None,
+                    None => console_authorization(header(req, "cookie"), header(req, CONSOLE_REQUEST_HEADER)),
+                };
+                let authorization = authorization.or(console.as_deref());
                 self.bearer.authenticate(authorization, info.domain.as_deref(), scope).await?
             }
             Access::WorkspaceBasic(scope) => {

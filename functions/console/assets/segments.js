@@ -1,0 +1,77 @@
+// Segments of a system: the list with counts, a static segment's members page by page, and
+// ids added or removed by paste or file.
+import { api, can, clearError, showError } from './api.js';
+import { field, h, set } from './dom.js';
+
+const SYS = 'console.systemGuid';
+
+export function segments(view) {
+  const [wrap, sys] = field('System GUID', { id: 'seg-system', value: localStorage.getItem(SYS) || '', required: true, 'data-path': 'systemGuid' });
+  const out = h('div', { id: 'seg-out' });
+  const form = h('form', { class: 'card', 'aria-labelledby': 'seg-title' }, h('h1', { id: 'seg-title' }, 'Segments'), wrap,
+    h('button', { type: 'submit', class: 'primary' }, 'Show segments'));
+  const load = async () => {
+    clearError(form);
+    localStorage.setItem(SYS, sys.value.trim());
+    try {
+      const base = `/public/v1/user/system/${encodeURIComponent(sys.value.trim())}/segment`;
+      const r = await api('GET', base);
+      const list = r.segments || r;
+      set(out, h('div', { class: 'scroll' }, h('table', {}, h('caption', {}, `${list.length} segment(s)`),
+        h('thead', {}, h('tr', {}, ['Name', 'External id', 'Members', 'Updated', ''].map((t) => h('th', { scope: 'col' }, t)))),
+        h('tbody', {}, list.map((s) => h('tr', {}, h('td', {}, s.name), h('td', {}, s.id || ''), h('td', { class: 'num' }, s.userCount), h('td', {}, s.updatedAt),
+          h('td', {}, h('button', { type: 'button', 'aria-label': `Open ${s.name}`, on: { click: (ev) => members(out, base, s, ev.target.closest('tr').querySelector('.num')) } }, 'Open'))))))));
+    } catch (e) { showError(form, e); }
+  };
+  form.addEventListener('submit', (ev) => { ev.preventDefault(); load(); });
+  set(view, form, out);
+  if (sys.value) load();
+}
+
+async function members(out, base, s, countCell) {
+  const path = `${base}/${encodeURIComponent(s.segmentGuid)}`;
+  const list = h('ol', { id: 'seg-members' });
+  const more = h('button', { type: 'button', hidden: true }, 'Next page');
+  let cursor = null;
+  const page = async () => {
+    const r = await api('GET', `${path}/members?limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+    for (const id of r.userIds) list.append(h('li', {}, id));
+    cursor = r.nextCursor;
+    more.hidden = !cursor;
+  };
+  more.addEventListener('click', page);
+  const panel = h('section', { class: 'card', 'aria-labelledby': 'mem-title' }, h('h2', { id: 'mem-title' }, `Members of ${s.name}`), list, more);
+  const refresh = async () => {
+    list.replaceChildren();
+    cursor = null;
+    await page();
+    const fresh = await api('GET', path);
+    countCell.textContent = fresh.userCount;
+  };
+  if (can('segments:write')) panel.append(editForm(path, refresh));
+  const old = out.querySelector('.members-panel');
+  if (old) old.remove();
+  panel.classList.add('members-panel');
+  out.append(panel);
+  await page();
+}
+
+function editForm(path, done) {
+  const [wrap, ids] = field('User ids (one per line, or commas)', { tag: 'textarea', rows: 4, id: 'seg-ids', 'data-path': 'userIds' });
+  const [fileWrap, file] = field('…or a file of ids', { type: 'file', id: 'seg-file', accept: '.txt,.csv' });
+  file.addEventListener('change', async () => { if (file.files[0]) ids.value = await file.files[0].text(); });
+  const form = h('form', { 'aria-label': 'Add or remove members' }, wrap, fileWrap);
+  const send = (action) => async () => {
+    clearError(form);
+    const userIds = ids.value.split(/[\n,]/).map((s) => s.trim()).filter(Boolean);
+    try {
+      await api('PUT', path, { action, userIds });
+      ids.value = '';
+      done();
+    } catch (e) { showError(form, e); }
+  };
+  form.append(h('button', { type: 'button', id: 'seg-add', on: { click: send('add') } }, 'Add ids'), ' ',
+    h('button', { type: 'button', id: 'seg-remove', on: { click: send('remove') } }, 'Remove ids'));
+  form.addEventListener('submit', (ev) => ev.preventDefault());
+  return form;
+}

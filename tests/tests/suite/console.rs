@@ -1,0 +1,369 @@
+//! The web console in a real browser (Debian's Chromium through chromedriver), against a
+//! stack whose functions serve their production paths in-process on 127.0.0.1. One browser
+//! session walks every page in turn (a browser start costs seconds on this machine); the
+//! screenshots go to `target/console-screenshots` (`CONSOLE_SCREENSHOTS=docs/console` keeps
+//! them with the docs).
+
+use std::path::PathBuf;
+
+use integration_tests::browser::{Apps, Driver, raw_http, serve};
+use integration_tests::{Stack, call_user_data, create_integration};
+use serde_json::json;
+
+const XSS: &str = "<img src=x onerror=alert(1)>";
+
+fn shots() -> PathBuf {
+    let dir = std::env::var("CONSOLE_SCREENSHOTS").unwrap_or_else(|_| "target/console-screenshots".into());
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(dir)
+}
+
+/// axe-core's script, installed from npm by `make test` (scripts/lib.sh `ensure_axe`).
+fn axe_source() -> String {
+    let path = std::env::var("AXE_CORE").unwrap_or_else(|_| {
+        format!("{}/../.tools/axe/node_modules/axe-core/axe.min.js", env!("CARGO_MANIFEST_DIR"))
+    });
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("axe-core at {path} ({e}): `make test` installs it from npm"))
+}
+
+/// What a page is checked for once it shows: a screenshot, axe-core's serious and critical
+/// violations, and the bytes it transferred since the last page (its API calls; the first
+/// page's assets too).
+struct Pages {
+    dir: PathBuf,
+    axe: String,
+    violations: Vec<String>,
+    report: Vec<String>,
+}
+
+impl Pages {
+    async fn check(&mut self, d: &Driver, name: &str) {
+        d.screenshot(&self.dir, name).await;
+        let loaded = d.script("return typeof window.axe === 'object'", json!([])).await;
+        if loaded != json!(true) {
+            d.script(&self.axe, json!([])).await;
+        }
+        let found = d
+            .async_script(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations
+                   .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                   .map(v => v.id + ' (' + v.impact + '): ' + v.nodes.map(n => n.target.join(' ')).join(', '))));",
+                json!([]),
+            )
+            .await;
+        let found: Vec<String> = serde_json::from_value(found).unwrap();
+        let bytes = d
+            .script(
+                "const nav = performance.getEntriesByType('navigation')[0];
+                 let sum = performance.getEntriesByType('resource').reduce((a, e) => a + e.transferSize, 0);
+                 if (!window.__counted && nav) sum += nav.transferSize;
+                 window.__counted = true;
+                 performance.clearResourceTimings();
+                 return sum;",
+                json!([]),
+            )
+            .await;
+        self.report.push(format!("{name}: {} bytes, axe serious/critical: {}", bytes, found.len()));
+        self.violations.extend(found.into_iter().map(|v| format!("{name}: {v}")));
+    }
+}
+
+fn header<'a>(lines: &'a [String], name: &str) -> Option<&'a str> {
+    lines.iter().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_in_a_browser() {
+    let stack = Stack::new().await;
+    let started = std::time::Instant::now();
+    let base = serve(Apps::new(&stack)).await;
+    let secret = stack.client_secret.expose().to_string();
+
+    // A user whose attribute value is markup: it must stay text.
+    let bearer = stack.bearer("integrations:write endUserUpdate:write").await;
+    let (integration_id, token) = create_integration(
+        &stack,
+        &bearer,
+        r#"{"name": "CRM <b>bold</b>", "userIdentifierProperty": "Email",
+            "properties": [{"path": "Type", "name": "Customer_Type", "type": "String"}]}"#,
+    )
+    .await;
+    let body = json!({"token": token, "data": [{"Email": "xss@example.com", "Type": XSS}]}).to_string();
+    let a =
+        call_user_data(&stack.user_data_app(), &bearer, "POST", "/public/v1/user/data", Some(&body)).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+
+    // Plain HTTP checks of the headers and of the CSRF defence.
+    let (status, headers, html) = raw_http(&base, "GET", "/console", &[], "");
+    assert_eq!(status, 200);
+    let csp = header(&headers, "content-security-policy").expect("a CSP");
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+    assert!(html.contains("/console/app.js") && !html.contains("<script>"), "{html}");
+    let form = format!("grant_type=client_credentials&client_id={}&client_secret={secret}", stack.client_id);
+    let form_type = [("content-type", "application/x-www-form-urlencoded")];
+    let (status, headers, _) = raw_http(&base, "POST", "/console/session", &form_type, &form);
+    assert_eq!(status, 200);
+    let cookie = header(&headers, "set-cookie").expect("a session cookie").to_string();
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=86400"] {
+        assert!(cookie.contains(flag), "{cookie} lacks {flag}");
+    }
+    assert!(!cookie.contains("Secure"), "plain http: no Secure flag ({cookie})");
+    // A wrong secret: the token route's error, without the Basic challenge a browser would
+    // answer with a password prompt.
+    let wrong = format!("grant_type=client_credentials&client_id={}&client_secret=wrong", stack.client_id);
+    let (status, headers, body) = raw_http(&base, "POST", "/console/session", &form_type, &wrong);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("invalid_client") && header(&headers, "www-authenticate").is_none(), "{headers:?}");
+    let https = [form_type[0], ("x-forwarded-proto", "https")];
+    let (_, headers, _) = raw_http(&base, "POST", "/console/session", &https, &form);
+    assert!(header(&headers, "set-cookie").unwrap().contains("; Secure"), "over https the cookie is Secure");
+    let session = cookie.split(';').next().unwrap().to_string();
+    // The cookie alone is no credential: a cross-site form post carries it (were SameSite
+    // lax) but cannot add the custom header.
+    let cross_site = [("cookie", session.as_str()), ("content-type", "application/x-www-form-urlencoded")];
+    let (status, _, body) = raw_http(&base, "POST", "/public/v1/integrations", &cross_site, "name=x");
+    assert_eq!(status, 401, "{body}");
+    let (status, _, body) =
+        raw_http(&base, "GET", "/public/v1/integrations", &[("cookie", session.as_str())], "");
+    assert_eq!(status, 401, "{body}");
+    let console = [("cookie", session.as_str()), ("x-console-request", "1")];
+    let (status, _, body) = raw_http(&base, "GET", "/public/v1/integrations", &console, "");
+    assert_eq!(status, 200, "{body}");
+
+    let d = Driver::start().await;
+    let dir = shots();
+    let mut pages = Pages { dir: dir.clone(), axe: axe_source(), violations: Vec::new(), report: Vec::new() };
+
+    // Sign-in.
+    d.goto(&format!("{base}/console")).await;
+    d.find("form[aria-labelledby=signin-title]").await;
+    pages.check(&d, "signin").await;
+    d.type_into("input[name=client_id]", &stack.client_id).await;
+    d.type_into("input[name=client_secret]", "wrong").await;
+    d.click("button[type=submit]").await;
+    d.wait_text(".error-box", "wrong").await;
+    d.type_into("input[name=client_secret]", &secret).await;
+    d.click("button[type=submit]").await;
+    d.wait_text("main h1", "Integrations").await;
+    let cookies = d.cookies().await;
+    let c = cookies.iter().find(|c| c["name"] == "console_session").expect("the session cookie");
+    assert_eq!((c["httpOnly"].as_bool(), c["sameSite"].as_str()), (Some(true), Some("Strict")), "{c}");
+    let readable = d.script("return document.cookie", json!([])).await;
+    assert!(!readable.as_str().unwrap().contains("console_session"), "scripts cannot read the session");
+    // The integration's name is markup sent by a customer: shown as text.
+    d.wait_text("main table", "CRM <b>bold</b>").await;
+    pages.check(&d, "integrations").await;
+
+    // The wizard: a bad property type first (the API's error at its field), then a good one.
+    d.click("a[href='#/integrations/new']").await;
+    d.find("#wiz-name").await;
+    pages.check(&d, "wizard-step1").await;
+    d.type_into("#wiz-name", "Update Customer Attributes").await;
+    d.type_into("#wiz-ident", "Type").await;
+    d.type_into(".prop-path", "Type").await;
+    d.type_into(".prop-name", "Customer_Type").await;
+    d.click("#wiz-continue").await;
+    let at_field = d.wait_text(".prop-row .field-error", "identifier").await;
+    assert!(at_field.contains("cannot also be a property"), "{at_field}");
+    d.type_into("#wiz-ident", "Email").await;
+    d.click("#wiz-continue").await;
+    d.wait_text("#done-title", "created").await;
+    let token = d.text("#integration-token").await;
+    assert!(token.len() == 64 && token.chars().all(|c| c.is_ascii_hexdigit()), "{token}");
+    let endpoint = d.text("#endpoint").await;
+    assert_eq!(endpoint, format!("{base}/public/v1/user/data"));
+    let update = d.text("#curl-update").await;
+    assert!(update.contains(&token) && update.contains(&endpoint), "{update}");
+    assert!(d.text("#curl-token").await.contains(&format!("{base}/accounts/connect/token")));
+    pages.check(&d, "wizard").await;
+    // The curl call the console showed, as a customer would send it (body and endpoint as shown).
+    let data = update.split("--data-raw '").nth(1).unwrap().trim_end().trim_end_matches('\'');
+    let path = endpoint.trim_start_matches(&base);
+    let (status, _, body) = raw_http(
+        &base,
+        "POST",
+        "/public/v1/user/data",
+        &[
+            ("authorization", &stack.bearer("endUserUpdate:write").await),
+            ("content-type", "application/json"),
+        ],
+        data,
+    );
+    assert_eq!((status, path), (200, "/public/v1/user/data"), "{body}");
+    // The token is shown once: the list never shows it again.
+    d.goto(&format!("{base}/console#/integrations")).await;
+    d.wait_text("main table", "Update Customer Attributes").await;
+    assert!(!d.page_text().await.contains(&token), "the token is shown only once");
+    // Edit: a property added; the dry run of a pasted payload says what would be stored.
+    d.click("button[aria-label='Edit Update Customer Attributes']").await;
+    d.wait_text("#wiz-title", "Edit").await;
+    d.click("form[aria-labelledby=wiz-title] button[type=button]:not(.link)").await;
+    d.type_into(".prop-row:nth-of-type(2) .prop-path", "Status").await;
+    d.click("#wiz-continue").await;
+    d.wait_text("main table", "Status (String)").await;
+    d.click("button[aria-label='Test Update Customer Attributes']").await;
+    d.type_into("#test-payload", r#"{"data": [{"Email": "t@x.io", "Type": "Paying", "Extra": 1}]}"#).await;
+    d.click(".test-panel button[type=submit]").await;
+    let out = d.wait_text(".test-out", "Valid").await;
+    assert!(out.contains("Customer_Type") && out.contains("Extra"), "{out}");
+
+    // User lookup: the markup value is text, and no script ran.
+    d.goto(&format!("{base}/console#/users")).await;
+    d.type_into("#lookup-id", "xss@example.com").await;
+    d.click("form[role=search] button[type=submit]").await;
+    d.wait_text("#lookup-out", XSS).await;
+    let injected =
+        d.script("return document.querySelectorAll('#lookup-out img, main b').length", json!([])).await;
+    assert_eq!(injected, json!(0), "customer values are never parsed as markup");
+    pages.check(&d, "user-lookup").await;
+    // Erase asks for the id typed out.
+    let disabled = d.script("return document.querySelector('.danger-zone button').disabled", json!([])).await;
+    assert_eq!(disabled, json!(true));
+    d.type_into("#erase-confirm", "xss@example.com").await;
+    d.click(".danger-zone button").await;
+    d.wait_text("#lookup-out", "erased").await;
+    let a = call_user_data(
+        &stack.user_data_app(),
+        &stack.bearer("endUsers:read").await,
+        "GET",
+        "/public/v1/user/xss%40example.com",
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 404);
+
+    // A CSV upload with a bad row, from the page straight to the presigned URL, through to
+    // the error report. The worker runs here as the upload's queue message would run it.
+    use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
+    let rule =
+        CorsRule::builder().allowed_methods("PUT").allowed_origins("*").allowed_headers("*").build().unwrap();
+    let cors = CorsConfiguration::builder().cors_rules(rule).build().unwrap();
+    stack
+        .files
+        .client()
+        .put_bucket_cors()
+        .bucket(stack.files.bucket())
+        .cors_configuration(cors)
+        .send()
+        .await
+        .unwrap();
+    let csv = std::env::temp_dir().join(format!("console-{}.csv", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&csv, "Email,Type\nok@x.io,Paying\n,Missing id\n").unwrap();
+    d.goto(&format!("{base}/console#/imports")).await;
+    d.find("#imp-integration option").await;
+    d.type_into_file("#imp-file", csv.to_str().unwrap()).await;
+    d.click("form[aria-labelledby=imp-title] button[type=submit]").await;
+    d.wait_text("#imp-status", "Status").await;
+    let list = integration_tests::call_app(
+        &stack.imports_app(),
+        &bearer,
+        "GET",
+        &format!("/public/v1/integrations/{integration_id}/imports"),
+        None,
+    )
+    .await;
+    let import_id = list.body["imports"][0]["importId"].as_str().expect("an import").to_string();
+    let key = files::upload_key(&stack.account, &integration_id, &import_id);
+    let done =
+        import_worker::handle(&stack.import_worker(60), integration_tests::upload_event("m-1", &key)).await;
+    assert!(done.batch_item_failures.is_empty());
+    let status = d.wait_text("#imp-status", "completed").await;
+    assert!(status.contains("2 rows read, 1 accepted, 1 rejected"), "{status}");
+    let report_url = d.script("return document.querySelector('#imp-status a').href", json!([])).await;
+    let (code, report) = integration_tests::http("GET", report_url.as_str().unwrap(), Vec::new()).await;
+    assert_eq!(code, 200);
+    assert!(String::from_utf8_lossy(&report).contains('3'), "the report names row 3");
+    d.wait_text("#imp-list table", "completed").await;
+    pages.check(&d, "imports").await;
+    let _ = std::fs::remove_file(&csv);
+
+    // Segments: the list, members, ids added.
+    let seg_bearer = stack.bearer("segments:write").await;
+    let created = integration_tests::call_segments(
+        &stack.segments_app(),
+        &seg_bearer,
+        "POST",
+        &stack.segment_path(""),
+        Some(r#"{"name": "Beta <i>testers</i>", "userIds": ["a@x.io"]}"#),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    d.goto(&format!("{base}/console#/segments")).await;
+    d.type_into("#seg-system", &stack.system.to_string()).await;
+    d.click("form[aria-labelledby=seg-title] button[type=submit]").await;
+    d.wait_text("#seg-out table", "Beta <i>testers</i>").await;
+    d.click("#seg-out table button").await;
+    d.wait_text("#seg-members", "a@x.io").await;
+    d.type_into("#seg-ids", "b@x.io\nc@x.io").await;
+    d.click("#seg-add").await;
+    d.wait_text("#seg-members", "c@x.io").await;
+    d.wait_text("#seg-out table td.num", "3").await;
+    let next_shown = d
+        .script("return document.querySelector('.members-panel > button').offsetParent !== null", json!([]))
+        .await;
+    assert_eq!(next_shown, json!(false), "no next page button past the last page");
+    pages.check(&d, "segments").await;
+
+    // Usage: the chart is drawn.
+    d.goto(&format!("{base}/console#/usage")).await;
+    d.find("#usage-chart polyline").await;
+    let lines = d.script("return document.querySelectorAll('#usage-chart polyline').length", json!([])).await;
+    assert_eq!(lines, json!(3));
+    pages.check(&d, "usage").await;
+
+    // A phone's width: the wizard still fits.
+    d.resize(390, 844).await;
+    d.goto(&format!("{base}/console#/integrations/new")).await;
+    d.find("#wiz-name").await;
+    let overflow =
+        d.script("return document.documentElement.scrollWidth > window.innerWidth + 1", json!([])).await;
+    assert_eq!(overflow, json!(false), "no horizontal scroll at a phone's width");
+    pages.check(&d, "wizard-phone").await;
+    d.resize(1280, 900).await;
+
+    // Sign-out clears the cookie and returns to the sign-in.
+    d.goto(&format!("{base}/console#/integrations")).await;
+    d.click("#signout").await;
+    d.find("form[aria-labelledby=signin-title]").await;
+    assert!(d.cookies().await.iter().all(|c| c["name"] != "console_session"), "signed out");
+
+    // A client holding only segments:read sees only the segments, read-only.
+    let now = domain::Timestamp::now().epoch_secs();
+    let scopes = domain::ScopeSet::parse("segments:read").unwrap();
+    let (reader, reader_secret) = stack.create_client(&stack.account, "reader", scopes, now).await.unwrap();
+    d.type_into("input[name=client_id]", &reader.client_id.to_string()).await;
+    d.type_into("input[name=client_secret]", reader_secret.expose()).await;
+    d.click("button[type=submit]").await;
+    d.wait_text("main h1", "Segments").await;
+    let nav = d.text("#nav").await;
+    assert!(nav.contains("Segments") && !nav.contains("Integrations") && !nav.contains("Users"), "{nav}");
+    // The system is remembered from the last visit: the list shows by itself.
+    d.wait_text("#seg-out table", "Beta").await;
+    d.click("#seg-out table button").await;
+    d.wait_text("#seg-members", "a@x.io").await;
+    assert!(d.try_find("#seg-add").await.is_none(), "no edit without segments:write");
+    d.click("#signout").await;
+    d.find("form[aria-labelledby=signin-title]").await;
+
+    let refused: Vec<String> = d
+        .logs()
+        .await
+        .into_iter()
+        .filter(|m| m.contains("Content Security Policy") || m.contains("Uncaught"))
+        .collect();
+    assert!(refused.is_empty(), "the pages broke their own CSP or threw: {refused:?}");
+    for line in &pages.report {
+        println!("CONSOLE {line}");
+    }
+    assert!(pages.violations.is_empty(), "axe-core: {:#?}", pages.violations);
+    println!(
+        "CONSOLE browser walk: {} page views, {:.1} s",
+        pages.report.len(),
+        started.elapsed().as_secs_f64()
+    );
+}

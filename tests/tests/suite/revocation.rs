@@ -1,0 +1,214 @@
+//! Revocation without a clock gap, and signing keys published before they sign: tokens minted
+//! by the token function's own code while an operator disables a client or rotates its secret,
+//! then checked by the bearer verifier; a key rotation judged at chosen instants.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use auth::keys::ACTIVATION_LEAD_SECS;
+use auth::recent::Recent;
+use auth::token_request::{self, TokenRequest};
+use auth::token_service::{self, TokenSettings};
+use auth::{Authenticator, BearerError, ClientSecret, SigningKey, TokenError};
+use domain::{ClientId, Scope};
+use integration_tests::*;
+
+/// How long the operator's tool takes between reading its clock and its write landing (with
+/// clock skew, a slow network): the window in which a token minted with the old credentials
+/// used to outlive the revocation.
+const TOOL_LAG: Duration = Duration::from_millis(1_300);
+
+fn request(client_id: &str, secret: &ClientSecret) -> TokenRequest {
+    token_request::parse(
+        Some(&basic(client_id, secret.expose())),
+        Some("application/x-www-form-urlencoded"),
+        b"grant_type=client_credentials",
+    )
+    .expect("a well-formed token request")
+}
+
+/// Mints tokens through the token endpoint's own code until `stop`; each success's token and
+/// its `iat`.
+async fn mint_until(
+    stack: &Stack,
+    key: &SigningKey,
+    request: &TokenRequest,
+    stop: &AtomicBool,
+) -> Vec<(String, i64)> {
+    let reads = Recent::default();
+    let settings = TokenSettings { issuer: ISSUER.into(), audience: AUDIENCE.into(), ttl_secs: 600 };
+    let mut minted = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        let now = domain::Timestamp::now().epoch_secs();
+        if let Ok(issued) =
+            token_service::issue_token(&stack.store, &reads, key, &settings, request, now).await
+        {
+            minted.push((issued.access_token, now));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    minted
+}
+
+async fn current_key(stack: &Stack) -> SigningKey {
+    let stored =
+        stack.store.current_signing_key(domain::Timestamp::now().epoch_secs()).await.unwrap().unwrap();
+    SigningKey::from_pem(&stored.kid, &stored.private_pem).unwrap()
+}
+
+async fn verdict(auth: &Authenticator, token: &str) -> Result<(), BearerError> {
+    auth.authenticate(Some(&format!("Bearer {token}")), None, Scope::SegmentsRead).await.map(|_| ())
+}
+
+fn revoked(r: Result<(), BearerError>) -> bool {
+    matches!(r, Err(BearerError::Invalid(TokenError::Revoked)))
+}
+
+#[tokio::test]
+async fn no_token_minted_while_a_client_is_being_disabled_survives_it() {
+    let stack = Stack::new().await;
+    let key = current_key(&stack).await;
+    // Zero: the verifier re-reads revocations at every check, as after its refresh interval.
+    let auth = Authenticator::new(stack.store.clone(), &auth_config()).with_max_key_age(Duration::ZERO);
+    let id = ClientId::parse(&stack.client_id).unwrap();
+    let stop = AtomicBool::new(false);
+    let operator = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = domain::Timestamp::now().epoch_secs();
+        tokio::time::sleep(TOOL_LAG).await;
+        stack.store.disable_client(&id, now, 3600).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(true, Ordering::SeqCst);
+        now
+    };
+    let asking = request(&stack.client_id, &stack.client_secret);
+    let (minted, stamped) = tokio::join!(mint_until(&stack, &key, &asking, &stop), operator);
+    assert!(minted.len() >= 3, "minted {}", minted.len());
+    // The gap is exercised: tokens minted after the operator's clock read, before its write.
+    assert!(minted.iter().any(|(_, iat)| *iat > stamped), "no token minted inside the gap");
+    for (token, iat) in &minted {
+        assert!(
+            revoked(verdict(&auth, token).await),
+            "a token minted at {iat} (operator's now {stamped}) verifies"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_secret_rotation_refuses_every_old_secret_token_and_none_of_the_new() {
+    let stack = Stack::new().await;
+    let key = current_key(&stack).await;
+    let auth = Authenticator::new(stack.store.clone(), &auth_config()).with_max_key_age(Duration::ZERO);
+    let id = ClientId::parse(&stack.client_id).unwrap();
+    let new_secret = ClientSecret::generate();
+    let stop = AtomicBool::new(false);
+    let operator = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = domain::Timestamp::now().epoch_secs();
+        tokio::time::sleep(TOOL_LAG).await;
+        let version = stack.store.rotate_client_secret(&id, &new_secret.hash(), now, 3600).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        stop.store(true, Ordering::SeqCst);
+        (now, version)
+    };
+    let old_request = request(&stack.client_id, &stack.client_secret);
+    let new_request = request(&stack.client_id, &new_secret);
+    let (old, new, (stamped, version)) = tokio::join!(
+        mint_until(&stack, &key, &old_request, &stop),
+        mint_until(&stack, &key, &new_request, &stop),
+        operator
+    );
+    assert_eq!(version, 1);
+    assert!(old.len() >= 3 && !new.is_empty(), "old {} new {}", old.len(), new.len());
+    assert!(old.iter().any(|(_, iat)| *iat > stamped), "no old-secret token minted inside the gap");
+    // New-secret tokens minted in the same seconds as the rotation's stamp verify: no clock
+    // decides.
+    assert!(
+        new.iter().any(|(_, iat)| *iat <= stamped + 2),
+        "no new-secret token minted right after the rotation"
+    );
+    for (token, iat) in &old {
+        assert!(
+            revoked(verdict(&auth, token).await),
+            "an old-secret token minted at {iat} (operator's now {stamped}) verifies"
+        );
+    }
+    for (token, iat) in &new {
+        verdict(&auth, token)
+            .await
+            .unwrap_or_else(|e| panic!("a new-secret token minted at {iat} is refused: {e:?}"));
+    }
+
+    // A second rotation refuses the first rotation's tokens; an entry written late by a slower
+    // operator never lowers it back.
+    let newest = ClientSecret::generate();
+    let now = domain::Timestamp::now().epoch_secs();
+    assert_eq!(stack.store.rotate_client_secret(&id, &newest.hash(), now, 3600).await.unwrap(), 2);
+    stack.store.revoke_client_tokens(id.as_str(), store::Revoke::SecretsBelow(1), now, 3600).await.unwrap();
+    for (token, _) in &new {
+        assert!(revoked(verdict(&auth, token).await));
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_published_at_once_and_signs_only_after_every_cache_holds_it() {
+    let stack = Stack::new().await;
+    let now = domain::Timestamp::now().epoch_secs();
+    let old = stack.store.current_signing_key(now).await.unwrap().unwrap();
+    let new = auth::keys::generate().unwrap();
+    let active_from = stack
+        .store
+        .rotate_signing_key(&new.kid, &new.private_pem, &new.public_jwk, now, ACTIVATION_LEAD_SECS, 3600)
+        .await
+        .unwrap();
+    assert_eq!(active_from, now + ACTIVATION_LEAD_SECS);
+    assert!(
+        ACTIVATION_LEAD_SECS as u64
+            > auth::keys::JWKS_HTTP_MAX_AGE_SECS + auth::keys::JWKS_INSTANCE_CACHE_SECS
+    );
+    let kids = |at: i64| {
+        let store = stack.store.clone();
+        async move {
+            let mut kids: Vec<String> =
+                store.public_keys(at).await.unwrap().into_iter().filter_map(|k| k.common.key_id).collect();
+            kids.sort();
+            kids
+        }
+    };
+    let mut both = vec![old.kid.clone(), new.kid.clone()];
+    both.sort();
+    // Just after the rotation: the old key still signs, the JWKS holds both.
+    for at in [now, now + 1, active_from - 1] {
+        assert_eq!(
+            stack.store.current_signing_key(at).await.unwrap().unwrap().kid,
+            old.kid,
+            "at +{}",
+            at - now
+        );
+        assert_eq!(kids(at).await, both, "at +{}", at - now);
+    }
+    // After the lead time the new key signs, and the old one still verifies its tokens.
+    assert_eq!(stack.store.current_signing_key(active_from).await.unwrap().unwrap().kid, new.kid);
+    assert_eq!(kids(active_from + 3599).await, both);
+    assert_eq!(kids(active_from + 3600).await, vec![new.kid.clone()]);
+
+    // The next rotation deletes the private half that no longer signs, keeps the one that does.
+    let later = active_from + 10;
+    let third = auth::keys::generate().unwrap();
+    stack
+        .store
+        .rotate_signing_key(
+            &third.kid,
+            &third.private_pem,
+            &third.public_jwk,
+            later,
+            ACTIVATION_LEAD_SECS,
+            3600,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stack.store.current_signing_key(later).await.unwrap().unwrap().kid, new.kid);
+    assert_eq!(stack.store.current_signing_key(i64::MAX / 2).await.unwrap().unwrap().kid, third.kid);
+    stack.store.revoke_signing_key(&new.kid).await.unwrap();
+    assert!(stack.store.current_signing_key(later).await.unwrap().is_none(), "the old private half was kept");
+}
