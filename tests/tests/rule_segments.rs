@@ -322,3 +322,42 @@ async fn a_warm_user_read_does_not_grow_with_the_accounts_integrations() {
     assert_eq!(c.stack.counter.take(), ["Query", "Query"], "the user's items and its memberships only");
     assert_eq!(units_of(&[tables.config.as_str()]).rcu - before.rcu, 0.0, "no definitions read when warm");
 }
+
+/// 210 creates at once: exactly 200 land (the count and the item are one transaction), the
+/// rest are 409 segment_limit_exceeded; a delete frees a place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_200_cap_holds_under_concurrent_creates() {
+    let c = std::sync::Arc::new(Ctx::new().await);
+    let body = json!({"name": "n", "rule": {"all": [{"attribute": {"property": "plan"}, "op": "is_set"}]}});
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..210 {
+        let (c, body) = (c.clone(), body.clone());
+        // The account's rate limit may refuse some at once, and 210 transactions on one count
+        // item may outlast the store's retries (503: nothing applied): those are sent again.
+        tasks.spawn(async move {
+            loop {
+                let a = c.call("POST", &c.rules_path(""), Some(&body)).await;
+                if a.status != 429 && a.status != 503 {
+                    return a;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+        });
+    }
+    let mut created = Vec::new();
+    let mut refused = 0;
+    while let Some(a) = tasks.join_next().await {
+        let a = a.unwrap();
+        match a.status {
+            201 => created.push(a.body["segmentGuid"].as_str().unwrap().to_string()),
+            409 => {
+                assert_eq!(a.body["error"]["code"], "segment_limit_exceeded");
+                refused += 1;
+            }
+            s => panic!("{s} {}", a.body),
+        }
+    }
+    assert_eq!((created.len(), refused), (200, 10));
+    assert_eq!(c.call("DELETE", &c.rules_path(&format!("/{}", created[0])), None).await.status, 204);
+    assert_eq!(c.call("POST", &c.rules_path(""), Some(&body)).await.status, 201);
+}
