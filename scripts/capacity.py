@@ -48,7 +48,7 @@ FIRST = ["token", "jwks", "openid-configuration", "integrations-create", "user-d
          "user-data-seed-multiple", "user-data-seed-nested", "moengage-track-user", "user-get",
          "segments-create"]
 LAST = ["segments-update-add", "segments-update-remove", "segments-update-override",
-        "integrations-delete", "segments-delete", "user-delete"]
+        "integrations-delete", "segments-delete", "rule-segments-delete", "user-delete"]
 
 
 def n_users(body):
@@ -88,6 +88,17 @@ FLOORS = {
     "imports-create": (lambda b: (0, 1), "write the import's record ≤ 1 KB"),
     "imports-get": (lambda b: (0.5, 0), "read one item"),
     "imports-list": (lambda b: (0.5, 0), "read one partition page"),
+    "rule-segments-create": (lambda b: (0, 1), "write one item ≤ 1 KB"),
+    "rule-segments-list": (lambda b: (0.5, 0), "read one partition page"),
+    "rule-segments-get": (lambda b: (0.5, 0), "read one item"),
+    "rule-segments-get-jsonlogic": (lambda b: (0.5, 0), "read one item"),
+    "rule-segments-replace": (lambda b: (0, 1), "write one item ≤ 1 KB"),
+    "rule-segments-delete": (lambda b: (0, 1), "delete one item"),
+    "rule-segments-evaluate": (lambda b: (0, 0), "the rule and the attributes are in the body: nothing to read"),
+    "user-segments": (lambda b: (2, 0), "the user's items and its memberships (what the user read reads): "
+                                        "two strongly consistent reads ≤ 4 KB"),
+    "segments-evaluate": (lambda b: (2 * len((b or {}).get("userIds") or []), 0),
+                          "per user: its items and its memberships, two strongly consistent reads"),
 }
 
 
@@ -175,6 +186,7 @@ class Stack:
             "__SYSTEM_GUID__": d["systemGuid"], "__SEGMENT_GUID__": d["segmentGuid"],
             "__INTEGRATION_TOKEN__": d["integrationToken"], "__INTEGRATION_ID__": d["integrationId"],
             "__IMPORT_ID__": (self.created.get("imports-create") or [""])[0],
+            "__RULE_SEGMENT_GUID__": (self.created.get("rule-segments-create") or [""])[0],
             "__NESTED_INTEGRATION_TOKEN__": d.get("nestedIntegrationToken", ""),
             "__WORKSPACE_ID__": d["accountId"],
             "__MOENGAGE_BASIC__": base64.b64encode(f'{d["accountId"]}:{d["moengageApiKey"]}'.encode()).decode(),
@@ -254,7 +266,8 @@ def vary(name, body, i):
 
 
 # Create routes whose ids later events need: event -> the id's field in the create's answer.
-CREATES = {"segments-create": "segmentGuid", "integrations-create": "integrationId", "imports-create": "importId"}
+CREATES = {"segments-create": "segmentGuid", "integrations-create": "integrationId", "imports-create": "importId",
+           "rule-segments-create": "segmentGuid"}
 
 
 def not_a_route(event):

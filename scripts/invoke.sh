@@ -5,7 +5,8 @@
 # .dev/demo.json (__BASIC_CREDENTIALS__, __SYSTEM_GUID__, __SEGMENT_GUID__ (the demo segment),
 # the integration placeholders, __WORKSPACE_ID__ and __MOENGAGE_BASIC__ (the account id and
 # MoEngage's Basic credentials: account id and client secret), __IMPORT_ID__ from $IMPORT_ID
-# (the importId that `imports-create.json` answered), and __ACCESS_TOKEN__ with a fresh token).
+# (the importId that `imports-create.json` answered), __RULE_SEGMENT_GUID__ from $RULE_SEGMENT_GUID
+# (the segmentGuid that `rule-segments-create.json` answered), and __ACCESS_TOKEN__ with a fresh token).
 # The import worker's SQS event goes to the import-worker function.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -47,6 +48,6 @@ sed -e "s|__BASIC_CREDENTIALS__|$basic|g" -e "s|__ACCESS_TOKEN__|$token|g" \
     -e "s|__INTEGRATION_TOKEN__|$(field integrationToken)|g" \
     -e "s|__NESTED_INTEGRATION_TOKEN__|$(field nestedIntegrationToken)|g" -e "s|__INTEGRATION_ID__|$(field integrationId)|g" \
     -e "s|__WORKSPACE_ID__|$(field accountId)|g" -e "s|__MOENGAGE_BASIC__|$moengage_basic|g" \
-    -e "s|__IMPORT_ID__|${IMPORT_ID:-}|g" \
+    -e "s|__IMPORT_ID__|${IMPORT_ID:-}|g" -e "s|__RULE_SEGMENT_GUID__|${RULE_SEGMENT_GUID:-}|g" \
     "$event" > "$tmp"
 cargo lambda invoke "$function" --invoke-address 127.0.0.1 --invoke-port "$API_PORT" --data-file "$tmp"

@@ -5,7 +5,7 @@ Placeholders are filled by scripts/invoke.sh (from .dev/demo.json) and by tests/
 __BASIC_CREDENTIALS__, __ACCESS_TOKEN__, __INTEGRATION_TOKEN__, __NESTED_INTEGRATION_TOKEN__,
 __INTEGRATION_ID__, __IMPORT_ID__ (an import of the demo integration: invoke.sh takes it from
 $IMPORT_ID; tests/tests/suite/events.rs creates one with imports-create.json first), __SYSTEM_GUID__, __SEGMENT_GUID__ (the demo segment; tests/tests/suite/events.rs creates
-one with segments-create.json first), __WORKSPACE_ID__ (the account id) and __MOENGAGE_BASIC__
+one with segments-create.json first), __RULE_SEGMENT_GUID__ (likewise, from rule-segments-create.json), __WORKSPACE_ID__ (the account id) and __MOENGAGE_BASIC__
 (base64 of "<account id>:<client secret>", MoEngage's Basic credentials). Run it again after
 changing it; the files are committed.
 """
@@ -61,6 +61,16 @@ SEGMENTS = "/public/v1/user/system/{systemGuid}/segment"
 SEGMENTS_PATH = "/public/v1/user/system/__SYSTEM_GUID__/segment"
 SEGMENT = SEGMENTS + "/{segmentGuid}"
 SEGMENT_PATH = SEGMENTS_PATH + "/__SEGMENT_GUID__"
+SYSTEM = "/public/v1/user/system/{systemGuid}"
+SYSTEM_PATH = "/public/v1/user/system/__SYSTEM_GUID__"
+RULES = SYSTEM + "/rule-segment"
+RULES_PATH = SYSTEM_PATH + "/rule-segment"
+RULE = RULES + "/{segmentGuid}"
+RULE_PATH = RULES_PATH + "/__RULE_SEGMENT_GUID__"
+# The seeds' "CSV type = paying OR API type = paying", written once: no integration named.
+EXTERNAL_RULE = {"any": [{"attribute": {"property": "Customer_Type"}, "op": "equals", "value": "External"},
+                         {"attribute": {"property": "Customer_Status"}, "op": "in",
+                          "values": ["veteran", "retired"], "ignoreCase": True}]}
 READ = {"authorization": "Bearer __ACCESS_TOKEN__"}
 IMPORTS = "/public/v1/integrations/{integrationId}/imports"
 IMPORTS_PATH = "/public/v1/integrations/__INTEGRATION_ID__/imports"
@@ -159,6 +169,30 @@ EVENTS = {
     "segments-members.json": ev("GET", SEGMENT + "/members", SEGMENT_PATH + "/members", headers=READ,
                                 query="limit=100"),
     "segments-delete.json": ev("DELETE", SEGMENT, SEGMENT_PATH, headers=READ),
+    # Rule segments: create (yields __RULE_SEGMENT_GUID__), list, get (and its JsonLogic
+    # export), replace, the dry run of an unsaved rule, the user's segments
+    # explained, the batch form, delete.
+    "rule-segments-create.json": ev("POST", RULES, RULES_PATH, headers=BEARER, body={
+        "name": "External or long-standing", "description": "the seeds' OR across integrations",
+        "rule": EXTERNAL_RULE, "timezone": "America/New_York"}),
+    "rule-segments-list.json": ev("GET", RULES, RULES_PATH, headers=READ, query="limit=50"),
+    "rule-segments-get.json": ev("GET", RULE, RULE_PATH, headers=READ),
+    "rule-segments-get-jsonlogic.json": ev("GET", RULE, RULE_PATH, headers=READ, query="format=jsonlogic"),
+    # No If-Match: the last write wins, so the event can be sent again (make capacity does).
+    "rule-segments-replace.json": ev("PUT", RULE, RULE_PATH, headers=BEARER, body={
+        "name": "External or long-standing", "rule": EXTERNAL_RULE, "timezone": "UTC"}),
+    "rule-segments-evaluate.json": ev("POST", RULES + "/evaluate", RULES_PATH + "/evaluate", headers=BEARER,
+                                      body={"rule": {"all": [{"attribute": {"integration": "__INTEGRATION_ID__",
+                                                                            "property": "Customer_Type"},
+                                                              "op": "starts_with", "value": "ext",
+                                                              "ignoreCase": True}]},
+                                            "attributes": {"__INTEGRATION_ID__": {"Customer_Type": "External"}}}),
+    "user-segments.json": ev("GET", SYSTEM + "/user/{userId}/segments",
+                             SYSTEM_PATH + "/user/joe.doe%40walkme.example/segments", headers=READ,
+                             query="explain=true"),
+    "segments-evaluate.json": ev("POST", SYSTEM + "/segments/evaluate", SYSTEM_PATH + "/segments/evaluate",
+                                 headers=BEARER, body={"userIds": ["joe.doe@walkme.example", "john.doe@walkme.example"]}),
+    "rule-segments-delete.json": ev("DELETE", RULE, RULE_PATH, headers=READ),
     # The web console: its page, one asset, sign-in (the token route's Basic credentials; the
     # token comes back in a cookie), sign-out, and the account's usage.
     "console-index.json": ev("GET", "/console"),

@@ -60,6 +60,47 @@ pub fn number_text(v: &Value) -> Option<Cow<'_, str>> {
     }
 }
 
+/// JSON text of a parsed body with each protected number written back as the literal the
+/// caller sent: what is stored and shown of a rule, digits intact.
+pub fn to_json_text(v: &Value) -> String {
+    let mut out = String::new();
+    write_json(v, &mut out);
+    out
+}
+
+fn write_json(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(m) if m.len() == 1 && matches!(m.get(NUMBER_KEY), Some(Value::String(_))) => {
+            if let Some(Value::String(s)) = m.get(NUMBER_KEY) {
+                out.push_str(s);
+            }
+        }
+        Value::Object(m) => {
+            out.push('{');
+            for (i, (k, v)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_json(v, out);
+            }
+            out.push('}');
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (i, v) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json(v, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
 /// Whether `v` is a number (either form).
 pub fn is_number(v: &Value) -> bool {
     number_text(v).is_some()
@@ -275,6 +316,12 @@ mod tests {
 
     fn parsed(body: &str) -> Value {
         serde_json::from_slice(&protect_numbers(body.as_bytes())).unwrap()
+    }
+
+    #[test]
+    fn json_text_writes_protected_numbers_back_as_sent() {
+        let body = r#"{"a":[1.2345678901234567890123456789012345678,12.5,"x"],"b":{"c":true,"d":null}}"#;
+        assert_eq!(to_json_text(&parsed(body)), body);
     }
 
     #[test]

@@ -11,6 +11,8 @@ pub mod integration;
 pub mod moengage;
 pub mod problem;
 #[cfg(feature = "rules")]
+pub mod rule_segment;
+#[cfg(feature = "rules")]
 pub mod rules;
 pub mod scope;
 pub mod segment;

@@ -1,6 +1,10 @@
 //! The segments function (WalkMe Segments API): every route under
-//! `/public/v1/user/system/{systemGuid}/segment`. Storage and its cost per call are in
-//! `store::segments`; request rules in `domain::segment`.
+//! `/public/v1/user/system/{systemGuid}/segment`, and the rule segments (in [`rules`]) under
+//! `.../rule-segment`, `.../user/{userId}/segments` and `.../segments/evaluate`. Storage and
+//! its cost per call are in `store::segments` and `store::rule_segments`; request rules in
+//! `domain::segment` and `domain::rule_segment`.
+
+pub mod rules;
 
 use lambda_http::Request;
 use serde_json::Value;
@@ -36,11 +40,20 @@ pub enum Op {
     Update,
     Delete,
     Members,
+    RuleCreate,
+    RuleList,
+    RuleGet,
+    RuleReplace,
+    RuleDelete,
+    RuleDryRun,
+    UserSegments,
+    BatchEvaluate,
 }
 
 pub struct App {
     store: DynamoStore,
     caps: SegmentCaps,
+    rules: rules::RuleState,
 }
 
 impl App {
@@ -58,13 +71,18 @@ impl App {
     }
 
     pub fn with_caps(env: &Env, caps: SegmentCaps) -> Self {
-        Self { store: env.store.clone(), caps }
+        Self { store: env.store.clone(), caps, rules: rules::RuleState::default() }
     }
 }
 
 const SEGMENTS: &str = "/public/v1/user/system/{systemGuid}/segment";
 const SEGMENT: &str = "/public/v1/user/system/{systemGuid}/segment/{segmentGuid}";
 const MEMBERS: &str = "/public/v1/user/system/{systemGuid}/segment/{segmentGuid}/members";
+const RULE_SEGMENTS: &str = "/public/v1/user/system/{systemGuid}/rule-segment";
+const RULE_SEGMENT: &str = "/public/v1/user/system/{systemGuid}/rule-segment/{segmentGuid}";
+const RULE_DRY_RUN: &str = "/public/v1/user/system/{systemGuid}/rule-segment/evaluate";
+const USER_SEGMENTS: &str = "/public/v1/user/system/{systemGuid}/user/{userId}/segments";
+const BATCH_EVALUATE: &str = "/public/v1/user/system/{systemGuid}/segments/evaluate";
 
 impl Service for App {
     type Op = Op;
@@ -75,6 +93,18 @@ impl Service for App {
         Route::bearer("PUT", SEGMENT, Op::Update, Scope::SegmentsWrite),
         Route::bearer("DELETE", SEGMENT, Op::Delete, Scope::SegmentsWrite),
         Route::bearer("GET", MEMBERS, Op::Members, Scope::SegmentsRead),
+        Route::bearer("POST", RULE_SEGMENTS, Op::RuleCreate, Scope::SegmentsWrite),
+        Route::bearer("GET", RULE_SEGMENTS, Op::RuleList, Scope::SegmentsRead),
+        Route::bearer("GET", RULE_SEGMENT, Op::RuleGet, Scope::SegmentsRead),
+        Route::bearer("PUT", RULE_SEGMENT, Op::RuleReplace, Scope::SegmentsWrite),
+        Route::bearer("DELETE", RULE_SEGMENT, Op::RuleDelete, Scope::SegmentsWrite),
+        // Evaluations write nothing: no Idempotency-Key record for them.
+        Route { write: false, ..Route::bearer("POST", RULE_DRY_RUN, Op::RuleDryRun, Scope::SegmentsRead) },
+        Route::bearer("GET", USER_SEGMENTS, Op::UserSegments, Scope::EndUsersRead),
+        Route {
+            write: false,
+            ..Route::bearer("POST", BATCH_EVALUATE, Op::BatchEvaluate, Scope::EndUsersRead)
+        },
     ];
 
     async fn handle(&self, op: Op, call: Call<'_>) -> Result<Reply, ApiError> {
@@ -97,6 +127,16 @@ impl Service for App {
                 Ok(Reply::no_content())
             }
             Op::Members => members(self, p, sys, seg, req).await,
+            Op::RuleCreate => rules::create(&self.rules, &self.store, info, p, sys, req).await,
+            Op::RuleList => rules::list(&self.store, p, sys, req).await,
+            Op::RuleGet => rules::get(&self.rules, &self.store, p, sys, seg, req).await,
+            Op::RuleReplace => rules::replace(&self.store, info, p, sys, seg, req, &self.rules).await,
+            Op::RuleDelete => rules::delete(&self.store, info, p, sys, seg, req).await,
+            Op::RuleDryRun => rules::dry_run(&self.rules, &self.store, p, sys, req).await,
+            Op::UserSegments => {
+                rules::user_segments(&self.rules, &self.store, p, sys, call.param("userId"), req).await
+            }
+            Op::BatchEvaluate => rules::batch(&self.rules, &self.store, p, sys, req).await,
         }
     }
 }

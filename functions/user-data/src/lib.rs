@@ -20,6 +20,7 @@ use edge::http::{ApiError, Reply, RequestInfo};
 use protect::usage::UsageReport;
 use store::dynamo::DynamoStore;
 use store::end_users::UserWrite;
+use store::integrations::DefinitionsCache;
 use token_cache::TokenCache;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,11 +36,18 @@ pub struct App {
     moengage: moengage::State,
     /// Integrations by token, re-read at most once a second per instance.
     tokens: TokenCache,
+    /// The account's integrations for the read, re-read at most once a second per instance.
+    definitions: DefinitionsCache,
 }
 
 impl App {
     pub fn new(env: &Env) -> Self {
-        Self { store: env.store.clone(), moengage: moengage::State::default(), tokens: TokenCache::default() }
+        Self {
+            store: env.store.clone(),
+            moengage: moengage::State::default(),
+            tokens: TokenCache::default(),
+            definitions: DefinitionsCache::default(),
+        }
     }
 }
 
@@ -123,15 +131,27 @@ fn user_id(raw: &str) -> Result<UserId, ApiError> {
 }
 
 /// The end-user object: every attribute grouped by integration (only integrations and
-/// properties that still exist), and every segment the user belongs to.
+/// properties that still exist, as of at most a second ago: the definitions are cached per
+/// instance), and every segment the user belongs to.
 async fn read(app: &App, p: &Principal, raw_id: &str) -> Result<Reply, ApiError> {
     let uid = user_id(raw_id)?;
     let (stored, integrations, segments) = tokio::join!(
         app.store.read_user(&p.account, uid.as_str()),
-        app.store.list_integrations(&p.account),
+        app.definitions.get(&app.store, &p.account),
         app.store.user_segments(&p.account, uid.as_str())
     );
-    let (stored, integrations, segments) = (stored?, integrations?, segments?);
+    let (stored, mut integrations, segments) = (stored?, integrations?, segments?);
+    // A name the cached definitions do not know was added since they were read (MoEngage's
+    // integration grows on first sight, without waiting out the cache): read them afresh.
+    let known = |s: &store::end_users::StoredAttributes| {
+        integrations
+            .iter()
+            .find(|i| i.integration_id == s.integration_id)
+            .is_some_and(|i| s.values.keys().all(|n| i.definition.properties.iter().any(|p| &p.name == n)))
+    };
+    if !stored.iter().all(known) {
+        integrations = app.definitions.refresh(&app.store, &p.account).await?;
+    }
     let by_id: HashMap<&str, _> = integrations.iter().map(|i| (i.integration_id.as_str(), i)).collect();
     let mut groups = Vec::new();
     for s in &stored {

@@ -12,6 +12,7 @@ pub mod end_users;
 pub mod imports;
 pub mod integrations;
 pub mod protections;
+pub mod rule_segments;
 pub mod schema;
 pub mod secret_hash;
 pub mod segments;

@@ -34,6 +34,16 @@ const ORDER: &[&str] = &[
     "segments-update-override.json",
     "segments-members.json",
     "segments-delete.json",
+    // Creating the rule segment yields the guid that fills __RULE_SEGMENT_GUID__.
+    "rule-segments-create.json",
+    "rule-segments-list.json",
+    "rule-segments-get.json",
+    "rule-segments-get-jsonlogic.json",
+    "rule-segments-replace.json",
+    "rule-segments-evaluate.json",
+    "user-segments.json",
+    "segments-evaluate.json",
+    "rule-segments-delete.json",
     "user-delete.json",
     "integrations-delete.json",
     "console-index.json",
@@ -80,6 +90,7 @@ async fn every_event_succeeds_on_its_function() {
     files.sort_by_key(|f| ORDER.iter().position(|o| o == f));
 
     let mut segment_guid: Option<String> = None;
+    let mut rule_segment_guid: Option<String> = None;
     let mut import_id: Option<String> = None;
     for name in &files {
         let mut text = std::fs::read_to_string(format!("{dir}/{name}"))
@@ -97,6 +108,14 @@ async fn every_event_succeeds_on_its_function() {
                 panic!("events/{name}: __SEGMENT_GUID__ needs segments-create.json to run before it")
             });
             text = text.replace("__SEGMENT_GUID__", guid);
+        }
+        if text.contains("__RULE_SEGMENT_GUID__") {
+            let guid = rule_segment_guid.as_deref().unwrap_or_else(|| {
+                panic!(
+                    "events/{name}: __RULE_SEGMENT_GUID__ needs rule-segments-create.json to run before it"
+                )
+            });
+            text = text.replace("__RULE_SEGMENT_GUID__", guid);
         }
         if text.contains("__IMPORT_ID__") {
             let id = import_id.as_deref().unwrap_or_else(|| {
@@ -184,6 +203,18 @@ async fn every_event_succeeds_on_its_function() {
         if name == "segments-create.json" {
             assert_eq!(a.status, 201, "{}", a.body);
             segment_guid = Some(a.body["segmentGuid"].as_str().unwrap().to_string());
+        }
+        if name == "rule-segments-create.json" {
+            assert_eq!(a.status, 201, "{}", a.body);
+            rule_segment_guid = Some(a.body["segmentGuid"].as_str().unwrap().to_string());
+        }
+        if name == "rule-segments-evaluate.json" {
+            assert_eq!(a.body["matched"], true, "{}", a.body);
+        }
+        if name == "user-segments.json" {
+            let rule: Vec<&serde_json::Value> =
+                a.body["segments"].as_array().unwrap().iter().filter(|s| s["type"] == "rule").collect();
+            assert_eq!(rule.len(), 1, "joe.doe is External: {}", a.body);
         }
         if name == "segments-members.json" {
             let mut ids: Vec<&str> =

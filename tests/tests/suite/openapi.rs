@@ -69,6 +69,17 @@ async fn every_documented_example_gets_a_documented_answer() {
     )
     .await;
     let segment = a.body["segmentGuid"].as_str().unwrap().to_string();
+    let rule = r#"{"name": "docs", "rule": {"all": [{"attribute": {"property": "Customer_Type"}, "op": "is_set"}]}}"#;
+    let a = call_segments(
+        &seg_app,
+        &auth,
+        "POST",
+        &format!("/public/v1/user/system/{}/rule-segment", stack.system),
+        Some(rule),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let rule_segment = a.body["segmentGuid"].as_str().unwrap().to_string();
     let imports_app = stack.imports_app();
     let imports_path = format!("/public/v1/integrations/{integration_id}/imports");
     let a = call_app(&imports_app, &auth, "POST", &imports_path, Some(r#"{"format": "csv"}"#)).await;
@@ -129,10 +140,11 @@ async fn every_documented_example_gets_a_documented_answer() {
         let function = functions
             .get(&(c.method.clone(), c.path.clone()))
             .unwrap_or_else(|| panic!("{} {} is not served by any function", c.method, c.path));
+        let segment = if c.path.contains("/rule-segment/") { &rule_segment } else { &segment };
         let url = c
             .path
             .replace("{systemGuid}", &stack.system.to_string())
-            .replace("{segmentGuid}", &segment)
+            .replace("{segmentGuid}", segment)
             .replace("{integrationId}", &integration_id)
             .replace("{importId}", &import_id)
             .replace("{userId}", "john@walkme.example")

@@ -435,7 +435,13 @@ async fn dynamodb_requests_per_call() {
     assert_eq!(
         w.stack.counter.take(),
         ["Query", "Query", "Query"],
-        "the user's partition + the account's integrations + its segment heads (none: no probe)"
+        "cold: the user's partition + the account's integrations + its segment heads (none: no probe)"
+    );
+    w.get("one@x.io").await;
+    assert_eq!(
+        w.stack.counter.take(),
+        ["Query", "Query"],
+        "warm: the user's partition + its segment heads; the integrations are cached (≤ 1 s)"
     );
     call_user_data(&w.app, &w.auth, "DELETE", "/public/v1/user/one@x.io", None).await;
     assert_eq!(w.stack.counter.take(), ["Query", "Query", "BatchWriteItem"], "segment heads + the user");

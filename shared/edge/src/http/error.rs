@@ -35,6 +35,7 @@ pub enum ErrorCode {
     IntegrationLimitExceeded,
     SegmentLimitExceeded,
     ConcurrentModification,
+    PreconditionFailed,
     IdempotencyKeyInUse,
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -47,7 +48,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 26] = [
         Self::ValidationFailed,
         Self::InvalidJson,
         Self::InvalidBody,
@@ -65,6 +66,7 @@ impl ErrorCode {
         Self::IntegrationLimitExceeded,
         Self::SegmentLimitExceeded,
         Self::ConcurrentModification,
+        Self::PreconditionFailed,
         Self::IdempotencyKeyInUse,
         Self::PayloadTooLarge,
         Self::UnsupportedMediaType,
@@ -94,6 +96,7 @@ impl ErrorCode {
             Self::IntegrationLimitExceeded => "integration_limit_exceeded",
             Self::SegmentLimitExceeded => "segment_limit_exceeded",
             Self::ConcurrentModification => "concurrent_modification",
+            Self::PreconditionFailed => "precondition_failed",
             Self::IdempotencyKeyInUse => "idempotency_key_in_use",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
@@ -138,6 +141,9 @@ pub enum ApiError {
     /// 409: the request is valid but the current state refuses it.
     #[error("{message}")]
     Conflict { code: ErrorCode, message: String },
+    /// 412: an `If-Match` names a version that is no longer the stored one.
+    #[error("{0}")]
+    PreconditionFailed(String),
     #[error("the request body exceeds {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("unsupported content type: {0}")]
@@ -206,6 +212,7 @@ impl ApiError {
             Self::RouteNotFound { .. } => (404, C::RouteNotFound),
             Self::MethodNotAllowed { .. } => (405, C::MethodNotAllowed),
             Self::Conflict { code, .. } => (409, *code),
+            Self::PreconditionFailed(_) => (412, C::PreconditionFailed),
             Self::PayloadTooLarge { .. } => (413, C::PayloadTooLarge),
             Self::UnsupportedMediaType(_) => (415, C::UnsupportedMediaType),
             Self::RateLimited { .. } => (429, C::RateLimited),

@@ -15,9 +15,12 @@
 //! their retry), `retired.rs` (the types of names an integration no longer imports); the reads
 //! are here.
 
+mod cache;
 mod codec;
 mod retired;
 mod write;
+
+pub use cache::DefinitionsCache;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

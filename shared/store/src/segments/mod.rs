@@ -32,6 +32,7 @@ mod generations;
 mod keys;
 mod membership;
 mod paging;
+mod statics;
 mod users;
 
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};

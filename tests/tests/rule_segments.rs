@@ -1,0 +1,363 @@
+//! Rule segments against the local server: CRUD with If-Match, every validation error's
+//! pointer through HTTP, a cycle refused, the user's segments (static and rule, explained),
+//! the dry run, batch evaluation, tenancy, the requests one evaluation costs, and the cached
+//! rule set's staleness.
+
+use std::collections::BTreeMap;
+
+use integration_tests::*;
+use serde_json::{Value, json};
+
+const CRM: &str = r#"{"name": "CRM", "userIdentifierProperty": "email",
+  "properties": [{"path": "plan", "name": "plan", "type": "String"},
+                 {"path": "seats", "name": "seats", "type": "Number"},
+                 {"path": "renewal", "name": "renewal", "type": "Date"},
+                 {"path": "vip", "name": "vip", "type": "Boolean"}]}"#;
+
+struct Ctx {
+    stack: Stack,
+    app: Served<segments::App>,
+    auth: String,
+    crm: String,
+    token: String,
+}
+
+impl Ctx {
+    async fn new() -> Self {
+        let stack = Stack::new().await;
+        let auth = stack.bearer(ALL_SCOPES).await;
+        let (crm, token) = create_integration(&stack, &auth, CRM).await;
+        Self { app: stack.segments_app(), stack, auth, crm, token }
+    }
+
+    fn rules_path(&self, rest: &str) -> String {
+        format!("/public/v1/user/system/{}/rule-segment{rest}", self.stack.system)
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Answer {
+        call_segments(&self.app, &self.auth, method, path, body.map(|b| b.to_string()).as_deref()).await
+    }
+
+    async fn call_with(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &Value) -> Answer {
+        let mut all = vec![("authorization", self.auth.as_str()), ("content-type", "application/json")];
+        all.extend_from_slice(headers);
+        answer(edge::front::serve(&self.app, req(method, path, &all, Some(&body.to_string()))).await)
+    }
+
+    async fn create(&self, name: &str, rule: Value) -> String {
+        let a = self.call("POST", &self.rules_path(""), Some(&json!({"name": name, "rule": rule}))).await;
+        assert_eq!(a.status, 201, "{}", a.body);
+        a.body["segmentGuid"].as_str().unwrap().to_string()
+    }
+
+    async fn user(&self, email: &str, attrs: Value) {
+        let mut row = attrs;
+        row["email"] = json!(email);
+        let body = json!({"token": self.token, "data": [row]}).to_string();
+        let a = call_user_data(
+            &self.stack.user_data_app(),
+            &self.auth,
+            "POST",
+            "/public/v1/user/data",
+            Some(&body),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+
+    fn user_path(&self, user: &str, query: &str) -> String {
+        format!("/public/v1/user/system/{}/user/{user}/segments{query}", self.stack.system)
+    }
+}
+
+fn pointers(a: &Answer) -> Vec<String> {
+    a.body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["path"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn cond(property: &str, op: &str, value: Value) -> Value {
+    json!({"attribute": {"property": property}, "op": op, "value": value})
+}
+
+#[tokio::test]
+async fn crud_with_if_match_keeps_every_digit() {
+    let c = Ctx::new().await;
+    let big = "12345678901234567890.123456789012345678";
+    let rule_text =
+        format!(r#"{{"all": [{{"attribute": {{"property": "seats"}}, "op": "gt", "value": {big}}}]}}"#);
+    let body =
+        format!(r#"{{"name": "big", "description": "d", "rule": {rule_text}, "timezone": "Europe/Paris"}}"#);
+    let a = call_segments(&c.app, &c.auth, "POST", &c.rules_path(""), Some(&body)).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    assert_eq!(a.header("etag"), Some("\"1\""));
+    assert_eq!(a.body["version"], 1);
+    assert_eq!(a.body["timezone"], "Europe/Paris");
+    let guid = a.body["segmentGuid"].as_str().unwrap().to_string();
+    // The 38 digits come back as sent, as a JSON number.
+    assert!(String::from_utf8_lossy(&a.raw).contains(big), "{}", String::from_utf8_lossy(&a.raw));
+
+    let got = c.call("GET", &c.rules_path(&format!("/{guid}")), None).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.body["staleConditions"], json!([]));
+    assert_eq!(got.body["description"], "d");
+
+    let list = c.call("GET", &c.rules_path("?limit=1"), None).await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert_eq!(list.body["segments"][0]["segmentGuid"], guid.as_str());
+
+    let put = json!({"name": "renamed", "rule": {"any": [cond("plan", "equals", json!("pro"))]}});
+    let path = c.rules_path(&format!("/{guid}"));
+    let a = c.call_with("PUT", &path, &[("if-match", "\"1\"")], &put).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["version"], 2);
+    assert_eq!(a.header("etag"), Some("\"2\""));
+    let a = c.call_with("PUT", &path, &[("if-match", "\"1\"")], &put).await;
+    assert_eq!(a.status, 412, "{}", a.body);
+    assert_eq!(a.body["error"]["code"], "precondition_failed");
+    let a = c.call("PUT", &path, Some(&put)).await;
+    assert_eq!(a.body["version"], 3, "without If-Match the last write wins");
+
+    let jl = c.call("GET", &format!("{path}?format=jsonlogic"), None).await;
+    assert_eq!(jl.status, 200, "{}", jl.body);
+    assert!(jl.body["logic"].is_object(), "{}", jl.body);
+    assert_eq!(jl.body["unsupported"], json!([]));
+
+    assert_eq!(c.call("DELETE", &path, None).await.status, 204);
+    assert_eq!(c.call("GET", &path, None).await.status, 404);
+    assert_eq!(c.call("DELETE", &path, None).await.status, 404);
+}
+
+#[tokio::test]
+async fn every_invalid_rule_names_its_pointer_and_a_cycle_is_refused() {
+    let c = Ctx::new().await;
+    let cases = [
+        (json!({"all": [cond("seats", "contains", json!("1"))]}), "/rule/all/0"),
+        (json!({"any": [{"all": [cond("nope", "equals", json!("x"))]}]}), "/rule/any/0/all/0"),
+        (json!({"all": [cond("plan", "matches", json!("(unclosed"))]}), "/rule/all/0"),
+        (json!({"all": [cond("plan", "frobs", json!("x"))]}), "/rule/all/0"),
+        (
+            json!({"all": [{"all": [{"all": [{"all": [{"all": [{"all": [cond("plan", "is_set", Value::Null)]}]}]}]}]}]}),
+            "",
+        ),
+    ];
+    for (rule, pointer) in cases {
+        let a = c.call("POST", &c.rules_path(""), Some(&json!({"name": "bad", "rule": rule}))).await;
+        assert_eq!(a.status, 400, "{}", a.body);
+        let got = pointers(&a);
+        assert!(got.iter().all(|p| p.starts_with("/rule")), "{got:?}");
+        if !pointer.is_empty() {
+            assert!(got.iter().any(|p| p.starts_with(pointer)), "{pointer} not in {got:?}");
+        }
+    }
+    let a = c
+        .call(
+            "POST",
+            &c.rules_path(""),
+            Some(&json!({"name": "tz", "rule": {"all": []}, "timezone": "Mars/Base"})),
+        )
+        .await;
+    assert_eq!(a.status, 400);
+    assert!(pointers(&a).contains(&"/timezone".to_string()), "{}", a.body);
+
+    let a_guid = c.create("a", json!({"all": [cond("plan", "equals", json!("pro"))]})).await;
+    let b_guid = c.create("b", json!({"all": [{"segment": a_guid, "op": "in"}]})).await;
+    let a = c
+        .call(
+            "PUT",
+            &c.rules_path(&format!("/{a_guid}")),
+            Some(&json!({"name": "a", "rule": {"any": [{"segment": b_guid, "op": "in"}]}})),
+        )
+        .await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert_eq!(pointers(&a), ["/rule/any/0"]);
+}
+
+#[tokio::test]
+async fn a_users_segments_static_and_rule_explained_at_the_floor() {
+    let c = Ctx::new().await;
+    c.user("u1", json!({"plan": "pro", "seats": 12, "vip": true})).await;
+    let a = call_segments(
+        &c.app,
+        &c.auth,
+        "POST",
+        &c.stack.segment_path(""),
+        Some(&json!({"name": "static one", "userIds": ["u1"]}).to_string()),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let static_guid = a.body["segmentGuid"].as_str().unwrap().to_string();
+    let pro = c
+        .create(
+            "pro",
+            json!({"all": [cond("plan", "equals", json!("pro")), {"segment": static_guid, "op": "in"}]}),
+        )
+        .await;
+    let big = c.create("big", json!({"all": [cond("seats", "gte", json!(100))]})).await;
+    let _missing =
+        c.create("renewing", json!({"all": [cond("renewal", "within_next_days", json!(30))]})).await;
+
+    let a = c.call("GET", &c.user_path("u1", "?explain=true"), None).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let got: BTreeMap<String, String> = a.body["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["segmentGuid"].as_str().unwrap().into(), s["type"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(got, BTreeMap::from([(static_guid.clone(), "static".into()), (pro.clone(), "rule".into())]));
+    let explain = a.body["explain"].as_array().unwrap();
+    assert_eq!(explain.len(), 3);
+    let of_big = explain.iter().find(|e| e["segmentGuid"] == big.as_str()).unwrap();
+    assert_eq!(of_big["matched"], false);
+    assert_eq!(of_big["explain"][0]["outcome"], "failed");
+    assert_eq!(of_big["explain"][0]["value"], 12);
+
+    // Warm: one evaluation reads the user's items and its memberships, nothing else.
+    c.stack.counter.reset();
+    let tables = c.stack.store.tables().clone();
+    let data = [tables.end_users.as_str(), tables.segments.as_str()];
+    let before = units_of(&data);
+    let a = c.call("GET", &c.user_path("u1", ""), None).await;
+    assert_eq!(a.status, 200);
+    let mut ops = c.stack.counter.take();
+    ops.sort();
+    assert_eq!(ops, ["BatchGetItem", "Query", "Query"], "the user's items, its memberships, their heads");
+    let used = units_of(&data) - before;
+    // The user's item and its reverse entries (strongly consistent, 1 RCU each), one head (0.5).
+    assert!(used.wcu == 0.0 && used.rcu <= 2.5, "{used:?}");
+
+    // The dry run: given attributes, then the stored user; it writes nothing.
+    let dry = c.rules_path("/evaluate");
+    let rule = json!({"any": [cond("seats", "between", Value::Null)]});
+    let a = c.call("POST", &dry, Some(&json!({"rule": rule}))).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    let rule = json!({"any": [{"attribute": {"integration": c.crm, "property": "seats"}, "op": "between", "values": [10, 20]}]});
+    let a = c
+        .call("POST", &dry, Some(&json!({"rule": rule, "attributes": {c.crm.clone(): {"seats": 25}}})))
+        .await;
+    assert_eq!((a.status, &a.body["matched"]), (200, &json!(false)), "{}", a.body);
+    c.stack.counter.reset();
+    let a = c.call("POST", &dry, Some(&json!({"rule": rule, "userId": "u1"}))).await;
+    assert_eq!((a.status, &a.body["matched"]), (200, &json!(true)), "{}", a.body);
+    assert_eq!(a.body["explain"][0]["pointer"], "/rule/any/0");
+    assert!(c.stack.counter.take_writes().is_empty());
+    let a = c.call("POST", &dry, Some(&json!({"rule": rule, "attributes": {"ghost": {"x": 1}}}))).await;
+    assert_eq!(pointers(&a), ["/attributes/ghost"]);
+}
+
+#[tokio::test]
+async fn batch_of_100_and_101_refused() {
+    let c = Ctx::new().await;
+    c.user("b0", json!({"plan": "pro"})).await;
+    let pro = c.create("pro", json!({"all": [cond("plan", "equals", json!("PRO")) ]})).await;
+    let _ = pro;
+    let path = format!("/public/v1/user/system/{}/segments/evaluate", c.stack.system);
+    let ids: Vec<String> = (0..100).map(|i| format!("b{i}")).collect();
+    let a = c.call("POST", &path, Some(&json!({"userIds": ids}))).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let results = a.body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 100);
+    assert_eq!(results[0]["userId"], "b0");
+    assert_eq!(results[0]["segments"], json!([]), "equals is case-sensitive without ignoreCase");
+    let ids: Vec<String> = (0..101).map(|i| format!("b{i}")).collect();
+    let a = c.call("POST", &path, Some(&json!({"userIds": ids}))).await;
+    assert_eq!(a.status, 400);
+    assert_eq!(pointers(&a), ["/userIds"]);
+}
+
+#[tokio::test]
+async fn a_foreign_system_segment_or_user_is_404() {
+    let c = Ctx::new().await;
+    c.user("mine", json!({"plan": "pro"})).await;
+    let guid = c.create("pro", json!({"all": [cond("plan", "equals", json!("pro"))]})).await;
+    let (_, foreign) = c.stack.account_with_bearer("globex", 100, 10_000).await;
+    let call = |m: &'static str, p: String| {
+        let (app, auth) = (&c.app, foreign.clone());
+        async move { call_segments(app, &auth, m, &p, None).await.status }
+    };
+    assert_eq!(call("GET", c.rules_path(&format!("/{guid}"))).await, 404);
+    assert_eq!(call("DELETE", c.rules_path(&format!("/{guid}"))).await, 404);
+    assert_eq!(call("GET", c.rules_path("")).await, 404);
+    assert_eq!(call("GET", c.user_path("mine", "")).await, 404);
+    assert_eq!(c.call("GET", &c.user_path("nobody", ""), None).await.status, 404);
+    assert_eq!(c.call("GET", &c.rules_path(&format!("/{guid}")), None).await.status, 200);
+}
+
+#[tokio::test]
+async fn the_cached_rule_set_is_at_most_a_second_stale() {
+    let c = Ctx::new().await;
+    c.user("s1", json!({"plan": "pro"})).await;
+    let guid = c.create("pro", json!({"all": [cond("plan", "equals", json!("pro"))]})).await;
+    let count = |a: &Answer| a.body["segments"].as_array().unwrap().len();
+    assert_eq!(count(&c.call("GET", &c.user_path("s1", ""), None).await), 1);
+    let put = json!({"name": "pro", "rule": {"all": [cond("plan", "equals", json!("free"))]}});
+    assert_eq!(c.call("PUT", &c.rules_path(&format!("/{guid}")), Some(&put)).await.status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(count(&c.call("GET", &c.user_path("s1", ""), None).await), 0);
+}
+
+/// The end-user read costs what the user's own items cost, whatever the account's number of
+/// integrations: their definitions are cached per instance (at most a second old).
+#[tokio::test]
+async fn a_warm_user_read_does_not_grow_with_the_accounts_integrations() {
+    let c = Ctx::new().await;
+    for i in 0..20 {
+        let props: Vec<Value> = (0..4).map(|p| json!({"path": format!("p{p}"), "type": "String"})).collect();
+        let def = json!({"name": format!("int {i}"), "userIdentifierProperty": "email", "properties": props});
+        create_integration(&c.stack, &c.auth, &def.to_string()).await;
+    }
+    c.user("reader", json!({"plan": "pro"})).await;
+    let app = c.stack.user_data_app();
+    let read = || call_user_data(&app, &c.auth, "GET", "/public/v1/user/reader", None);
+    assert_eq!(read().await.status, 200);
+    let tables = c.stack.store.tables().clone();
+    c.stack.counter.reset();
+    let before = units_of(&[tables.config.as_str()]);
+    let a = read().await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(c.stack.counter.take(), ["Query", "Query"], "the user's items and its memberships only");
+    assert_eq!(units_of(&[tables.config.as_str()]).rcu - before.rcu, 0.0, "no definitions read when warm");
+}
+
+/// 210 creates at once: exactly 200 land (the count and the item are one transaction), the
+/// rest are 409 segment_limit_exceeded; a delete frees a place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_200_cap_holds_under_concurrent_creates() {
+    let c = std::sync::Arc::new(Ctx::new().await);
+    let body = json!({"name": "n", "rule": {"all": [{"attribute": {"property": "plan"}, "op": "is_set"}]}});
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..210 {
+        let (c, body) = (c.clone(), body.clone());
+        // The account's rate limit may refuse some at once, and 210 transactions on one count
+        // item may outlast the store's retries (503: nothing applied): those are sent again.
+        tasks.spawn(async move {
+            loop {
+                let a = c.call("POST", &c.rules_path(""), Some(&body)).await;
+                if a.status != 429 && a.status != 503 {
+                    return a;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+        });
+    }
+    let mut created = Vec::new();
+    let mut refused = 0;
+    while let Some(a) = tasks.join_next().await {
+        let a = a.unwrap();
+        match a.status {
+            201 => created.push(a.body["segmentGuid"].as_str().unwrap().to_string()),
+            409 => {
+                assert_eq!(a.body["error"]["code"], "segment_limit_exceeded");
+                refused += 1;
+            }
+            s => panic!("{s} {}", a.body),
+        }
+    }
+    assert_eq!((created.len(), refused), (200, 10));
+    assert_eq!(c.call("DELETE", &c.rules_path(&format!("/{}", created[0])), None).await.status, 204);
+    assert_eq!(c.call("POST", &c.rules_path(""), Some(&body)).await.status, 201);
+}
