@@ -50,7 +50,11 @@ SEG_PID=$!
 
 local_aws_env "$port"
 echo "==> cargo test (local DynamoDB-compatible servers on 127.0.0.1:$port, and :$seg_port for tests/segments.rs)"
-# Every integration test but the segments ones is a module of one binary, tests/tests/suite/.
+# Every integration test but the segments ones is a module of one binary, tests/tests/suite/:
+# a test file beside them would be built and never run.
+for f in tests/tests/*.rs; do
+  [ "$(basename "$f")" = segments.rs ] || { echo "error: $f runs nowhere: make it a module of tests/tests/suite/" >&2; exit 1; }
+done
 others=(--test suite)
 # No crate has a doc test; collecting none still costs rustdoc a pass over every crate (~80 s).
 cargo test --workspace --locked --exclude integration-tests --lib --bins --tests

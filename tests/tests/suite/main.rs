@@ -19,6 +19,7 @@ mod openapi;
 mod protections;
 mod revocation;
 mod routes;
+mod rule_segments;
 mod template;
 mod token;
 mod user_data;
