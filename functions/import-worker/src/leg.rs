@@ -122,13 +122,14 @@ impl<'a> Leg<'a> {
         };
         let mut reader = RowReader::new(self.rec.format, offset, self.progress.last_row);
         loop {
-            let page = match self.read_page(&mut reader, &mut body).await? {
-                Ok(page) => page,
-                Err(reason) => return Ok(Step::Fail(reason.to_string())),
-            };
+            let (page, failure) = self.read_page(&mut reader, &mut body).await?;
+            // The rows read before a failure are written, so the counts are what was stored.
             self.write_page(page).await?;
             if !self.checkpoint(now_secs() + LEASE_SECS).await? {
                 return Ok(Step::LostLease);
+            }
+            if let Some(reason) = failure {
+                return Ok(Step::Fail(reason));
             }
             if reader.at_end(&mut body).await? {
                 return Ok(Step::Done);
@@ -139,13 +140,13 @@ impl<'a> Leg<'a> {
         }
     }
 
-    /// Reads up to a page of rows, judging each. `Err(reason)` fails the import (a file that
-    /// cannot be read as its format).
+    /// Reads up to a page of rows, judging each. A reason comes with the page when the file
+    /// stops being its format there: the import fails after the page's rows are written.
     async fn read_page(
         &mut self,
         reader: &mut RowReader,
         body: &mut Body,
-    ) -> Result<Result<Page, String>, LegError> {
+    ) -> Result<(Page, Option<String>), LegError> {
         let mut page = Page::default();
         let (mut rows, mut page_bytes) = (0, 0);
         self.page_first_row = reader.row() + 1;
@@ -156,7 +157,7 @@ impl<'a> Leg<'a> {
                     self.progress.bytes_read = reader.offset() as i64;
                     break;
                 }
-                Err(reason) => return Ok(Err(reason)),
+                Err(reason) => return Ok((page, Some(reason))),
             };
             self.progress.bytes_read = reader.offset() as i64;
             self.progress.last_row = reader.row();
@@ -174,7 +175,7 @@ impl<'a> Leg<'a> {
                             self.add_ignored(cols.ignored.clone());
                             self.columns = Some(cols);
                         }
-                        Err(reason) => return Ok(Err(reason.to_string())),
+                        Err(reason) => return Ok((page, Some(reason.to_string()))),
                     }
                     continue;
                 }
@@ -207,7 +208,7 @@ impl<'a> Leg<'a> {
                 }
             }
         }
-        Ok(Ok(page))
+        Ok((page, None))
     }
 
     fn judge(&mut self, fields: &[String]) -> Result<UserUpdate, Vec<RowProblem>> {

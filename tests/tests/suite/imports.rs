@@ -269,6 +269,16 @@ async fn a_file_that_cannot_be_read_fails_the_import_with_the_reason() {
         assert_eq!(s["status"], "failed", "{s}");
         assert!(s["failure"].as_str().unwrap().contains(reason), "{reason}: {s}");
     }
+    // The rows before the point where the file fails are written, and counted as written.
+    let import = create(&stack, &auth, &integration, json!({"format": "ndjson"})).await;
+    upload(&import, b"{\"Email\": \"early@x.com\", \"Type\": \"x\"}\n\xff\n").await;
+    run_to_end(&stack.import_worker(600), &key(&stack, &integration, &import)).await;
+    let s = status(&stack, &auth, &import).await;
+    assert_eq!((s["status"].as_str(), s["accepted"].as_i64()), (Some("failed"), Some(1)), "{s}");
+    assert_eq!(
+        attributes(&stack, &auth, "early@x.com", &integration).await,
+        Some(json!({"Customer_Type": "x"}))
+    );
     // An event for an import whose file never came (a resume marker alone, say).
     let import = create(&stack, &auth, &integration, json!({"format": "csv"})).await;
     run_to_end(&stack.import_worker(600), &key(&stack, &integration, &import)).await;
