@@ -756,7 +756,19 @@ async fn a_steady_single_user_update_costs_at_most_1_05_wcu_per_call() {
              {leases} lease writes, {usage} usage writes",
             started.elapsed().as_secs_f64()
         );
-        assert!(wcu <= 1.05, "{route}: {wcu} WCU per call");
+        // The protections write per second, not per call: about one lease per 4-second block
+        // and one usage sum per 5 s (small items, 1 WCU each), plus the run's first of each;
+        // the user's item is the call's one write unit.
+        let secs = started.elapsed().as_secs_f64();
+        assert!(leases as f64 <= secs / 4.0 + 3.0, "{route}: {leases} lease writes in {secs:.1} s");
+        assert!(usage as f64 <= secs / 5.0 + 2.0, "{route}: {usage} usage writes in {secs:.1} s");
+        let item = wcu - (leases + usage) as f64 / calls as f64;
+        assert!(item <= 1.0 + 1e-9, "{route}: {item} WCU per call for the user's item");
+        // So at the pace `make capacity` measures (a machine too busy to keep 12 calls/s spreads
+        // the same per-second writes over fewer calls), a call costs at most 1.05 WCU.
+        if calls as f64 / secs >= 12.0 {
+            assert!(wcu <= 1.05, "{route}: {wcu} WCU per call");
+        }
         assert!(rcu <= 0.25, "{route}: {rcu} RCU per call");
     }
 }
