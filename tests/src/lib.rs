@@ -398,7 +398,7 @@ impl Stack {
 
     /// The size of a config-table item (attribute names + string values, 8 bytes per other
     /// value: an estimate for bounds), read strongly consistent; it must hold no
-    /// `attributeTypes` (issue 14: no integration item carries the registry of names).
+    /// `attributeTypes` (docs/DECISIONS.md "Integration definitions cached per instance": no integration item carries the registry of names).
     pub async fn config_item_size(&self, pk: &str, sk: &str) -> usize {
         use aws_sdk_dynamodb::types::AttributeValue::S;
         let item = self

@@ -870,7 +870,7 @@ async fn reads_cost_what_they_return() {
     assert_eq!(read("jane@x.com").await.body["segments"][0]["segmentGuid"], guids[1].as_str());
 }
 
-/// Issue 15's budget for the end-user read: a user with exactly 10 memberships costs ≤ 2
+/// The end-user read's budget (docs/DECISIONS.md "Segments at the DynamoDB floor"): a user with exactly 10 memberships costs ≤ 2
 /// requests and ≤ 10 read units on the segments table, the same at 11 segments in the account
 /// and at 1,000 (one `Query` of the reverse entries, 1 RCU; one eventually consistent
 /// `BatchGetItem` of the 10 heads, ½ RCU each). Erase reads the same way.

@@ -303,7 +303,7 @@ async fn scopes_and_tenancy() {
 /// The integration's own item holds its current definition only: names it no longer imports
 /// are recorded one item each (`ATYPE#<id>#<name>`), so however many names come and go the
 /// item stays bounded, PATCH keeps working, and a retired name still cannot come back with
-/// another type (but can with its own). An item written before issue 14, holding the whole
+/// another type (but can with its own). An item written before the attribute registry moved out of it, holding the whole
 /// registry in `attributeTypes`, is moved out on its next change.
 #[tokio::test]
 async fn the_integration_item_stays_bounded_as_names_come_and_go() {
@@ -328,7 +328,7 @@ async fn the_integration_item_stays_bounded_as_names_come_and_go() {
     let back = json!({"properties": [{"path": "r1-7", "type": "String"}]}).to_string();
     assert_eq!(call(&stack, &auth, "PATCH", &path, Some(&back)).await.status, 200);
 
-    // An item as written before issue 14: the registry inside it. Its names still judge, and
+    // An item as written before the registry moved out: the registry inside it. Its names still judge, and
     // its next change moves them out.
     stack
         .store

@@ -700,11 +700,11 @@ async fn usage_sums_are_exact_without_a_write_per_call() {
     assert_eq!((total, updated), (calls, users));
 }
 
-/// Issue 14's budget: a single-user merge (WalkMe) and a MoEngage track-user call, each from
-/// one warm instance at the pace `make capacity` measures (13 calls/s), with usage at the
+/// The single-user budget (docs/DECISIONS.md "Rate limit and `Idempotency-Key`"): a
+/// single-user merge (WalkMe) and a MoEngage track-user call, each from one warm instance at the pace `make capacity` measures (13 calls/s), with usage at the
 /// production setting (sums every 5 s) and an account limited to `make dev`'s 100/s, cost
 /// ≤ 1.05 WCU per call everything included (the user's item, the rate limit's leases, the
-/// usage sums), amortized over the run. With a lease per one-second window (before issue 14's
+/// usage sums), amortized over the run. With a lease per one-second window (before the
 /// blocks) the same run measured about 1.065.
 #[tokio::test]
 async fn a_steady_single_user_update_costs_at_most_1_05_wcu_per_call() {
