@@ -756,11 +756,12 @@ async fn a_steady_single_user_update_costs_at_most_1_05_wcu_per_call() {
              {leases} lease writes, {usage} usage writes",
             started.elapsed().as_secs_f64()
         );
-        // The protections write per second, not per call: about one lease per 4-second block
-        // and one usage sum per 5 s (small items, 1 WCU each), plus the run's first of each;
-        // the user's item is the call's one write unit.
+        // The protections write per second, not per call: one lease per 4-second block when
+        // demand is steady, at most one per lease life (2 s) when a busy machine makes it
+        // uneven, and one usage sum per 5 s (small items, 1 WCU each), plus the run's first of
+        // each; the user's item is the call's one write unit.
         let secs = started.elapsed().as_secs_f64();
-        assert!(leases as f64 <= secs / 4.0 + 3.0, "{route}: {leases} lease writes in {secs:.1} s");
+        assert!(leases as f64 <= secs / 2.0 + 3.0, "{route}: {leases} lease writes in {secs:.1} s");
         assert!(usage as f64 <= secs / 5.0 + 2.0, "{route}: {usage} usage writes in {secs:.1} s");
         let item = wcu - (leases + usage) as f64 / calls as f64;
         assert!(item <= 1.0 + 1e-9, "{route}: {item} WCU per call for the user's item");
