@@ -194,7 +194,7 @@ function conditionNode(ctx, c = {}) {
   drawOps();
 
   row.append(propWrap, nameWrap, typeWrap, opWrap, operand, icWrap, explain,
-    h('button', { type: 'button', class: 'link', 'aria-label': 'Remove this condition', on: { click: () => row.remove() } }, 'Remove condition'));
+    h('button', { type: 'button', class: 'link', on: { click: () => row.remove() } }, 'Remove condition'));
   row.explain = explain;
 
   /** The condition as the API takes it, its fields named by `ptr` for the API's errors. */
