@@ -94,4 +94,5 @@ export function clearError(container) {
   const box = container.querySelector('.error-box');
   if (box) box.remove();
   for (const el of container.querySelectorAll('.field-error')) el.textContent = '';
+  for (const el of container.querySelectorAll('[aria-invalid]')) el.removeAttribute('aria-invalid');
 }

@@ -193,8 +193,8 @@ function conditionNode(ctx, c = {}) {
   op.addEventListener('change', drawOperand);
   drawOps();
 
-  row.append(propWrap, nameWrap, typeWrap, opWrap, operand, icWrap, explain,
-    h('button', { type: 'button', class: 'link', on: { click: () => row.remove() } }, 'Remove condition'));
+  row.append(propWrap, nameWrap, typeWrap, opWrap, operand, icWrap,
+    h('button', { type: 'button', class: 'link', on: { click: () => row.remove() } }, 'Remove condition'), explain);
   row.explain = explain;
 
   /** The condition as the API takes it, its fields named by `ptr` for the API's errors. */
@@ -269,7 +269,7 @@ export async function builder(ctx, existing, saved) {
   tzWrap.append(h('datalist', { id: 'rb-tzs' }, ['UTC', ...zones].map((z) => h('option', { value: z }))));
   const root = groupNode(ctx, fresh ? fresh.rule : null, 1);
   const [userWrap, user] = field('User id to check the rule against', { id: 'rb-user', 'data-path': '/userId', autocomplete: 'off' },
-    'A dry run on that user\'s stored attributes: nothing is written.');
+    'A dry run on that user\'s stored attributes, nothing written; with a user chosen, saving checks first.');
   const out = h('div', { id: 'rb-explain', 'aria-live': 'polite' });
   const form = h('form', { class: 'card rule-builder', 'aria-labelledby': 'rb-title' },
     h('h2', { id: 'rb-title' }, fresh ? `Edit rule segment ${fresh.name}` : 'New rule segment'),
@@ -291,7 +291,8 @@ export async function builder(ctx, existing, saved) {
     if (desc.value.trim()) b.description = desc.value.trim();
     return b;
   };
-  form.querySelector('#rb-check').addEventListener('click', async () => {
+  /** The dry run against the chosen user; false when the API refused it (shown at its field). */
+  const check = async () => {
     clearError(form);
     for (const e of form.querySelectorAll('.rc-explain')) set(e);
     const b = body();
@@ -304,14 +305,18 @@ export async function builder(ctx, existing, saved) {
       set(out, h('div', { class: r.matched ? 'verdict in' : 'verdict out', role: 'status' },
         h('p', {}, h('strong', {}, r.matched ? `${user.value.trim()} matches this rule.` : `${user.value.trim()} does not match this rule.`)),
         explainList(r.explain, b.rule, ctx.names)));
+      return true;
     } catch (e) {
       set(out);
       showError(form, e.status === 404 ? { message: e.message, details: [{ path: '/userId', reason: e.message }] } : e);
+      return false;
     }
-  });
+  };
+  form.querySelector('#rb-check').addEventListener('click', check);
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
-    clearError(form);
+    // With a user chosen, the rule is checked against it first, as it is now.
+    if (user.value.trim() && !(await check())) return;
     try {
       const s = fresh
         ? await api('PUT', `${ctx.base}/rule-segment/${encodeURIComponent(fresh.segmentGuid)}`, body(), { 'If-Match': `"${fresh.version}"` })

@@ -431,11 +431,17 @@ async fn rule_segments(stack: &Stack, d: &Driver, base: &str, bearer: &str, page
         ops.contains(&"starts_with".into()) && !ops.contains(&"gt".into()),
         "a String's operators: {ops:?}"
     );
+    // The API's errors at the fields their JSON pointers name: a regular expression that does
+    // not compile at the condition's value, then a timezone at the timezone.
+    d.click(".rule-cond .rc-op option[value='matches']").await;
+    d.type_into(".rule-cond .rc-operand input", "(").await;
+    d.type_into("#rb-user", "rule@x.io").await;
+    d.click("#rb-check").await;
+    d.wait_text(".rule-cond .rc-operand .field-error", "bad_regex").await;
     d.click(".rule-cond .rc-op option[value='equals']").await;
     d.type_into(".rule-cond .rc-operand input", "paying").await;
     d.click(".rule-cond .rc-ic").await;
     d.type_into("#rb-tz", "Mars/Olympus").await;
-    d.type_into("#rb-user", "rule@x.io").await;
     d.click("#rb-check").await;
     d.wait_text("#rb-tz-err", "not an IANA timezone").await;
     d.type_into("#rb-tz", "Europe/Paris").await;
