@@ -380,8 +380,8 @@ async fn rule_segments(stack: &Stack, d: &Driver, base: &str, bearer: &str, page
     // A rule segment on a property deleted since it was saved: its GET says the condition is
     // stale, and the builder marks it.
     let (legacy_id, _) = create_integration(
-        &stack,
-        &bearer,
+        stack,
+        bearer,
         r#"{"name": "Legacy", "userIdentifierProperty": "Email", "properties": [{"path": "Plan", "type": "String"}]}"#,
     )
     .await;
@@ -450,10 +450,10 @@ async fn rule_segments(stack: &Stack, d: &Driver, base: &str, bearer: &str, page
     assert!(verdict.contains("Customer_Type equals \"paying\" (ignoring case)"), "{verdict}");
     assert!(verdict.contains("matched, saw \"Paying\" in CRM <b>bold</b>: holds"), "{verdict}");
     d.wait_text(".rule-cond .rc-explain", "matched").await;
-    pages.check(&d, "rule-builder").await;
+    pages.check(d, "rule-builder").await;
     d.click("#rb-save").await;
     d.wait_text("#rule-list", "Paying customers").await;
-    pages.check(&d, "rule-segments").await;
+    pages.check(d, "rule-segments").await;
     // Saved as built.
     let list = get(base, &seg_bearer, &rules_path);
     let saved = list["segments"].as_array().unwrap().iter().find(|s| s["name"] == "Paying customers");
@@ -478,7 +478,7 @@ async fn rule_segments(stack: &Stack, d: &Driver, base: &str, bearer: &str, page
     assert!(shown.contains("Paying customers: in") && shown.contains("Legacy plan: not in"), "{shown}");
     assert!(shown.contains("stale (deleted since saved)"), "{shown}");
     assert!(shown.contains("rule ·"), "the rule membership listed: {shown}");
-    pages.check(&d, "user-lookup-explain").await;
+    pages.check(d, "user-lookup-explain").await;
     // The same through the API.
     let user_segments = format!("/public/v1/user/system/{}/user/rule%40x.io/segments", stack.system);
     let reader = stack.bearer("endUsers:read").await;
