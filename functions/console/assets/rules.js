@@ -89,16 +89,28 @@ export function explainList(entries, rule, names) {
     h('span', { class: 'cond' }, describe(at({ rule }, e.pointer), names) || e.pointer), ' — ', h('strong', {}, outcome(e, names)))));
 }
 
+/** A rule segment's stale conditions, as its GET says them (the list does not say them). */
+function staleCell(ctx, s) {
+  const cell = h('td', { class: 'stale' }, '…');
+  api('GET', `${ctx.base}/rule-segment/${encodeURIComponent(s.segmentGuid)}`).then((g) => {
+    const stale = g.staleConditions || [];
+    set(cell, stale.length
+      ? h('strong', { class: 'outcome-stale' }, `${stale.length} stale: `, stale.map((p) => describe(at({ rule: g.rule }, p), ctx.names) || p).join('; '))
+      : 'none');
+  }, () => set(cell, '—'));
+  return cell;
+}
+
 /** The rule segments table; `edit(segment)` opens one in the builder. */
 export function ruleTable(list, ctx, edit, removed, box) {
   const write = can('segments:write');
   return h('div', { class: 'scroll' }, h('table', { id: 'rule-list' }, h('caption', {}, `${list.length} rule segment(s)`),
-    h('thead', {}, h('tr', {}, ['Name', 'Rule', 'Timezone', 'Version', 'Updated', 'Stale conditions (shown when opened)', ''].map((t) => h('th', { scope: 'col' }, t)))),
+    h('thead', {}, h('tr', {}, ['Name', 'Rule', 'Timezone', 'Version', 'Updated', 'Stale conditions', ''].map((t) => h('th', { scope: 'col' }, t)))),
     h('tbody', {}, list.map((s) => h('tr', {},
       h('td', {}, s.name, s.description ? h('small', { class: 'block' }, s.description) : null),
       h('td', { class: 'rule-text' }, describe(s.rule, ctx.names)),
       h('td', {}, s.timezone), h('td', { class: 'num' }, s.version), h('td', {}, s.updatedAt),
-      h('td', { class: 'stale' }, s.staleConditions ? (s.staleConditions.length ? s.staleConditions.join(', ') : 'none') : '—'),
+      staleCell(ctx, s),
       h('td', {}, write ? [
         h('button', { type: 'button', 'aria-label': `Edit ${s.name}`, on: { click: () => edit(s) } }, 'Edit'), ' ',
         h('button', { type: 'button', class: 'danger', 'aria-label': `Delete ${s.name}`, on: { click: async () => {

@@ -409,8 +409,10 @@ async fn rule_segments(stack: &Stack, d: &Driver, base: &str, bearer: &str, page
 
     d.click("form[aria-labelledby=seg-title] button[type=submit]").await;
 
-    // Rule segments: the stale condition marked when opened.
+    // Rule segments: the stale condition marked in the list and in the builder.
     d.wait_text("#rule-list", "Legacy plan").await;
+    let stale = d.wait_text("#rule-list", "1 stale: Plan in").await;
+    assert!(stale.contains("is set"), "the stale condition in words: {stale}");
     d.click("button[aria-label='Edit Legacy plan']").await;
     d.wait_text(".rule-builder .rc-explain", "Stale").await;
     d.click("#rb-close").await;
