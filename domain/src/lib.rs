@@ -9,7 +9,9 @@ pub mod import;
 pub mod import_rows;
 pub mod integration;
 pub mod moengage;
+pub mod operations;
 pub mod problem;
+pub mod source_time;
 #[cfg(feature = "rules")]
 pub mod rule_segment;
 #[cfg(feature = "rules")]
