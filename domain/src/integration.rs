@@ -161,7 +161,8 @@ impl Definition {
         let properties = parse_properties(obj.get("properties"), &mut errors);
         let timestamp = parse_timestamp(obj.get("timestampProperty"), &mut errors);
         for key in obj.keys() {
-            if !matches!(key.as_str(), "name" | "userIdentifierProperty" | "properties" | "timestampProperty") {
+            if !matches!(key.as_str(), "name" | "userIdentifierProperty" | "properties" | "timestampProperty")
+            {
                 errors.push(Problem::at(key.clone(), "unknown field"));
             }
         }
@@ -205,7 +206,9 @@ impl Definition {
                 errors.push(Problem::at(key.clone(), reason));
             }
         }
-        if !["name", "properties", "timestampProperty"].iter().any(|k| obj.contains_key(*k)) && errors.is_empty() {
+        if !["name", "properties", "timestampProperty"].iter().any(|k| obj.contains_key(*k))
+            && errors.is_empty()
+        {
             errors.push(Problem::at("", "send 'name', 'properties' and/or 'timestampProperty'"));
         }
         if !errors.is_empty() {

@@ -11,13 +11,13 @@ pub mod integration;
 pub mod moengage;
 pub mod operations;
 pub mod problem;
-pub mod source_time;
 #[cfg(feature = "rules")]
 pub mod rule_segment;
 #[cfg(feature = "rules")]
 pub mod rules;
 pub mod scope;
 pub mod segment;
+pub mod source_time;
 pub mod user_data;
 
 pub use clock::Timestamp;

@@ -64,8 +64,13 @@ pub fn take(def: &Definition, obj: &mut Map<String, Value>, problems: &mut Vec<(
                             Err(e) => bad(at, e.to_string()),
                         }
                     } else if def.properties[pi].attr_type != AttrType::Number {
-                        bad(at, format!("only a Number property can be incremented; this one is a {}",
-                            def.properties[pi].attr_type));
+                        bad(
+                            at,
+                            format!(
+                                "only a Number property can be incremented; this one is a {}",
+                                def.properties[pi].attr_type
+                            ),
+                        );
                     } else {
                         match delta(value) {
                             Ok(d) => ops.increment.push((pi, d)),
@@ -91,7 +96,9 @@ pub fn take(def: &Definition, obj: &mut Map<String, Value>, problems: &mut Vec<(
             _ if legacy(def, &key) => {}
             _ => bad(
                 pointer(&[&key]),
-                format!("keys beginning with '$' are reserved: the operations are {SET_ONCE}, {INCREMENT} and {UNSET}"),
+                format!(
+                    "keys beginning with '$' are reserved: the operations are {SET_ONCE}, {INCREMENT} and {UNSET}"
+                ),
             ),
         }
     }
@@ -105,9 +112,9 @@ fn property(def: &Definition, path: &str) -> Option<usize> {
 /// Whether a path of the definition reads `key` (stored before `$` was reserved).
 fn legacy(def: &Definition, key: &str) -> bool {
     let paths = def.properties.iter().map(|p| p.path.as_str()).chain([def.user_identifier.as_str()]);
-    paths.chain(def.timestamp.as_ref().map(|t| t.as_str())).any(|p| {
-        p == key || (p.len() > key.len() && p.starts_with(key) && p.as_bytes()[key.len()] == b'.')
-    })
+    paths
+        .chain(def.timestamp.as_ref().map(|t| t.as_str()))
+        .any(|p| p == key || (p.len() > key.len() && p.starts_with(key) && p.as_bytes()[key.len()] == b'.'))
 }
 
 /// A delta: a JSON number or a string holding one, checked like a Number value (every digit
@@ -160,8 +167,20 @@ mod tests {
         assert!(problems.iter().any(|(p, r)| p == "/$inc" && r.contains("reserved")));
         let mut sorted = at.clone();
         sorted.sort_unstable();
-        assert_eq!(sorted, ["/$inc", "/$increment/a~1b", "/$increment/plan", "/$increment/score",
-            "/$setOnce/nope", "/$setOnce/plan", "/$unset/1", "/$unset/2", "/$unset2"]);
+        assert_eq!(
+            sorted,
+            [
+                "/$inc",
+                "/$increment/a~1b",
+                "/$increment/plan",
+                "/$increment/score",
+                "/$setOnce/nope",
+                "/$setOnce/plan",
+                "/$unset/1",
+                "/$unset/2",
+                "/$unset2"
+            ]
+        );
     }
 
     #[test]

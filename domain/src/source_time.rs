@@ -49,7 +49,8 @@ pub fn parse(v: &Value) -> Result<i64, SourceTimeError> {
 
 fn epoch_ms(text: &str) -> Result<i64, SourceTimeError> {
     let (int, frac) = text.split_once('.').unwrap_or((text, ""));
-    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
         return Err(SourceTimeError::Format);
     }
     if int.len() > 18 {
@@ -134,6 +135,9 @@ mod tests {
         assert!(removal_stamp(1000) < value_stamp(1000, &v));
         assert!(value_stamp(1000, &v) < increment_bound(1000));
         assert!(increment_bound(1000) < removal_stamp(1001));
-        assert_ne!(value_stamp(5, &AttrValue::Number("1".into())), value_stamp(5, &AttrValue::String("1".into())));
+        assert_ne!(
+            value_stamp(5, &AttrValue::Number("1".into())),
+            value_stamp(5, &AttrValue::String("1".into()))
+        );
     }
 }

@@ -264,8 +264,10 @@ impl<'a> Leg<'a> {
         let replace = rec.mode == ImportMode::Replace;
         // A replace puts plain users whole, as before; every other user's rows are applied in
         // order, one UpdateItem each (conditional when ordered by source time).
-        let (whole, ordered): (Vec<_>, Vec<_>) = page.users().partition(|rows| replace && Page::is_single_plain(rows));
-        let puts: Vec<UserWrite<'_>> = whole.iter().map(|rows| UserWrite::of(&rows[0].1, def, true)).collect();
+        let (whole, ordered): (Vec<_>, Vec<_>) =
+            page.users().partition(|rows| replace && Page::is_single_plain(rows));
+        let puts: Vec<UserWrite<'_>> =
+            whole.iter().map(|rows| UserWrite::of(&rows[0].1, def, true)).collect();
         let refs: Vec<&UserWrite<'_>> = puts.iter().collect();
         store.put_users(&rec.account, &rec.integration_id, &refs, &now, PUT_CONCURRENCY).await?;
         let jobs: Vec<Vec<(RowNumber, UserUpdate)>> = ordered.into_iter().map(<[_]>::to_vec).collect();
@@ -275,7 +277,9 @@ impl<'a> Leg<'a> {
             async move {
                 let mut stale = Vec::new();
                 for (row, u) in &rows {
-                    let w = store.update_user(&account, &id, &UserWrite::of(u, &def, replace), false, &now).await?;
+                    let w = store
+                        .update_user(&account, &id, &UserWrite::of(u, &def, replace), false, &now)
+                        .await?;
                     stale.extend(w.stale.into_iter().map(|name| (*row, name)));
                 }
                 Ok(stale)

@@ -32,7 +32,9 @@ impl Page {
         {
             let superseded = *earlier;
             *previous = match mode {
-                ImportMode::Merge => merge_updates(std::mem::replace(previous, UserUpdate::plain(user, Vec::new())), update),
+                ImportMode::Merge => {
+                    merge_updates(std::mem::replace(previous, UserUpdate::plain(user, Vec::new())), update)
+                }
                 ImportMode::Replace => update,
             };
             *earlier = number;
@@ -81,7 +83,9 @@ mod tests {
 
     #[test]
     fn a_user_twice_in_a_page_is_written_once_and_the_earlier_row_is_named() {
-        let u = |id: &str, s: &str| UserUpdate::plain(UserId::parse(id).unwrap(), vec![(0, AttrValue::String(s.into()))]);
+        let u = |id: &str, s: &str| {
+            UserUpdate::plain(UserId::parse(id).unwrap(), vec![(0, AttrValue::String(s.into()))])
+        };
         let mut page = Page::default();
         assert_eq!(page.add(2, u("a", "1"), ImportMode::Replace), None);
         assert_eq!(page.add(3, u("b", "1"), ImportMode::Replace), None);

@@ -100,13 +100,21 @@ async fn update(
     let id = &integration.integration_id;
     let (skipped, stale): (Vec<UserId>, Vec<(UserId, Vec<String>)>) = match validated.mode {
         Mode::Merge => {
-            let w = app.store.update_user(&p.account, id, &writes[0], request.update_existing_only, &now).await?;
+            let w =
+                app.store.update_user(&p.account, id, &writes[0], request.update_existing_only, &now).await?;
             let user = || writes[0].user_id.clone();
+            if w.overflow {
+                return Err(overflow(&[user()]));
+            }
             let stale = if w.stale.is_empty() { Vec::new() } else { vec![(user(), w.stale)] };
             (if w.written { Vec::new() } else { vec![user()] }, stale)
         }
         Mode::Replace => {
-            let r = app.store.replace_users(&p.account, id, &writes, request.update_existing_only, &now).await?;
+            let r =
+                app.store.replace_users(&p.account, id, &writes, request.update_existing_only, &now).await?;
+            if !r.overflow.is_empty() {
+                return Err(overflow(&r.overflow));
+            }
             (r.skipped, r.stale)
         }
     };
@@ -126,6 +134,23 @@ async fn update(
             .collect(),
     };
     Ok(Reply::json(200, &body).usage(UsageReport { users_updated: accepted as i64, segment_ids: 0 }))
+}
+
+/// Increments whose result DynamoDB refused; only those users' writes were not applied.
+fn overflow(users: &[UserId]) -> ApiError {
+    let details = users
+        .iter()
+        .map(|u| {
+            Problem::at(
+                "/$increment",
+                format!(
+                    "user '{}': the result would pass 38 significant digits or the Number range",
+                    u.as_str()
+                ),
+            )
+        })
+        .collect();
+    ApiError::validation("an increment's result cannot be stored; those users were not written", details)
 }
 
 fn user_id(raw: &str) -> Result<UserId, ApiError> {

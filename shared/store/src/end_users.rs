@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
@@ -56,7 +57,14 @@ pub struct UserWrite<'a> {
 impl<'a> UserWrite<'a> {
     /// Values only, as every write was before operations and source times.
     pub fn plain(user_id: &'a UserId, values: Vec<(&'a str, &'a AttrValue)>) -> Self {
-        Self { user_id, values, set_once: Vec::new(), increment: Vec::new(), unset: Vec::new(), source_ms: None }
+        Self {
+            user_id,
+            values,
+            set_once: Vec::new(),
+            increment: Vec::new(),
+            unset: Vec::new(),
+            source_ms: None,
+        }
     }
 
     /// A validated update under the names of `def`'s properties. With `replace`, the
@@ -80,7 +88,10 @@ impl<'a> UserWrite<'a> {
 
     /// Whether it is a plain write (no operation, no source time): a `replace` puts it whole.
     fn is_plain(&self) -> bool {
-        self.set_once.is_empty() && self.increment.is_empty() && self.unset.is_empty() && self.source_ms.is_none()
+        self.set_once.is_empty()
+            && self.increment.is_empty()
+            && self.unset.is_empty()
+            && self.source_ms.is_none()
     }
 }
 
@@ -91,6 +102,8 @@ pub struct Replaced {
     pub skipped: Vec<UserId>,
     /// Users with attributes left as they were (newer source times), and those attributes.
     pub stale: Vec<(UserId, Vec<String>)>,
+    /// Users whose increments DynamoDB refused (nothing of theirs written).
+    pub overflow: Vec<UserId>,
 }
 
 /// What a user's write did.
@@ -100,6 +113,9 @@ pub struct Written {
     pub written: bool,
     /// Attributes left as they were: they hold newer source times.
     pub stale: Vec<String>,
+    /// DynamoDB refused an increment's result (past 38 significant digits or its range):
+    /// nothing of this user's write was applied.
+    pub overflow: bool,
 }
 
 /// One user's UpdateItem, owned (it may be sent from a spawned task). Each stamped part
@@ -138,19 +154,38 @@ impl Plan {
     }
 
     fn is_empty(&self) -> bool {
-        self.values.is_empty() && self.set_once.is_empty() && self.increment.is_empty() && self.unset.is_empty()
+        self.values.is_empty()
+            && self.set_once.is_empty()
+            && self.increment.is_empty()
+            && self.unset.is_empty()
     }
 
     /// Drops the parts whose attribute holds a newer stamp in `item`; returns their names.
     fn drop_stale(&mut self, item: &Item) -> Vec<String> {
-        let newer = |name: &str, stamp: &Option<String>| match (stamp, item.get(&format!("{STAMP_PREFIX}{name}"))) {
-            (Some(sent), Some(AttributeValue::S(stored))) => stored > sent,
-            _ => false,
-        };
+        let newer =
+            |name: &str, stamp: &Option<String>| match (stamp, item.get(&format!("{STAMP_PREFIX}{name}"))) {
+                (Some(sent), Some(AttributeValue::S(stored))) => stored > sent,
+                _ => false,
+            };
         let mut dropped = Vec::new();
-        self.values.retain(|(n, _, st)| !newer(n, st) || { dropped.push(n.clone()); false });
-        self.increment.retain(|(n, _, st)| !newer(n, st) || { dropped.push(n.clone()); false });
-        self.unset.retain(|(n, st)| !newer(n, st) || { dropped.push(n.clone()); false });
+        self.values.retain(|(n, _, st)| {
+            !newer(n, st) || {
+                dropped.push(n.clone());
+                false
+            }
+        });
+        self.increment.retain(|(n, _, st)| {
+            !newer(n, st) || {
+                dropped.push(n.clone());
+                false
+            }
+        });
+        self.unset.retain(|(n, st)| {
+            !newer(n, st) || {
+                dropped.push(n.clone());
+                false
+            }
+        });
         dropped
     }
 
@@ -295,7 +330,8 @@ impl DynamoStore {
         only_existing: bool,
         now: &str,
     ) -> Result<Replaced, StoreError> {
-        let (plain, ordered): (Vec<&UserWrite<'_>>, Vec<&UserWrite<'_>>) = users.iter().partition(|u| u.is_plain());
+        let (plain, ordered): (Vec<&UserWrite<'_>>, Vec<&UserWrite<'_>>) =
+            users.iter().partition(|u| u.is_plain());
         let mut out = Replaced::default();
         let existing = if only_existing && !plain.is_empty() {
             Some(self.existing_users(account, integration_id, &plain).await?)
@@ -316,13 +352,16 @@ impl DynamoStore {
         self.put_users(account, integration_id, &kept, now, WRITE_CONCURRENCY).await?;
         let jobs: Vec<(UserId, Plan)> =
             ordered.iter().map(|u| (u.user_id.clone(), Plan::of(account, integration_id, u))).collect();
-        let done = crate::concurrent::for_each_bounded(jobs, ORDERED_CONCURRENCY, "UpdateItem", |(id, plan)| {
-            let (store, now) = (self.clone(), now.to_string());
-            async move { Ok((id, store.apply(plan, only_existing, &now, None).await?)) }
-        })
-        .await?;
+        let done =
+            crate::concurrent::for_each_bounded(jobs, ORDERED_CONCURRENCY, "UpdateItem", |(id, plan)| {
+                let (store, now) = (self.clone(), now.to_string());
+                async move { Ok((id, store.apply(plan, only_existing, &now, None).await?)) }
+            })
+            .await?;
         for (id, w) in done {
-            if !w.written {
+            if w.overflow {
+                out.overflow.push(id);
+            } else if !w.written {
                 out.skipped.push(id);
             } else if !w.stale.is_empty() {
                 out.stale.push((id, w.stale));
@@ -441,12 +480,18 @@ impl DynamoStore {
         let mut stale = Vec::new();
         for _ in 0..MAX_ORDERING_ATTEMPTS {
             if plan.is_empty() {
-                return Ok(Written { written: true, stale });
+                return Ok(Written { written: true, stale, overflow: false });
             }
             let req = plan.request(self, only_existing, now, client_ip);
             let err = match req.send().await {
-                Ok(_) => return Ok(Written { written: true, stale }),
+                Ok(_) => return Ok(Written { written: true, stale, overflow: false }),
                 Err(e) if is_conditional_failure(&e) => e,
+                Err(e)
+                    if !plan.increment.is_empty()
+                        && e.as_service_error().and_then(|x| x.code()) == Some("ValidationException") =>
+                {
+                    return Ok(Written { written: false, stale, overflow: true });
+                }
                 Err(e) => return Err(sdk_error("UpdateItem", e)),
             };
             let old = err.into_service_error();
@@ -455,7 +500,7 @@ impl DynamoStore {
                 _ => None,
             };
             match old {
-                None if only_existing => return Ok(Written { written: false, stale }),
+                None if only_existing => return Ok(Written { written: false, stale, overflow: false }),
                 None => {}
                 Some(item) => stale.extend(plan.drop_stale(item)),
             }
