@@ -289,3 +289,31 @@ async fn ten_thousand_increments_from_32_writers() {
     println!("{calls} increments of 0.001 from {writers} writers: total {total}");
     assert_eq!(total, "10");
 }
+
+/// The end-users table's units per call, from the local DynamoDB's meter (the one `make
+/// capacity` reads): docs/CAPACITY.md, "Write extensions".
+#[tokio::test]
+async fn ordered_writes_and_increments_cost_one_item_write() {
+    let w = world(TIMED).await;
+    let table = w._stack.store.tables().end_users.clone();
+    let units = || units_of(&[&table]);
+    let mut measure = async |label: &str, data: Value| {
+        let before = units();
+        let a = w.send(data).await;
+        assert_eq!(a.status, 200, "{label}: {}", a.body);
+        let u = units() - before;
+        println!("{label}: {} RRU, {} WRU on the end-users table", u.rcu, u.wcu);
+        (u.rcu, u.wcu, a.body)
+    };
+    w.send(json!([{"id": "m", "ts": 10, "plan": "a", "score": 1}])).await;
+    let in_order = measure("in order", json!([{"id": "m", "ts": 20, "plan": "b", "score": 2}])).await;
+    assert_eq!((in_order.0, in_order.1), (0.0, 1.0));
+    let stale = measure("out of order, all stale", json!([{"id": "m", "ts": 15, "plan": "c"}])).await;
+    assert_eq!((stale.0, stale.1), (0.0, 1.0), "the failed condition returns the item: no read");
+    let part =
+        measure("out of order, partly stale", json!([{"id": "m", "ts": 15, "plan": "c", "vip": true}])).await;
+    assert_eq!((part.0, part.1), (0.0, 2.0), "the failed write and the fresh part's write");
+    assert_eq!(part.2["stale"], json!([{"userId": "m", "properties": ["Plan"]}]));
+    let inc = measure("increment", json!([{"id": "m", "ts": 30, "$increment": {"score": 1}}])).await;
+    assert_eq!((inc.0, inc.1), (0.0, 1.0));
+}
