@@ -68,11 +68,12 @@ impl<'a> UserWrite<'a> {
     }
 
     /// A validated update under the names of `def`'s properties. With `replace`, the
-    /// properties it does not name are removed.
+    /// properties it does not name are removed: by the whole-item put of a plain update, by
+    /// removals in the UpdateItem of any other.
     pub fn of(u: &'a UserUpdate, def: &'a Definition, replace: bool) -> Self {
         let name = |i: &usize| def.properties[*i].name.as_str();
         let mut unset: Vec<&str> = u.ops.unset.iter().map(name).collect();
-        if replace {
+        if replace && !u.is_plain() {
             let named: Vec<usize> = u.values.iter().map(|(i, _)| *i).chain(u.ops.properties()).collect();
             unset.extend((0..def.properties.len()).filter(|i| !named.contains(i)).map(|i| name(&i)));
         }
