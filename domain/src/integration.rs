@@ -466,6 +466,26 @@ mod tests {
     }
 
     #[test]
+    fn timestamp_property_is_optional_patchable_and_never_reserved_or_clashing() {
+        let mut body = seed();
+        body["timestampProperty"] = json!("meta.sentAt");
+        let d = Definition::from_json(&body).unwrap();
+        assert_eq!(d.timestamp.as_ref().map(PropertyPath::as_str), Some("meta.sentAt"));
+        assert_eq!(Definition::from_json(&seed()).unwrap().timestamp, None);
+        assert_eq!(d.patched(&json!({"timestampProperty": null})).unwrap().timestamp, None);
+        let changed = d.patched(&json!({"timestampProperty": "ts"})).unwrap();
+        assert_eq!(changed.timestamp.unwrap().as_str(), "ts");
+        for bad in [json!("$ts"), json!("Email"), json!("Type"), json!(5), json!("a..b")] {
+            let mut body = seed();
+            body["timestampProperty"] = bad.clone();
+            let errs = Definition::from_json(&body).unwrap_err();
+            assert_eq!(errs[0].path.as_deref(), Some("timestampProperty"), "{bad}");
+        }
+        let reserved = d.patched(&json!({"properties": [{"path": "$plan", "type": "String"}]})).unwrap_err();
+        assert_eq!(reserved[0].path.as_deref(), Some("properties[0].path"));
+    }
+
+    #[test]
     fn paths_match_literal_dotted_keys_first_then_nested() {
         let p = PropertyPath::parse("properties.ID").unwrap();
         let item = json!({"properties.ID": "lit", "properties": {"ID": "nested"}});

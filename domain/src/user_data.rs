@@ -621,6 +621,34 @@ mod tests {
     }
 
     #[test]
+    fn operations_and_source_times_are_judged_with_the_entry() {
+        let mut timed = seed_def();
+        timed.timestamp = Some(crate::integration::PropertyPath::parse("meta.at").unwrap());
+        let v = check(
+            &timed,
+            json!([{"Email": "a", "meta": {"at": 1_733_480_000, "x": 1}, "$unset": ["Status"]}]),
+        )
+        .unwrap();
+        let u = &v.users[0];
+        assert_eq!(
+            (u.source_ms, u.ops.unset.clone(), u.values.is_empty()),
+            (Some(1_733_480_000_000), vec![1], true)
+        );
+        assert_eq!(v.ignored_fields, ["meta.x"], "the source time is read, not ignored");
+        assert!(!u.is_plain());
+        let errs = check(&timed, json!([{"Email": "a", "Type": "x"}])).unwrap_err();
+        assert_eq!((errs[0].index, errs[0].path.as_deref()), (Some(0), Some("meta.at")));
+        // A property named twice (a value and an operation) is refused; a plain entry stays plain.
+        let errs =
+            check(&seed_def(), json!([{"Email": "a", "Type": "x", "$setOnce": {"Type": "y"}}])).unwrap_err();
+        assert_eq!(errs[0].path.as_deref(), Some("Type"));
+        assert!(check(&seed_def(), json!([{"Email": "a", "Type": "x"}])).unwrap().users[0].is_plain());
+        // Operations alone are enough; an empty operation is not.
+        assert!(check(&seed_def(), json!([{"Email": "a", "$unset": ["Type"]}])).is_ok());
+        assert!(check(&seed_def(), json!([{"Email": "a", "$unset": []}])).is_err());
+    }
+
+    #[test]
     fn user_id_edges() {
         let def = seed_def();
         let one = |id: Value| check(&def, json!([{"Email": id, "Type": "x"}]));
