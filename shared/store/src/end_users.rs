@@ -4,7 +4,9 @@
 //! attributes as top-level attributes named `a:<attribute name>` (the prefix keeps customer
 //! names apart from ours), plus `integrationId`, `updatedAt` and, in the MoEngage item,
 //! `clientIp` (the address of the last update). A user's whole object is one
-//! Query; a merge is one UpdateItem; a replace is one PutItem per user, batched by 25.
+//! Query; a merge is one UpdateItem; a replace is one PutItem per user, batched by 25, but
+//! one UpdateItem for a user with operations or a source time. With a source time, each
+//! value's stamp is `t:<attribute name>` beside it (domain::source_time).
 
 use std::collections::{BTreeMap, HashMap};
 
