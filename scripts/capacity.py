@@ -45,7 +45,7 @@ APIGW, LAMBDA_REQ, GBS = 1.00e-6, 0.20e-6, 0.0000133334
 # Order of the routes: what creates comes before what reads, deletes last. Routes not named
 # here run in the middle with no special handling.
 FIRST = ["token", "jwks", "openid-configuration", "integrations-create", "user-data-seed-single",
-         "user-data-seed-multiple", "user-data-seed-nested", "moengage-track-user", "user-get",
+         "user-data-seed-multiple", "user-data-seed-nested", "user-data-operations", "moengage-track-user", "user-get",
          "segments-create"]
 LAST = ["segments-update-add", "segments-update-remove", "segments-update-override",
         "integrations-delete", "segments-delete", "rule-segments-delete", "user-delete"]
@@ -74,6 +74,7 @@ FLOORS = {
     "user-data-seed-single": (lambda b: (0, n_users(b)), "one ≤ 1 KB item per user"),
     "user-data-seed-multiple": (lambda b: (0, n_users(b)), "one ≤ 1 KB item per user"),
     "user-data-seed-nested": (lambda b: (0, n_users(b)), "one ≤ 1 KB item per user"),
+    "user-data-operations": (lambda b: (0, n_users(b)), "one ≤ 1 KB item per user"),
     "moengage-track-user": (lambda b: (0, 1), "one ≤ 1 KB item"),
     "user-get": (lambda b: (1, 0), "the user's items, one strongly consistent read ≤ 4 KB"),
     "user-delete": (lambda b: (0, 1), "delete the user's item(s): at least one"),

@@ -94,35 +94,63 @@ async fn update(
     let validated = user_data::validate(def, &mut request.data)
         .map_err(|d| ApiError::validation("some users are invalid; nothing was written", d))?;
 
-    let writes: Vec<UserWrite> = validated
-        .users
-        .iter()
-        .map(|u| UserWrite { user_id: &u.user_id, values: u.named_values(def).collect() })
-        .collect();
+    let replace = validated.mode == Mode::Replace;
+    let writes: Vec<UserWrite> = validated.users.iter().map(|u| UserWrite::of(u, def, replace)).collect();
     let now = Timestamp::now().rfc3339();
     let id = &integration.integration_id;
-    let skipped: Vec<UserId> = match validated.mode {
+    let (skipped, stale): (Vec<UserId>, Vec<(UserId, Vec<String>)>) = match validated.mode {
         Mode::Merge => {
-            let written =
-                app.store.merge_user(&p.account, id, &writes[0], request.update_existing_only, &now).await?;
-            if written { Vec::new() } else { vec![writes[0].user_id.clone()] }
+            let w =
+                app.store.update_user(&p.account, id, &writes[0], request.update_existing_only, &now).await?;
+            let user = || writes[0].user_id.clone();
+            if w.overflow {
+                return Err(overflow(&[user()]));
+            }
+            let stale = if w.stale.is_empty() { Vec::new() } else { vec![(user(), w.stale)] };
+            (if w.written { Vec::new() } else { vec![user()] }, stale)
         }
         Mode::Replace => {
-            app.store.replace_users(&p.account, id, &writes, request.update_existing_only, &now).await?
+            let r =
+                app.store.replace_users(&p.account, id, &writes, request.update_existing_only, &now).await?;
+            if !r.overflow.is_empty() {
+                return Err(overflow(&r.overflow));
+            }
+            (r.skipped, r.stale)
         }
     };
     let accepted = writes.len() - skipped.len();
     tracing::info!(
         request_id = %info.request_id, account = %p.account, integration_id = %id,
-        mode = validated.mode.as_str(), accepted, skipped = skipped.len(), "user data written"
+        mode = validated.mode.as_str(), accepted, skipped = skipped.len(), stale = stale.len(), "user data written"
     );
     let body = api::UserDataResponse {
         accepted,
         mode: validated.mode.as_str(),
         ignored_fields: &validated.ignored_fields,
         skipped: skipped.iter().map(UserId::as_str).collect(),
+        stale: stale
+            .iter()
+            .map(|(u, names)| api::StaleUser { user_id: u.as_str(), properties: names.clone() })
+            .collect(),
     };
     Ok(Reply::json(200, &body).usage(UsageReport { users_updated: accepted as i64, segment_ids: 0 }))
+}
+
+/// Increments whose result DynamoDB refused; only those users' writes were not applied.
+fn overflow(users: &[UserId]) -> ApiError {
+    let details = users
+        .iter()
+        .map(|u| {
+            Problem::at(
+                "/$increment",
+                format!(
+                    "user '{}': the result would pass 38 significant digits or the Number range",
+                    u.as_str()
+                ),
+            )
+        })
+        .collect();
+    ApiError::validation("an increment's result cannot be stored; those users were not written", details)
 }
 
 fn user_id(raw: &str) -> Result<UserId, ApiError> {

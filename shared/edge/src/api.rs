@@ -66,6 +66,8 @@ pub struct Integration<'a> {
     pub integration_id: &'a str,
     pub name: &'a str,
     pub user_identifier_property: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp_property: Option<&'a str>,
     pub properties: Vec<Property<'a>>,
     pub endpoint: String,
     pub created_at: String,
@@ -108,6 +110,17 @@ pub struct UserDataResponse<'a> {
     pub mode: &'static str,
     pub ignored_fields: &'a [String],
     pub skipped: Vec<&'a str>,
+    /// Users whose attributes hold newer source times than this write's (absent when none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stale: Vec<StaleUser<'a>>,
+}
+
+/// One user's attributes left as they were: they hold newer source times.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StaleUser<'a> {
+    pub user_id: &'a str,
+    pub properties: Vec<String>,
 }
 
 /// `EndUser`.

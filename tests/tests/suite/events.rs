@@ -14,6 +14,7 @@ const ORDER: &[&str] = &[
     "user-data-seed-single.json",
     "user-data-seed-multiple.json",
     "user-data-seed-nested.json",
+    "user-data-operations.json",
     "moengage-track-user.json",
     "user-get.json",
     "integrations-list.json",

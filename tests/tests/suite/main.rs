@@ -23,3 +23,4 @@ mod rule_segments;
 mod template;
 mod token;
 mod user_data;
+mod write_extensions;
