@@ -26,6 +26,9 @@ pub enum Step {
     LostLease,
 }
 
+const STALE: &str = "left as it was: the user's value has a newer source time";
+const OVERFLOW: &str =
+    "not written: an increment's result would pass 38 significant digits or the Number range";
 pub struct Leg<'a> {
     worker: &'a Worker,
     /// Who holds the lease: the queue message this leg serves.
@@ -280,14 +283,17 @@ impl<'a> Leg<'a> {
                     let w = store
                         .update_user(&account, &id, &UserWrite::of(u, &def, replace), false, &now)
                         .await?;
-                    stale.extend(w.stale.into_iter().map(|name| (*row, name)));
+                    if w.overflow {
+                        stale.push((*row, "$increment".to_string(), OVERFLOW));
+                    }
+                    stale.extend(w.stale.into_iter().map(|name| (*row, name, STALE)));
                 }
                 Ok(stale)
             }
         })
         .await?;
-        for (row, name) in stale.into_iter().flatten() {
-            self.report.line(row, &name, "left as it was: the user's value has a newer source time");
+        for (row, name, reason) in stale.into_iter().flatten() {
+            self.report.line(row, &name, reason);
         }
         self.store_report().await
     }

@@ -98,6 +98,7 @@ async fn update(
     let writes: Vec<UserWrite> = validated.users.iter().map(|u| UserWrite::of(u, def, replace)).collect();
     let now = Timestamp::now().rfc3339();
     let id = &integration.integration_id;
+    let mut refused: Vec<UserId> = Vec::new();
     let (skipped, stale): (Vec<UserId>, Vec<(UserId, Vec<String>)>) = match validated.mode {
         Mode::Merge => {
             let w =
@@ -112,13 +113,16 @@ async fn update(
         Mode::Replace => {
             let r =
                 app.store.replace_users(&p.account, id, &writes, request.update_existing_only, &now).await?;
-            if !r.overflow.is_empty() {
+            // Nothing written: a 400. Some users written: the others' increments are applied
+            // and must not be retried, so the answer is a 200 that names who was refused.
+            if !r.overflow.is_empty() && r.overflow.len() == writes.len() {
                 return Err(overflow(&r.overflow));
             }
+            refused = r.overflow;
             (r.skipped, r.stale)
         }
     };
-    let accepted = writes.len() - skipped.len();
+    let accepted = writes.len() - skipped.len() - refused.len();
     tracing::info!(
         request_id = %info.request_id, account = %p.account, integration_id = %id,
         mode = validated.mode.as_str(), accepted, skipped = skipped.len(), stale = stale.len(), "user data written"
@@ -132,23 +136,21 @@ async fn update(
             .iter()
             .map(|(u, names)| api::StaleUser { user_id: u.as_str(), properties: names.clone() })
             .collect(),
+        refused: refused
+            .iter()
+            .map(|u| api::RefusedUser { user_id: u.as_str(), reason: OVERFLOW_REASON })
+            .collect(),
     };
     Ok(Reply::json(200, &body).usage(UsageReport { users_updated: accepted as i64, segment_ids: 0 }))
 }
 
-/// Increments whose result DynamoDB refused; only those users' writes were not applied.
+const OVERFLOW_REASON: &str = "an increment's result would pass 38 significant digits or the Number range";
+
+/// Increments whose result DynamoDB refused, when no user of the call was written.
 fn overflow(users: &[UserId]) -> ApiError {
     let details = users
         .iter()
-        .map(|u| {
-            Problem::at(
-                "/$increment",
-                format!(
-                    "user '{}': the result would pass 38 significant digits or the Number range",
-                    u.as_str()
-                ),
-            )
-        })
+        .map(|u| Problem::at("/$increment", format!("user '{}': {OVERFLOW_REASON}", u.as_str())))
         .collect();
     ApiError::validation("an increment's result cannot be stored; those users were not written", details)
 }

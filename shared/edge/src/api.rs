@@ -113,6 +113,18 @@ pub struct UserDataResponse<'a> {
     /// Users whose attributes hold newer source times than this write's (absent when none).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub stale: Vec<StaleUser<'a>>,
+    /// Users of a several-user call whose write was refused while others were written
+    /// (absent when none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedUser<'a>>,
+}
+
+/// One user of a several-user call not written, and why; nothing of it was stored.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusedUser<'a> {
+    pub user_id: &'a str,
+    pub reason: &'static str,
 }
 
 /// One user's attributes left as they were: they hold newer source times.

@@ -159,6 +159,18 @@ async fn concurrent_increments_add_up_exactly() {
     let a = w.send(past).await;
     assert_eq!(a.status, 400, "{}", a.body);
     assert_eq!(w.attrs("n").await.get("Plan"), None);
+    // With another user written in the same call: a 200 naming the refused one, so no retry
+    // applies the other's increment twice.
+    let two = json!([
+        {"id": "n", "$increment": {"stats.score": "0.000001"}},
+        {"id": "m", "$increment": {"stats.score": 5}}
+    ]);
+    let a = w.send(two).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["accepted"], 1);
+    assert_eq!(a.body["refused"][0]["userId"], "n", "{}", a.body);
+    assert_eq!(a.body["refused"].as_array().unwrap().len(), 1);
+    assert_eq!(w.attrs("m").await["Score"].to_string(), "5");
 }
 
 #[tokio::test]
@@ -364,6 +376,13 @@ async fn imports_order_by_the_integrations_source_time_and_apply_operations_row_
     assert_eq!((s["status"].as_str(), s["accepted"].as_i64()), (Some("completed"), Some(4)), "{s}");
     assert!(report.contains("2,Plan,left as it was"), "the stale row is reported: {report}");
     assert_eq!(w.attrs("i").await, json!({"Plan": "new", "Score": 7}), "both increments, in order");
+    // An increment past 38 digits is a report line, not a silent drop.
+    let nines = "9".repeat(38);
+    let line = json!({"id": "i", "ts": 400, "$increment": {"score": nines}});
+    let (s, report) = import(&w, json!({"format": "ndjson", "mode": "merge"}), &format!("{line}\n")).await;
+    assert_eq!(s["status"], "completed", "{s}");
+    assert!(report.contains("1,$increment,not written"), "{report}");
+    assert_eq!(w.attrs("i").await, json!({"Plan": "new", "Score": 7}));
 
     // A CSV's source-time column orders a replace import alike.
     let (s, _) =
