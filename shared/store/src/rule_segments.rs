@@ -137,7 +137,7 @@ impl DynamoStore {
                 {
                     return Ok(stored);
                 }
-                Err(sdk_error("TransactWriteItems", e).into())
+                Err(sdk_error("TransactWriteItems", *e).into())
             }
         }
     }

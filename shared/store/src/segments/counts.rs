@@ -73,7 +73,7 @@ pub(crate) enum NotCounted {
     /// The transaction failed otherwise: one of the caller's own conditions (its actions
     /// follow the count updates: action `counts.len() + j` is the caller's `j`), or transient
     /// conflicts past the budget, or an error of the service.
-    Failed(TransactError),
+    Failed(Box<TransactError>),
     Store(StoreError),
 }
 
@@ -110,9 +110,9 @@ impl DynamoStore {
                 Ok(_) => return Ok(chosen),
                 Err(e) => e,
             };
-            let Some(codes) = cancellation_reasons(&e) else { return Err(NotCounted::Failed(e)) };
+            let Some(codes) = cancellation_reasons(&e) else { return Err(NotCounted::Failed(Box::new(e))) };
             if (counts.len()..codes.len()).any(|i| condition_failed(&codes, i)) {
-                return Err(NotCounted::Failed(e));
+                return Err(NotCounted::Failed(Box::new(e)));
             }
             let full: Vec<usize> = (0..counts.len()).filter(|i| condition_failed(&codes, *i)).collect();
             if !full.is_empty() {
@@ -124,7 +124,7 @@ impl DynamoStore {
             }
             let delay = crate::batch::backoff_capped(attempt, CREATE_MAX_DELAY);
             if !is_transient(&codes) || started.elapsed() + delay >= CREATE_BUDGET {
-                return Err(NotCounted::Failed(e));
+                return Err(NotCounted::Failed(Box::new(e)));
             }
             tokio::time::sleep(delay).await;
             attempt += 1;

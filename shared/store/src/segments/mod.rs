@@ -219,7 +219,7 @@ impl DynamoStore {
                 self.abandon(&head).await;
                 return Err(e.into());
             }
-            Err(NotCounted::Failed(e)) => e,
+            Err(NotCounted::Failed(e)) => *e,
         };
         // An attempt may have committed and lost its answer (a retry of it then fails its
         // conditions): the head's guid is fresh, so a head under it is this call's, and the
