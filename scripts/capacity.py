@@ -318,7 +318,7 @@ def measure(stack, name, calls, warm=2):
     variants = [(path, vary(name, body, i) if i else body) for i in range(total)]  # the first: as sent
     if name == "segments-create":
         variants = [(path, json.dumps(dict(json.loads(body), id=f"cap-{time.time_ns()}-{i}"))) for i in range(total)]
-    elif name in ("segments-delete", "integrations-delete"):
+    elif name in ("segments-delete", "integrations-delete", "rule-segments-delete"):
         made = stack.created.get(name.replace("delete", "create"), [])
         if len(made) < total:
             return None, f"needs {total} items made by its create route, has {len(made)}"
@@ -425,9 +425,9 @@ def load(requests, stack=None, scale=None):
     try:
         rep = json.load(open(report))
         secs = rep["durationSeconds"] or 1
-        rates = (rep["usersWritten"] / secs, rep["segmentIdsAdded"] / secs)
+        rates = (rep["usersWritten"] / secs, rep["segmentIdsAdded"] / secs, rep["mix"].get("evaluate", 0) / secs)
     except (OSError, KeyError, ValueError):
-        rates = (0.0, 0.0)
+        rates = (0.0, 0.0, 0.0)
     return rc, [x for x in lines if x.strip()][-12:], rates, m
 
 
@@ -435,7 +435,7 @@ def scale_run(stack, args, patterns):
     scale, users_per_s = args.scale, 0.0
     stack.meter("POST", "/_meter/config", json.dumps({"scale": 1}))
     if scale <= 0:  # auto: one account's user updates at SPEC's 10,000/s
-        _, _, (users_per_s, _), _ = load(args.calibration_requests)
+        _, _, (users_per_s, *_), _ = load(args.calibration_requests)
         scale = round(10_000 / users_per_s) if users_per_s else 100
         print(f"calibration: {users_per_s:.1f} user updates/s here; scale factor {scale}")
     started = time.time()
@@ -470,11 +470,19 @@ def per_call_keys(stack, method, path, headers, body=None):
     return status, rcu, wcu
 
 
-def split_units(rcu, uid):
-    """RCU of one call: (the user's own items, the instance's cached sets, the protections')."""
-    own = sum(v for (_, pk), v in rcu.items() if uid in pk)
-    prot = sum(v for (_, pk), v in rcu.items() if pk.startswith(PROTECTION_PREFIXES) and uid not in pk)
-    return own, sum(rcu.values()) - own - prot, prot
+def cached_set_key(pk):
+    """Whether a key is one of the sets an instance keeps for a second (a system's rule set
+    `<acc>#RSYS#<system>`, its static list and counts `<acc>#SYS#<system>`, the account's
+    systems and integration definitions `ACCOUNT#<acc>`): read once per instance-second."""
+    return "#RSYS#" in pk or "#SYS#" in pk or pk.startswith("ACCOUNT#")
+
+
+def split_units(rcu):
+    """RCU of one call or run, {(table, pk): rcu}: (the users' own items and memberships, the
+    instance's cached sets, the protections')."""
+    cached = sum(v for (_, pk), v in rcu.items() if cached_set_key(pk))
+    prot = sum(v for (_, pk), v in rcu.items() if pk.startswith(PROTECTION_PREFIXES))
+    return sum(rcu.values()) - cached - prot, cached, prot
 
 
 def evaluation_sweep(stack, calls, log=print):
@@ -487,7 +495,7 @@ def evaluation_sweep(stack, calls, log=print):
     _, env = load_py.load_env()
     run = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
     account = f"eval-{run}"
-    load_py.admin(env, "account", "create", account, "--rate-limit", "10000")
+    load_py.admin(env, "account", "create", account, "--rate-limit", "10000", "--attribute-limit", "1000")
     system = load_py.admin(env, "system", "create", "--account", account)["systemGuid"]
     c = load_py.admin(env, "client", "create", "--account", account, "--scopes", "all", "--name", "eval")
     basic = base64.b64encode(f"{c['clientId']}:{c['clientSecret']}".encode()).decode()
@@ -529,7 +537,7 @@ def evaluation_sweep(stack, calls, log=print):
                 status, rcu, _ = per_call_keys(stack, "GET", path, headers)
                 if status != 200:
                     fail(f"sweep: GET {path}: {status}")
-                own, cached, _ = split_units(rcu, uid)
+                own, cached, _ = split_units(rcu)
                 (rereads if cached else hits).append((own, cached))
             rows.append({"integrations": target, "route": label, "calls": calls, "hits": len(hits),
                          "hit_rcu": statistics.mean(o for o, _ in hits) if hits else None,
@@ -549,9 +557,8 @@ def evaluation_sweep(stack, calls, log=print):
     for _ in range(20):  # until the call is the instance's re-read (the set is a second old)
         time.sleep(1.1)
         status, rcu, _ = per_call_keys(stack, "GET", seg_path, headers)
-        own, cached, _ = split_units(rcu, uid)
-        if cached:
-            cold = {k: v for k, v in rcu.items() if uid not in k[1] and not k[1].startswith(PROTECTION_PREFIXES)}
+        if split_units(rcu)[1]:
+            cold = {k: v for k, v in rcu.items() if cached_set_key(k[1])}
             break
     return {"account": account, "rows": rows, "cold": [
         {"table": t, "pk": pk, "rcu": v} for (t, pk), v in sorted(cold.items(), key=lambda kv: -kv[1])],
@@ -566,18 +573,26 @@ def evaluation_report(results, memory, sweep, patterns):
            "static segment). The floor is the user's own items and its static memberships, what the user read "
            "already reads: two strongly consistent reads of ≤ 4 KB per user; a dry run reads nothing. The "
            "batch row is 100 users that exist (written by user-data-seed-single).\n",
-           "| evaluation | event | RRU / call | floor RRU | RRU / floor | RRU / user | $ / M calls | floor $ / M |",
-           "|---|---|---|---|---|---|---|---|"]
+           "Each call's units are split by key: the users' own (their items, memberships and the heads of "
+           "those memberships), the cached sets' (the instance's re-read, once a second: locally a debug "
+           "build serves a few calls a second, so the re-read weighs on each; on AWS an instance serving "
+           "100 calls a second spreads it over 100) and the protections'. *Own / floor* is the ratio "
+           "that does not depend on the call rate.\n",
+           "| evaluation | event | RRU / call | of which the users' own | the cached sets' re-reads | protections | floor RRU | own / floor | own RRU / user |",
+           "|---|---|---|---|---|---|---|---|---|"]
     names = {"user-segments": "one user", "user-segments-explain": "one user, `?explain=true`",
              "segments-evaluate": f"batch of {BATCH_USERS} users", "rule-segments-evaluate": "dry run (rule and attributes sent)"}
     for r in results:
         if r["event"] not in names:
             continue
-        _, cost, floor, (frr, _, _) = price(r, memory)
+        _, _, _, (frr, _, _) = price(r, memory)
         users = len((r["body"] or {}).get("userIds") or [None])
-        ratio = f"{r['rcu'] / frr:.2f}" if frr else ("—" if not r["rcu"] else "∞")
-        out.append(f"| {names[r['event']]} | {r['event']} | {r['rcu']:.4g} | {frr:g} | {ratio} | {r['rcu'] / users:.4g} | "
-                   f"{per_m(cost)} | {per_m(floor)} |")
+        own, cached, prot = (x / r["calls"] for x in split_units({(k["table"], k["pk"]): k["rcu"] for k in r["keys"]}))
+        # The meter lists the busiest keys only: what it leaves out is the users' (small, many).
+        own = r["rcu"] - cached - prot
+        ratio = f"{own / frr:.2f}" if frr else ("—" if own < 0.005 else "∞")
+        out.append(f"| {names[r['event']]} | {r['event']} | {r['rcu']:.4g} | {own:.4g} | {cached:.4g} | {prot:.4g} | "
+                   f"{frr:g} | {ratio} | {own / users:.4g} |")
     if not sweep:
         return out
     out += ["", "### The definitions cache: units per read at 1, 10 and 41 integrations\n",
@@ -677,7 +692,7 @@ def write_report(args, results, skipped, memory, patterns, scale, sweep=None):
             "shard: an account allowed 10,000/s has proportionally more shards (the scale simulation's account does). "
             "Keys of the other kinds do not depend on the account's limit."]
     if scale:
-        m, seconds, rc, summary, (users_s, ids_s) = scale
+        m, seconds, rc, summary, (users_s, ids_s, evals_s) = scale
         sc = m["scale"]
         out += ["", f"## Scale simulation: `make load`'s mix at DEV_DYNAMODB_SCALE = {sc:g}\n",
                 f"scripts/load.py --requests {args.load_requests} against the same stack, every unit counted {sc:g} times "
@@ -693,6 +708,20 @@ def write_report(args, results, skipped, memory, patterns, scale, sweep=None):
             out.append(f"| {k['table']}{'/' + k['index'] if k['index'] else ''} | `{k['pk'][:70]}` | {describe(k['pk'], patterns)} | "
                        f"{k['rcu']:g} | {k['wcu']:g} | {k['peak_rcu_per_s'] * m['scale']:,.0f} | {k['peak_wcu_per_s'] * m['scale']:,.0f} | "
                        f"{k['requests']} | {k['throttled']} |")
+        cached = [k for k in m["keys"] if cached_set_key(k["pk"])]
+        out += ["", f"The evaluation path in the mix: {evals_s:.1f} evaluations/s here = {evals_s * sc:,.0f}/s on AWS "
+                f"(users' own keys: one user's each, spread). The keys every evaluation depends on are read once "
+                f"a second by each local instance; counted {sc:g} times, they stand for {sc:g} instances re-reading "
+                f"them, which at {EVALUATIONS_PER_S:,} evaluations/s is a warm duration of "
+                f"{sc / EVALUATIONS_PER_S * 1000:.0f} ms. The load account holds one rule segment and one integration: "
+                "the section above works the same keys for the largest sets. `ACCOUNT#<acc>` is read by other routes "
+                "of the mix too (the token route, the user-data function's definitions): its peak is theirs and the "
+                "re-reads' together.\n",
+                "| table | pk | what | RCU | requests | peak RCU/s × scale | verdict |", "|---|---|---|---|---|---|---|"]
+        for k in cached:
+            peak = k["peak_rcu_per_s"] * sc
+            out.append(f"| {k['table']} | `{k['pk'][:70]}` | {describe(k['pk'], patterns)} | {k['rcu']:g} | {k['requests']} | "
+                       f"{peak:,.0f} | {'ok' if peak <= RCU_CEILING else '**over**'} |")
         hot = [k for k in m["keys"] if k["throttled"]]
         out += ["", "Keys that throttled: " + ("none." if not hot else ", ".join(
             f"`{k['pk'][:70]}` ({describe(k['pk'], patterns)}; {k['throttled']}×)" for k in hot)), "",
@@ -733,15 +762,22 @@ def main():
     ap.add_argument("--no-evaluation", action="store_true",
                     help="skip the evaluation sweep (definitions at 1/10/41 integrations, a 200-rule set's re-read)")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "CAPACITY.md"))
+    ap.add_argument("--rewrite", action="store_true",
+                    help="measure nothing: write the report again from DEV_DIR/capacity.json (the last run's figures)")
     args = ap.parse_args()
-    stack = Stack(DEV_DIR)
     memory = functions_memory()
     patterns = key_patterns()
+    if args.rewrite:
+        last = json.load(open(os.path.join(DEV_DIR, "capacity.json")))
+        write_report(args, last["results"], last["skipped"], memory, patterns, last.get("scale"), last.get("sweep"))
+        print(f"wrote {os.path.relpath(args.out, ROOT)} from {os.path.relpath(DEV_DIR, ROOT)}/capacity.json")
+        return
+    stack = Stack(DEV_DIR)
     results, skipped = run_events(stack, route_events(), lambda n: args.steady_calls if n in STEADY else args.calls, memory)
     sweep = None if args.no_evaluation else evaluation_sweep(stack, args.calls)
     scale = None if args.no_load else scale_run(stack, args, patterns)
     if scale:
-        m, seconds, rc, _, (users_s, ids_s) = scale
+        m, seconds, rc, _, (users_s, ids_s, *_) = scale
         print(f"scale simulation: {seconds:.0f} s at scale {m['scale']:g} ({users_s * m['scale']:,.0f} user updates/s, "
               f"{ids_s * m['scale']:,.0f} segment ids/s on AWS), load.py exit {rc}, "
               f"{m['throttled']} throttled, {m['conflicts']} conflicts")
@@ -749,7 +785,7 @@ def main():
             print(f"  {k['table']:20} {k['pk'][:50]:50} wcu {k['wcu']:8.1f} rcu {k['rcu']:8.1f} throttled {k['throttled']}")
     write_report(args, results, skipped, memory, patterns, scale, sweep)
     with open(os.path.join(DEV_DIR, "capacity.json"), "w") as f:
-        json.dump({"results": results, "skipped": skipped, "sweep": sweep}, f, indent=1, default=str)
+        json.dump({"results": results, "skipped": skipped, "sweep": sweep, "scale": scale}, f, indent=1, default=str)
     print(f"wrote {os.path.relpath(args.out, ROOT)}")
 
 

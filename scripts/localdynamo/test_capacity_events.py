@@ -118,6 +118,6 @@ def test_the_evaluation_section_reports_each_evaluation_against_its_floor_and_th
     for event in ("user-segments", "user-segments-explain", "segments-evaluate", "rule-segments-evaluate"):
         assert f"| {event} |" in text.split("## Rule segments: units per evaluation")[1], event
     # The batch is measured with BATCH_USERS users, and its floor is two reads per user.
-    assert f"| batch of {capacity.BATCH_USERS} users | segments-evaluate | 0.5 | {2 * capacity.BATCH_USERS} |" in text
+    assert f"| batch of {capacity.BATCH_USERS} users | segments-evaluate | 0.5 | 0.5 | 0 | 0 | {2 * capacity.BATCH_USERS} |" in text
     # 200 instances (20,000/s at 10 ms) re-reading a 40-RCU set is over the ceiling; 1 RCU is not.
     assert "| `acc#RSYS#sys` |" in text and "8,000 **over**" in text and "200 ok" in text
