@@ -243,6 +243,16 @@ def main():
         'include-operation-id = "listImports"',
         "checks = { positive_data_acceptance = { enabled = false } }",
         "",
+        # The rule-segment list pages with a cursor too; the usage route's `to` must be on or
+        # after `from`, at most 91 days later (a rule across two fields: `400` by design).
+        "[[operations]]",
+        'include-operation-id = "listRuleSegments"',
+        "checks = { positive_data_acceptance = { enabled = false } }",
+        "",
+        "[[operations]]",
+        'include-operation-id = "getUsage"',
+        "checks = { positive_data_acceptance = { enabled = false } }",
+        "",
         # A create sent again with the same Idempotency-Key and body replays its first 201, as
         # documented, naming the resource it created then, which a later step of the stateful
         # phase may have deleted: its GET is then rightly 404 (docs/DECISIONS.md).

@@ -402,3 +402,16 @@ async fn the_200_cap_holds_under_concurrent_creates() {
     assert_eq!(c.call("DELETE", &c.rules_path(&format!("/{}", created[0])), None).await.status, 204);
     assert_eq!(c.call("POST", &c.rules_path(""), Some(&body)).await.status, 201);
 }
+
+/// `.../rule-segment/evaluate` serves POST only: its other methods are 405 with `Allow: POST`,
+/// not a rule segment named "evaluate" (a PUT was judged as a replace: 400).
+#[tokio::test]
+async fn the_dry_runs_path_answers_405_to_other_methods() {
+    let c = Ctx::new().await;
+    let body = json!({"name": "n", "rule": {"all": [{"attribute": {"property": "plan"}, "op": "is_set"}]}});
+    for method in ["GET", "PUT", "DELETE"] {
+        let a = c.call(method, &c.rules_path("/evaluate"), (method == "PUT").then_some(&body)).await;
+        assert_eq!((a.status, a.header("allow")), (405, Some("POST")), "{method}: {}", a.body);
+        assert_eq!(a.body["error"]["code"], "method_not_allowed");
+    }
+}
