@@ -13,6 +13,11 @@ unmetered warm-up calls, read GET /_meter, and price the call on AWS on-demand:
 beside the call's floor (API Gateway + Lambda request fee + 1 ms at that memory + the units of
 the items any design must read or write for it: FLOORS below) and the ratio cost / floor.
 
+Then the evaluation sweep (--no-evaluation skips it): in a fresh account, the user read and the
+rule-segment evaluation call by call at 1, 10 and 41 integrations (cache hits vs the instance's
+once-a-second re-reads), and one re-read of a 200-rule set: the units per instance-second of the
+keys every evaluation depends on, worked out at 20,000 evaluations/s.
+
 Then the scale simulation: scripts/load.py's mix with the server's scale factor set to --scale
 (POST /_meter/config), the busiest partition keys and every key that throttled, named from the
 key patterns of docs/TABLES.md; and a projection of the measured units per call to SPEC's
