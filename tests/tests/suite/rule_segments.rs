@@ -390,14 +390,14 @@ async fn a_burst_of_concurrent_creates_all_answer_201() {
     assert_eq!(listed, 160);
 }
 
-/// 32 creators at once, each creating until it is refused: exactly 200 land (each count item
+/// 16 creators at once, each creating until it is refused: exactly 200 land (each count item
 /// and its rule segment are one transaction, the items' shares add up to the cap), then every
 /// creator gets 409 segment_limit_exceeded, none 503; a delete frees a place.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_200_cap_holds_under_concurrent_creates() {
     let c = std::sync::Arc::new(Ctx::new().await);
-    let (tally, created) = race_creates(&c, 32, usize::MAX).await;
-    assert_eq!(tally, BTreeMap::from([(201, 200), (409, 32)]));
+    let (tally, created) = race_creates(&c, 16, usize::MAX).await;
+    assert_eq!(tally, BTreeMap::from([(201, 200), (409, 16)]));
     let body = json!({"name": "n", "rule": {"all": [{"attribute": {"property": "plan"}, "op": "is_set"}]}});
     assert_eq!(c.call("DELETE", &c.rules_path(&format!("/{}", created[0])), None).await.status, 204);
     assert_eq!(c.call("POST", &c.rules_path(""), Some(&body)).await.status, 201);

@@ -126,6 +126,15 @@ impl DynamoStore {
             if !is_transient(&codes) || started.elapsed() + delay >= CREATE_BUDGET {
                 return Err(NotCounted::Failed(Box::new(e)));
             }
+            if codes.contains(&"TransactionConflict") {
+                // The create holding the item may have taken its last place: near the cap,
+                // contenders learn it now and are refused at once instead of retrying for
+                // the whole budget.
+                for (i, count) in counts.iter().enumerate() {
+                    let now_full = self.full_shards(count).await.map_err(NotCounted::Store)?;
+                    open[i].retain(|k| !now_full.contains(k));
+                }
+            }
             tokio::time::sleep(delay).await;
             attempt += 1;
         }
