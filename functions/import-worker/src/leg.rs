@@ -11,7 +11,7 @@ use domain::user_data::{AttrValue, UserId, UserUpdate};
 use files::{self as files, Body};
 use protect::rate::Refusal;
 use protect::usage::{UsageReport, day_of};
-use store::end_users::UserWrite;
+use store::end_users::{MergeOutcome, UserWrite};
 use store::imports::{Checkpoint, ImportRecord, ImportStatus, PageUsage, Progress};
 
 use crate::page::Page;
@@ -268,10 +268,10 @@ impl<'a> Leg<'a> {
                 values: u.values.iter().map(|(i, v)| (def.properties[*i].name.as_str(), v)).collect(),
             })
             .collect();
-        match rec.mode {
+        let suppressed: Vec<UserId> = match rec.mode {
             ImportMode::Replace => {
                 let refs: Vec<&UserWrite<'_>> = writes.iter().collect();
-                store.put_users(&rec.account, &rec.integration_id, &refs, &now, PUT_CONCURRENCY).await?;
+                store.put_users(&rec.account, &rec.integration_id, &refs, &now, PUT_CONCURRENCY).await?
             }
             ImportMode::Merge => {
                 let jobs: Vec<(UserId, Vec<(String, AttrValue)>)> = writes
@@ -291,13 +291,29 @@ impl<'a> Leg<'a> {
                             user_id: &user_id,
                             values: values.iter().map(|(n, v)| (n.as_str(), v)).collect(),
                         };
-                        store.merge_user(&account, &id, &w, false, &now).await.map(|_| ())
+                        let outcome = store.merge_user(&account, &id, &w, false, &now).await?;
+                        Ok((outcome == MergeOutcome::Suppressed).then_some(user_id))
                     }
                 })
-                .await?;
+                .await?
+                .into_iter()
+                .flatten()
+                .collect()
             }
-        }
+        };
+        self.report_suppressed(&page, suppressed);
         self.store_report().await
+    }
+
+    /// Rows of erased users (in their suppression window): written nothing, reported.
+    fn report_suppressed(&mut self, page: &Page, mut users: Vec<UserId>) {
+        let mut rows: Vec<RowNumber> = users.drain(..).filter_map(|u| page.row_of(&u)).collect();
+        rows.sort_unstable();
+        for row in rows {
+            self.progress.accepted -= 1;
+            self.progress.rejected += 1;
+            self.report.line(row, "", SUPPRESSED_REASON);
+        }
     }
 
     /// Stores this page's report lines as their own part (before the page's checkpoint).
@@ -393,6 +409,9 @@ impl<'a> Leg<'a> {
         Ok(Outcome::Continued)
     }
 }
+
+/// The report's reason for a row of a suppressed user.
+pub const SUPPRESSED_REASON: &str = "suppressed: the user was erased; nothing was written";
 
 pub fn now_secs() -> i64 {
     Timestamp::now().epoch_secs()

@@ -36,6 +36,11 @@ impl Page {
         }
     }
 
+    /// The row that holds `user`'s update.
+    pub fn row_of(&self, user: &UserId) -> Option<RowNumber> {
+        self.users.get(user).map(|(row, _)| *row)
+    }
+
     /// The updates in the order their users first appeared.
     pub fn updates(&self) -> impl Iterator<Item = &UserUpdate> {
         self.order.iter().map(|id| &self.users[id].1)

@@ -108,6 +108,22 @@ pub struct UserDataResponse<'a> {
     pub mode: &'static str,
     pub ignored_fields: &'a [String],
     pub skipped: Vec<&'a str>,
+    /// Erased users, refused for the account's suppression window (absent when none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub suppressed: Vec<&'a str>,
+}
+
+/// `EraseResponse`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EraseResponse {
+    /// Distinct users erased (each suppressed, whether it held data or not).
+    pub erased: usize,
+    /// End-user items that held attributes, deleted.
+    pub items: usize,
+    pub memberships: usize,
+    /// RFC 3339: when their suppression ends.
+    pub suppressed_until: String,
 }
 
 /// `EndUser`.
@@ -153,6 +169,9 @@ pub struct Segment<'a> {
     pub user_count: i64,
     pub created_at: String,
     pub updated_at: String,
+    /// Ids an add refused: erased users in their suppression window (absent when none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub suppressed: Vec<String>,
 }
 
 /// `SegmentList`.
@@ -177,13 +196,16 @@ pub struct SegmentMembers<'a> {
 pub struct MoEngageSuccess {
     pub status: &'static str,
     pub message: &'static str,
+    /// The customer, when erased and suppressed: nothing was stored (absent otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub suppressed: Vec<String>,
 }
 
 impl MoEngageSuccess {
     pub const MESSAGE: &'static str = "Your request has been accepted and will be processed soon.";
 
     pub fn accepted() -> Self {
-        Self { status: "success", message: Self::MESSAGE }
+        Self { status: "success", message: Self::MESSAGE, suppressed: Vec::new() }
     }
 }
 

@@ -4,17 +4,23 @@
 //! attributes as top-level attributes named `a:<attribute name>` (the prefix keeps customer
 //! names apart from ours), plus `integrationId`, `updatedAt` and, in the MoEngage item,
 //! `clientIp` (the address of the last update). A user's whole object is one
-//! Query; a merge is one UpdateItem; a replace is one PutItem per user, batched by 25.
+//! Query; a merge is one UpdateItem; a replace is one PutItem per user. Both carry
+//! [`not_suppressed_condition`]: an erased user's items are tombstones (`suppression.rs`), and a
+//! write that meets one fails its condition and writes nothing.
 
 use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
+use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+
 use super::codec::{Item, get_s, key, s};
+use super::concurrent::for_each_bounded;
 use super::dynamo::{DynamoStore, is_conditional_failure, sdk_error};
+use super::suppression::{Condition, is_suppressed, is_tombstone, not_suppressed_condition};
 use super::{StoreError, batch};
-use domain::AccountId;
 use domain::user_data::{AttrValue, UserId};
+use domain::{AccountId, Timestamp};
 
 const ATTR_PREFIX: &str = "a:";
 /// Up to 4 batches of 25 for a 100-user request: all at once.
@@ -28,6 +34,45 @@ pub struct StoredAttributes {
     pub values: BTreeMap<String, AttrValue>,
     /// The client address recorded with the last update (MoEngage's `X-Forwarded-For`).
     pub client_ip: Option<String>,
+}
+
+/// What a merge did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeOutcome {
+    Written,
+    /// `only_existing` was set and the user had no attributes of this integration.
+    Skipped,
+    /// The user is erased and suppressed: nothing was written.
+    Suppressed,
+}
+
+/// Users a replace did not write.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReplaceOutcome {
+    /// `only_existing` was set and they had no attributes of this integration.
+    pub skipped: Vec<UserId>,
+    /// Erased and suppressed.
+    pub suppressed: Vec<UserId>,
+}
+
+/// The epoch seconds of a write's `now` (RFC 3339, as every write path passes it).
+fn now_secs(now: &str) -> i64 {
+    Timestamp::parse_rfc3339(now).map_or(i64::MAX, Timestamp::epoch_secs)
+}
+
+/// The placeholders of `c` onto any builder with `expression_attribute_names/values`.
+macro_rules! with_condition {
+    ($req:expr, $c:expr) => {{
+        let c: Condition = $c;
+        let mut req = $req.condition_expression(c.expr);
+        for (k, v) in c.names {
+            req = req.expression_attribute_names(k, v);
+        }
+        for (k, v) in c.values {
+            req = req.expression_attribute_values(k, v);
+        }
+        req
+    }};
 }
 
 /// One user's write: attribute names with their values.
@@ -72,12 +117,13 @@ impl DynamoStore {
         user: &UserWrite<'_>,
         only_existing: bool,
         now: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<MergeOutcome, StoreError> {
         self.merge_user_from(account, integration_id, user, only_existing, now, None).await
     }
 
     /// Makes each user's attributes of this integration exactly those given. Returns the users
-    /// skipped because `only_existing` was set and they had no attributes of this integration.
+    /// skipped because `only_existing` was set and they had no attributes of this integration,
+    /// and those suppressed.
     pub async fn replace_users(
         &self,
         account: &AccountId,
@@ -85,10 +131,10 @@ impl DynamoStore {
         users: &[UserWrite<'_>],
         only_existing: bool,
         now: &str,
-    ) -> Result<Vec<UserId>, StoreError> {
+    ) -> Result<ReplaceOutcome, StoreError> {
         let mut skipped = Vec::new();
         let existing = if only_existing {
-            Some(self.existing_users(account, integration_id, users).await?)
+            Some(self.existing_users(account, integration_id, users, now_secs(now)).await?)
         } else {
             None
         };
@@ -103,12 +149,14 @@ impl DynamoStore {
                 known
             })
             .collect();
-        self.put_users(account, integration_id, &kept, now, WRITE_CONCURRENCY).await?;
-        Ok(skipped)
+        let suppressed = self.put_users(account, integration_id, &kept, now, WRITE_CONCURRENCY).await?;
+        Ok(ReplaceOutcome { skipped, suppressed })
     }
 
-    /// Replaces each user's item of this integration (a `PutItem` each, 25 per
-    /// `BatchWriteItem`, `concurrency` batches at a time). Callers never pass one user twice.
+    /// Replaces each user's item of this integration: a conditional `PutItem` each (a
+    /// `BatchWriteItem` cannot carry the suppression condition; the units are the same),
+    /// `concurrency` × 25 at a time. Callers never pass one user twice. Returns the users
+    /// refused as suppressed.
     pub async fn put_users(
         &self,
         account: &AccountId,
@@ -116,7 +164,8 @@ impl DynamoStore {
         users: &[&UserWrite<'_>],
         now: &str,
         concurrency: usize,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<UserId>, StoreError> {
+        let now_secs = now_secs(now);
         let mut requests = Vec::with_capacity(users.len());
         for user in users {
             let mut item: Item = HashMap::with_capacity(user.values.len() + 4);
@@ -127,9 +176,23 @@ impl DynamoStore {
             for (name, value) in &user.values {
                 item.insert(format!("{ATTR_PREFIX}{name}"), to_av(value));
             }
-            requests.push(batch::put(item));
+            requests.push((user.user_id.clone(), item));
         }
-        batch::write_all(self.client(), &self.tables().end_users, requests, concurrency).await
+        let refused = for_each_bounded(requests, concurrency * batch::MAX_BATCH, "put", |(user, item)| {
+            let req = with_condition!(
+                self.client().put_item().table_name(&self.tables().end_users).set_item(Some(item)),
+                not_suppressed_condition(now_secs)
+            );
+            async move {
+                match req.send().await {
+                    Ok(_) => Ok(None),
+                    Err(e) if is_conditional_failure(&e) => Ok(Some(user)),
+                    Err(e) => Err(sdk_error("PutItem", e)),
+                }
+            }
+        })
+        .await?;
+        Ok(refused.into_iter().flatten().collect())
     }
 
     /// The user's attributes, per integration.
@@ -140,7 +203,7 @@ impl DynamoStore {
     ) -> Result<Vec<StoredAttributes>, StoreError> {
         let mut out = Vec::new();
         for item in self.user_items(account, user_id).await? {
-            if !get_s(&item, "sk")?.starts_with("A#") {
+            if !get_s(&item, "sk")?.starts_with("A#") || is_tombstone(&item) {
                 continue;
             }
             let values = item
@@ -186,7 +249,8 @@ impl DynamoStore {
         only_existing: bool,
         now: &str,
         client_ip: Option<&str>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<MergeOutcome, StoreError> {
+        let now_secs = now_secs(now);
         let mut expr = String::from("SET integrationId = :i, updatedAt = :u");
         let mut req = self
             .client()
@@ -202,16 +266,33 @@ impl DynamoStore {
                 .expression_attribute_names(format!("#a{i}"), format!("{ATTR_PREFIX}{name}"))
                 .expression_attribute_values(format!(":v{i}"), to_av(value));
         }
+        let mut condition = not_suppressed_condition(now_secs);
         if only_existing {
-            req = req.condition_expression("attribute_exists(pk)");
+            // Not `pk`: an ended tombstone has one, and holds no attributes.
+            condition = condition.and("attribute_exists(integrationId)");
         }
+        req = with_condition!(req, condition)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         if let Some(ip) = client_ip {
             expr.push_str(", clientIp = :ip");
             req = req.expression_attribute_values(":ip", s(ip));
         }
         match req.update_expression(expr).send().await {
-            Ok(_) => Ok(true),
-            Err(e) if only_existing && is_conditional_failure(&e) => Ok(false),
+            Ok(_) => Ok(MergeOutcome::Written),
+            Err(e) if is_conditional_failure(&e) => {
+                // The item as it was, returned with the failure at no extra unit.
+                let old = e.as_service_error().and_then(|s| match s {
+                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
+                        c.item.clone()
+                    }
+                    _ => None,
+                });
+                if old.as_ref().is_some_and(|i| is_suppressed(i, now_secs)) {
+                    Ok(MergeOutcome::Suppressed)
+                } else {
+                    Ok(MergeOutcome::Skipped)
+                }
+            }
             Err(e) => Err(sdk_error("UpdateItem", e)),
         }
     }
@@ -232,14 +313,21 @@ impl DynamoStore {
         account: &AccountId,
         integration_id: &str,
         users: &[UserWrite<'_>],
+        now_secs: i64,
     ) -> Result<HashMap<String, ()>, StoreError> {
         let keys: Vec<Item> = users
             .iter()
             .map(|u| key(user_pk(account, u.user_id.as_str()), attrs_sk(integration_id)))
             .collect();
+        let projection = ["pk", "integrationId", super::suppression::SUPPRESSED_UNTIL];
         let found =
-            batch::get_all(self.client(), &self.tables().end_users, keys, &["pk"], WRITE_CONCURRENCY).await?;
-        found.iter().map(|item| Ok((get_s(item, "pk")?.to_string(), ()))).collect()
+            batch::get_all(self.client(), &self.tables().end_users, keys, &projection, WRITE_CONCURRENCY).await?;
+        // A tombstone is no user: a live one is refused by the write itself, as suppressed.
+        found
+            .iter()
+            .filter(|item| item.contains_key("integrationId") || is_suppressed(item, now_secs))
+            .map(|item| Ok((get_s(item, "pk")?.to_string(), ())))
+            .collect()
     }
 
     /// Every item of a user's partition (strongly consistent: a read returns what the last

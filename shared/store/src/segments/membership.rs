@@ -19,6 +19,7 @@ use super::keys::{
     COUNTER_PARTITIONS, COUNTERS, counter_key, counter_pk, member_of, member_sk, random_u32, reverse_sk,
     shard_of, shard_pk, user_pk,
 };
+use super::suppressed::not_suppressed_check;
 use super::{READ_CONCURRENCY, SegmentHead, SegmentView};
 use crate::codec::{get_n, key, n, opt_n, s};
 use crate::concurrent::for_each_bounded;
@@ -111,27 +112,28 @@ impl DynamoStore {
     /// Applies membership changes (puts when `adding`, deletes otherwise) with their reverse
     /// entries and count deltas, in transactions of up to 100 actions; each member is
     /// conditioned on its current state, so that a change a concurrent call made first is not
-    /// counted twice. Returns how many changes this call applied.
+    /// counted twice, and each add on its user not being suppressed. Returns how many changes
+    /// this call applied, and the users of the adds refused as suppressed.
     pub(super) async fn apply_changes(
         &self,
         gens: &[Gen],
         mut changes: Vec<Change>,
         adding: bool,
         now_ms: i64,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<(usize, Vec<String>), StoreError> {
         // A random order: concurrent calls over the same ids then rarely hold the same member
         // at the same moment.
         shuffle(&mut changes);
-        let mut applied = 0;
+        let (mut applied, mut suppressed) = (0, Vec::new());
         let start = random_u32();
         for round in 0..ROUNDS {
             if changes.is_empty() {
-                return Ok(applied);
+                return Ok((applied, suppressed));
             }
             if round > 0 {
                 tokio::time::sleep(batch::backoff(round + 2)).await;
             }
-            let groups = pack(std::mem::take(&mut changes));
+            let groups = pack(std::mem::take(&mut changes), if adding { 3 } else { 2 });
             let done = for_each_bounded(groups.into_iter().enumerate(), READ_CONCURRENCY, "transaction", |(i, group)| {
                 let (client, table) = (self.client().clone(), self.tables().segments.clone());
                 let gens = gens.to_vec();
@@ -139,13 +141,14 @@ impl DynamoStore {
                 async move { transact_group(&client, &table, &gens, group, adding, counter, now_ms).await }
             })
             .await?;
-            for (n, held) in done {
+            for (n, held, refused) in done {
                 applied += n;
                 changes.extend(held);
+                suppressed.extend(refused.into_iter().map(|c| c.user_id));
             }
         }
         if changes.is_empty() {
-            Ok(applied)
+            Ok((applied, suppressed))
         } else {
             tracing::warn!(held = changes.len(), rounds = ROUNDS, "members still held by other transactions");
             Err(StoreError::Busy {
@@ -156,15 +159,15 @@ impl DynamoStore {
     }
 }
 
-/// Changes packed into transactions: grouped by generation, two actions per change plus one
-/// counter per generation in the transaction, at most 100 actions.
-fn pack(mut changes: Vec<Change>) -> Vec<Vec<Change>> {
+/// Changes packed into transactions: grouped by generation, `per_change` actions per change
+/// plus one counter per generation in the transaction, at most 100 actions.
+fn pack(mut changes: Vec<Change>, per_change: usize) -> Vec<Vec<Change>> {
     changes.sort_by_key(|c| c.slot);
     let mut groups: Vec<Vec<Change>> = Vec::new();
     let mut current: Vec<Change> = Vec::new();
     let mut used = 0;
     for c in changes {
-        let cost = |current: &Vec<Change>| 2 + usize::from(current.last().is_none_or(|l| l.slot != c.slot));
+        let cost = |current: &Vec<Change>| per_change + usize::from(current.last().is_none_or(|l| l.slot != c.slot));
         if used + cost(&current) > MAX_TRANSACT {
             groups.push(std::mem::take(&mut current));
             used = 0;
@@ -189,7 +192,8 @@ fn shuffle<T>(v: &mut [T]) {
 /// re-sent until it commits. Members someone else already changed drop out; members another
 /// transaction holds at the moment (`TransactionConflict`) are taken out and returned, for the
 /// next pass; a conflict on the counter moves the transaction to another counter item.
-/// Returns (changes applied, changes held by others).
+/// An add whose user is suppressed drops out too, returned apart.
+/// Returns (changes applied, changes held by others, adds refused as suppressed).
 async fn transact_group(
     client: &Client,
     table: &str,
@@ -198,37 +202,42 @@ async fn transact_group(
     adding: bool,
     mut counter: u32,
     now_ms: i64,
-) -> Result<(usize, Vec<Change>), StoreError> {
-    let mut held_out = Vec::new();
+) -> Result<(usize, Vec<Change>, Vec<Change>), StoreError> {
+    let (mut held_out, mut suppressed_out) = (Vec::new(), Vec::new());
     let mut attempt = 0;
     while !group.is_empty() {
         let (items, index) = transaction(table, gens, &group, adding, counter, now_ms);
         let e = match client.transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => return Ok((group.len(), held_out)),
+            Ok(_) => return Ok((group.len(), held_out, suppressed_out)),
             Err(e) => e,
         };
         let Some(reasons) = cancellation_reasons(&e) else {
             return Err(sdk_error("TransactWriteItems", e));
         };
         let reasons: Vec<String> = reasons.into_iter().map(str::to_string).collect();
-        let (mut done, mut held) = (BTreeSet::new(), BTreeSet::new());
+        let (mut done, mut held, mut suppressed) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
         let mut other = false;
         for (i, code) in reasons.iter().enumerate() {
             match (code.as_str(), index.get(i).copied().flatten()) {
                 ("None", _) => {}
-                ("ConditionalCheckFailed", Some(u)) => {
+                ("ConditionalCheckFailed", Some((u, true))) => {
+                    suppressed.insert(u);
+                }
+                ("ConditionalCheckFailed", Some((u, false))) => {
                     done.insert(u);
                 }
-                ("TransactionConflict", Some(u)) => {
+                ("TransactionConflict", Some((u, _))) => {
                     held.insert(u);
                 }
                 _ => other = true,
             }
         }
-        let progressed = !done.is_empty() || !held.is_empty();
+        let progressed = !done.is_empty() || !held.is_empty() || !suppressed.is_empty();
         let mut rest = Vec::with_capacity(group.len());
         for (u, c) in group.drain(..).enumerate() {
-            if held.contains(&u) {
+            if suppressed.contains(&u) {
+                suppressed_out.push(c);
+            } else if held.contains(&u) {
                 held_out.push(c);
             } else if !done.contains(&u) {
                 rest.push(c);
@@ -250,11 +259,12 @@ async fn transact_group(
             tokio::time::sleep(batch::backoff(attempt)).await;
         }
     }
-    Ok((0, held_out))
+    Ok((0, held_out, suppressed_out))
 }
 
 /// The actions of one transaction, and which change each action index stands for (the
-/// member and its reverse entry both name their change; counters `None`).
+/// member and its reverse entry both name their change, an add's suppression check too,
+/// flagged `true`; counters `None`).
 fn transaction(
     table: &str,
     gens: &[Gen],
@@ -262,9 +272,9 @@ fn transaction(
     adding: bool,
     counter: u32,
     now_ms: i64,
-) -> (Vec<TransactWriteItem>, Vec<Option<usize>>) {
+) -> (Vec<TransactWriteItem>, Vec<Option<(usize, bool)>>) {
     let mut items = Vec::with_capacity(MAX_TRANSACT);
-    let mut index: Vec<Option<usize>> = Vec::with_capacity(MAX_TRANSACT);
+    let mut index: Vec<Option<(usize, bool)>> = Vec::with_capacity(MAX_TRANSACT);
     let mut per_gen: Vec<(usize, i64)> = Vec::new();
     for (u, c) in group.iter().enumerate() {
         let g = &gens[c.slot];
@@ -300,9 +310,13 @@ fn transaction(
             )
         };
         items.push(m.build());
-        index.push(Some(u));
+        index.push(Some((u, false)));
         items.push(r.build());
-        index.push(Some(u));
+        index.push(Some((u, false)));
+        if adding {
+            items.push(not_suppressed_check(table, &g.account, &c.user_id, now_ms.div_euclid(1000)));
+            index.push(Some((u, true)));
+        }
         match per_gen.last_mut() {
             Some((g, d)) if *g == c.slot => *d += 1,
             _ => per_gen.push((c.slot, 1)),

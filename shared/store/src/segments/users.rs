@@ -100,7 +100,7 @@ impl DynamoStore {
     ) -> Result<usize, StoreError> {
         let gens: Vec<Gen> = self.user_segments(account, user_id).await?.iter().map(Gen::of).collect();
         let changes = (0..gens.len()).map(|slot| Change { slot, user_id: user_id.to_string() }).collect();
-        self.apply_changes(&gens, changes, false, now_ms).await
+        Ok(self.apply_changes(&gens, changes, false, now_ms).await?.0)
     }
 }
 

@@ -1,0 +1,66 @@
+//! The segments table's side of a suppression (`crate::suppression`): the marker each member
+//! add checks in its transaction, and the account's index of suppressed users.
+
+use aws_sdk_dynamodb::types::{ConditionCheck, TransactWriteItem};
+
+use super::keys::{shard_of, user_pk};
+use crate::StoreError;
+use crate::codec::{Item, get_n, get_s, key, n};
+use crate::concurrent::for_each_bounded;
+use crate::dynamo::DynamoStore;
+use crate::suppression::SUPPRESSED_UNTIL;
+use domain::AccountId;
+
+/// The marker's sort key, beside the user's reverse entries (`M#…`).
+const MARKER_SK: &str = "SUPPRESSED";
+/// Partitions of an account's index: a 1,000-user erase writes 125 items in each.
+const INDEX_SHARDS: u32 = 8;
+
+fn index_pk(account: &AccountId, shard: u32) -> String {
+    format!("{account}#SUPP#{shard}")
+}
+
+/// The marker and the index entry of a user suppressed until `until` (epoch seconds).
+pub(crate) fn suppression_items(account: &AccountId, user: &str, until: i64) -> Vec<Item> {
+    let mut marker = key(user_pk(account, user), MARKER_SK.into());
+    marker.insert(SUPPRESSED_UNTIL.into(), n(until));
+    let mut index = key(index_pk(account, shard_of(user) % INDEX_SHARDS), user.to_string());
+    index.insert(SUPPRESSED_UNTIL.into(), n(until));
+    vec![marker, index]
+}
+
+/// A transaction's check that `user` is not suppressed at `now_secs`.
+pub(super) fn not_suppressed_check(table: &str, account: &AccountId, user: &str, now_secs: i64) -> TransactWriteItem {
+    let c = crate::suppression::not_suppressed_condition(now_secs);
+    let mut check = ConditionCheck::builder()
+        .table_name(table)
+        .set_key(Some(key(user_pk(account, user), MARKER_SK.into())))
+        .condition_expression(c.expr);
+    for (k, v) in c.names {
+        check = check.expression_attribute_names(k, v);
+    }
+    for (k, v) in c.values {
+        check = check.expression_attribute_values(k, v);
+    }
+    TransactWriteItem::builder().condition_check(check.build().expect("complete")).build()
+}
+
+/// Every user of the account suppressed at `now_secs`, with the window's end.
+pub(crate) async fn suppressed_users(
+    store: &DynamoStore,
+    account: &AccountId,
+    now_secs: i64,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let parts = for_each_bounded(0..INDEX_SHARDS, INDEX_SHARDS as usize, "suppression index", |shard| {
+        let (store, pk) = (store.clone(), index_pk(account, shard));
+        async move {
+            let items = store.query_all(&store.tables().segments, &pk).await?;
+            items
+                .iter()
+                .map(|i| Ok((get_s(i, "sk")?.to_string(), get_n(i, SUPPRESSED_UNTIL)?)))
+                .collect::<Result<Vec<_>, StoreError>>()
+        }
+    })
+    .await?;
+    Ok(parts.into_iter().flatten().filter(|(_, until)| *until > now_secs).collect())
+}
