@@ -159,7 +159,8 @@ impl DynamoStore {
     /// first (so that member adds racing the erase fail from then on), then the tombstones
     /// over every integration item (a Put replaces the item whole: its attributes go with it),
     /// then the deletion of any other item of the user (an integration deleted since), then
-    /// the user's memberships. A failure part-way leaves what a retry of the call completes.
+    /// the users' memberships, all in shared transactions. A failure part-way leaves what a
+    /// retry of the call completes.
     pub async fn erase_users(
         &self,
         account: &AccountId,
@@ -172,18 +173,16 @@ impl DynamoStore {
         if !integrations.iter().any(|i| i == MOENGAGE_ID) {
             integrations.push(MOENGAGE_ID.to_string());
         }
-        let unique: HashSet<&str> = users.iter().map(UserId::as_str).collect();
-        let done = for_each_bounded(unique, ERASE_CONCURRENCY, "erase", |user| {
-            let (store, account, integrations, user) =
-                (self.clone(), account.clone(), integrations.clone(), user.to_string());
-            async move { store.erase_one(&account, &user, &integrations, until_secs, now_ms).await }
+        let unique: Vec<String> =
+            users.iter().map(UserId::as_str).collect::<HashSet<_>>().into_iter().map(str::to_string).collect();
+        let done = for_each_bounded(unique.clone(), ERASE_CONCURRENCY, "erase", |user| {
+            let (store, account, integrations) = (self.clone(), account.clone(), integrations.clone());
+            async move { store.erase_one(&account, &user, &integrations, until_secs).await }
         })
         .await?;
-        Ok(done.into_iter().fold(EraseTally::default(), |t, (items, memberships)| EraseTally {
-            users: t.users + 1,
-            items: t.items + items,
-            memberships: t.memberships + memberships,
-        }))
+        // After every marker: an add racing the erase has committed (and is found) or fails.
+        let memberships = self.remove_users_everywhere(account, &unique, now_ms).await?;
+        Ok(EraseTally { users: unique.len(), items: done.iter().sum(), memberships })
     }
 
     async fn erase_one(
@@ -192,8 +191,7 @@ impl DynamoStore {
         user: &str,
         integrations: &[String],
         until: i64,
-        now_ms: i64,
-    ) -> Result<(usize, usize), StoreError> {
+    ) -> Result<usize, StoreError> {
         let marks = crate::segments::suppression_items(account, user, until);
         batch::write_all(self.client(), &self.tables().segments, marks.into_iter().map(batch::put).collect(), 1)
             .await?;
@@ -209,8 +207,7 @@ impl DynamoStore {
             }
         }
         batch::write_all(self.client(), table, requests, 2).await?;
-        let memberships = self.remove_user_everywhere(account, user, now_ms).await?;
-        Ok((held, memberships))
+        Ok(held)
     }
 
     /// Lifts the user's suppression: its tombstones (only those still tombstones), marker and
