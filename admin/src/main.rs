@@ -212,7 +212,12 @@ async fn run(store: &DynamoStore, command: Command) -> Outcome {
             let records = store.erasures(&id).await.map_err(store_err)?;
             let text = records
                 .iter()
-                .map(|r| format!("{} client {} users {} items {} memberships {}", r.at_ms, r.client_id, r.users, r.items, r.memberships))
+                .map(|r| {
+                    format!(
+                        "{} client {} users {} items {} memberships {}",
+                        r.at_ms, r.client_id, r.users, r.items, r.memberships
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("\n");
             Ok((json!({ "accountId": id.as_str(), "erasures": records }), text))

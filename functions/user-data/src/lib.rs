@@ -22,8 +22,8 @@ use edge::http::{ApiError, Reply, RequestInfo};
 use protect::usage::UsageReport;
 use store::dynamo::DynamoStore;
 use store::end_users::{MergeOutcome, ReplaceOutcome, UserWrite};
-use store::suppression::ErasureRecord;
 use store::integrations::DefinitionsCache;
+use store::suppression::ErasureRecord;
 use token_cache::TokenCache;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +122,8 @@ async fn update(
     let ReplaceOutcome { skipped, suppressed } = match validated.mode {
         Mode::Merge => {
             let one = vec![writes[0].user_id.clone()];
-            match app.store.merge_user(&p.account, id, &writes[0], request.update_existing_only, &now).await? {
+            match app.store.merge_user(&p.account, id, &writes[0], request.update_existing_only, &now).await?
+            {
                 MergeOutcome::Written => ReplaceOutcome::default(),
                 MergeOutcome::Skipped => ReplaceOutcome { skipped: one, suppressed: Vec::new() },
                 MergeOutcome::Suppressed => ReplaceOutcome { skipped: Vec::new(), suppressed: one },

@@ -164,7 +164,13 @@ async fn run(
     .into())
 }
 
-fn log(info: &RequestInfo, account: &AccountId, request: &TrackUser, new_attributes: usize, outcome: MergeOutcome) {
+fn log(
+    info: &RequestInfo,
+    account: &AccountId,
+    request: &TrackUser,
+    new_attributes: usize,
+    outcome: MergeOutcome,
+) {
     tracing::info!(
         request_id = %info.request_id, %account, attributes = request.attributes.len(), new_attributes,
         update_existing_only = request.update_existing_only, ?outcome, "moengage user tracked"

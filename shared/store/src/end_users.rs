@@ -321,7 +321,8 @@ impl DynamoStore {
             .collect();
         let projection = ["pk", "integrationId", super::suppression::SUPPRESSED_UNTIL];
         let found =
-            batch::get_all(self.client(), &self.tables().end_users, keys, &projection, WRITE_CONCURRENCY).await?;
+            batch::get_all(self.client(), &self.tables().end_users, keys, &projection, WRITE_CONCURRENCY)
+                .await?;
         // A tombstone is no user: a live one is refused by the write itself, as suppressed.
         found
             .iter()

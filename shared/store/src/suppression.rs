@@ -173,8 +173,16 @@ impl DynamoStore {
         if !integrations.iter().any(|i| i == MOENGAGE_ID) {
             integrations.push(MOENGAGE_ID.to_string());
         }
-        let unique: Vec<String> =
-            users.iter().map(UserId::as_str).collect::<HashSet<_>>().into_iter().map(str::to_string).collect();
+        // First: from here on, member adds of this account check each user (see
+        // `segments/membership.rs`).
+        self.raise_gates(account, until_secs).await?;
+        let unique: Vec<String> = users
+            .iter()
+            .map(UserId::as_str)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
         let done = for_each_bounded(unique.clone(), ERASE_CONCURRENCY, "erase", |user| {
             let (store, account, integrations) = (self.clone(), account.clone(), integrations.clone());
             async move { store.erase_one(&account, &user, &integrations, until_secs).await }
@@ -193,8 +201,13 @@ impl DynamoStore {
         until: i64,
     ) -> Result<usize, StoreError> {
         let marks = crate::segments::suppression_items(account, user, until);
-        batch::write_all(self.client(), &self.tables().segments, marks.into_iter().map(batch::put).collect(), 1)
-            .await?;
+        batch::write_all(
+            self.client(),
+            &self.tables().segments,
+            marks.into_iter().map(batch::put).collect(),
+            1,
+        )
+        .await?;
         let table = &self.tables().end_users;
         let items = self.query_all(table, &end_user_pk(account, user)).await?;
         let held = items.iter().filter(|i| !is_tombstone(i)).count();
@@ -215,8 +228,9 @@ impl DynamoStore {
     pub async fn lift_suppression(&self, account: &AccountId, user: &str) -> Result<bool, StoreError> {
         let marks: Vec<Item> =
             crate::segments::suppression_items(account, user, 0).iter().map(key_of).collect();
-        let found =
-            self.exists(&self.tables().segments, get_s(&marks[0], "pk")?.into(), get_s(&marks[0], "sk")?.into()).await?;
+        let found = self
+            .exists(&self.tables().segments, get_s(&marks[0], "pk")?.into(), get_s(&marks[0], "sk")?.into())
+            .await?;
         let items = self.query_all(&self.tables().end_users, &end_user_pk(account, user)).await?;
         let tombstones: Vec<&Item> = items.iter().filter(|i| is_tombstone(i)).collect();
         for t in &tombstones {
@@ -253,8 +267,10 @@ impl DynamoStore {
     ) -> Result<usize, StoreError> {
         let live = crate::segments::suppressed_users(self, account, now_secs).await?;
         let n = live.len();
-        let requests =
-            live.into_iter().map(|(user, until)| batch::put(tombstone(account, &user, integration_id, until))).collect();
+        let requests = live
+            .into_iter()
+            .map(|(user, until)| batch::put(tombstone(account, &user, integration_id, until)))
+            .collect();
         batch::write_all(self.client(), &self.tables().end_users, requests, 4).await?;
         Ok(n)
     }

@@ -50,8 +50,14 @@ impl World {
     /// Creates a static segment of these members; returns its guid.
     async fn segment(&self, members: &[&str]) -> String {
         let body = json!({"name": "s", "userIds": members}).to_string();
-        let a = call_segments(&self.stack.segments_app(), &self.auth, "POST", &self.stack.segment_path(""), Some(&body))
-            .await;
+        let a = call_segments(
+            &self.stack.segments_app(),
+            &self.auth,
+            "POST",
+            &self.stack.segment_path(""),
+            Some(&body),
+        )
+        .await;
         assert_eq!(a.status, 201, "{}", a.body);
         a.body["segmentGuid"].as_str().unwrap().to_string()
     }
@@ -61,8 +67,10 @@ impl World {
         call_segments(&self.stack.segments_app(), &self.auth, "PUT", &path, Some(&body)).await
     }
     async fn moengage(&self, user: &str) -> Answer {
-        let body = json!({"type": "customer", "customer_id": user, "attributes": {"plan": "gold"}}).to_string();
-        let headers = [("authorization", self.stack.moengage_basic()), ("content-type", "application/json".into())];
+        let body =
+            json!({"type": "customer", "customer_id": user, "attributes": {"plan": "gold"}}).to_string();
+        let headers =
+            [("authorization", self.stack.moengage_basic()), ("content-type", "application/json".into())];
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let path = format!("/v1/customer/{}", self.stack.account);
         answer(edge::front::serve(&self.app, req("POST", &path, &headers, Some(&body))).await)
@@ -96,7 +104,10 @@ fn strings(v: &Value) -> Vec<String> {
 async fn an_erased_id_is_refused_by_every_write_path_and_reported_as_suppressed() {
     let w = world().await;
     let (a, b, c) = ("a@x.com", "b@x.com", "c@x.com");
-    assert_eq!(w.send(json!([{"Email": a, "Type": "T"}, {"Email": b, "Type": "T"}]), false).await.status, 200);
+    assert_eq!(
+        w.send(json!([{"Email": a, "Type": "T"}, {"Email": b, "Type": "T"}]), false).await.status,
+        200
+    );
     assert_eq!(w.moengage(a).await.status, 200);
     let seg = w.segment(&[a, b]).await;
 
@@ -116,7 +127,9 @@ async fn an_erased_id_is_refused_by_every_write_path_and_reported_as_suppressed(
     assert_eq!(one.body["skipped"], json!([]));
     let existing = w.send(json!([{"Email": a, "Type": "Back"}]), true).await;
     assert_eq!(existing.body["suppressed"], json!([a]), "suppressed, not merely skipped");
-    let many = w.send(json!([{"Email": a, "Type": "R"}, {"Email": b, "Type": "R"}, {"Email": c, "Type": "R"}]), false).await;
+    let many = w
+        .send(json!([{"Email": a, "Type": "R"}, {"Email": b, "Type": "R"}, {"Email": c, "Type": "R"}]), false)
+        .await;
     assert_eq!(many.body["accepted"], 1, "{}", many.body);
     assert_eq!(strings(&many.body["suppressed"]), vec![a.to_string(), c.to_string()]);
     assert_eq!(w.attrs(b).await, Some(json!({"Customer_Type": "R"})));
@@ -157,7 +170,10 @@ async fn an_erased_id_is_refused_by_every_write_path_and_reported_as_suppressed(
     let records = w.stack.store.erasures(&w.stack.account).await.unwrap();
     assert_eq!(records.len(), 1);
     let r = &records[0];
-    assert_eq!((r.client_id.as_str(), r.users, r.items, r.memberships), (w.stack.client_id.as_str(), 2, 2, 1));
+    assert_eq!(
+        (r.client_id.as_str(), r.users, r.items, r.memberships),
+        (w.stack.client_id.as_str(), 2, 2, 1)
+    );
     assert!(!serde_json::to_string(r).unwrap().contains("@x.com"));
 }
 
@@ -196,7 +212,10 @@ async fn the_window_ends_when_the_account_says() {
         async move { store.merge_user(account, integration, write, false, &now).await.unwrap() }
     };
     assert_eq!(merge(until - 1).await, MergeOutcome::Suppressed);
-    assert_eq!(store.put_users(account, &w.integration, &[&write], &at(until - 1), 1).await.unwrap(), vec![u.clone()]);
+    assert_eq!(
+        store.put_users(account, &w.integration, &[&write], &at(until - 1), 1).await.unwrap(),
+        vec![u.clone()]
+    );
     assert!(store.read_user(account, u.as_str()).await.unwrap().is_empty());
     // At the window's end: written.
     assert_eq!(merge(until).await, MergeOutcome::Written);
@@ -209,11 +228,15 @@ async fn the_window_ends_when_the_account_says() {
         .await
         .unwrap()
         .unwrap();
-    let (_, refused) =
-        store.change_members_reporting(head.clone(), Action::Add, std::slice::from_ref(&u), (until - 1) * 1000).await.unwrap();
+    let (_, refused) = store
+        .change_members_reporting(head.clone(), Action::Add, std::slice::from_ref(&u), (until - 1) * 1000)
+        .await
+        .unwrap();
     assert_eq!(refused, vec![u.as_str().to_string()]);
-    let (view, refused) =
-        store.change_members_reporting(head, Action::Add, std::slice::from_ref(&u), until * 1000).await.unwrap();
+    let (view, refused) = store
+        .change_members_reporting(head, Action::Add, std::slice::from_ref(&u), until * 1000)
+        .await
+        .unwrap();
     assert!(refused.is_empty());
     assert_eq!(view.user_count, 2);
 
@@ -236,7 +259,8 @@ async fn an_erase_is_judged_scoped_and_kept_to_its_account() {
     assert_eq!(w.erase(json!([])).await.status, 400);
     let bad = w.erase(json!(["ok", {"no": 1}, ""])).await;
     assert_eq!(bad.status, 400);
-    let paths: Vec<&str> = bad.body["error"]["details"].as_array().unwrap().iter().filter_map(|d| d["path"].as_str()).collect();
+    let paths: Vec<&str> =
+        bad.body["error"]["details"].as_array().unwrap().iter().filter_map(|d| d["path"].as_str()).collect();
     assert_eq!(paths, ["userIds[1]", "userIds[2]"]);
     let body = json!({"userIds": ["x"], "extra": 1}).to_string();
     assert_eq!(call_user_data(&w.app, &w.auth, "POST", ERASE, Some(&body)).await.status, 400);
@@ -246,7 +270,10 @@ async fn an_erase_is_judged_scoped_and_kept_to_its_account() {
     let writer = w.stack.bearer("endUserUpdate:write endUsers:read").await;
     let body = json!({"userIds": ["x"]}).to_string();
     assert_eq!(call_user_data(&w.app, &writer, "POST", ERASE, Some(&body)).await.status, 403);
-    assert_eq!(call_user_data(&w.app, &writer, "DELETE", "/public/v1/user/suppression/x", None).await.status, 403);
+    assert_eq!(
+        call_user_data(&w.app, &writer, "DELETE", "/public/v1/user/suppression/x", None).await.status,
+        403
+    );
 
     // Another account's erase and lift touch only its own users.
     let u = "shared@x.com";
@@ -258,7 +285,11 @@ async fn an_erase_is_judged_scoped_and_kept_to_its_account() {
     assert_eq!(w.send(json!([{"Email": u, "Type": "Still"}]), false).await.body["accepted"], 1);
     assert_eq!(w.erase(json!([u])).await.status, 200);
     let path = format!("/public/v1/user/suppression/{u}");
-    assert_eq!(call_user_data(&w.app, &other, "DELETE", &path, None).await.status, 204, "its own suppression");
+    assert_eq!(
+        call_user_data(&w.app, &other, "DELETE", &path, None).await.status,
+        204,
+        "its own suppression"
+    );
     assert_eq!(w.send(json!([{"Email": u, "Type": "Back"}]), false).await.body["suppressed"], json!([u]));
 }
 
@@ -282,7 +313,8 @@ async fn an_erase_racing_writes_and_an_import_leaves_nothing_behind() {
             loop {
                 let after = erased.load(std::sync::atomic::Ordering::SeqCst);
                 let a = if k == 0 {
-                    w.send(people.iter().map(|p| json!({"Email": p, "Type": "Replace"})).collect(), false).await
+                    w.send(people.iter().map(|p| json!({"Email": p, "Type": "Replace"})).collect(), false)
+                        .await
                 } else {
                     let p = &people[k * 7];
                     w.send(json!([{"Email": p, "Type": "Merge"}]), false).await

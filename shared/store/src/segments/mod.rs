@@ -452,7 +452,9 @@ impl DynamoStore {
     ) -> Result<(SegmentView, Vec<String>), SegmentError> {
         let mut suppressed = std::collections::BTreeSet::new();
         let adding = match action {
-            Action::Override => return Ok((self.override_members(head, user_ids, now_ms).await?, Vec::new())),
+            Action::Override => {
+                return Ok((self.override_members(head, user_ids, now_ms).await?, Vec::new()));
+            }
             Action::Add => true,
             Action::Remove => false,
         };

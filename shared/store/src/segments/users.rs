@@ -99,11 +99,12 @@ impl DynamoStore {
         users: &[String],
         now_ms: i64,
     ) -> Result<usize, StoreError> {
-        let found = crate::concurrent::for_each_bounded(users.to_vec(), READ_CONCURRENCY, "user segments", |user| {
-            let (store, account) = (self.clone(), account.clone());
-            async move { Ok((store.user_segments(&account, &user).await?, user)) }
-        })
-        .await?;
+        let found =
+            crate::concurrent::for_each_bounded(users.to_vec(), READ_CONCURRENCY, "user segments", |user| {
+                let (store, account) = (self.clone(), account.clone());
+                async move { Ok((store.user_segments(&account, &user).await?, user)) }
+            })
+            .await?;
         let mut gens: Vec<Gen> = Vec::new();
         let mut changes = Vec::new();
         for (heads, user) in found {
