@@ -448,9 +448,21 @@ async fn dynamodb_requests_per_call() {
     call_user_data(&w.app, &w.auth, "DELETE", "/public/v1/user/one@x.io", None).await;
     assert_eq!(
         w.stack.counter.take(),
-        ["GetItem", "Query", "BatchWriteItem", "Query", "BatchWriteItem", "Query", "PutItem"],
-        "the window, the integrations, marker and index, the user's items, their tombstones, \
-         its segment heads, the audit record"
+        [
+            "Query",
+            "UpdateItem",
+            "UpdateItem",
+            "UpdateItem",
+            "UpdateItem",
+            "BatchWriteItem",
+            "Query",
+            "BatchWriteItem",
+            "Query",
+            "PutItem"
+        ],
+        "the integrations, the account's 4 gates, marker and index, the user's items, their \
+         tombstones, its segment heads, the audit record (the window, a GetItem of the limits item, \
+         counts with the protections)"
     );
     w.send(json!([{"Email": "x", "Type": null}])).await;
     assert!(lookup(w.stack.counter.take()).is_empty(), "invalid items cost the lookup only");
