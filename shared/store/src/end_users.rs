@@ -219,23 +219,6 @@ impl DynamoStore {
         }
         Ok(out)
     }
-
-    /// Erases every item of the user. Returns how many were deleted (0 for an unknown user).
-    pub async fn delete_user(&self, account: &AccountId, user_id: &str) -> Result<usize, StoreError> {
-        let items = self.user_items(account, user_id).await?;
-        let count = items.len();
-        let requests = items
-            .into_iter()
-            .map(|item| {
-                batch::delete(HashMap::from([
-                    ("pk".to_string(), item["pk"].clone()),
-                    ("sk".to_string(), item["sk"].clone()),
-                ]))
-            })
-            .collect();
-        batch::write_all(self.client(), &self.tables().end_users, requests, WRITE_CONCURRENCY).await?;
-        Ok(count)
-    }
 }
 
 impl DynamoStore {

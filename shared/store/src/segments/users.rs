@@ -119,18 +119,6 @@ impl DynamoStore {
         }
         Ok(self.apply_changes(&gens, changes, false, now_ms).await?.0)
     }
-
-    /// Removes the user from every segment of the account; returns how many.
-    pub async fn remove_user_everywhere(
-        &self,
-        account: &AccountId,
-        user_id: &str,
-        now_ms: i64,
-    ) -> Result<usize, StoreError> {
-        let gens: Vec<Gen> = self.user_segments(account, user_id).await?.iter().map(Gen::of).collect();
-        let changes = (0..gens.len()).map(|slot| Change { slot, user_id: user_id.to_string() }).collect();
-        Ok(self.apply_changes(&gens, changes, false, now_ms).await?.0)
-    }
 }
 
 #[cfg(test)]
