@@ -1,6 +1,8 @@
 //! The segments table's side of a suppression (`crate::suppression`): the marker each member
 //! add checks in its transaction, and the account's index of suppressed users.
 
+use std::collections::HashSet;
+
 use aws_sdk_dynamodb::types::{ConditionCheck, TransactWriteItem};
 
 use super::keys::{shard_of, user_pk};
@@ -15,26 +17,50 @@ use domain::AccountId;
 const MARKER_SK: &str = "SUPPRESSED";
 /// Partitions of an account's index: a 1,000-user erase writes 125 items in each.
 const INDEX_SHARDS: u32 = 8;
-/// Copies of the account's gate, one per transaction a call has in flight: a call's
-/// transactions take consecutive copies, so they never conflict on one (a transaction's
-/// ConditionCheck holds its item as a write does); other calls meet one only by chance, and
-/// 16 partitions take 8,000 transactions a second. An erase raises all 16.
-pub(crate) const GATES: u32 = 16;
+/// Copies of the account's gate, laid out as a segment's counters are (8 partitions of 32
+/// items): a call's transactions take consecutive copies from a random start, so those in
+/// flight together never share one (a transaction's ConditionCheck holds its item as a write
+/// does), and one moved off a conflict lands on a busy copy rarely.
+pub(crate) const GATES: u32 = 256;
+const GATE_PARTITIONS: u32 = 8;
+/// A raised gate stays up a day past the window it was raised for, so that the erases of that
+/// day find it up and write nothing to it.
+const GATE_SLACK_SECS: i64 = 86_400;
 
-/// The account's gate `k`: until when some user of the account is suppressed.
-fn gate_key(account: &AccountId, k: u32) -> Item {
-    key(format!("{account}#SUPPGATE#{:02}", k % GATES), "G".into())
+fn gate_pk(account: &AccountId, partition: u32) -> String {
+    format!("{account}#SUPPGATE#{partition}")
 }
 
-/// A transaction's check that no user of the account is suppressed at `now_secs` (gate `k`).
-pub(super) fn gate_check(table: &str, account: &AccountId, k: u32, now_secs: i64) -> TransactWriteItem {
-    check(table, gate_key(account, k), now_secs)
+/// The account's gate `k`: until when some user of the account may be suppressed.
+fn gate_key(account: &AccountId, k: u32) -> Item {
+    let k = k % GATES;
+    key(gate_pk(account, k % GATE_PARTITIONS), format!("{:02}", k / GATE_PARTITIONS))
 }
 
 impl DynamoStore {
-    /// Raises every gate of the account to `until` (never lowers one).
+    /// Raises every gate of the account that is below `until` (8 strongly consistent Queries;
+    /// a write per copy only when the gates are down or their day has passed).
     pub(crate) async fn raise_gates(&self, account: &AccountId, until: i64) -> Result<(), StoreError> {
-        for_each_bounded(0..GATES, GATES as usize, "gate", |k| {
+        let parts = for_each_bounded(0..GATE_PARTITIONS, GATE_PARTITIONS as usize, "gates", |p| {
+            let (store, pk) = (self.clone(), gate_pk(account, p));
+            async move {
+                let items = store.query_all(&store.tables().segments, &pk).await?;
+                let up: Vec<String> = items
+                    .iter()
+                    .filter(|i| get_n(i, SUPPRESSED_UNTIL).is_ok_and(|u| u >= until))
+                    .map(|i| Ok(get_s(i, "sk")?.to_string()))
+                    .collect::<Result<_, StoreError>>()?;
+                Ok((p, up))
+            }
+        })
+        .await?;
+        let up: HashSet<(u32, String)> =
+            parts.into_iter().flat_map(|(p, sks)| sks.into_iter().map(move |sk| (p, sk))).collect();
+        let down: Vec<u32> = (0..GATES)
+            .filter(|k| !up.contains(&(k % GATE_PARTITIONS, format!("{:02}", k / GATE_PARTITIONS))))
+            .collect();
+        let raised = until.saturating_add(GATE_SLACK_SECS);
+        for_each_bounded(down, 16, "gate", |k| {
             let req = self
                 .client()
                 .update_item()
@@ -43,7 +69,7 @@ impl DynamoStore {
                 .update_expression("SET #u = :u")
                 .condition_expression("attribute_not_exists(#u) OR #u < :u")
                 .expression_attribute_names("#u", SUPPRESSED_UNTIL)
-                .expression_attribute_values(":u", n(until));
+                .expression_attribute_values(":u", n(raised));
             async move {
                 match req.send().await {
                     Ok(_) => Ok(()),
@@ -55,6 +81,11 @@ impl DynamoStore {
         .await?;
         Ok(())
     }
+}
+
+/// A transaction's check that no user of the account is suppressed at `now_secs` (gate `k`).
+pub(super) fn gate_check(table: &str, account: &AccountId, k: u32, now_secs: i64) -> TransactWriteItem {
+    check(table, gate_key(account, k), now_secs)
 }
 
 fn index_pk(account: &AccountId, shard: u32) -> String {
