@@ -10,9 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use aws_sdk_dynamodb::types::AttributeValue;
-
-use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
 use super::codec::{Item, get_s, key, s};
 use super::concurrent::for_each_bounded;
@@ -55,9 +53,10 @@ pub struct ReplaceOutcome {
     pub suppressed: Vec<UserId>,
 }
 
-/// The epoch seconds of a write's `now` (RFC 3339, as every write path passes it).
+/// The epoch seconds of a write's `now` (RFC 3339, as every write path passes it; the clock's,
+/// should one ever not parse: never a time that would pass every tombstone).
 fn now_secs(now: &str) -> i64 {
-    Timestamp::parse_rfc3339(now).map_or(i64::MAX, Timestamp::epoch_secs)
+    Timestamp::parse_rfc3339(now).unwrap_or_else(Timestamp::now).epoch_secs()
 }
 
 /// The placeholders of `c` onto any builder with `expression_attribute_names/values`.
@@ -270,7 +269,8 @@ impl DynamoStore {
                     }
                     _ => None,
                 });
-                if old.as_ref().is_some_and(|i| is_suppressed(i, now_secs)) {
+                // Without `only_existing`, suppression is the only condition that can fail.
+                if !only_existing || old.as_ref().is_some_and(|i| is_suppressed(i, now_secs)) {
                     Ok(MergeOutcome::Suppressed)
                 } else {
                     Ok(MergeOutcome::Skipped)
