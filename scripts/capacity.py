@@ -13,6 +13,11 @@ unmetered warm-up calls, read GET /_meter, and price the call on AWS on-demand:
 beside the call's floor (API Gateway + Lambda request fee + 1 ms at that memory + the units of
 the items any design must read or write for it: FLOORS below) and the ratio cost / floor.
 
+Then the evaluation sweep (--no-evaluation skips it): in a fresh account, the user read and the
+rule-segment evaluation call by call at 1, 10 and 41 integrations (cache hits vs the instance's
+once-a-second re-reads), and one re-read of a 200-rule set: the units per instance-second of the
+keys every evaluation depends on, worked out at 20,000 evaluations/s.
+
 Then the scale simulation: scripts/load.py's mix with the server's scale factor set to --scale
 (POST /_meter/config), the busiest partition keys and every key that throttled, named from the
 key patterns of docs/TABLES.md; and a projection of the measured units per call to SPEC's
@@ -45,7 +50,7 @@ APIGW, LAMBDA_REQ, GBS = 1.00e-6, 0.20e-6, 0.0000133334
 # Order of the routes: what creates comes before what reads, deletes last. Routes not named
 # here run in the middle with no special handling.
 FIRST = ["token", "jwks", "openid-configuration", "integrations-create", "user-data-seed-single",
-         "user-data-seed-multiple", "user-data-seed-nested", "moengage-track-user", "user-get",
+         "user-data-seed-multiple", "user-data-seed-nested", "user-data-operations", "moengage-track-user", "user-get",
          "segments-create"]
 LAST = ["segments-update-add", "segments-update-remove", "segments-update-override",
         "integrations-delete", "segments-delete", "rule-segments-delete", "user-delete", "user-erase",
@@ -75,6 +80,7 @@ FLOORS = {
     "user-data-seed-single": (lambda b: (0, n_users(b)), "one ≤ 1 KB item per user"),
     "user-data-seed-multiple": (lambda b: (0, n_users(b)), "one ≤ 1 KB item per user"),
     "user-data-seed-nested": (lambda b: (0, n_users(b)), "one ≤ 1 KB item per user"),
+    "user-data-operations": (lambda b: (0, n_users(b)), "one ≤ 1 KB item per user"),
     "moengage-track-user": (lambda b: (0, 1), "one ≤ 1 KB item"),
     "user-get": (lambda b: (1, 0), "the user's items, one strongly consistent read ≤ 4 KB"),
     "user-delete": (lambda b: (0, 1), "delete the user's item(s): at least one"),
@@ -100,6 +106,7 @@ FLOORS = {
     "rule-segments-evaluate": (lambda b: (0, 0), "the rule and the attributes are in the body: nothing to read"),
     "user-segments": (lambda b: (2, 0), "the user's items and its memberships (what the user read reads): "
                                         "two strongly consistent reads ≤ 4 KB"),
+    "user-segments-explain": (lambda b: (2, 0), "the user's items and its memberships, as without explain"),
     "segments-evaluate": (lambda b: (2 * len((b or {}).get("userIds") or []), 0),
                           "per user: its items and its memberships, two strongly consistent reads"),
 }
@@ -273,6 +280,18 @@ CREATES = {"segments-create": "segmentGuid", "integrations-create": "integration
            "rule-segments-create": "segmentGuid"}
 
 
+# Users of the batch evaluation measured (its most).
+BATCH_USERS = 100
+
+
+def seeded_users(stack, n):
+    """`n` user ids that user-data-seed-single wrote (its first user, then the ids vary() gave
+    its later calls): the batch evaluation reads users that exist."""
+    body = json.loads(json.loads(stack.fill(open(os.path.join(EVENTS, "user-data-seed-single.json")).read()))["body"])
+    first = body["data"][0]["Email"]
+    return [first] + [f"{first}-{i}" for i in range(1, n)]
+
+
 def not_a_route(event):
     """Why an event of events/ that is not an API Gateway HTTP API request is not measured here,
     or None when it is one (a dict with requestContext.http and routeKey)."""
@@ -302,11 +321,13 @@ def measure(stack, name, calls, warm=2):
     body = event.get("body")
     if body and event.get("isBase64Encoded"):
         body = base64.b64decode(body).decode()
+    if name == "segments-evaluate":
+        body = json.dumps({"userIds": seeded_users(stack, BATCH_USERS)})
     total = warm + calls
     variants = [(path, vary(name, body, i) if i else body) for i in range(total)]  # the first: as sent
     if name == "segments-create":
         variants = [(path, json.dumps(dict(json.loads(body), id=f"cap-{time.time_ns()}-{i}"))) for i in range(total)]
-    elif name in ("segments-delete", "integrations-delete"):
+    elif name in ("segments-delete", "integrations-delete", "rule-segments-delete"):
         made = stack.created.get(name.replace("delete", "create"), [])
         if len(made) < total:
             return None, f"needs {total} items made by its create route, has {len(made)}"
@@ -421,9 +442,9 @@ def load(requests, stack=None, scale=None):
     try:
         rep = json.load(open(report))
         secs = rep["durationSeconds"] or 1
-        rates = (rep["usersWritten"] / secs, rep["segmentIdsAdded"] / secs)
+        rates = (rep["usersWritten"] / secs, rep["segmentIdsAdded"] / secs, rep["mix"].get("evaluate", 0) / secs)
     except (OSError, KeyError, ValueError):
-        rates = (0.0, 0.0)
+        rates = (0.0, 0.0, 0.0)
     return rc, [x for x in lines if x.strip()][-12:], rates, m
 
 
@@ -431,7 +452,7 @@ def scale_run(stack, args, patterns):
     scale, users_per_s = args.scale, 0.0
     stack.meter("POST", "/_meter/config", json.dumps({"scale": 1}))
     if scale <= 0:  # auto: one account's user updates at SPEC's 10,000/s
-        _, _, (users_per_s, _), _ = load(args.calibration_requests)
+        _, _, (users_per_s, *_), _ = load(args.calibration_requests)
         scale = round(10_000 / users_per_s) if users_per_s else 100
         print(f"calibration: {users_per_s:.1f} user updates/s here; scale factor {scale}")
     started = time.time()
@@ -444,7 +465,194 @@ def scale_run(stack, args, patterns):
     return m, seconds, rc, summary, rates
 
 
-def write_report(args, results, skipped, memory, patterns, scale):
+# The evaluation sweep (--no-evaluation skips it): integrations of 24 properties each in a
+# fresh account, and the rule segments of 10 conditions each its system holds at the end.
+SWEEP_INTEGRATIONS = (1, 10, 41)
+SWEEP_PROPERTIES = 24
+SWEEP_RULES, SWEEP_CONDITIONS = 200, 10
+# SPEC's evaluation target for one account, and DynamoDB's per-partition-key ceilings.
+EVALUATIONS_PER_S = 20_000
+RCU_CEILING, WCU_CEILING = 3_000, 1_000
+# Warm evaluation durations on Lambda the scale table is worked for (instances = rate x duration).
+DURATIONS_MS = (10, 25, 50)
+
+
+def per_call_keys(stack, method, path, headers, body=None):
+    """One call between a meter reset and a read: (status, {(table, pk): rcu}, {(table, pk): wcu})."""
+    stack.meter("POST", "/_meter/reset")
+    status, _, _ = stack.request(method, path, headers, body)
+    m = stack.meter()
+    rcu = {(k["table"], k["pk"]): k["rcu"] for k in m["keys"] if k["rcu"]}
+    wcu = {(k["table"], k["pk"]): k["wcu"] for k in m["keys"] if k["wcu"]}
+    return status, rcu, wcu
+
+
+def cached_set_key(pk):
+    """Whether a key is one of the sets an instance keeps for a second (a system's rule set
+    `<acc>#RSYS#<system>`, its static list and counts `<acc>#SYS#<system>`, the account's
+    systems and integration definitions `ACCOUNT#<acc>`): read once per instance-second."""
+    return "#RSYS#" in pk or "#SYS#" in pk or pk.startswith("ACCOUNT#")
+
+
+def split_units(rcu):
+    """RCU of one call or run, {(table, pk): rcu}: (the users' own items and memberships, the
+    instance's cached sets, the protections')."""
+    cached = sum(v for (_, pk), v in rcu.items() if cached_set_key(pk))
+    prot = sum(v for (_, pk), v in rcu.items() if pk.startswith(PROTECTION_PREFIXES))
+    return sum(rcu.values()) - cached - prot, cached, prot
+
+
+def evaluation_sweep(stack, calls, log=print):
+    """A fresh account (the admin CLI, as load.py's) with one user of one attribute: the user
+    read and the evaluation at 1, 10 and 41 integrations of 24 properties, call by call, each
+    call a cache hit (its units: the user's own) or the instance's once-a-second re-read (its
+    units on the cached sets' keys); then 200 rule segments of 10 conditions and one re-read of
+    the whole set: the units each hot key takes per instance-second."""
+    import load as load_py  # scripts/load.py: its admin CLI and environment
+    _, env = load_py.load_env()
+    run = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    account = f"eval-{run}"
+    load_py.admin(env, "account", "create", account, "--rate-limit", "10000", "--attribute-limit", "1000")
+    system = load_py.admin(env, "system", "create", "--account", account)["systemGuid"]
+    c = load_py.admin(env, "client", "create", "--account", account, "--scopes", "all", "--name", "eval")
+    basic = base64.b64encode(f"{c['clientId']}:{c['clientSecret']}".encode()).decode()
+    status, _, data = stack.request("POST", "/accounts/connect/token",
+                                    {"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"},
+                                    "grant_type=client_credentials")
+    if status != 200:
+        fail(f"sweep token: {status} {data[:200]!r}")
+    headers = {"Authorization": "Bearer " + json.loads(data)["access_token"], "Content-Type": "application/json"}
+
+    def post(path, body, want=(200, 201)):
+        st, _, d = stack.request("POST", path, headers, json.dumps(body))
+        if st not in want:
+            fail(f"sweep: POST {path}: {st} {d[:300]!r}")
+        return json.loads(d)
+
+    def integration(i):
+        return post("/public/v1/integrations", {
+            "name": f"Eval {i}", "userIdentifierProperty": "Email",
+            "properties": [{"path": f"p{j}", "name": f"p{j}", "type": "String"} for j in range(SWEEP_PROPERTIES)]})
+
+    first = integration(0)
+    uid = f"eval-{run}@example.com"
+    post("/public/v1/user/data", {"token": first["token"], "data": [{"Email": uid, "p0": "gold"}]})
+    q = urllib.parse.quote(uid, safe="")
+    routes = (("GET /public/v1/user/{userId}", f"/public/v1/user/{q}"),
+              ("GET .../user/{userId}/segments", f"/public/v1/user/system/{system}/user/{q}/segments"),
+              ("GET .../user/{userId}/segments?explain=true", f"/public/v1/user/system/{system}/user/{q}/segments?explain=true"))
+    rows, have = [], 1
+    for target in SWEEP_INTEGRATIONS:
+        while have < target:
+            integration(have)
+            have += 1
+        for label, path in routes:
+            for _ in range(2):
+                stack.request("GET", path, headers)
+            hits, rereads = [], []
+            for _ in range(calls):
+                status, rcu, _ = per_call_keys(stack, "GET", path, headers)
+                if status != 200:
+                    fail(f"sweep: GET {path}: {status}")
+                own, cached, _ = split_units(rcu)
+                (rereads if cached else hits).append((own, cached))
+            rows.append({"integrations": target, "route": label, "calls": calls, "hits": len(hits),
+                         "hit_rcu": statistics.mean(o for o, _ in hits) if hits else None,
+                         "rereads": len(rereads),
+                         "reread_rcu": statistics.mean(c for _, c in rereads) if rereads else None})
+            log(f"sweep {target:3} integrations {label:45} hits {len(hits):3} at {rows[-1]['hit_rcu']} RCU (user's own); "
+                f"re-reads {len(rereads)} at {rows[-1]['reread_rcu']} RCU")
+    # The largest rule set: SWEEP_RULES rule segments of SWEEP_CONDITIONS conditions each.
+    rules_path = f"/public/v1/user/system/{system}/rule-segment"
+    for i in range(SWEEP_RULES):
+        post(rules_path, {"name": f"rule {i}", "rule": {"all": [
+            {"attribute": {"integration": first["integrationId"], "property": f"p{j}"},
+             "op": "equals", "value": f"value {i}-{j} of a typical length"} for j in range(SWEEP_CONDITIONS)]}},
+             want=(201,))
+    seg_path = routes[1][1]
+    cold = {}
+    for _ in range(20):  # until the call is the instance's re-read (the set is a second old)
+        time.sleep(1.1)
+        status, rcu, _ = per_call_keys(stack, "GET", seg_path, headers)
+        if split_units(rcu)[1]:
+            cold = {k: v for k, v in rcu.items() if cached_set_key(k[1])}
+            break
+    return {"account": account, "rows": rows, "cold": [
+        {"table": t, "pk": pk, "rcu": v} for (t, pk), v in sorted(cold.items(), key=lambda kv: -kv[1])],
+        "rules": SWEEP_RULES, "conditions": SWEEP_CONDITIONS, "integrations": have}
+
+
+def evaluation_report(results, memory, sweep, patterns):
+    """CAPACITY.md's section on rule-segment evaluation: units against the floor, the
+    definitions sweep and the hot keys at EVALUATIONS_PER_S."""
+    out = ["", "## Rule segments: units per evaluation against the floor\n",
+           "From the table above (the demo account: its integrations, one rule segment, the demo user in one "
+           "static segment). The floor is the user's own items and its static memberships, what the user read "
+           "already reads: two strongly consistent reads of ≤ 4 KB per user; a dry run reads nothing. The "
+           "batch row is 100 users that exist (written by user-data-seed-single).\n",
+           "Each call's units are split by key: the users' own (their items, memberships and the heads of "
+           "those memberships), the cached sets' (the instance's re-read, once a second: locally a debug "
+           "build serves a few calls a second, so the re-read weighs on each; on AWS an instance serving "
+           "100 calls a second spreads it over 100) and the protections'. *Own / floor* is the ratio "
+           "that does not depend on the call rate.\n",
+           "| evaluation | event | RRU / call | of which the users' own | the cached sets' re-reads | protections | floor RRU | own / floor | own RRU / user |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    names = {"user-segments": "one user", "user-segments-explain": "one user, `?explain=true`",
+             "segments-evaluate": f"batch of {BATCH_USERS} users", "rule-segments-evaluate": "dry run (rule and attributes sent)"}
+    for r in results:
+        if r["event"] not in names:
+            continue
+        _, _, _, (frr, _, _) = price(r, memory)
+        users = len((r["body"] or {}).get("userIds") or [None])
+        own, cached, prot = (x / r["calls"] for x in split_units({(k["table"], k["pk"]): k["rcu"] for k in r["keys"]}))
+        # The meter lists the busiest keys only: what it leaves out is the users' (small, many).
+        own = r["rcu"] - cached - prot
+        ratio = f"{own / frr:.2f}" if frr else ("—" if own < 0.005 else "∞")
+        out.append(f"| {names[r['event']]} | {r['event']} | {r['rcu']:.4g} | {own:.4g} | {cached:.4g} | {prot:.4g} | "
+                   f"{frr:g} | {ratio} | {own / users:.4g} |")
+    if not sweep:
+        return out
+    out += ["", "### The definitions cache: units per read at 1, 10 and 41 integrations\n",
+            f"A fresh account ({sweep['account']}), one user with one attribute, integrations of {SWEEP_PROPERTIES} "
+            "properties each (41 × 24 = 984: near the account's 1,000-attribute limit). Each call is metered alone: "
+            "a *hit* is served from the instance's cached definitions and rule set (its units: the user's own "
+            "items and memberships only); a *re-read* is the call that found the cache a second old and read "
+            "the sets again (once per instance per second, whatever the call rate). Before the cache, the "
+            "issue measured 3.0 / 10.0 / 18.0 / 34.0 RCU per user read at 1 / 10 / 20 / 41 integrations, "
+            "every call.\n",
+            "| integrations | route | calls | hits | RCU per hit | re-reads | RCU per re-read (cached sets' keys) |",
+            "|---|---|---|---|---|---|---|"]
+    for row in sweep["rows"]:
+        fmt = lambda x: "—" if x is None else f"{x:g}"
+        out.append(f"| {row['integrations']} | `{row['route']}` | {row['calls']} | {row['hits']} | {fmt(row['hit_rcu'])} | "
+                   f"{row['rereads']} | {fmt(row['reread_rcu'])} |")
+    out += ["", f"### Hot keys at {EVALUATIONS_PER_S:,} evaluations per second (one account)\n",
+            "Per evaluation, the only units are on the user's own keys (one user's items and memberships: "
+            "spread over the account's users, no key is shared by the calls). The keys every evaluation "
+            "depends on are the cached sets' (the system's rule set, its static list, the system, the "
+            "account's integration definitions): each instance reads them at most once a second, so with N "
+            "instances each such key takes at most N reads a second, whatever the call rate. N is the "
+            "Lambda concurrency: rate × duration (one call at a time per instance). Measured here: one "
+            f"re-read with {sweep['integrations']} integrations of {SWEEP_PROPERTIES} properties and "
+            f"{sweep['rules']} rule segments of {sweep['conditions']} conditions (the most a system holds), "
+            f"units per key; ceiling {RCU_CEILING:,} RCU/s and {WCU_CEILING:,} WCU/s per partition key "
+            "(DynamoDB's published limits).\n",
+            "| table | pk | what | RCU per re-read | " + " | ".join(
+                f"RCU/s at {d} ms ({EVALUATIONS_PER_S * d // 1000} instances)" for d in DURATIONS_MS)
+            + " | most instances under the ceiling |",
+            "|---|---|---|---|" + "---|" * len(DURATIONS_MS) + "---|"]
+    for k in sweep["cold"]:
+        cells = []
+        for d in DURATIONS_MS:
+            n = EVALUATIONS_PER_S * d // 1000
+            load = n * k["rcu"]
+            cells.append(f"{load:,.0f} {'ok' if load <= RCU_CEILING else '**over**'}")
+        out.append(f"| {k['table']} | `{k['pk'][:70]}` | {describe(k['pk'], patterns)} | {k['rcu']:g} | "
+                   + " | ".join(cells) + f" | {int(RCU_CEILING // k['rcu']):,} |")
+    return out
+
+
+def write_report(args, results, skipped, memory, patterns, scale, sweep=None):
     today = datetime.date.today().isoformat()
     out = [f"# Capacity and cost per call\n",
            f"Measured by `make capacity` on {today} (scripts/capacity.py): {args.calls} calls per route after two warm-up calls, "
@@ -485,6 +693,7 @@ def write_report(args, results, skipped, memory, patterns, scale):
             mem, cost, floor, _ = price(r, memory)
             out.append(f"| {r['event']} | {o[0]:g} → {r['rcu']:.4g} | {o[1]:g} → {r['wcu']:.4g} | {o[2]:.3f} → {per_m(cost)} | "
                        f"{o[3]:.2f} → {cost / floor:.2f} |")
+    out += evaluation_report(results, memory, sweep, patterns)
     out += ["", "## Hot keys at SPEC's targets (projection)\n",
             "Units per call on each partition key that every call of the route touches, times the calls per second "
             "of SPEC's targets. DynamoDB serves at most 1,000 WCU/s and 3,000 RCU/s per partition key.\n",
@@ -500,7 +709,7 @@ def write_report(args, results, skipped, memory, patterns, scale):
             "shard: an account allowed 10,000/s has proportionally more shards (the scale simulation's account does). "
             "Keys of the other kinds do not depend on the account's limit."]
     if scale:
-        m, seconds, rc, summary, (users_s, ids_s) = scale
+        m, seconds, rc, summary, (users_s, ids_s, evals_s) = scale
         sc = m["scale"]
         out += ["", f"## Scale simulation: `make load`'s mix at DEV_DYNAMODB_SCALE = {sc:g}\n",
                 f"scripts/load.py --requests {args.load_requests} against the same stack, every unit counted {sc:g} times "
@@ -516,6 +725,20 @@ def write_report(args, results, skipped, memory, patterns, scale):
             out.append(f"| {k['table']}{'/' + k['index'] if k['index'] else ''} | `{k['pk'][:70]}` | {describe(k['pk'], patterns)} | "
                        f"{k['rcu']:g} | {k['wcu']:g} | {k['peak_rcu_per_s'] * m['scale']:,.0f} | {k['peak_wcu_per_s'] * m['scale']:,.0f} | "
                        f"{k['requests']} | {k['throttled']} |")
+        cached = [k for k in m["keys"] if cached_set_key(k["pk"])]
+        out += ["", f"The evaluation path in the mix: {evals_s:.1f} evaluations/s here = {evals_s * sc:,.0f}/s on AWS "
+                f"(users' own keys: one user's each, spread). The keys every evaluation depends on are read once "
+                f"a second by each local instance; counted {sc:g} times, they stand for {sc:g} instances re-reading "
+                f"them, which at {EVALUATIONS_PER_S:,} evaluations/s is a warm duration of "
+                f"{sc / EVALUATIONS_PER_S * 1000:.0f} ms. The load account holds one rule segment and one integration: "
+                "the section above works the same keys for the largest sets. `ACCOUNT#<acc>` is read by other routes "
+                "of the mix too (the token route, the user-data function's definitions): its peak is theirs and the "
+                "re-reads' together.\n",
+                "| table | pk | what | RCU | requests | peak RCU/s × scale | verdict |", "|---|---|---|---|---|---|---|"]
+        for k in cached:
+            peak = k["peak_rcu_per_s"] * sc
+            out.append(f"| {k['table']} | `{k['pk'][:70]}` | {describe(k['pk'], patterns)} | {k['rcu']:g} | {k['requests']} | "
+                       f"{peak:,.0f} | {'ok' if peak <= RCU_CEILING else '**over**'} |")
         hot = [k for k in m["keys"] if k["throttled"]]
         out += ["", "Keys that throttled: " + ("none." if not hot else ", ".join(
             f"`{k['pk'][:70]}` ({describe(k['pk'], patterns)}; {k['throttled']}×)" for k in hot)), "",
@@ -553,23 +776,33 @@ def main():
     ap.add_argument("--calibration-requests", type=int, default=400)
     ap.add_argument("--load-requests", type=int, default=2000)
     ap.add_argument("--no-load", action="store_true", help="skip the scale simulation")
+    ap.add_argument("--no-evaluation", action="store_true",
+                    help="skip the evaluation sweep (definitions at 1/10/41 integrations, a 200-rule set's re-read)")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "CAPACITY.md"))
+    ap.add_argument("--rewrite", action="store_true",
+                    help="measure nothing: write the report again from DEV_DIR/capacity.json (the last run's figures)")
     args = ap.parse_args()
-    stack = Stack(DEV_DIR)
     memory = functions_memory()
     patterns = key_patterns()
+    if args.rewrite:
+        last = json.load(open(os.path.join(DEV_DIR, "capacity.json")))
+        write_report(args, last["results"], last["skipped"], memory, patterns, last.get("scale"), last.get("sweep"))
+        print(f"wrote {os.path.relpath(args.out, ROOT)} from {os.path.relpath(DEV_DIR, ROOT)}/capacity.json")
+        return
+    stack = Stack(DEV_DIR)
     results, skipped = run_events(stack, route_events(), lambda n: args.steady_calls if n in STEADY else args.calls, memory)
+    sweep = None if args.no_evaluation else evaluation_sweep(stack, args.calls)
     scale = None if args.no_load else scale_run(stack, args, patterns)
     if scale:
-        m, seconds, rc, _, (users_s, ids_s) = scale
+        m, seconds, rc, _, (users_s, ids_s, *_) = scale
         print(f"scale simulation: {seconds:.0f} s at scale {m['scale']:g} ({users_s * m['scale']:,.0f} user updates/s, "
               f"{ids_s * m['scale']:,.0f} segment ids/s on AWS), load.py exit {rc}, "
               f"{m['throttled']} throttled, {m['conflicts']} conflicts")
         for k in m["keys"][:10]:
             print(f"  {k['table']:20} {k['pk'][:50]:50} wcu {k['wcu']:8.1f} rcu {k['rcu']:8.1f} throttled {k['throttled']}")
-    write_report(args, results, skipped, memory, patterns, scale)
+    write_report(args, results, skipped, memory, patterns, scale, sweep)
     with open(os.path.join(DEV_DIR, "capacity.json"), "w") as f:
-        json.dump({"results": results, "skipped": skipped}, f, indent=1, default=str)
+        json.dump({"results": results, "skipped": skipped, "sweep": sweep, "scale": scale}, f, indent=1, default=str)
     print(f"wrote {os.path.relpath(args.out, ROOT)}")
 
 

@@ -10,6 +10,9 @@ HTTP/1.1 connection, send 10,000 requests (`--requests`) in a shuffled, seeded m
   segment_add  PUT  /public/v1/user/system/{systemGuid}/segment/{segmentGuid}, action add
   read_user    GET  /public/v1/user/{userId} of a user whose write was already acknowledged
   read_segment GET  /public/v1/user/system/{systemGuid}/segment/{segmentGuid}
+  evaluate     GET  /public/v1/user/system/{systemGuid}/user/{userId}/segments of a user whose
+               write was already acknowledged: the rule segment "Customer_Type is External"
+               lists it exactly when its acknowledged Type is External
 
 Every write uses user ids no other request uses, so what each 2xx promises can be checked:
 reads during the run must already show every write acknowledged before they were sent
@@ -59,6 +62,7 @@ MIX = {
     "segment_add": 1500,
     "read_user": 2400,
     "read_segment": 2000,
+    "evaluate": 1000,
 }
 WRITE_KINDS = ("user_1", "user_100", "segment_add")
 SEGMENTS = 4
@@ -175,6 +179,16 @@ def setup(client, env, run):
         if status != 201:
             fail(f"segment create: {status} {seg}")
         segments.append(seg["segmentGuid"])
+    status, rule, _ = client.request(
+        "POST",
+        f"/public/v1/user/system/{system}/rule-segment",
+        {"name": "External customers", "rule": {"all": [{"attribute": {"integration": integ["integrationId"],
+                                                                       "property": "Customer_Type"},
+                                                         "op": "equals", "value": "External"}]}},
+        bearer,
+    )
+    if status != 201:
+        fail(f"rule segment create: {status} {rule}")
     # One user written before the load, so that reads sent before any load write was
     # acknowledged have a user to read (and to check).
     seed = {user_id(run, "seed"): {"Customer_Type": "Internal", "Customer_Status": "seed"}}
@@ -196,6 +210,7 @@ def setup(client, env, run):
         "integration_id": integ["integrationId"],
         "integration_token": integ["token"],
         "segments": segments,
+        "rule_segment": rule["segmentGuid"],
     }
 
 
@@ -304,6 +319,18 @@ def run_one(client, ctx, state, item):
             with state.lock:
                 state.stale_reads += 1
             state.problem(f"read_user {uid}: acknowledged {want}, read {body}")
+    elif kind == "evaluate":
+        with state.lock:
+            uid = state.user_list[int(arg * len(state.user_list))]
+            want = state.users[uid]["Customer_Type"] == "External"
+        path = f"/public/v1/user/system/{sysg}/user/{urllib.parse.quote(uid, safe='')}/segments"
+        status, body, secs = client.request("GET", path, None, ctx["bearer"])
+        if status == 200:
+            guids = {s.get("segmentGuid") for s in (body.get("segments") or [])} if isinstance(body, dict) else set()
+            if (ctx["rule_segment"] in guids) != want:
+                with state.lock:
+                    state.stale_reads += 1
+                state.problem(f"evaluate {uid}: External is {want}, segments {body}")
     elif kind == "read_segment":
         seg = arg
         with state.lock:

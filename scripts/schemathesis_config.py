@@ -112,6 +112,18 @@ def main():
     # Never the demo integration: an id no integration has, if need be.
     spare_integrations = spare_integrations or ["00000000-0000-4000-8000-000000000000"]
 
+    # Rule segments on the demo integration's Customer_Type: some for the get and replace
+    # operations, throwaway ones for the delete operation.
+    def rule_segment(name):
+        rule = {"all": [{"attribute": {"integration": demo["integrationId"], "property": "Customer_Type"},
+                         "op": "is_set"}]}
+        _, made = call(api, "POST", f"/public/v1/user/system/{system}/rule-segment", token=token,
+                       body={"name": name, "rule": rule})
+        return made["segmentGuid"]
+
+    rule_segments = [rule_segment("schemathesis rule")]
+    spare_rule_segments = [rule_segment(f"schemathesis spare rule {i}") for i in range(SPARE)]
+
     # An import of the demo integration, for the status route (imports are never deleted).
     _, created = call(api, "POST", f"/public/v1/integrations/{demo['integrationId']}/imports",
                       token=token, body={"format": "csv"})
@@ -131,6 +143,8 @@ def main():
         "spareIntegrations": spare_integrations,
         "erasableUsers": erasable,
         "imports": imports,
+        "ruleSegments": rule_segments,
+        "spareRuleSegments": spare_rule_segments,
     }
     lines = [
         "# Written by scripts/schemathesis.sh for the stack described in demo.json; do not edit.",
@@ -187,6 +201,18 @@ def main():
         f'parameters = {{ "path.segmentGuid" = {bind("spareSegments")} }}',
         "",
         "[[operations]]",
+        'include-operation-id = "getRuleSegment"',
+        f'parameters = {{ "path.segmentGuid" = {bind("ruleSegments")} }}',
+        "",
+        "[[operations]]",
+        'include-operation-id = "replaceRuleSegment"',
+        f'parameters = {{ "path.segmentGuid" = {bind("ruleSegments")} }}',
+        "",
+        "[[operations]]",
+        'include-operation-id = "deleteRuleSegment"',
+        f'parameters = {{ "path.segmentGuid" = {bind("spareRuleSegments")} }}',
+        "",
+        "[[operations]]",
         'include-operation-id = "deleteIntegration"',
         f'parameters = {{ "path.integrationId" = {bind("spareIntegrations")} }}',
         "",
@@ -215,6 +241,16 @@ def main():
         "",
         "[[operations]]",
         'include-operation-id = "listImports"',
+        "checks = { positive_data_acceptance = { enabled = false } }",
+        "",
+        # The rule-segment list pages with a cursor too; the usage route's `to` must be on or
+        # after `from`, at most 91 days later (a rule across two fields: `400` by design).
+        "[[operations]]",
+        'include-operation-id = "listRuleSegments"',
+        "checks = { positive_data_acceptance = { enabled = false } }",
+        "",
+        "[[operations]]",
+        'include-operation-id = "getUsage"',
         "checks = { positive_data_acceptance = { enabled = false } }",
         "",
         # A create sent again with the same Idempotency-Key and body replays its first 201, as

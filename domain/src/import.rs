@@ -215,6 +215,8 @@ pub struct CsvColumns {
     identifier: usize,
     /// (column, property index)
     properties: Vec<(usize, usize)>,
+    /// The column of the integration's `timestampProperty`, if any.
+    timestamp: Option<usize>,
     /// Columns that name no property: reported once, never read.
     pub ignored: Vec<String>,
 }
@@ -244,6 +246,7 @@ impl CsvColumns {
 
     fn matched(def: &Definition, header: &[String], fresh: bool) -> Result<Self, HeaderError> {
         let mut identifier = None;
+        let mut timestamp = None;
         let mut properties = Vec::new();
         let mut ignored = Vec::new();
         let mut names = Vec::with_capacity(header.len());
@@ -255,6 +258,8 @@ impl CsvColumns {
             }
             if name == def.user_identifier.as_str() {
                 identifier = Some(col);
+            } else if def.timestamp.as_ref().is_some_and(|t| t.as_str() == name) {
+                timestamp = Some(col);
             } else if let Some(pi) = def.properties.iter().position(|p| p.path.as_str() == name) {
                 properties.push((col, pi));
             } else {
@@ -271,7 +276,7 @@ impl CsvColumns {
         let Some(identifier) = identifier else {
             return Err(HeaderError::NoIdentifier(def.user_identifier.as_str().to_string()));
         };
-        Ok(Self { names, identifier, properties, ignored })
+        Ok(Self { names, identifier, properties, timestamp, ignored })
     }
 
     /// The header as an import's checkpoint stores it: the identifier's and the properties'
@@ -296,6 +301,11 @@ impl CsvColumns {
         let id = fields[self.identifier].trim();
         if !id.is_empty() {
             insert_path(&mut obj, def.user_identifier.as_str(), Value::String(id.to_string()));
+        }
+        if let (Some(col), Some(path)) = (self.timestamp, &def.timestamp)
+            && !fields[col].trim().is_empty()
+        {
+            insert_path(&mut obj, path.as_str(), Value::String(fields[col].trim().to_string()));
         }
         for &(col, pi) in &self.properties {
             let cell = &fields[col];

@@ -125,6 +125,9 @@ pub struct Definition {
     pub name: String,
     pub user_identifier: PropertyPath,
     pub properties: Vec<Property>,
+    /// The payload path of the source time (`timestampProperty`): with one, writes are ordered
+    /// by it (docs/DECISIONS.md, "Source-time ordering").
+    pub timestamp: Option<PropertyPath>,
 }
 
 pub const MAX_NAME_LEN: usize = 200;
@@ -156,14 +159,16 @@ impl Definition {
             }
         };
         let properties = parse_properties(obj.get("properties"), &mut errors);
+        let timestamp = parse_timestamp(obj.get("timestampProperty"), &mut errors);
         for key in obj.keys() {
-            if !matches!(key.as_str(), "name" | "userIdentifierProperty" | "properties") {
+            if !matches!(key.as_str(), "name" | "userIdentifierProperty" | "properties" | "timestampProperty")
+            {
                 errors.push(Problem::at(key.clone(), "unknown field"));
             }
         }
         match (name, user_identifier, properties) {
             (Some(name), Some(user_identifier), Some(properties)) if errors.is_empty() => {
-                let def = Definition { name, user_identifier, properties };
+                let def = Definition { name, user_identifier, properties, timestamp };
                 def.check_identifier_not_imported()?;
                 Ok(def)
             }
@@ -188,8 +193,11 @@ impl Definition {
         {
             next.properties = p;
         }
+        if obj.contains_key("timestampProperty") {
+            next.timestamp = parse_timestamp(obj.get("timestampProperty"), &mut errors);
+        }
         for key in obj.keys() {
-            if !matches!(key.as_str(), "name" | "properties") {
+            if !matches!(key.as_str(), "name" | "properties" | "timestampProperty") {
                 let reason = if key == "userIdentifierProperty" {
                     "the user identifier property cannot change; create a new integration"
                 } else {
@@ -198,8 +206,10 @@ impl Definition {
                 errors.push(Problem::at(key.clone(), reason));
             }
         }
-        if !obj.contains_key("name") && !obj.contains_key("properties") && errors.is_empty() {
-            errors.push(Problem::at("", "send 'name' and/or 'properties'"));
+        if !["name", "properties", "timestampProperty"].iter().any(|k| obj.contains_key(*k))
+            && errors.is_empty()
+        {
+            errors.push(Problem::at("", "send 'name', 'properties' and/or 'timestampProperty'"));
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -209,7 +219,7 @@ impl Definition {
     }
 
     fn check_identifier_not_imported(&self) -> Result<(), Vec<Problem>> {
-        let clash: Vec<Problem> = self
+        let mut clash: Vec<Problem> = self
             .properties
             .iter()
             .enumerate()
@@ -218,6 +228,14 @@ impl Definition {
                 Problem::at(format!("properties[{i}].path"), "the user identifier cannot also be a property")
             })
             .collect();
+        if let Some(t) = &self.timestamp
+            && (*t == self.user_identifier || self.properties.iter().any(|p| p.path == *t))
+        {
+            clash.push(Problem::at(
+                "timestampProperty",
+                "the source time cannot also be the user identifier or a property",
+            ));
+        }
         if clash.is_empty() { Ok(()) } else { Err(clash) }
     }
 
@@ -261,6 +279,27 @@ fn parse_name(v: Option<&Value>, errors: &mut Vec<Problem>) -> Option<String> {
     }
 }
 
+/// Paths beginning with `$` are the operations' (`$setOnce`, `$increment`, `$unset`).
+const RESERVED_PREFIX: char = '$';
+
+/// `timestampProperty`: absent or `null` for none, else a path.
+fn parse_timestamp(v: Option<&Value>, errors: &mut Vec<Problem>) -> Option<PropertyPath> {
+    match v {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.starts_with(RESERVED_PREFIX) => {
+            errors.push(Problem::at("timestampProperty", "paths beginning with '$' are reserved"));
+            None
+        }
+        Some(Value::String(s)) => {
+            PropertyPath::parse(s).map_err(|e| errors.push(Problem::at("timestampProperty", e))).ok()
+        }
+        Some(_) => {
+            errors.push(Problem::at("timestampProperty", "must be a string path or null"));
+            None
+        }
+    }
+}
+
 fn parse_properties(v: Option<&Value>, errors: &mut Vec<Problem>) -> Option<Vec<Property>> {
     let Some(list) = v.and_then(Value::as_array) else {
         errors.push(Problem::at("properties", "required: a list of {path, name, type}"));
@@ -279,6 +318,10 @@ fn parse_properties(v: Option<&Value>, errors: &mut Vec<Problem>) -> Option<Vec<
             continue;
         };
         let path = match obj.get("path") {
+            Some(Value::String(s)) if s.starts_with(RESERVED_PREFIX) => {
+                errors.push(Problem::at(at(".path"), "paths beginning with '$' are reserved for operations"));
+                None
+            }
             Some(Value::String(s)) => {
                 PropertyPath::parse(s).map_err(|e| errors.push(Problem::at(at(".path"), e))).ok()
             }
@@ -420,6 +463,26 @@ mod tests {
             .unwrap();
         let known2 = removed.merge_types(&known).unwrap();
         assert!(changed.merge_types(&known2).is_err());
+    }
+
+    #[test]
+    fn timestamp_property_is_optional_patchable_and_never_reserved_or_clashing() {
+        let mut body = seed();
+        body["timestampProperty"] = json!("meta.sentAt");
+        let d = Definition::from_json(&body).unwrap();
+        assert_eq!(d.timestamp.as_ref().map(PropertyPath::as_str), Some("meta.sentAt"));
+        assert_eq!(Definition::from_json(&seed()).unwrap().timestamp, None);
+        assert_eq!(d.patched(&json!({"timestampProperty": null})).unwrap().timestamp, None);
+        let changed = d.patched(&json!({"timestampProperty": "ts"})).unwrap();
+        assert_eq!(changed.timestamp.unwrap().as_str(), "ts");
+        for bad in [json!("$ts"), json!("Email"), json!("Type"), json!(5), json!("a..b")] {
+            let mut body = seed();
+            body["timestampProperty"] = bad.clone();
+            let errs = Definition::from_json(&body).unwrap_err();
+            assert_eq!(errs[0].path.as_deref(), Some("timestampProperty"), "{bad}");
+        }
+        let reserved = d.patched(&json!({"properties": [{"path": "$plan", "type": "String"}]})).unwrap_err();
+        assert_eq!(reserved[0].path.as_deref(), Some("properties[0].path"));
     }
 
     #[test]

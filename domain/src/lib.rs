@@ -9,6 +9,7 @@ pub mod import;
 pub mod import_rows;
 pub mod integration;
 pub mod moengage;
+pub mod operations;
 pub mod problem;
 #[cfg(feature = "rules")]
 pub mod rule_segment;
@@ -16,6 +17,7 @@ pub mod rule_segment;
 pub mod rules;
 pub mod scope;
 pub mod segment;
+pub mod source_time;
 pub mod user_data;
 
 pub use clock::Timestamp;

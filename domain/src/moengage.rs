@@ -321,6 +321,7 @@ pub fn extended(current: Option<&Definition>, new: &[(String, AttrType)]) -> Def
         name: INTEGRATION_NAME.to_string(),
         user_identifier: PropertyPath::parse(USER_IDENTIFIER).expect("a valid path"),
         properties: Vec::new(),
+        timestamp: None,
     });
     for (name, t) in new {
         let path = PropertyPath::parse(name)

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use super::integration::{AttrType, Definition};
 use crate::Problem;
+pub use crate::operations::Ops;
 
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 pub const MAX_USERS: usize = 100;
@@ -179,9 +180,22 @@ impl Envelope {
 pub struct UserUpdate {
     pub user_id: UserId,
     pub values: Vec<(usize, AttrValue)>,
+    pub ops: Ops,
+    /// The entry's source time (epoch ms), when the integration names a `timestampProperty`.
+    pub source_ms: Option<i64>,
 }
 
 impl UserUpdate {
+    /// Values only: what every seed payload is.
+    pub fn plain(user_id: UserId, values: Vec<(usize, AttrValue)>) -> Self {
+        Self { user_id, values, ops: Ops::default(), source_ms: None }
+    }
+
+    /// Whether it is written as today's plain write (no operation, no source time).
+    pub fn is_plain(&self) -> bool {
+        self.ops.is_empty() && self.source_ms.is_none()
+    }
+
     /// The values with the names of the properties they were imported as, in property order:
     /// what a write stores. `def` is the definition the update was validated against.
     pub fn named_values<'a>(&'a self, def: &'a Definition) -> impl Iterator<Item = (&'a str, &'a AttrValue)> {
@@ -207,6 +221,7 @@ pub fn validate(def: &Definition, data: &mut [Value]) -> Result<Validated, Vec<P
     let mut ignored = BTreeSet::new();
     let consumed: Vec<&str> = std::iter::once(def.user_identifier.as_str())
         .chain(def.properties.iter().map(|p| p.path.as_str()))
+        .chain(def.timestamp.as_ref().map(|t| t.as_str()))
         .collect();
 
     for (index, item) in data.iter_mut().enumerate() {
@@ -230,6 +245,13 @@ pub fn validate(def: &Definition, data: &mut [Value]) -> Result<Validated, Vec<P
             }
             Some(v) => UserId::from_json(v).map_err(|e| errors.push(err(id_path, &e))).ok(),
         };
+        let mut op_problems = Vec::new();
+        let ops = crate::operations::take(def, obj, &mut op_problems);
+        errors.extend(op_problems.into_iter().map(|(at, reason)| err(&at, &reason)));
+        let source_ms = def.timestamp.as_ref().and_then(|t| {
+            let found = t.resolve(obj).ok_or(crate::source_time::SourceTimeError::Missing);
+            found.and_then(crate::source_time::parse).map_err(|e| errors.push(err(t.as_str(), &e))).ok()
+        });
         collect_ignored(obj, "", &consumed, &mut ignored);
         let mut values = Vec::with_capacity(def.properties.len());
         for (pi, prop) in def.properties.iter().enumerate() {
@@ -240,8 +262,16 @@ pub fn validate(def: &Definition, data: &mut [Value]) -> Result<Validated, Vec<P
                 }
             }
         }
+        let mut named: Vec<usize> = values.iter().map(|(i, _)| *i).chain(ops.properties()).collect();
+        named.sort_unstable();
+        if let Some(w) = named.windows(2).find(|w| w[0] == w[1]) {
+            errors.push(err(
+                def.properties[w[0]].path.as_str(),
+                &"a property may be named once per user: as a value or in one operation",
+            ));
+        }
         let item_had_errors = errors.last().is_some_and(|e| e.index == Some(index));
-        if values.is_empty() && !item_had_errors {
+        if values.is_empty() && ops.is_empty() && !item_had_errors {
             errors.push(Problem {
                 index: Some(index),
                 path: None,
@@ -256,7 +286,7 @@ pub fn validate(def: &Definition, data: &mut [Value]) -> Result<Validated, Vec<P
                     &format!("user '{}' appears more than once in this request", user_id.as_str()),
                 ));
             }
-            users.push(UserUpdate { user_id, values });
+            users.push(UserUpdate { user_id, values, ops, source_ms });
         }
     }
     if !errors.is_empty() {
@@ -354,7 +384,7 @@ fn kind(v: &Value) -> &'static str {
 /// between 1e-130 and 1e126. The magnitude is read off the text, not through an f64, which
 /// would turn `1e-400` and `0e99999999999999999999` into a harmless-looking 0 that DynamoDB
 /// then refuses; a zero's exponent must lie in the same range.
-pub(crate) fn check_number(s: &str) -> Result<String, ValueError> {
+pub fn check_number(s: &str) -> Result<String, ValueError> {
     let bad = || ValueError::NotANumber(truncate(s));
     let b = s.as_bytes();
     let mut i = 0;
@@ -588,6 +618,34 @@ mod tests {
             ]
         );
         assert!(errs[7].reason.contains("more than once"));
+    }
+
+    #[test]
+    fn operations_and_source_times_are_judged_with_the_entry() {
+        let mut timed = seed_def();
+        timed.timestamp = Some(crate::integration::PropertyPath::parse("meta.at").unwrap());
+        let v = check(
+            &timed,
+            json!([{"Email": "a", "meta": {"at": 1_733_480_000, "x": 1}, "$unset": ["Status"]}]),
+        )
+        .unwrap();
+        let u = &v.users[0];
+        assert_eq!(
+            (u.source_ms, u.ops.unset.clone(), u.values.is_empty()),
+            (Some(1_733_480_000_000), vec![1], true)
+        );
+        assert_eq!(v.ignored_fields, ["meta.x"], "the source time is read, not ignored");
+        assert!(!u.is_plain());
+        let errs = check(&timed, json!([{"Email": "a", "Type": "x"}])).unwrap_err();
+        assert_eq!((errs[0].index, errs[0].path.as_deref()), (Some(0), Some("meta.at")));
+        // A property named twice (a value and an operation) is refused; a plain entry stays plain.
+        let errs =
+            check(&seed_def(), json!([{"Email": "a", "Type": "x", "$setOnce": {"Type": "y"}}])).unwrap_err();
+        assert_eq!(errs[0].path.as_deref(), Some("Type"));
+        assert!(check(&seed_def(), json!([{"Email": "a", "Type": "x"}])).unwrap().users[0].is_plain());
+        // Operations alone are enough; an empty operation is not.
+        assert!(check(&seed_def(), json!([{"Email": "a", "$unset": ["Type"]}])).is_ok());
+        assert!(check(&seed_def(), json!([{"Email": "a", "$unset": []}])).is_err());
     }
 
     #[test]

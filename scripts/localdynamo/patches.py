@@ -15,6 +15,7 @@
 - Query and Scan report the items they read (before filters and projections) to the meter.
 """
 import copy
+import decimal
 import threading
 import types
 
@@ -259,3 +260,27 @@ def _limited_setitem(self, key, value):
 
 dynamo_type_module = __import__("moto.dynamodb.models.dynamo_type", fromlist=["LimitedSizeDict"])
 dynamo_type_module.LimitedSizeDict.__setitem__ = _limited_setitem
+
+
+# moto adds numbers with Python's default 28-digit context and reads a number without a "."
+# through int(), which fails on "1e5". DynamoDB adds exactly to 38 significant digits and
+# refuses a result past them or out of its range (issue #26: `$increment` relies on `ADD`).
+_NUMBER_CONTEXT = decimal.Context(prec=38, Emin=-130, Emax=125, traps=[decimal.Inexact, decimal.Overflow,
+                                                                      decimal.Underflow, decimal.InvalidOperation])
+_moto_add = DynamoType.__add__
+
+
+def _exact_add(self, other):
+    if self.is_number() and other.is_number():
+        try:
+            total = _NUMBER_CONTEXT.add(decimal.Decimal(self.value), decimal.Decimal(other.value))
+        except decimal.DecimalException:
+            from moto.dynamodb.exceptions import MockValidationException
+            raise MockValidationException(
+                "Number overflow. Attempting to store a number with magnitude larger than supported range")
+        text = format(total.normalize(_NUMBER_CONTEXT), "f") if abs(total.adjusted()) < 40 else str(total.normalize())
+        return DynamoType({"N": text})
+    return _moto_add(self, other)
+
+
+DynamoType.__add__ = _exact_add

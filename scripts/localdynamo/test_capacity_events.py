@@ -103,3 +103,21 @@ def test_a_new_kind_of_event_is_skipped_not_a_crash(tmp_path, monkeypatch, event
     monkeypatch.setattr(capacity, "EVENTS", str(tmp_path / "events"))
     _, results, skipped = run()
     assert "a-new-kind" in dict(skipped) and "a-new-kind" not in {r["event"] for r in results}
+
+
+def test_the_evaluation_section_reports_each_evaluation_against_its_floor_and_the_hot_keys(tmp_path):
+    _, results, skipped = run()
+    sweep = {"account": "eval-x", "integrations": 41, "rules": 200, "conditions": 10,
+             "rows": [{"integrations": n, "route": "GET /public/v1/user/{userId}", "calls": 3, "hits": 2,
+                       "hit_rcu": 1.0, "rereads": 1, "reread_rcu": 3.0 * n} for n in (1, 10, 41)],
+             "cold": [{"table": "ingest-segments", "pk": "acc#RSYS#sys", "rcu": 40.0},
+                      {"table": "ingest-config", "pk": "ACCOUNT#acc", "rcu": 1.0}]}
+    args = types.SimpleNamespace(calls=3, steady_calls=3, before=None, out=str(tmp_path / "CAPACITY.md"))
+    capacity.write_report(args, results, skipped, capacity.functions_memory(), capacity.key_patterns(), None, sweep)
+    text = (tmp_path / "CAPACITY.md").read_text()
+    for event in ("user-segments", "user-segments-explain", "segments-evaluate", "rule-segments-evaluate"):
+        assert f"| {event} |" in text.split("## Rule segments: units per evaluation")[1], event
+    # The batch is measured with BATCH_USERS users, and its floor is two reads per user.
+    assert f"| batch of {capacity.BATCH_USERS} users | segments-evaluate | 0.5 | 0.5 | 0 | 0 | {2 * capacity.BATCH_USERS} |" in text
+    # 200 instances (20,000/s at 10 ms) re-reading a 40-RCU set is over the ceiling; 1 RCU is not.
+    assert "| `acc#RSYS#sys` |" in text and "8,000 **over**" in text and "200 ok" in text

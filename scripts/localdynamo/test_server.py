@@ -344,3 +344,21 @@ def test_concurrent_updates_are_atomic_and_readers_never_see_half_an_item(ddb):
     assert errors == []
     items = c.query(TableName=t, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "c"}})["Items"]
     assert sum(int(i["n"]["N"]) for i in items) == 8 * 25
+
+
+# --- ADD on numbers (patches.py: exact to 38 digits, as DynamoDB) ----------------------------------
+def test_add_is_exact_to_38_digits_and_refuses_past_them(ddb):
+    _, _, c, t = ddb
+    key = {"pk": {"S": "n"}, "sk": {"S": "1"}}
+
+    def add(delta):
+        c.update_item(TableName=t, Key=key, UpdateExpression="ADD n :d", ExpressionAttributeValues={":d": {"N": delta}})
+        return c.get_item(TableName=t, Key=key, ConsistentRead=True)["Item"]["n"]["N"]
+
+    assert add("1e5") == "100000", "an exponent, which moto read through int()"
+    assert add("0.1") == "100000.1"
+    assert add("1234567890123456789012345678901234.5") == "1234567890123456789012345679001234.6"
+    with pytest.raises(ClientError) as e:
+        add("0.000001")
+    assert code(e) == "ValidationException"
+    assert add("-1234567890123456789012345679001234.6") == "0"

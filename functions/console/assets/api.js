@@ -36,8 +36,11 @@ export function can(scope) {
   return !!s && s.scope.split(' ').includes(scope);
 }
 
-export async function api(method, path, body) {
-  const headers = { 'X-Console-Request': '1', Accept: 'application/json' };
+/** The key the system GUID last used is remembered under (the Segments and Users pages). */
+export const SYSTEM_KEY = 'console.systemGuid';
+
+export async function api(method, path, body, extra = {}) {
+  const headers = { ...extra, 'X-Console-Request': '1', Accept: 'application/json' };
   const init = { method, headers, credentials: 'same-origin' };
   if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
@@ -62,10 +65,18 @@ export function showError(container, err) {
   const general = [];
   for (const d of err.details || []) {
     const path = d.path || '';
-    const input = path && container.querySelector(`[data-path="${CSS.escape(path)}"]`);
+    // A JSON pointer with no field of its own (`/rule/all/0/values/2`) is shown at the
+    // nearest field that holds it (`/rule/all/0/values`).
+    let at = path;
+    let input = at && container.querySelector(`[data-path="${CSS.escape(at)}"]`);
+    while (!input && at.startsWith('/') && at.lastIndexOf('/') > 0) {
+      at = at.slice(0, at.lastIndexOf('/'));
+      input = container.querySelector(`[data-path="${CSS.escape(at)}"]`);
+    }
     const where = input && document.getElementById(`${input.id}-err`);
     if (where) {
-      where.textContent = d.reason;
+      const text = at === path ? d.reason : `${path.slice(at.length + 1)}: ${d.reason}`;
+      where.textContent = where.textContent ? `${where.textContent}; ${text}` : text;
       input.setAttribute('aria-invalid', 'true');
     } else {
       general.push(`${d.index !== undefined ? `item ${d.index}: ` : ''}${path ? `${path}: ` : ''}${d.reason}`);
@@ -83,4 +94,5 @@ export function clearError(container) {
   const box = container.querySelector('.error-box');
   if (box) box.remove();
   for (const el of container.querySelectorAll('.field-error')) el.textContent = '';
+  for (const el of container.querySelectorAll('[aria-invalid]')) el.removeAttribute('aria-invalid');
 }

@@ -1,9 +1,8 @@
 // Segments of a system: the list with counts, a static segment's members page by page, and
-// ids added or removed by paste or file.
-import { api, can, clearError, showError } from './api.js';
+// ids added or removed by paste or file; then its rule segments and their builder (rules.js).
+import { SYSTEM_KEY as SYS, api, can, clearError, showError } from './api.js';
 import { field, h, set } from './dom.js';
-
-const SYS = 'console.systemGuid';
+import { builder, catalog, ruleSegments, ruleTable } from './rules.js';
 
 export function segments(view) {
   const [wrap, sys] = field('System GUID', { id: 'seg-system', value: localStorage.getItem(SYS) || '', required: true, 'data-path': 'systemGuid' });
@@ -14,13 +13,15 @@ export function segments(view) {
     clearError(form);
     localStorage.setItem(SYS, sys.value.trim());
     try {
-      const base = `/public/v1/user/system/${encodeURIComponent(sys.value.trim())}/segment`;
-      const r = await api('GET', base);
+      const system = `/public/v1/user/system/${encodeURIComponent(sys.value.trim())}`;
+      const base = `${system}/segment`;
+      const [r, rules] = await Promise.all([api('GET', base), ruleSegments(system)]);
       const list = r.segments || r;
       set(out, h('div', { class: 'scroll' }, h('table', {}, h('caption', {}, `${list.length} segment(s)`),
         h('thead', {}, h('tr', {}, ['Name', 'External id', 'Members', 'Updated', ''].map((t) => h('th', { scope: 'col' }, t)))),
         h('tbody', {}, list.map((s) => h('tr', {}, h('td', {}, s.name), h('td', {}, s.id || ''), h('td', { class: 'num' }, s.userCount), h('td', {}, s.updatedAt),
-          h('td', {}, h('button', { type: 'button', 'aria-label': `Open ${s.name}`, on: { click: (ev) => members(out, base, s, ev.target.closest('tr').querySelector('.num')) } }, 'Open'))))))));
+          h('td', {}, h('button', { type: 'button', 'aria-label': `Open ${s.name}`, on: { click: (ev) => members(out, base, s, ev.target.closest('tr').querySelector('.num')) } }, 'Open'))))))),
+      await rulesSection(system, list, rules, load));
     } catch (e) { showError(form, e); }
   };
   form.addEventListener('submit', (ev) => { ev.preventDefault(); load(); });
@@ -74,4 +75,24 @@ function editForm(path, done) {
     h('button', { type: 'button', id: 'seg-remove', on: { click: send('remove') } }, 'Remove ids'));
   form.addEventListener('submit', (ev) => ev.preventDefault());
   return form;
+}
+
+/** The system's rule segments, and the builder to create or edit one. */
+async function rulesSection(system, statics, rules, reload) {
+  const known = [...statics.map((s) => ({ ...s, kind: 'static' })), ...rules.map((s) => ({ ...s, kind: 'rule' }))];
+  const ctx = await catalog(system, known);
+  const slot = h('div', { id: 'rule-builder-slot' });
+  const section = h('section', { class: 'card', 'aria-labelledby': 'rules-title', id: 'rules' }, h('h2', { id: 'rules-title' }, 'Rule segments'));
+  const open = async (existing) => {
+    clearError(section);
+    try {
+      const form = await builder(ctx, existing, reload);
+      set(slot, form);
+      form.querySelector('#rb-name').focus();
+    } catch (e) { showError(section, e); }
+  };
+  section.append(ruleTable(rules, ctx, open, reload, section));
+  if (can('segments:write')) section.append(h('p', {}, h('button', { type: 'button', id: 'rule-new', class: 'primary', on: { click: () => open(null) } }, 'New rule segment')));
+  section.append(slot);
+  return section;
 }

@@ -73,8 +73,69 @@ static ASSETS: &[Asset] = assets![
     "users.js" => "text/javascript; charset=utf-8",
     "imports.js" => "text/javascript; charset=utf-8",
     "segments.js" => "text/javascript; charset=utf-8",
+    "rules.js" => "text/javascript; charset=utf-8",
     "usage.js" => "text/javascript; charset=utf-8",
 ];
+
+/// The rule builder's menus, written from the rule engine's own operator table
+/// (`domain::rules::Op`), so the console holds no copy of SPEC's table to drift from it.
+const OPERATORS: &str = "operators.json";
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OperatorOut {
+    op: &'static str,
+    /// `none`, `one` (`value`), `list` (`values`), `pair` (`values: [low, high]`), `days`.
+    operand: &'static str,
+    ignore_case: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OperatorsOut {
+    types: std::collections::BTreeMap<&'static str, Vec<OperatorOut>>,
+    groups: [&'static str; 3],
+    segment_ops: [&'static str; 2],
+    max_depth: usize,
+    max_conditions: usize,
+}
+
+fn operators() -> &'static [u8] {
+    use domain::integration::AttrType;
+    use domain::rules::{GroupKind, MAX_CONDITIONS, MAX_DEPTH, Op, OperandKind};
+    static BODY: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BODY.get_or_init(|| {
+        let types = [AttrType::String, AttrType::Number, AttrType::Date, AttrType::Boolean]
+            .into_iter()
+            .map(|t| {
+                let ops = Op::ALL
+                    .iter()
+                    .filter(|o| o.types().contains(&t))
+                    .map(|o| OperatorOut {
+                        op: o.as_str(),
+                        operand: match o.operand() {
+                            OperandKind::None => "none",
+                            OperandKind::One => "one",
+                            OperandKind::List => "list",
+                            OperandKind::Pair => "pair",
+                            OperandKind::Days => "days",
+                        },
+                        ignore_case: t == AttrType::String && o.takes_ignore_case(),
+                    })
+                    .collect();
+                (t.as_str(), ops)
+            })
+            .collect();
+        let out = OperatorsOut {
+            types,
+            groups: [GroupKind::All, GroupKind::Any, GroupKind::None].map(GroupKind::as_str),
+            segment_ops: ["in", "not_in"],
+            max_depth: MAX_DEPTH,
+            max_conditions: MAX_CONDITIONS,
+        };
+        serde_json::to_vec(&out).expect("serializes")
+    })
+}
 
 /// A content hash of every asset: the `ETag` of each, so a browser revalidates for a few
 /// bytes and a new build is picked up at once.
@@ -83,8 +144,9 @@ fn version() -> &'static str {
     VERSION.get_or_init(|| {
         // FNV-1a: a change detector, not a security measure.
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for a in ASSETS {
-            for b in a.name.as_bytes().iter().chain(a.body) {
+        let files = ASSETS.iter().map(|a| (a.name, a.body)).chain([(OPERATORS, operators())]);
+        for (name, body) in files {
+            for b in name.as_bytes().iter().chain(body) {
                 h ^= u64::from(*b);
                 h = h.wrapping_mul(0x0100_0000_01b3);
             }
@@ -137,15 +199,19 @@ fn hardened(reply: Reply) -> Reply {
 }
 
 fn asset(req: &Request, name: &str) -> Reply {
-    let Some(a) = ASSETS.iter().find(|a| a.name == name) else {
+    let found = match name {
+        OPERATORS => Some(("application/json", operators())),
+        _ => ASSETS.iter().find(|a| a.name == name).map(|a| (a.content_type, a.body)),
+    };
+    let Some((content_type, body)) = found else {
         let body = b"not found".to_vec();
         return hardened(raw(404, "text/plain; charset=utf-8", body));
     };
     let etag = format!("\"{}\"", version());
     let reply = if header(req, "if-none-match") == Some(etag.as_str()) {
-        raw(304, a.content_type, Vec::new())
+        raw(304, content_type, Vec::new())
     } else {
-        raw(200, a.content_type, a.body.to_vec())
+        raw(200, content_type, body.to_vec())
     };
     hardened(reply.header("etag", &etag).header("cache-control", "no-cache"))
 }
@@ -295,6 +361,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_operator_menus_are_the_engines_table() {
+        let menus: serde_json::Value = serde_json::from_slice(operators()).unwrap();
+        let ops = |t: &str| -> Vec<String> {
+            menus["types"][t].as_array().unwrap().iter().map(|o| o["op"].as_str().unwrap().into()).collect()
+        };
+        assert_eq!(ops("Boolean"), ["is_true", "is_false", "is_set", "is_not_set"]);
+        assert!(ops("Date").contains(&"within_last_days".into()) && !ops("Date").contains(&"lt".into()));
+        let contains = &menus["types"]["String"][4];
+        assert_eq!(
+            (contains["op"].as_str(), contains["ignoreCase"].as_bool()),
+            (Some("contains"), Some(true))
+        );
+        assert_eq!(menus["types"]["Number"][8]["operand"], "pair", "between takes [low, high]");
+        assert_eq!(menus["types"]["Number"][0]["ignoreCase"], false);
     }
 
     #[test]

@@ -7,11 +7,11 @@ use crate::LegError;
 use domain::Timestamp;
 use domain::import::{CsvColumns, Format, ImportMode, MAX_FILE_BYTES, RowProblem, clip, ndjson_row};
 use domain::integration::Definition;
-use domain::user_data::{AttrValue, UserId, UserUpdate};
+use domain::user_data::UserUpdate;
 use files::{self as files, Body};
 use protect::rate::Refusal;
 use protect::usage::{UsageReport, day_of};
-use store::end_users::{MergeOutcome, UserWrite};
+use store::end_users::UserWrite;
 use store::imports::{Checkpoint, ImportRecord, ImportStatus, PageUsage, Progress};
 
 use crate::page::Page;
@@ -26,6 +26,9 @@ pub enum Step {
     LostLease,
 }
 
+const STALE: &str = "left as it was: the user's value has a newer source time";
+const OVERFLOW: &str =
+    "not written: an increment's result would pass 38 significant digits or the Number range";
 pub struct Leg<'a> {
     worker: &'a Worker,
     /// Who holds the lease: the queue message this leg serves.
@@ -254,60 +257,61 @@ impl<'a> Leg<'a> {
     }
 
     async fn write_page(&mut self, page: Page) -> Result<(), LegError> {
-        let users = page.updates().count();
+        let users = page.users().map(<[_]>::len).sum::<usize>();
         if users > 0 {
             self.pay(users).await?;
         }
         let def = self.definition.as_ref().expect("read before the definition");
         let now = Timestamp::now().rfc3339();
         let (store, rec) = (&self.worker.store, &self.rec);
-        let writes: Vec<UserWrite<'_>> = page
-            .updates()
-            .map(|u| UserWrite {
-                user_id: &u.user_id,
-                values: u.values.iter().map(|(i, v)| (def.properties[*i].name.as_str(), v)).collect(),
-            })
-            .collect();
-        let suppressed: Vec<UserId> = match rec.mode {
-            ImportMode::Replace => {
-                let refs: Vec<&UserWrite<'_>> = writes.iter().collect();
-                store.put_users(&rec.account, &rec.integration_id, &refs, &now, PUT_CONCURRENCY).await?
-            }
-            ImportMode::Merge => {
-                let jobs: Vec<(UserId, Vec<(String, AttrValue)>)> = writes
-                    .iter()
-                    .map(|w| {
-                        (
-                            w.user_id.clone(),
-                            w.values.iter().map(|(n, v)| (n.to_string(), (*v).clone())).collect(),
-                        )
-                    })
-                    .collect();
-                store::concurrent::for_each_bounded(jobs, MERGE_CONCURRENCY, "merge", |(user_id, values)| {
-                    let (store, account, id, now) =
-                        (store.clone(), rec.account.clone(), rec.integration_id.clone(), now.clone());
-                    async move {
-                        let w = UserWrite {
-                            user_id: &user_id,
-                            values: values.iter().map(|(n, v)| (n.as_str(), v)).collect(),
-                        };
-                        let outcome = store.merge_user(&account, &id, &w, false, &now).await?;
-                        Ok((outcome == MergeOutcome::Suppressed).then_some(user_id))
+        let replace = rec.mode == ImportMode::Replace;
+        // A replace puts plain users whole, as before; every other user's rows are applied in
+        // order, one UpdateItem each (conditional when ordered by source time).
+        let (whole, ordered): (Vec<_>, Vec<_>) =
+            page.users().partition(|rows| replace && Page::is_single_plain(rows));
+        let puts: Vec<UserWrite<'_>> =
+            whole.iter().map(|rows| UserWrite::of(&rows[0].1, def, true)).collect();
+        let refs: Vec<&UserWrite<'_>> = puts.iter().collect();
+        let refused =
+            store.put_users(&rec.account, &rec.integration_id, &refs, &now, PUT_CONCURRENCY).await?;
+        let mut suppressed: Vec<RowNumber> =
+            whole.iter().filter(|rows| refused.contains(&rows[0].1.user_id)).map(|rows| rows[0].0).collect();
+        let jobs: Vec<Vec<(RowNumber, UserUpdate)>> = ordered.into_iter().map(<[_]>::to_vec).collect();
+        let done = store::concurrent::for_each_bounded(jobs, MERGE_CONCURRENCY, "merge", |rows| {
+            let (store, account, id, now, def) =
+                (store.clone(), rec.account.clone(), rec.integration_id.clone(), now.clone(), def.clone());
+            async move {
+                let (mut stale, mut suppressed) = (Vec::new(), Vec::new());
+                for (row, u) in &rows {
+                    let w = store
+                        .update_user(&account, &id, &UserWrite::of(u, &def, replace), false, &now)
+                        .await?;
+                    if w.suppressed {
+                        suppressed.push(*row);
                     }
-                })
-                .await?
-                .into_iter()
-                .flatten()
-                .collect()
+                    if w.overflow {
+                        stale.push((*row, "$increment".to_string(), OVERFLOW));
+                    }
+                    stale.extend(w.stale.into_iter().map(|name| (*row, name, STALE)));
+                }
+                Ok((stale, suppressed))
             }
-        };
-        self.report_suppressed(&page, suppressed);
+        })
+        .await?;
+        let mut lines = Vec::new();
+        for (stale, rows) in done {
+            lines.extend(stale);
+            suppressed.extend(rows);
+        }
+        for (row, name, reason) in lines {
+            self.report.line(row, &name, reason);
+        }
+        self.report_suppressed(suppressed);
         self.store_report().await
     }
 
     /// Rows of erased users (in their suppression window): written nothing, reported.
-    fn report_suppressed(&mut self, page: &Page, mut users: Vec<UserId>) {
-        let mut rows: Vec<RowNumber> = users.drain(..).filter_map(|u| page.row_of(&u)).collect();
+    fn report_suppressed(&mut self, mut rows: Vec<RowNumber>) {
         rows.sort_unstable();
         for row in rows {
             self.progress.accepted -= 1;

@@ -122,6 +122,7 @@ fn view<'a>(
         integration_id: &rec.integration_id,
         name: &rec.definition.name,
         user_identifier_property: rec.definition.user_identifier.as_str(),
+        timestamp_property: rec.definition.timestamp.as_ref().map(|t| t.as_str()),
         properties: rec.definition.properties.iter().map(api::Property::from).collect(),
         endpoint: format!("{issuer}/public/v1/user/data"),
         created_at: rfc3339_of_epoch_secs(rec.created_at),

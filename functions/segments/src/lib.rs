@@ -108,6 +108,16 @@ impl Service for App {
     ];
 
     async fn handle(&self, op: Op, call: Call<'_>) -> Result<Reply, ApiError> {
+        // `.../rule-segment/evaluate` is the dry run's path, which serves POST only: no rule
+        // segment is named `evaluate` (none has a guid that is not a UUID).
+        if matches!(op, Op::RuleGet | Op::RuleReplace | Op::RuleDelete)
+            && call.param("segmentGuid") == "evaluate"
+        {
+            return Err(ApiError::MethodNotAllowed {
+                method: call.info.method.clone(),
+                allow: "POST".into(),
+            });
+        }
         let p = call.principal()?;
         let (info, req, sys, seg) =
             (call.info, call.req, call.param("systemGuid"), call.param("segmentGuid"));

@@ -271,8 +271,10 @@ pub async fn create(
         version: 1,
         created_at: now,
         updated_at: now,
+        count_shard: None,
     };
-    store.create_rule_segment(&p.account, &record, MAX_RULE_SEGMENTS).await.map_err(rule_error)?;
+    let record =
+        store.create_rule_segment(&p.account, &record, MAX_RULE_SEGMENTS).await.map_err(rule_error)?;
     tracing::info!(request_id = %info.request_id, account = %p.account, segment = %record.segment,
         "rule segment created");
     let location = format!("/public/v1/user/system/{system}/rule-segment/{}", record.segment);
@@ -423,10 +425,7 @@ pub async fn delete(
 ) -> Result<Reply, ApiError> {
     let expected = if_match(req)?;
     let current = find(store, p, sys, seg).await?;
-    store
-        .delete_rule_segment(&p.account, current.system, current.segment, expected)
-        .await
-        .map_err(rule_error)?;
+    store.delete_rule_segment(&p.account, &current, expected).await.map_err(rule_error)?;
     tracing::info!(request_id = %info.request_id, account = %p.account, segment = %current.segment,
         "rule segment deleted");
     Ok(Reply::no_content())

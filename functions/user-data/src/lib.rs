@@ -21,7 +21,7 @@ use edge::http::request::json_body;
 use edge::http::{ApiError, Reply, RequestInfo};
 use protect::usage::UsageReport;
 use store::dynamo::DynamoStore;
-use store::end_users::{MergeOutcome, ReplaceOutcome, UserWrite};
+use store::end_users::UserWrite;
 use store::integrations::DefinitionsCache;
 use store::suppression::ErasureRecord;
 use token_cache::TokenCache;
@@ -112,32 +112,44 @@ async fn update(
     let validated = user_data::validate(def, &mut request.data)
         .map_err(|d| ApiError::validation("some users are invalid; nothing was written", d))?;
 
-    let writes: Vec<UserWrite> = validated
-        .users
-        .iter()
-        .map(|u| UserWrite { user_id: &u.user_id, values: u.named_values(def).collect() })
-        .collect();
+    let replace = validated.mode == Mode::Replace;
+    let writes: Vec<UserWrite> = validated.users.iter().map(|u| UserWrite::of(u, def, replace)).collect();
     let now = Timestamp::now().rfc3339();
     let id = &integration.integration_id;
-    let ReplaceOutcome { skipped, suppressed } = match validated.mode {
+    let mut refused: Vec<UserId> = Vec::new();
+    let mut suppressed: Vec<UserId> = Vec::new();
+    let (skipped, stale): (Vec<UserId>, Vec<(UserId, Vec<String>)>) = match validated.mode {
         Mode::Merge => {
-            let one = vec![writes[0].user_id.clone()];
-            match app.store.merge_user(&p.account, id, &writes[0], request.update_existing_only, &now).await?
-            {
-                MergeOutcome::Written => ReplaceOutcome::default(),
-                MergeOutcome::Skipped => ReplaceOutcome { skipped: one, suppressed: Vec::new() },
-                MergeOutcome::Suppressed => ReplaceOutcome { skipped: Vec::new(), suppressed: one },
+            let w =
+                app.store.update_user(&p.account, id, &writes[0], request.update_existing_only, &now).await?;
+            let user = || writes[0].user_id.clone();
+            if w.overflow {
+                return Err(overflow(&[user()]));
             }
+            if w.suppressed {
+                suppressed.push(user());
+            }
+            let stale = if w.stale.is_empty() { Vec::new() } else { vec![(user(), w.stale)] };
+            (if w.written || w.suppressed { Vec::new() } else { vec![user()] }, stale)
         }
         Mode::Replace => {
-            app.store.replace_users(&p.account, id, &writes, request.update_existing_only, &now).await?
+            let r =
+                app.store.replace_users(&p.account, id, &writes, request.update_existing_only, &now).await?;
+            // Nothing written: a 400. Some users written: the others' increments are applied
+            // and must not be retried, so the answer is a 200 that names who was refused.
+            if !r.overflow.is_empty() && r.overflow.len() == writes.len() {
+                return Err(overflow(&r.overflow));
+            }
+            refused = r.overflow;
+            suppressed = r.suppressed;
+            (r.skipped, r.stale)
         }
     };
-    let accepted = writes.len() - skipped.len() - suppressed.len();
+    let accepted = writes.len() - skipped.len() - refused.len() - suppressed.len();
     tracing::info!(
         request_id = %info.request_id, account = %p.account, integration_id = %id,
-        mode = validated.mode.as_str(), accepted, skipped = skipped.len(), suppressed = suppressed.len(),
-        "user data written"
+        mode = validated.mode.as_str(), accepted, skipped = skipped.len(), stale = stale.len(),
+        suppressed = suppressed.len(), "user data written"
     );
     let body = api::UserDataResponse {
         accepted,
@@ -145,8 +157,27 @@ async fn update(
         ignored_fields: &validated.ignored_fields,
         skipped: skipped.iter().map(UserId::as_str).collect(),
         suppressed: suppressed.iter().map(UserId::as_str).collect(),
+        stale: stale
+            .iter()
+            .map(|(u, names)| api::StaleUser { user_id: u.as_str(), properties: names.clone() })
+            .collect(),
+        refused: refused
+            .iter()
+            .map(|u| api::RefusedUser { user_id: u.as_str(), reason: OVERFLOW_REASON })
+            .collect(),
     };
     Ok(Reply::json(200, &body).usage(UsageReport { users_updated: accepted as i64, segment_ids: 0 }))
+}
+
+const OVERFLOW_REASON: &str = "an increment's result would pass 38 significant digits or the Number range";
+
+/// Increments whose result DynamoDB refused, when no user of the call was written.
+fn overflow(users: &[UserId]) -> ApiError {
+    let details = users
+        .iter()
+        .map(|u| Problem::at("/$increment", format!("user '{}': {OVERFLOW_REASON}", u.as_str())))
+        .collect();
+    ApiError::validation("an increment's result cannot be stored; those users were not written", details)
 }
 
 fn user_id(raw: &str) -> Result<UserId, ApiError> {

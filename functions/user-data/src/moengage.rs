@@ -139,10 +139,10 @@ async fn run(
             }
         }
 
-        let write = UserWrite {
-            user_id: &request.customer_id,
-            values: resolved.values.iter().map(|(name, v)| (name.as_str(), v)).collect(),
-        };
+        let write = UserWrite::plain(
+            &request.customer_id,
+            resolved.values.iter().map(|(name, v)| (name.as_str(), v)).collect(),
+        );
         let written = app
             .store
             .merge_user_from(

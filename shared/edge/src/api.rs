@@ -66,6 +66,8 @@ pub struct Integration<'a> {
     pub integration_id: &'a str,
     pub name: &'a str,
     pub user_identifier_property: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp_property: Option<&'a str>,
     pub properties: Vec<Property<'a>>,
     pub endpoint: String,
     pub created_at: String,
@@ -111,6 +113,13 @@ pub struct UserDataResponse<'a> {
     /// Erased users, refused for the account's suppression window (absent when none).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub suppressed: Vec<&'a str>,
+    /// Users whose attributes hold newer source times than this write's (absent when none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stale: Vec<StaleUser<'a>>,
+    /// Users of a several-user call whose write was refused while others were written
+    /// (absent when none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedUser<'a>>,
 }
 
 /// `EraseResponse`.
@@ -124,6 +133,22 @@ pub struct EraseResponse {
     pub memberships: usize,
     /// RFC 3339: when their suppression ends.
     pub suppressed_until: String,
+}
+
+/// One user of a several-user call not written, and why; nothing of it was stored.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusedUser<'a> {
+    pub user_id: &'a str,
+    pub reason: &'static str,
+}
+
+/// One user's attributes left as they were: they hold newer source times.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StaleUser<'a> {
+    pub user_id: &'a str,
+    pub properties: Vec<String>,
 }
 
 /// `EndUser`.

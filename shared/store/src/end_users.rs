@@ -4,12 +4,17 @@
 //! attributes as top-level attributes named `a:<attribute name>` (the prefix keeps customer
 //! names apart from ours), plus `integrationId`, `updatedAt` and, in the MoEngage item,
 //! `clientIp` (the address of the last update). A user's whole object is one
-//! Query; a merge is one UpdateItem; a replace is one PutItem per user. Both carry
-//! [`not_suppressed_condition`]: an erased user's items are tombstones (`suppression.rs`), and a
-//! write that meets one fails its condition and writes nothing.
+//! Query; a merge is one UpdateItem; a replace is one conditional PutItem per user, but one
+//! UpdateItem for a user with operations or a source time. With a source time, each value's
+//! stamp is `t:<attribute name>` beside it (domain::source_time). Every write carries
+//! [`not_suppressed_condition`]: an erased user's items are tombstones (`suppression.rs`), and
+//! a write that meets one fails its condition and writes nothing.
 
 use std::collections::{BTreeMap, HashMap};
 
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
 use super::codec::{Item, get_s, key, s};
@@ -17,12 +22,20 @@ use super::concurrent::for_each_bounded;
 use super::dynamo::{DynamoStore, is_conditional_failure, sdk_error};
 use super::suppression::{Condition, is_suppressed, is_tombstone, not_suppressed_condition};
 use super::{StoreError, batch};
-use domain::user_data::{AttrValue, UserId};
+use domain::integration::Definition;
+use domain::source_time;
+use domain::user_data::{AttrValue, UserId, UserUpdate};
 use domain::{AccountId, Timestamp};
 
 const ATTR_PREFIX: &str = "a:";
+/// The source-time stamp of attribute `a:<name>` is `t:<name>` (domain::source_time).
+const STAMP_PREFIX: &str = "t:";
+/// Each retry follows a newer write that got in between: a bound, not an expected count.
+const MAX_ORDERING_ATTEMPTS: usize = 8;
 /// Up to 4 batches of 25 for a 100-user request: all at once.
 const WRITE_CONCURRENCY: usize = 4;
+/// UpdateItems of one `replace` in flight at once (up to 100 users, one request each).
+const ORDERED_CONCURRENCY: usize = 16;
 
 /// One integration's attributes of a user, as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +47,74 @@ pub struct StoredAttributes {
     pub client_ip: Option<String>,
 }
 
+/// One user's write: attribute names with their values, and its operations.
+pub struct UserWrite<'a> {
+    pub user_id: &'a UserId,
+    pub values: Vec<(&'a str, &'a AttrValue)>,
+    pub set_once: Vec<(&'a str, &'a AttrValue)>,
+    /// Exact decimal deltas, as text.
+    pub increment: Vec<(&'a str, &'a str)>,
+    /// Attributes to remove (`$unset`, and in `replace` the properties left out).
+    pub unset: Vec<&'a str>,
+    /// With a source time (epoch ms), each value and removal is ordered by it.
+    pub source_ms: Option<i64>,
+}
+
+impl<'a> UserWrite<'a> {
+    /// Values only, as every write was before operations and source times.
+    pub fn plain(user_id: &'a UserId, values: Vec<(&'a str, &'a AttrValue)>) -> Self {
+        Self {
+            user_id,
+            values,
+            set_once: Vec::new(),
+            increment: Vec::new(),
+            unset: Vec::new(),
+            source_ms: None,
+        }
+    }
+
+    /// A validated update under the names of `def`'s properties. With `replace`, the
+    /// properties it does not name are removed: by the whole-item put of a plain update, by
+    /// removals in the UpdateItem of any other.
+    pub fn of(u: &'a UserUpdate, def: &'a Definition, replace: bool) -> Self {
+        let name = |i: &usize| def.properties[*i].name.as_str();
+        let mut unset: Vec<&str> = u.ops.unset.iter().map(name).collect();
+        if replace && !u.is_plain() {
+            let named: Vec<usize> = u.values.iter().map(|(i, _)| *i).chain(u.ops.properties()).collect();
+            unset.extend((0..def.properties.len()).filter(|i| !named.contains(i)).map(|i| name(&i)));
+        }
+        Self {
+            user_id: &u.user_id,
+            values: u.named_values(def).collect(),
+            set_once: u.ops.set_once.iter().map(|(i, v)| (name(i), v)).collect(),
+            increment: u.ops.increment.iter().map(|(i, d)| (name(i), d.as_str())).collect(),
+            unset,
+            source_ms: u.source_ms,
+        }
+    }
+
+    /// Whether it is a plain write (no operation, no source time): a `replace` puts it whole.
+    fn is_plain(&self) -> bool {
+        self.set_once.is_empty()
+            && self.increment.is_empty()
+            && self.unset.is_empty()
+            && self.source_ms.is_none()
+    }
+}
+
+/// What a `replace` did besides writing.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Replaced {
+    /// Users `only_existing` skipped.
+    pub skipped: Vec<UserId>,
+    /// Users with attributes left as they were (newer source times), and those attributes.
+    pub stale: Vec<(UserId, Vec<String>)>,
+    /// Users whose increments DynamoDB refused (nothing of theirs written).
+    pub overflow: Vec<UserId>,
+    /// Erased and suppressed: nothing of theirs written.
+    pub suppressed: Vec<UserId>,
+}
+
 /// What a merge did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MergeOutcome {
@@ -42,15 +123,6 @@ pub enum MergeOutcome {
     Skipped,
     /// The user is erased and suppressed: nothing was written.
     Suppressed,
-}
-
-/// Users a replace did not write.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct ReplaceOutcome {
-    /// `only_existing` was set and they had no attributes of this integration.
-    pub skipped: Vec<UserId>,
-    /// Erased and suppressed.
-    pub suppressed: Vec<UserId>,
 }
 
 /// The epoch seconds of a write's `now` (RFC 3339, as every write path passes it; the clock's,
@@ -74,10 +146,180 @@ macro_rules! with_condition {
     }};
 }
 
-/// One user's write: attribute names with their values.
-pub struct UserWrite<'a> {
-    pub user_id: &'a UserId,
-    pub values: Vec<(&'a str, &'a AttrValue)>,
+/// What a user's write did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Written {
+    /// False when `only_existing` found no attributes of the integration (nothing written).
+    pub written: bool,
+    /// Attributes left as they were: they hold newer source times.
+    pub stale: Vec<String>,
+    /// DynamoDB refused an increment's result (past 38 significant digits or its range):
+    /// nothing of this user's write was applied.
+    pub overflow: bool,
+    /// The user is erased and suppressed: nothing was written.
+    pub suppressed: bool,
+}
+
+/// One user's UpdateItem, owned (it may be sent from a spawned task). Each stamped part
+/// carries the stamp it writes (values, removals) or must not be older than (increments).
+#[derive(Debug, Clone)]
+struct Plan {
+    pk: String,
+    sk: String,
+    integration_id: String,
+    values: Vec<(String, AttributeValue, Option<String>)>,
+    set_once: Vec<(String, AttributeValue)>,
+    increment: Vec<(String, String, Option<String>)>,
+    unset: Vec<(String, Option<String>)>,
+}
+
+impl Plan {
+    fn of(account: &AccountId, integration_id: &str, user: &UserWrite<'_>) -> Self {
+        let ms = user.source_ms;
+        Self {
+            pk: user_pk(account, user.user_id.as_str()),
+            sk: attrs_sk(integration_id),
+            integration_id: integration_id.to_string(),
+            values: user
+                .values
+                .iter()
+                .map(|(n, v)| (n.to_string(), to_av(v), ms.map(|ms| source_time::value_stamp(ms, v))))
+                .collect(),
+            set_once: user.set_once.iter().map(|(n, v)| (n.to_string(), to_av(v))).collect(),
+            increment: user
+                .increment
+                .iter()
+                .map(|(n, d)| (n.to_string(), d.to_string(), ms.map(source_time::increment_bound)))
+                .collect(),
+            unset: user.unset.iter().map(|n| (n.to_string(), ms.map(source_time::removal_stamp))).collect(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.values.is_empty()
+            && self.set_once.is_empty()
+            && self.increment.is_empty()
+            && self.unset.is_empty()
+    }
+
+    /// Drops the parts whose attribute holds a newer stamp in `item`; returns their names.
+    fn drop_stale(&mut self, item: &Item) -> Vec<String> {
+        let newer =
+            |name: &str, stamp: &Option<String>| match (stamp, item.get(&format!("{STAMP_PREFIX}{name}"))) {
+                (Some(sent), Some(AttributeValue::S(stored))) => stored > sent,
+                _ => false,
+            };
+        let mut dropped = Vec::new();
+        self.values.retain(|(n, _, st)| {
+            !newer(n, st) || {
+                dropped.push(n.clone());
+                false
+            }
+        });
+        self.increment.retain(|(n, _, st)| {
+            !newer(n, st) || {
+                dropped.push(n.clone());
+                false
+            }
+        });
+        self.unset.retain(|(n, st)| {
+            !newer(n, st) || {
+                dropped.push(n.clone());
+                false
+            }
+        });
+        dropped
+    }
+
+    fn request(
+        &self,
+        store: &DynamoStore,
+        only_existing: bool,
+        now: &str,
+        client_ip: Option<&str>,
+    ) -> UpdateItemFluentBuilder {
+        let mut set = vec!["integrationId = :i".to_string(), "updatedAt = :u".to_string()];
+        let (mut remove, mut add, mut stamped) = (Vec::new(), Vec::new(), Vec::new());
+        let mut req = store
+            .client()
+            .update_item()
+            .table_name(&store.tables().end_users)
+            .key("pk", s(&self.pk))
+            .key("sk", s(&self.sk))
+            .expression_attribute_values(":i", s(&self.integration_id))
+            .expression_attribute_values(":u", s(now));
+        let name = |req: UpdateItemFluentBuilder, placeholder: String, attr: String| {
+            req.expression_attribute_names(placeholder, attr)
+        };
+        for (i, (n, v, stamp)) in self.values.iter().enumerate() {
+            set.push(format!("#a{i} = :v{i}"));
+            req = name(req, format!("#a{i}"), format!("{ATTR_PREFIX}{n}"))
+                .expression_attribute_values(format!(":v{i}"), v.clone());
+            if let Some(st) = stamp {
+                set.push(format!("#ta{i} = :ta{i}"));
+                stamped.push(format!("ta{i}"));
+                req = name(req, format!("#ta{i}"), format!("{STAMP_PREFIX}{n}"))
+                    .expression_attribute_values(format!(":ta{i}"), s(st));
+            }
+        }
+        for (i, (n, v)) in self.set_once.iter().enumerate() {
+            set.push(format!("#o{i} = if_not_exists(#o{i}, :o{i})"));
+            req = name(req, format!("#o{i}"), format!("{ATTR_PREFIX}{n}"))
+                .expression_attribute_values(format!(":o{i}"), v.clone());
+        }
+        for (i, (n, d, bound)) in self.increment.iter().enumerate() {
+            add.push(format!("#n{i} :n{i}"));
+            req = name(req, format!("#n{i}"), format!("{ATTR_PREFIX}{n}"))
+                .expression_attribute_values(format!(":n{i}"), AttributeValue::N(d.clone()));
+            if let Some(b) = bound {
+                stamped.push(format!("tn{i}"));
+                req = name(req, format!("#tn{i}"), format!("{STAMP_PREFIX}{n}"))
+                    .expression_attribute_values(format!(":tn{i}"), s(b));
+            }
+        }
+        for (i, (n, stamp)) in self.unset.iter().enumerate() {
+            remove.push(format!("#r{i}"));
+            req = name(req, format!("#r{i}"), format!("{ATTR_PREFIX}{n}"));
+            if let Some(st) = stamp {
+                set.push(format!("#tr{i} = :tr{i}"));
+                stamped.push(format!("tr{i}"));
+                req = name(req, format!("#tr{i}"), format!("{STAMP_PREFIX}{n}"))
+                    .expression_attribute_values(format!(":tr{i}"), s(st));
+            }
+        }
+        if let Some(ip) = client_ip {
+            set.push("clientIp = :ip".into());
+            req = req.expression_attribute_values(":ip", s(ip));
+        }
+        let mut expr = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        if !add.is_empty() {
+            expr.push_str(&format!(" ADD {}", add.join(", ")));
+        }
+        // Not `attribute_exists(pk)`: an ended tombstone has one, and holds no attributes.
+        let existing = only_existing.then(|| "attribute_exists(integrationId)".to_string());
+        let mut condition = not_suppressed_condition(now_secs(now));
+        if let Some(more) = and(existing.into_iter().chain(ordering_condition(&stamped))) {
+            condition = condition.and(&more);
+        }
+        with_condition!(req, condition)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .update_expression(expr)
+    }
+}
+
+/// The condition that no stamped attribute holds a newer stamp than the write's: one clause
+/// per attribute (`p` names placeholder pair `#p`/`:p`), so that it composes with any other
+/// clause by AND. A missing stamp compares false, so `NOT` lets a first write through.
+fn ordering_condition(stamped: &[String]) -> Option<String> {
+    and(stamped.iter().map(|p| format!("NOT #{p} > :{p}")))
+}
+
+fn and(clauses: impl IntoIterator<Item = String>) -> Option<String> {
+    let all: Vec<String> = clauses.into_iter().collect();
+    (!all.is_empty()).then(|| all.join(" AND "))
 }
 
 fn user_pk(account: &AccountId, user: &str) -> String {
@@ -108,7 +350,7 @@ fn from_av(v: &AttributeValue) -> Option<AttrValue> {
 
 impl DynamoStore {
     /// Sets the given attributes of one user, keeping the others. With `only_existing`, writes
-    /// nothing (and returns false) unless the user already has attributes of this integration.
+    /// nothing (`Skipped`) unless the user already has attributes of this integration.
     pub async fn merge_user(
         &self,
         account: &AccountId,
@@ -122,7 +364,8 @@ impl DynamoStore {
 
     /// Makes each user's attributes of this integration exactly those given. Returns the users
     /// skipped because `only_existing` was set and they had no attributes of this integration,
-    /// and those suppressed.
+    /// and those with stale attributes. A plain user is put whole (25 per BatchWriteItem);
+    /// one with operations or a source time is one UpdateItem, which can be conditional.
     pub async fn replace_users(
         &self,
         account: &AccountId,
@@ -130,26 +373,46 @@ impl DynamoStore {
         users: &[UserWrite<'_>],
         only_existing: bool,
         now: &str,
-    ) -> Result<ReplaceOutcome, StoreError> {
-        let mut skipped = Vec::new();
-        let existing = if only_existing {
-            Some(self.existing_users(account, integration_id, users, now_secs(now)).await?)
+    ) -> Result<Replaced, StoreError> {
+        let (plain, ordered): (Vec<&UserWrite<'_>>, Vec<&UserWrite<'_>>) =
+            users.iter().partition(|u| u.is_plain());
+        let mut out = Replaced::default();
+        let existing = if only_existing && !plain.is_empty() {
+            Some(self.existing_users(account, integration_id, &plain, now_secs(now)).await?)
         } else {
             None
         };
-        let kept: Vec<&UserWrite<'_>> = users
-            .iter()
+        let kept: Vec<&UserWrite<'_>> = plain
+            .into_iter()
             .filter(|u| {
                 let known =
                     existing.as_ref().is_none_or(|e| e.contains_key(&user_pk(account, u.user_id.as_str())));
                 if !known {
-                    skipped.push(u.user_id.clone());
+                    out.skipped.push(u.user_id.clone());
                 }
                 known
             })
             .collect();
-        let suppressed = self.put_users(account, integration_id, &kept, now, WRITE_CONCURRENCY).await?;
-        Ok(ReplaceOutcome { skipped, suppressed })
+        out.suppressed = self.put_users(account, integration_id, &kept, now, WRITE_CONCURRENCY).await?;
+        let jobs: Vec<(UserId, Plan)> =
+            ordered.iter().map(|u| (u.user_id.clone(), Plan::of(account, integration_id, u))).collect();
+        let done = for_each_bounded(jobs, ORDERED_CONCURRENCY, "UpdateItem", |(id, plan)| {
+            let (store, now) = (self.clone(), now.to_string());
+            async move { Ok((id, store.apply(plan, only_existing, &now, None).await?)) }
+        })
+        .await?;
+        for (id, w) in done {
+            if w.suppressed {
+                out.suppressed.push(id);
+            } else if w.overflow {
+                out.overflow.push(id);
+            } else if !w.written {
+                out.skipped.push(id);
+            } else if !w.stale.is_empty() {
+                out.stale.push((id, w.stale));
+            }
+        }
+        Ok(out)
     }
 
     /// Replaces each user's item of this integration: a conditional `PutItem` each (a
@@ -232,52 +495,76 @@ impl DynamoStore {
         now: &str,
         client_ip: Option<&str>,
     ) -> Result<MergeOutcome, StoreError> {
-        let now_secs = now_secs(now);
-        let mut expr = String::from("SET integrationId = :i, updatedAt = :u");
-        let mut req = self
-            .client()
-            .update_item()
-            .table_name(&self.tables().end_users)
-            .key("pk", s(user_pk(account, user.user_id.as_str())))
-            .key("sk", s(attrs_sk(integration_id)))
-            .expression_attribute_values(":i", s(integration_id))
-            .expression_attribute_values(":u", s(now));
-        for (i, (name, value)) in user.values.iter().enumerate() {
-            expr.push_str(&format!(", #a{i} = :v{i}"));
-            req = req
-                .expression_attribute_names(format!("#a{i}"), format!("{ATTR_PREFIX}{name}"))
-                .expression_attribute_values(format!(":v{i}"), to_av(value));
-        }
-        let mut condition = not_suppressed_condition(now_secs);
-        if only_existing {
-            // Not `pk`: an ended tombstone has one, and holds no attributes.
-            condition = condition.and("attribute_exists(integrationId)");
-        }
-        req = with_condition!(req, condition)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        if let Some(ip) = client_ip {
-            expr.push_str(", clientIp = :ip");
-            req = req.expression_attribute_values(":ip", s(ip));
-        }
-        match req.update_expression(expr).send().await {
-            Ok(_) => Ok(MergeOutcome::Written),
-            Err(e) if is_conditional_failure(&e) => {
-                // The item as it was, returned with the failure at no extra unit.
-                let old = e.as_service_error().and_then(|s| match s {
-                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
-                        c.item.clone()
-                    }
-                    _ => None,
-                });
-                // Without `only_existing`, suppression is the only condition that can fail.
-                if !only_existing || old.as_ref().is_some_and(|i| is_suppressed(i, now_secs)) {
-                    Ok(MergeOutcome::Suppressed)
-                } else {
-                    Ok(MergeOutcome::Skipped)
-                }
+        let plan = Plan::of(account, integration_id, user);
+        let w = self.apply(plan, only_existing, now, client_ip).await?;
+        Ok(if w.suppressed {
+            MergeOutcome::Suppressed
+        } else if w.written {
+            MergeOutcome::Written
+        } else {
+            MergeOutcome::Skipped
+        })
+    }
+
+    /// One user's values and operations as one UpdateItem, ordered by the write's source time
+    /// when it has one (docs/DECISIONS.md, "Source-time ordering").
+    pub async fn update_user(
+        &self,
+        account: &AccountId,
+        integration_id: &str,
+        user: &UserWrite<'_>,
+        only_existing: bool,
+        now: &str,
+    ) -> Result<Written, StoreError> {
+        self.apply(Plan::of(account, integration_id, user), only_existing, now, None).await
+    }
+
+    /// In order, the write is one UpdateItem whose condition holds. Out of order, the failed
+    /// condition returns the stored item (no read is billed), and the write is sent again
+    /// without the attributes it found newer; again only if another write got in between.
+    async fn apply(
+        &self,
+        mut plan: Plan,
+        only_existing: bool,
+        now: &str,
+        client_ip: Option<&str>,
+    ) -> Result<Written, StoreError> {
+        let mut stale = Vec::new();
+        for _ in 0..MAX_ORDERING_ATTEMPTS {
+            if plan.is_empty() {
+                return Ok(Written { written: true, stale, ..Written::default() });
             }
-            Err(e) => Err(sdk_error("UpdateItem", e)),
+            let req = plan.request(self, only_existing, now, client_ip);
+            let err = match req.send().await {
+                Ok(_) => return Ok(Written { written: true, stale, ..Written::default() }),
+                Err(e) if is_conditional_failure(&e) => e,
+                Err(e)
+                    if !plan.increment.is_empty()
+                        && e.as_service_error().and_then(|x| x.code()) == Some("ValidationException") =>
+                {
+                    return Ok(Written { written: false, stale, overflow: true, suppressed: false });
+                }
+                Err(e) => return Err(sdk_error("UpdateItem", e)),
+            };
+            let old = err.into_service_error();
+            let old = match &old {
+                UpdateItemError::ConditionalCheckFailedException(c) => c.item(),
+                _ => None,
+            };
+            let now_secs = now_secs(now);
+            match old {
+                Some(item) if is_suppressed(item, now_secs) => {
+                    return Ok(Written { written: false, stale, overflow: false, suppressed: true });
+                }
+                None if only_existing => return Ok(Written { written: false, stale, ..Written::default() }),
+                Some(item) if only_existing && !item.contains_key("integrationId") => {
+                    return Ok(Written { written: false, stale, ..Written::default() });
+                }
+                None => {}
+                Some(item) => stale.extend(plan.drop_stale(item)),
+            }
         }
+        Err(StoreError::unavailable("UpdateItem", "the user's attributes kept changing under newer writes"))
     }
 
     /// Whether the user has an item of this integration (one strongly consistent GetItem).
@@ -295,7 +582,7 @@ impl DynamoStore {
         &self,
         account: &AccountId,
         integration_id: &str,
-        users: &[UserWrite<'_>],
+        users: &[&UserWrite<'_>],
         now_secs: i64,
     ) -> Result<HashMap<String, ()>, StoreError> {
         let keys: Vec<Item> = users

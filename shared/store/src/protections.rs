@@ -12,6 +12,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use super::StoreError;
 use super::accounts::{account_pk, limits_pk};
 use super::codec::{Item, get_n, get_s, n, s};
+use super::concurrent::for_each_bounded;
 use super::dynamo::{DynamoStore, sdk_error};
 use domain::AccountId;
 
@@ -47,11 +48,28 @@ pub struct Usage {
     pub segment_ids: i64,
 }
 
+/// A kept body longer than this is stored in parts beside its record: an item holds at most
+/// 400 KB, and a Lambda answer up to 6 MB (docs/DECISIONS.md "Large answers are replayed
+/// whole").
+const BODY_PART_BYTES: usize = 350 * 1024;
+
 /// Window items outlive their second by a minute, then TTL removes them.
 const WINDOW_TTL_SECS: i64 = 60;
 
 fn idem_pk(account: &AccountId, key_hash: &str) -> String {
     format!("IDEM#{account}#{key_hash}")
+}
+
+/// Where a record's body is when it is stored in parts: `BODY#<bodyId>#<part>` items of the
+/// record's partition. The id is the body's digest, so a completion by a call whose lease had
+/// lapsed (two bodies under one key) never mixes its parts with another's.
+fn body_parts_prefix(body_id: &str) -> String {
+    format!("BODY#{body_id}#")
+}
+
+fn body_id(body: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body);
+    digest.as_ref()[..12].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn parse_record(item: &Item, now: i64) -> Result<Option<Record>, StoreError> {
@@ -267,6 +285,10 @@ impl DynamoStore {
                         // The condition and our reading of the item disagree only at the
                         // very instant of expiry: report it as still running.
                         None => Ok(Some(Record::Running { fingerprint: get_s(item, "fingerprint")?.into() })),
+                        Some(Record::Done { fingerprint, mut response }) if item.contains_key("bodyId") => {
+                            response.body = self.body_parts(account, key_hash, item).await?;
+                            Ok(Some(Record::Done { fingerprint, response }))
+                        }
                         some => Ok(some),
                     },
                     None => Err(StoreError::Corrupt("idempotency record held but unreadable".into())),
@@ -295,7 +317,16 @@ impl DynamoStore {
             .expression_attribute_values(":code", n(i64::from(response.status)))
             .expression_attribute_values(":exp", n(now + IDEMPOTENCY_TTL_SECS));
         let mut set = vec!["#st = :done", "#status = :code", "expiresAt = :exp"];
-        if !response.body.is_empty() {
+        if response.body.len() > BODY_PART_BYTES {
+            // The parts first: a record marked done always finds all of them.
+            let id = body_id(&response.body);
+            self.put_body_parts(account, key_hash, &id, &response.body, now).await?;
+            set.extend(["bodyId = :bid", "bodyParts = :parts"]);
+            req = req.expression_attribute_values(":bid", s(id)).expression_attribute_values(
+                ":parts",
+                n(response.body.len().div_ceil(BODY_PART_BYTES) as i64),
+            );
+        } else if !response.body.is_empty() {
             set.push("body = :body");
             req = req.expression_attribute_values(
                 ":body",
@@ -317,6 +348,62 @@ impl DynamoStore {
             .await
             .map_err(|e| sdk_error("UpdateItem", e))?;
         Ok(())
+    }
+
+    async fn put_body_parts(
+        &self,
+        account: &AccountId,
+        key_hash: &str,
+        id: &str,
+        body: &[u8],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let (pk, prefix) = (idem_pk(account, key_hash), body_parts_prefix(id));
+        let parts: Vec<(usize, Vec<u8>)> =
+            body.chunks(BODY_PART_BYTES).map(<[u8]>::to_vec).enumerate().collect();
+        // One PutItem per part (at most 18 for a 6 MB Lambda answer), a few at once: the
+        // functions' roles may put `IDEM#` items but not batch-write them.
+        for_each_bounded(parts, 4, "idempotent answer part", |(i, part)| {
+            let put = self
+                .client()
+                .put_item()
+                .table_name(&self.tables().config)
+                .item("pk", s(pk.clone()))
+                .item("sk", s(format!("{prefix}{i:04}")))
+                .item("body", AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(part)))
+                .item("expiresAt", n(now + IDEMPOTENCY_TTL_SECS));
+            async move { put.send().await.map(|_| ()).map_err(|e| sdk_error("PutItem", e)) }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// A body stored in parts, put back together; every part must be there.
+    async fn body_parts(
+        &self,
+        account: &AccountId,
+        key_hash: &str,
+        record: &Item,
+    ) -> Result<Vec<u8>, StoreError> {
+        let (id, count) = (get_s(record, "bodyId")?, get_n(record, "bodyParts")?);
+        let items = self
+            .query_prefix(&self.tables().config, &idem_pk(account, key_hash), &body_parts_prefix(id))
+            .await?;
+        if items.len() as i64 != count {
+            return Err(StoreError::Corrupt(format!(
+                "idempotent answer has {} of its {count} parts",
+                items.len()
+            )));
+        }
+        // The sort keys' zero-padded part numbers keep the Query's order the body's order.
+        let mut body = Vec::new();
+        for item in &items {
+            match item.get("body") {
+                Some(AttributeValue::B(b)) => body.extend_from_slice(b.as_ref()),
+                _ => return Err(StoreError::Corrupt("idempotent answer part without a body".into())),
+            }
+        }
+        Ok(body)
     }
 
     pub async fn release(&self, account: &AccountId, key_hash: &str) -> Result<(), StoreError> {

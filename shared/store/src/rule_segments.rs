@@ -1,19 +1,23 @@
 //! Rule segments in the segments table (docs/TABLES.md, "Rule segments"): one partition per
 //! system, `<acc>#RSYS#<systemGuid>`, holding one item per rule segment (`R#<segmentGuid>`:
 //! name, description, the rule as JSON text, timezone, version, times) and the system's count
-//! (`N`). A system's whole rule set is one `Query` of that partition; a create or delete is
-//! one transaction with the count, so concurrent creates never pass the cap.
+//! split over 16 items (`N#00`..`N#15`, `segments::counts`, as the static segments' counts).
+//! A system's whole rule set is one `Query` of that partition; a create or delete is one
+//! transaction with one of the count's items, so concurrent creates neither pass the cap nor
+//! all conflict on one item.
 
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 
 use crate::StoreError;
 use crate::codec::{Item, get_n, get_s, key, n, s};
 use crate::dynamo::{DynamoStore, is_conditional_failure, sdk_error};
+use crate::segments::counts::{Capped, NotCounted, count_update};
 use crate::transact::{cancellation_reasons, condition_failed, transact_with_retry};
 use domain::{AccountId, SegmentGuid, SystemGuid};
 
 const ITEM_PREFIX: &str = "R#";
-const COUNT_SK: &str = "N";
+/// The attribute naming the count item the rule segment is counted in.
+const COUNT_SHARD: &str = "cs";
 
 fn partition(account: &AccountId, system: SystemGuid) -> String {
     format!("{account}#RSYS#{system}")
@@ -36,6 +40,9 @@ pub struct RuleSegmentRecord {
     pub version: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The count item it is counted in (set by the create; `None` before it, and for rule
+    /// segments created before the count was split, counted in the single item `N`).
+    pub count_shard: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +79,9 @@ fn to_item(account: &AccountId, r: &RuleSegmentRecord) -> Item {
     item.insert("version".into(), n(r.version));
     item.insert("createdAt".into(), n(r.created_at));
     item.insert("updatedAt".into(), n(r.updated_at));
+    if let Some(k) = r.count_shard {
+        item.insert(COUNT_SHARD.into(), n(i64::from(k)));
+    }
     item
 }
 
@@ -89,48 +99,46 @@ fn from_item(item: &Item) -> Result<RuleSegmentRecord, StoreError> {
         version: get_n(item, "version")?,
         created_at: get_n(item, "createdAt")?,
         updated_at: get_n(item, "updatedAt")?,
+        count_shard: get_n(item, COUNT_SHARD).ok().and_then(|k| u32::try_from(k).ok()),
     })
 }
 
 impl DynamoStore {
-    /// Creates the rule segment if the system holds fewer than `cap`: the count and the item
-    /// are one transaction, so concurrent creates stop exactly at the cap.
+    /// Creates the rule segment if the system holds fewer than `cap`; returns it as stored
+    /// (with its count item). The count and the item are one transaction, so concurrent
+    /// creates stop exactly at the cap.
     pub async fn create_rule_segment(
         &self,
         account: &AccountId,
         record: &RuleSegmentRecord,
         cap: usize,
-    ) -> Result<(), RuleSegmentError> {
+    ) -> Result<RuleSegmentRecord, RuleSegmentError> {
         let table = &self.tables().segments;
-        let count = Update::builder()
-            .table_name(table)
-            .set_key(Some(key(partition(account, record.system), COUNT_SK.into())))
-            .update_expression("SET n = if_not_exists(n, :zero) + :one")
-            .condition_expression("attribute_not_exists(n) OR n < :cap")
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":cap", n(cap as i64))
-            .build()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let put = Put::builder()
-            .table_name(table)
-            .set_item(Some(to_item(account, record)))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let items = vec![
-            TransactWriteItem::builder().update(count).build(),
-            TransactWriteItem::builder().put(put).build(),
-        ];
-        match transact_with_retry(self.client(), items).await {
-            Ok(()) => Ok(()),
-            Err(e) => match cancellation_reasons(&e) {
-                Some(r) if condition_failed(&r, 0) => Err(RuleSegmentError::SystemFull(cap)),
-                Some(r) if condition_failed(&r, 1) => {
-                    Err(StoreError::AlreadyExists(format!("rule segment {}", record.segment)).into())
+        let count = [Capped { pk: partition(account, record.system), cap: cap as i64 }];
+        let put = |shards: &[u32]| {
+            let counted = RuleSegmentRecord { count_shard: Some(shards[0]), ..record.clone() };
+            let put = Put::builder()
+                .table_name(table)
+                .set_item(Some(to_item(account, &counted)))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .expect("complete");
+            vec![TransactWriteItem::builder().put(put).build()]
+        };
+        match self.transact_counted(&count, put).await {
+            Ok(shards) => Ok(RuleSegmentRecord { count_shard: Some(shards[0]), ..record.clone() }),
+            Err(NotCounted::Full(_)) => Err(RuleSegmentError::SystemFull(cap)),
+            Err(NotCounted::Store(e)) => Err(e.into()),
+            Err(NotCounted::Failed(e)) => {
+                // The guid is fresh: an item under it is this call's, from an attempt that
+                // committed and lost its answer.
+                if cancellation_reasons(&e).is_some_and(|r| condition_failed(&r, 1))
+                    && let Some(stored) = self.rule_segment(account, record.system, record.segment).await?
+                {
+                    return Ok(stored);
                 }
-                _ => Err(sdk_error("TransactWriteItems", e).into()),
-            },
+                Err(sdk_error("TransactWriteItems", *e).into())
+            }
         }
     }
 
@@ -217,14 +225,14 @@ impl DynamoStore {
     }
 
     /// Deletes the rule segment (only at `expected` when given) and counts it out of the
-    /// system, in one transaction.
+    /// system's count item it was counted in, in one transaction.
     pub async fn delete_rule_segment(
         &self,
         account: &AccountId,
-        system: SystemGuid,
-        segment: SegmentGuid,
+        record: &RuleSegmentRecord,
         expected: Option<i64>,
     ) -> Result<(), RuleSegmentError> {
+        let (system, segment) = (record.system, record.segment);
         let table = &self.tables().segments;
         let mut delete = Delete::builder()
             .table_name(table)
@@ -233,18 +241,12 @@ impl DynamoStore {
         if let Some(v) = expected {
             delete = delete.expression_attribute_values(":v", n(v));
         }
-        let count = Update::builder()
-            .table_name(table)
-            .set_key(Some(key(partition(account, system), COUNT_SK.into())))
-            .update_expression("ADD n :minus")
-            .expression_attribute_values(":minus", AttributeValue::N("-1".into()))
-            .build()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let count = count_update(table, partition(account, system), record.count_shard, -1, None);
         let items = vec![
             TransactWriteItem::builder()
                 .delete(delete.build().map_err(|e| StoreError::Corrupt(e.to_string()))?)
                 .build(),
-            TransactWriteItem::builder().update(count).build(),
+            count,
         ];
         match transact_with_retry(self.client(), items).await {
             Ok(()) => Ok(()),

@@ -204,7 +204,7 @@ async fn the_window_ends_when_the_account_says() {
     let until = 2_000_000_000;
     store.erase_users(account, std::slice::from_ref(&u), until, 1_000).await.unwrap();
     let value = AttrValue::String("v".into());
-    let write = UserWrite { user_id: &u, values: vec![("Customer_Type", &value)] };
+    let write = UserWrite::plain(&u, vec![("Customer_Type", &value)]);
     let at = |secs: i64| domain::Timestamp::from_epoch_secs(secs).unwrap().rfc3339();
     let integration = w.integration.as_str();
     let merge = |secs| {

@@ -14,6 +14,7 @@ const ORDER: &[&str] = &[
     "user-data-seed-single.json",
     "user-data-seed-multiple.json",
     "user-data-seed-nested.json",
+    "user-data-operations.json",
     "moengage-track-user.json",
     "user-get.json",
     "integrations-list.json",
@@ -42,6 +43,7 @@ const ORDER: &[&str] = &[
     "rule-segments-replace.json",
     "rule-segments-evaluate.json",
     "user-segments.json",
+    "user-segments-explain.json",
     "segments-evaluate.json",
     "rule-segments-delete.json",
     "user-delete.json",
@@ -213,10 +215,11 @@ async fn every_event_succeeds_on_its_function() {
         if name == "rule-segments-evaluate.json" {
             assert_eq!(a.body["matched"], true, "{}", a.body);
         }
-        if name == "user-segments.json" {
+        if name == "user-segments.json" || name == "user-segments-explain.json" {
             let rule: Vec<&serde_json::Value> =
                 a.body["segments"].as_array().unwrap().iter().filter(|s| s["type"] == "rule").collect();
             assert_eq!(rule.len(), 1, "joe.doe is External: {}", a.body);
+            assert_eq!(a.body["explain"].is_array(), name == "user-segments-explain.json", "{}", a.body);
         }
         if name == "segments-members.json" {
             let mut ids: Vec<&str> =

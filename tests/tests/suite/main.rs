@@ -24,3 +24,4 @@ mod rule_segments;
 mod template;
 mod token;
 mod user_data;
+mod write_extensions;

@@ -773,3 +773,59 @@ async fn a_steady_single_user_update_costs_at_most_1_05_wcu_per_call() {
         assert!(rcu <= 0.25, "{route}: {rcu} RCU per call");
     }
 }
+
+/// An answer past DynamoDB's 400 KB item (a batch evaluate of 100 users in 200 segments each
+/// can reach 2 MB) is kept in parts beside its record and replayed whole. It was dropped: a
+/// retry got 409 for the lease's minute, then ran the call again.
+#[tokio::test]
+async fn an_answer_past_an_items_400_kb_is_kept_in_parts_and_replayed_whole() {
+    use store::protections::{Record, StoredResponse};
+    let stack = Stack::new().await;
+    let account = AccountId::parse("acme").unwrap();
+    let (key, fp, now) = (idempotency::key_hash("big"), "fp", 1_000_000);
+    // 1.5 MB that no two parts share: a misordered or missing part cannot pass unseen.
+    let body: Vec<u8> = (0..1_500_000u32).flat_map(|i| i.to_le_bytes()).take(1_500_000).collect();
+    let response =
+        StoredResponse { status: 200, content_type: Some("application/json".into()), location: None, body };
+    assert_eq!(stack.store.claim(&account, &key, fp, now).await.unwrap(), None);
+    stack.store.complete(&account, &key, &response, now).await.unwrap();
+    let replay = stack.store.claim(&account, &key, fp, now + 1).await.unwrap();
+    assert!(
+        replay == Some(Record::Done { fingerprint: fp.into(), response: response.clone() }),
+        "the whole answer, in order"
+    );
+    let parts: Vec<_> = stack
+        .store
+        .client()
+        .scan()
+        .table_name(&stack.store.tables().config)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|i| i["sk"].as_s().unwrap().starts_with("BODY#"))
+        .collect();
+    assert_eq!(parts.len(), 5, "1.5 MB in parts of 350 KiB");
+
+    // Another account's same key sees none of it.
+    let other = AccountId::parse("globex").unwrap();
+    assert_eq!(stack.store.claim(&other, &key, fp, now + 1).await.unwrap(), None);
+
+    // A part lost (or not yet written) is a fault, never a shorter answer.
+    let a_part = parts.iter().find(|i| i["sk"].as_s().unwrap().ends_with("#0002")).unwrap();
+    stack
+        .store
+        .client()
+        .delete_item()
+        .table_name(&stack.store.tables().config)
+        .key("pk", a_part["pk"].clone())
+        .key("sk", a_part["sk"].clone())
+        .send()
+        .await
+        .unwrap();
+    let err = stack.store.claim(&account, &key, fp, now + 2).await.unwrap_err();
+    assert!(err.to_string().contains("4 of its 5 parts"), "{err}");
+}

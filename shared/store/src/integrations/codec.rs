@@ -68,7 +68,7 @@ fn types_from_json(raw: &str) -> Result<BTreeMap<String, AttrType>, String> {
 
 pub(super) fn definition_attrs(rec: &IntegrationRecord) -> Vec<(&'static str, AttributeValue)> {
     let props = properties_json(&rec.definition.properties);
-    vec![
+    let mut attrs = vec![
         ("integrationId", s(&rec.integration_id)),
         ("accountId", s(rec.account.as_str())),
         ("name", s(&rec.definition.name)),
@@ -78,7 +78,12 @@ pub(super) fn definition_attrs(rec: &IntegrationRecord) -> Vec<(&'static str, At
         ("version", n(rec.version)),
         ("createdAt", n(rec.created_at)),
         ("updatedAt", n(rec.updated_at)),
-    ]
+    ];
+    // Absent when none: items written before source times existed decode alike.
+    if let Some(t) = &rec.definition.timestamp {
+        attrs.push(("timestampProperty", s(t.as_str())));
+    }
+    attrs
 }
 
 pub(super) fn record_from_item(item: &Item) -> Result<IntegrationRecord, StoreError> {
@@ -88,6 +93,12 @@ pub(super) fn record_from_item(item: &Item) -> Result<IntegrationRecord, StoreEr
         user_identifier: PropertyPath::parse(get_s(item, "userIdentifierProperty")?)
             .map_err(|e| corrupt(e.to_string()))?,
         properties: properties_from_json(get_s(item, "properties")?).map_err(corrupt)?,
+        timestamp: match item.get("timestampProperty") {
+            Some(_) => Some(
+                PropertyPath::parse(get_s(item, "timestampProperty")?).map_err(|e| corrupt(e.to_string()))?,
+            ),
+            None => None,
+        },
     };
     // The definition's own types, and the registry an older item still holds (retired names now have items of their own).
     let mut attribute_types: BTreeMap<String, AttrType> = match item.get("attributeTypes") {

@@ -27,6 +27,7 @@
 //! segments (read and erase), `membership.rs` who is a member and add / remove,
 //! `generations.rs` override and purge, `paging.rs` the members listing and its cursor.
 
+pub(crate) mod counts;
 mod cursor;
 mod generations;
 mod keys;
@@ -36,26 +37,28 @@ mod statics;
 mod suppressed;
 mod users;
 
-use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 
 use crate::StoreError;
-use crate::codec::{Item, get_n, get_s, key, n, s};
+use crate::codec::{Item, get_s, key, s};
 use crate::concurrent::for_each_bounded;
 use crate::dynamo::{DynamoStore, sdk_error};
 use crate::transact::{
-    cancellation_reasons, condition_failed, is_cancelled_by_condition, is_transient, transact_with_retry,
+    cancellation_reasons, condition_failed, is_cancelled_by_condition, transact_with_retry,
 };
+pub use counts::COUNT_SHARDS;
+use counts::{Capped, NotCounted, count_update};
 pub use cursor::decode_list_cursor;
 use cursor::encode_list_cursor;
 use domain::segment::Action;
 use domain::user_data::UserId;
 use domain::{AccountId, SegmentGuid, SystemGuid};
 pub use generations::PURGE_PARTITIONS_IN_FLIGHT;
-use keys::{
-    COUNT_SK, HEAD_SK, LISTED_PREFIX, account_count_pk, guard_sk, head_item, head_pk, listed_sk,
-    new_generation, parse_head, system_pk,
-};
 pub use keys::{COUNTER_PARTITIONS, COUNTERS, SHARDS, shard_of};
+use keys::{
+    HEAD_SK, LISTED_PREFIX, account_count_pk, guard_sk, head_item, head_pk, listed_sk, new_generation,
+    parse_head, system_pk,
+};
 use membership::{Change, Gen};
 pub use paging::{MemberCursor, MemberPage};
 pub(crate) use suppressed::{suppressed_users, suppression_items};
@@ -142,58 +145,6 @@ pub struct NewSegment<'a> {
     pub user_ids: &'a [UserId],
 }
 
-/// Items each segment count (a system's, an account's) is split over, each capped at its share
-/// of the cap: concurrent creates of one account update different items instead of all
-/// conflicting on one (docs/DECISIONS.md, "Concurrent segment creates").
-pub const COUNT_SHARDS: u32 = 16;
-/// How long a create keeps retrying transactions cancelled by a concurrent one.
-const CREATE_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
-/// The longest wait before a create's next attempt on other count items.
-const CREATE_MAX_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// Count item `k`'s share of `cap`: the shares add up to `cap` exactly.
-fn shard_cap(cap: i64, k: u32) -> i64 {
-    let shards = i64::from(COUNT_SHARDS);
-    cap.max(0) / shards + i64::from(i64::from(k) < cap.max(0) % shards)
-}
-
-/// The count items that may still take a segment under `cap`.
-fn open_shards(cap: i64) -> Vec<u32> {
-    (0..COUNT_SHARDS).filter(|k| shard_cap(cap, *k) > 0).collect()
-}
-
-/// Count item `k`'s sort key; `None` is the single count item of heads written before the
-/// counts were split (they carry no shard attributes).
-fn count_sk(shard: Option<u32>) -> String {
-    shard.map_or_else(|| COUNT_SK.to_string(), |k| format!("{COUNT_SK}#{k:02}"))
-}
-
-fn count_update(
-    table: &str,
-    pk: String,
-    shard: Option<u32>,
-    delta: i64,
-    cap: Option<i64>,
-) -> TransactWriteItem {
-    let mut u = Update::builder()
-        .table_name(table)
-        .set_key(Some(key(pk, count_sk(shard))))
-        .update_expression("ADD #n :d")
-        .expression_attribute_names("#n", "n")
-        .expression_attribute_values(":d", n(delta));
-    if let Some(cap) = cap {
-        u = u
-            .condition_expression("attribute_not_exists(#n) OR #n < :cap")
-            .expression_attribute_values(":cap", n(cap));
-    }
-    TransactWriteItem::builder().update(u.build().expect("complete")).build()
-}
-
-/// A random element of a non-empty list.
-fn pick(open: &[u32]) -> u32 {
-    open[keys::random_u32() as usize % open.len()]
-}
-
 impl DynamoStore {
     pub async fn create_segment(
         &self,
@@ -237,82 +188,49 @@ impl DynamoStore {
         let mut listed = key(sys_pk.clone(), listed_sk(head.created_at, head.segment));
         listed.insert("segmentGuid".into(), s(head.segment.to_string()));
         let user_count = new.user_ids.len() as i64;
-        let (mut system_open, mut account_open) =
-            (open_shards(caps.per_system), open_shards(caps.per_account));
-        let started = std::time::Instant::now();
-        let mut attempt = 0;
-        let e = loop {
-            if system_open.is_empty() || account_open.is_empty() {
-                self.abandon(&head).await;
-                return Err(if system_open.is_empty() {
-                    SegmentError::SystemFull(caps.per_system)
-                } else {
-                    SegmentError::AccountFull(caps.per_account)
-                });
-            }
-            let (system_shard, account_shard) = (pick(&system_open), pick(&account_open));
-            head.count_shards = Some((system_shard, account_shard));
-            let mut items = vec![
-                put(head_item(&head), Some("attribute_not_exists(pk)")),
-                put(listed.clone(), None),
-                count_update(
-                    table,
-                    sys_pk.clone(),
-                    Some(system_shard),
-                    1,
-                    Some(shard_cap(caps.per_system, system_shard)),
-                ),
-                count_update(
-                    table,
-                    account_count_pk(&head.account),
-                    Some(account_shard),
-                    1,
-                    Some(shard_cap(caps.per_account, account_shard)),
-                ),
-            ];
+        let counts = [
+            Capped { pk: sys_pk.clone(), cap: caps.per_system },
+            Capped { pk: account_count_pk(&head.account), cap: caps.per_account },
+        ];
+        let head_items = |shards: &[u32]| {
+            let head = SegmentHead { count_shards: Some((shards[0], shards[1])), ..head.clone() };
+            let mut items =
+                vec![put(head_item(&head), Some("attribute_not_exists(pk)")), put(listed.clone(), None)];
             if let Some(x) = &head.external_id {
                 let mut guard = key(sys_pk.clone(), guard_sk(x));
                 guard.insert("segmentGuid".into(), s(head.segment.to_string()));
                 items.push(put(guard, Some("attribute_not_exists(pk)")));
             }
-            let e = match self.client().transact_write_items().set_transact_items(Some(items)).send().await {
-                Ok(_) => return Ok(SegmentView { head, user_count, updated_at: now_ms }),
-                Err(e) => e,
-            };
-            let Some(codes) = cancellation_reasons(&e) else { break e };
-            let failed = |i: usize| condition_failed(&codes, i);
-            if failed(0) || failed(4) {
-                // The head exists (an attempt committed and lost its answer: the guid is this
-                // call's), or the external id is taken: judged below.
-                break e;
+            items
+        };
+        // The actions: the two counts, then the head (2), its list entry and the guard (4).
+        let e = match self.transact_counted(&counts, head_items).await {
+            Ok(shards) => {
+                head.count_shards = Some((shards[0], shards[1]));
+                return Ok(SegmentView { head, user_count, updated_at: now_ms });
             }
-            // A full count item: try the others, at once.
-            if failed(2) || failed(3) {
-                // One read of the count items tells which others are full too, so that a
-                // create at the cap is refused after a few attempts, not one per item.
-                if failed(2) {
-                    let full = self.full_shards(sys_pk.clone(), caps.per_system).await?;
-                    system_open.retain(|k| *k != system_shard && !full.contains(k));
-                }
-                if failed(3) {
-                    let full = self.full_shards(account_count_pk(&head.account), caps.per_account).await?;
-                    account_open.retain(|k| *k != account_shard && !full.contains(k));
-                }
-                continue;
+            Err(NotCounted::Full(i)) => {
+                self.abandon(&head).await;
+                return Err(if i == 0 {
+                    SegmentError::SystemFull(caps.per_system)
+                } else {
+                    SegmentError::AccountFull(caps.per_account)
+                });
             }
-            let delay = crate::batch::backoff_capped(attempt, CREATE_MAX_DELAY);
-            if !is_transient(&codes) || started.elapsed() + delay >= CREATE_BUDGET {
-                break e;
+            Err(NotCounted::Store(e)) => {
+                self.abandon(&head).await;
+                return Err(e.into());
             }
-            // Another transaction holds one of the items: next time, other count items.
-            tokio::time::sleep(delay).await;
-            attempt += 1;
+            Err(NotCounted::Failed(e)) => *e,
         };
         // An attempt may have committed and lost its answer (a retry of it then fails its
         // conditions): the head's guid is fresh, so a head under it is this call's, and the
         // segment is created.
         match self.get(head_pk(&head.account, head.segment), HEAD_SK.into()).await {
-            Ok(Some(_)) => return Ok(SegmentView { head, user_count, updated_at: now_ms }),
+            Ok(Some(item)) => {
+                let head = parse_head(&head.account, &item)?;
+                return Ok(SegmentView { head, user_count, updated_at: now_ms });
+            }
             Ok(None) => self.abandon(&head).await,
             // Unknown: the generation stays (unreferenced, it costs storage only).
             Err(_) => {}
@@ -323,26 +241,6 @@ impl DynamoStore {
         } else {
             sdk_error("TransactWriteItems", e).into()
         })
-    }
-
-    /// The count items under `pk` that hold their share of `cap` (one strongly consistent
-    /// `Query` of 16 small items: one read unit).
-    async fn full_shards(&self, pk: String, cap: i64) -> Result<Vec<u32>, StoreError> {
-        let out = self
-            .prefix_query(&pk, &format!("{COUNT_SK}#"))
-            .send()
-            .await
-            .map_err(|e| sdk_error("Query", e))?;
-        Ok(out
-            .items
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|item| {
-                let k: u32 =
-                    get_s(item, "sk").ok()?.strip_prefix(COUNT_SK)?.strip_prefix('#')?.parse().ok()?;
-                (get_n(item, "n").ok()? >= shard_cap(cap, k)).then_some(k)
-            })
-            .collect())
     }
 
     /// A strongly consistent `Query` of the items of partition `pk` whose sort key starts
