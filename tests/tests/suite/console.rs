@@ -76,8 +76,25 @@ fn header<'a>(lines: &'a [String], name: &str) -> Option<&'a str> {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_console_in_a_browser() {
+/// The walk is one long future over every app (debug builds keep each await's state on the
+/// stack while it is polled): it runs on a thread, and workers, of 32 MiB stacks, where the
+/// test harness's 2 MiB overflowed once the write paths grew.
+#[test]
+fn the_console_in_a_browser() {
+    const STACK: usize = 32 << 20;
+    let walk = std::thread::Builder::new().stack_size(STACK).spawn(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_stack_size(STACK)
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(console_walk())
+    });
+    walk.expect("a thread").join().expect("the walk passed");
+}
+
+async fn console_walk() {
     let stack = Stack::new().await;
     let started = std::time::Instant::now();
     let base = serve(Apps::new(&stack)).await;
