@@ -53,7 +53,8 @@ FIRST = ["token", "jwks", "openid-configuration", "integrations-create", "user-d
          "user-data-seed-multiple", "user-data-seed-nested", "user-data-operations", "moengage-track-user", "user-get",
          "segments-create"]
 LAST = ["segments-update-add", "segments-update-remove", "segments-update-override",
-        "integrations-delete", "segments-delete", "rule-segments-delete", "user-delete"]
+        "integrations-delete", "segments-delete", "rule-segments-delete", "user-delete", "user-erase",
+        "user-suppression-delete"]
 
 
 def n_users(body):
@@ -83,6 +84,8 @@ FLOORS = {
     "moengage-track-user": (lambda b: (0, 1), "one ≤ 1 KB item"),
     "user-get": (lambda b: (1, 0), "the user's items, one strongly consistent read ≤ 4 KB"),
     "user-delete": (lambda b: (0, 1), "delete the user's item(s): at least one"),
+    "user-erase": (lambda b: (0, n_ids(b)), "delete or tombstone one item per user: at least one each"),
+    "user-suppression-delete": (lambda b: (0, 1), "delete the suppression: one item"),
     "segments-create": (lambda b: (0, n_ids(b) + 1), "one item per member + the segment"),
     "segments-get": (lambda b: (0.5, 0), "read one item"),
     "segments-list": (lambda b: (0.5, 0), "read one partition page"),
@@ -337,6 +340,14 @@ def measure(stack, name, calls, warm=2):
             data = {"token": stack.demo["integrationToken"], "data": [{"Email": uid, "Type": "Internal"}]}
             stack.request("POST", "/public/v1/user/data", {"Authorization": f"Bearer {stack.token}",
                                                           "Content-Type": "application/json"}, json.dumps(data))
+        variants = [(path.replace(old, urllib.parse.quote(uid, safe="")), body) for uid in ids]
+    elif name == "user-suppression-delete":
+        old = path.rsplit("/", 1)[1]
+        ids = [f"cap-lift-{time.time_ns()}-{i}" for i in range(total)]
+        # each call lifts one suppression that exists (erased before the meter reset)
+        stack.request("POST", "/public/v1/user/erase", {"Authorization": f"Bearer {stack.token}",
+                                                        "Content-Type": "application/json"},
+                      json.dumps({"userIds": ids}))
         variants = [(path.replace(old, urllib.parse.quote(uid, safe="")), body) for uid in ids]
     statuses, times, results = [], [], []
     for i, (p, b) in enumerate(variants):

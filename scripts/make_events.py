@@ -109,6 +109,12 @@ EVENTS = {
                         headers={"authorization": "Bearer __ACCESS_TOKEN__"}),
     "user-delete.json": ev("DELETE", "/public/v1/user/{userId}", "/public/v1/user/joe.doe%40walkme.example",
                            headers={"authorization": "Bearer __ACCESS_TOKEN__"}),
+    # Batch erase (suppresses the ids for the account's window) and lifting one suppression.
+    "user-erase.json": ev("POST", "/public/v1/user/erase", headers=BEARER, body={
+        "userIds": ["jane.doe@walkme.example", "former.customer@walkme.example"]}),
+    "user-suppression-delete.json": ev("DELETE", "/public/v1/user/suppression/{userId}",
+                                       "/public/v1/user/suppression/former.customer%40walkme.example",
+                                       headers={"authorization": "Bearer __ACCESS_TOKEN__"}),
     "integrations-create.json": ev("POST", "/public/v1/integrations", headers=BEARER, body=SEED_INTEGRATION),
     "integrations-list.json": ev("GET", "/public/v1/integrations",
                                  headers={"authorization": "Bearer __ACCESS_TOKEN__"}),

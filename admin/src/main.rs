@@ -78,6 +78,14 @@ enum AccountCmd {
         #[arg(long, default_value_t = 100)]
         rate_limit: i64,
     },
+    /// Set how long an erased user stays suppressed (every write refused), in days.
+    Suppression {
+        account_id: String,
+        #[arg(long)]
+        suppression_days: i64,
+    },
+    /// The account's erase records: when, which client, how many users, items, memberships.
+    Erasures { account_id: String },
 }
 
 #[derive(Subcommand)]
@@ -187,6 +195,32 @@ async fn run(store: &DynamoStore, command: Command) -> Outcome {
             let rec = store.create_account(&id, attribute_limit, rate_limit, now).await.map_err(store_err)?;
             let text = format!("account {} created", rec.account_id);
             Ok((serde_json::to_value(rec).expect("serializable"), text))
+        }
+        Command::Account { command: AccountCmd::Suppression { account_id: id, suppression_days } } => {
+            if !(0..=3650).contains(&suppression_days) {
+                return Err("--suppression-days must be 0 to 3650".into());
+            }
+            let id = account_id(&id)?;
+            store.set_suppression_days(&id, suppression_days).await.map_err(store_err)?;
+            Ok((
+                json!({ "accountId": id.as_str(), "suppressionDays": suppression_days }),
+                format!("account {id}: erased users stay suppressed {suppression_days} days"),
+            ))
+        }
+        Command::Account { command: AccountCmd::Erasures { account_id: id } } => {
+            let id = account_id(&id)?;
+            let records = store.erasures(&id).await.map_err(store_err)?;
+            let text = records
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} client {} users {} items {} memberships {}",
+                        r.at_ms, r.client_id, r.users, r.items, r.memberships
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            Ok((json!({ "accountId": id.as_str(), "erasures": records }), text))
         }
         Command::System { command: SystemCmd::Create { account, guid } } => {
             let account = account_id(&account)?;

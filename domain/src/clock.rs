@@ -12,6 +12,11 @@ impl Timestamp {
         Self(OffsetDateTime::now_utc())
     }
 
+    /// An RFC 3339 time as [`Timestamp::rfc3339`] writes it (any offset), or `None`.
+    pub fn parse_rfc3339(s: &str) -> Option<Self> {
+        OffsetDateTime::parse(s, &Rfc3339).ok().map(|t| Self(t.to_offset(time::UtcOffset::UTC)))
+    }
+
     /// `None` past the calendar `time` can represent.
     pub fn from_epoch_secs(secs: i64) -> Option<Self> {
         OffsetDateTime::from_unix_timestamp(secs).ok().map(Self)
@@ -67,5 +72,6 @@ mod tests {
         assert_eq!(t.rfc3339_millis(), "2026-11-23T09:00:00.120Z");
         assert_eq!(t.rfc3339(), "2026-11-23T09:00:00.12Z");
         assert_eq!(Timestamp::from_epoch_secs(1_795_424_400).unwrap().rfc3339(), "2026-11-23T09:00:00Z");
+        assert_eq!(Timestamp::parse_rfc3339(&t.rfc3339()), Some(t));
     }
 }

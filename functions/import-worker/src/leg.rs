@@ -272,30 +272,52 @@ impl<'a> Leg<'a> {
         let puts: Vec<UserWrite<'_>> =
             whole.iter().map(|rows| UserWrite::of(&rows[0].1, def, true)).collect();
         let refs: Vec<&UserWrite<'_>> = puts.iter().collect();
-        store.put_users(&rec.account, &rec.integration_id, &refs, &now, PUT_CONCURRENCY).await?;
+        let refused =
+            store.put_users(&rec.account, &rec.integration_id, &refs, &now, PUT_CONCURRENCY).await?;
+        let mut suppressed: Vec<RowNumber> =
+            whole.iter().filter(|rows| refused.contains(&rows[0].1.user_id)).map(|rows| rows[0].0).collect();
         let jobs: Vec<Vec<(RowNumber, UserUpdate)>> = ordered.into_iter().map(<[_]>::to_vec).collect();
-        let stale = store::concurrent::for_each_bounded(jobs, MERGE_CONCURRENCY, "merge", |rows| {
+        let done = store::concurrent::for_each_bounded(jobs, MERGE_CONCURRENCY, "merge", |rows| {
             let (store, account, id, now, def) =
                 (store.clone(), rec.account.clone(), rec.integration_id.clone(), now.clone(), def.clone());
             async move {
-                let mut stale = Vec::new();
+                let (mut stale, mut suppressed) = (Vec::new(), Vec::new());
                 for (row, u) in &rows {
                     let w = store
                         .update_user(&account, &id, &UserWrite::of(u, &def, replace), false, &now)
                         .await?;
+                    if w.suppressed {
+                        suppressed.push(*row);
+                    }
                     if w.overflow {
                         stale.push((*row, "$increment".to_string(), OVERFLOW));
                     }
                     stale.extend(w.stale.into_iter().map(|name| (*row, name, STALE)));
                 }
-                Ok(stale)
+                Ok((stale, suppressed))
             }
         })
         .await?;
-        for (row, name, reason) in stale.into_iter().flatten() {
+        let mut lines = Vec::new();
+        for (stale, rows) in done {
+            lines.extend(stale);
+            suppressed.extend(rows);
+        }
+        for (row, name, reason) in lines {
             self.report.line(row, &name, reason);
         }
+        self.report_suppressed(suppressed);
         self.store_report().await
+    }
+
+    /// Rows of erased users (in their suppression window): written nothing, reported.
+    fn report_suppressed(&mut self, mut rows: Vec<RowNumber>) {
+        rows.sort_unstable();
+        for row in rows {
+            self.progress.accepted -= 1;
+            self.progress.rejected += 1;
+            self.report.line(row, "", SUPPRESSED_REASON);
+        }
     }
 
     /// Stores this page's report lines as their own part (before the page's checkpoint).
@@ -391,6 +413,9 @@ impl<'a> Leg<'a> {
         Ok(Outcome::Continued)
     }
 }
+
+/// The report's reason for a row of a suppressed user.
+pub const SUPPRESSED_REASON: &str = "suppressed: the user was erased; nothing was written";
 
 pub fn now_secs() -> i64 {
     Timestamp::now().epoch_secs()

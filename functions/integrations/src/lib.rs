@@ -152,6 +152,10 @@ async fn create(app: &App, info: &RequestInfo, p: &Principal, req: &Request) -> 
         updated_at: now,
     };
     app.store.create_integration(&rec).await.map_err(write_error)?;
+    // Erased users stay suppressed in the new integration too. No write can use it before its
+    // token is answered, after this; an erase that listed the integrations before the create
+    // wrote its index entries before it, so this strong read sees them.
+    app.store.seed_tombstones(&p.account, &rec.integration_id, now).await?;
     tracing::info!(request_id = %info.request_id, account = %p.account, integration_id = %rec.integration_id, "integration created");
     let location = format!("/public/v1/integrations/{}", rec.integration_id);
     Ok(Reply::json(201, &view(app, info, &rec, Some(&token))).header("location", &location))

@@ -161,6 +161,7 @@ fn body(v: &SegmentView) -> api::Segment<'_> {
         user_count: v.user_count,
         created_at: rfc3339_millis_of_epoch_ms(v.head.created_at),
         updated_at: rfc3339_millis_of_epoch_ms(v.updated_at),
+        suppressed: Vec::new(),
     }
 }
 
@@ -260,14 +261,15 @@ async fn update(
     let request =
         UpdateSegment::from_json(&raw).map_err(|d| ApiError::validation("the update is invalid", d))?;
     let head = find(app, p, sys, seg).await?;
-    let view = app
+    let (view, suppressed) = app
         .store
-        .change_members(head, request.action, &request.user_ids, Timestamp::now().epoch_ms())
+        .change_members_reporting(head, request.action, &request.user_ids, Timestamp::now().epoch_ms())
         .await
         .map_err(segment_error)?;
     tracing::info!(request_id = %info.request_id, account = %p.account, segment = %view.head.segment,
-        action = ?request.action, ids = request.user_ids.len(), users = view.user_count, "segment updated");
-    Ok(Reply::json(200, &body(&view))
+        action = ?request.action, ids = request.user_ids.len(), users = view.user_count,
+        suppressed = suppressed.len(), "segment updated");
+    Ok(Reply::json(200, &api::Segment { suppressed, ..body(&view) })
         .usage(UsageReport { users_updated: 0, segment_ids: request.user_ids.len() as i64 }))
 }
 

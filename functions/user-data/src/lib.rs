@@ -1,7 +1,9 @@
 //! The user-data function: `POST /public/v1/user/data` (WalkMe End User Update API),
 //! `GET /public/v1/user/{userId}` (attributes and segment memberships),
-//! `DELETE /public/v1/user/{userId}` (both, everywhere) and `POST /v1/customer/{workspace_id}`
-//! (MoEngage Track User API, in [`moengage`]).
+//! `DELETE /public/v1/user/{userId}` (both, everywhere), `POST /public/v1/user/erase` (up to
+//! 1,000 users), `DELETE /public/v1/user/suppression/{userId}` and
+//! `POST /v1/customer/{workspace_id}` (MoEngage Track User API, in [`moengage`]). An erase
+//! suppresses the users for the account's window (`store::suppression`).
 
 mod moengage;
 mod token_cache;
@@ -21,6 +23,7 @@ use protect::usage::UsageReport;
 use store::dynamo::DynamoStore;
 use store::end_users::UserWrite;
 use store::integrations::DefinitionsCache;
+use store::suppression::ErasureRecord;
 use token_cache::TokenCache;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,8 +31,15 @@ pub enum Op {
     Update,
     Read,
     Erase,
+    EraseBatch,
+    Lift,
     Track,
 }
+
+/// Most ids per `POST /public/v1/user/erase`.
+pub const MAX_ERASE_IDS: usize = 1_000;
+/// 1,000 ids of up to 100 characters, each `\u`-escaped at worst, fit.
+const MAX_ERASE_BODY_BYTES: usize = 1024 * 1024;
 
 pub struct App {
     store: DynamoStore,
@@ -57,6 +67,8 @@ impl Service for App {
         Route::bearer("POST", "/public/v1/user/data", Op::Update, Scope::EndUserUpdateWrite),
         Route::bearer("GET", "/public/v1/user/{userId}", Op::Read, Scope::EndUsersRead),
         Route::bearer("DELETE", "/public/v1/user/{userId}", Op::Erase, Scope::EndUsersDelete),
+        Route::bearer("POST", "/public/v1/user/erase", Op::EraseBatch, Scope::EndUsersDelete),
+        Route::bearer("DELETE", "/public/v1/user/suppression/{userId}", Op::Lift, Scope::EndUsersDelete),
         Route {
             access: Access::WorkspaceBasic(Scope::EndUserUpdateWrite),
             dialect: Dialect::MoEngage,
@@ -69,7 +81,13 @@ impl Service for App {
         match op {
             Op::Update => update(self, call.info, p, call.req).await,
             Op::Read => read(self, p, call.param("userId")).await,
-            Op::Erase => erase(self, call.info, p, call.param("userId")).await,
+            Op::Erase => {
+                let uid = user_id(call.param("userId"))?;
+                erase(self, call.info, p, &[uid]).await?;
+                Ok(Reply::no_content().usage(UsageReport { users_updated: 1, segment_ids: 0 }))
+            }
+            Op::EraseBatch => erase_batch(self, call.info, p, call.req).await,
+            Op::Lift => lift(self, call.info, p, call.param("userId")).await,
             Op::Track => moengage::track(self, call.info, call.req, &p.account).await,
         }
     }
@@ -99,6 +117,7 @@ async fn update(
     let now = Timestamp::now().rfc3339();
     let id = &integration.integration_id;
     let mut refused: Vec<UserId> = Vec::new();
+    let mut suppressed: Vec<UserId> = Vec::new();
     let (skipped, stale): (Vec<UserId>, Vec<(UserId, Vec<String>)>) = match validated.mode {
         Mode::Merge => {
             let w =
@@ -107,8 +126,11 @@ async fn update(
             if w.overflow {
                 return Err(overflow(&[user()]));
             }
+            if w.suppressed {
+                suppressed.push(user());
+            }
             let stale = if w.stale.is_empty() { Vec::new() } else { vec![(user(), w.stale)] };
-            (if w.written { Vec::new() } else { vec![user()] }, stale)
+            (if w.written || w.suppressed { Vec::new() } else { vec![user()] }, stale)
         }
         Mode::Replace => {
             let r =
@@ -119,19 +141,22 @@ async fn update(
                 return Err(overflow(&r.overflow));
             }
             refused = r.overflow;
+            suppressed = r.suppressed;
             (r.skipped, r.stale)
         }
     };
-    let accepted = writes.len() - skipped.len() - refused.len();
+    let accepted = writes.len() - skipped.len() - refused.len() - suppressed.len();
     tracing::info!(
         request_id = %info.request_id, account = %p.account, integration_id = %id,
-        mode = validated.mode.as_str(), accepted, skipped = skipped.len(), stale = stale.len(), "user data written"
+        mode = validated.mode.as_str(), accepted, skipped = skipped.len(), stale = stale.len(),
+        suppressed = suppressed.len(), "user data written"
     );
     let body = api::UserDataResponse {
         accepted,
         mode: validated.mode.as_str(),
         ignored_fields: &validated.ignored_fields,
         skipped: skipped.iter().map(UserId::as_str).collect(),
+        suppressed: suppressed.iter().map(UserId::as_str).collect(),
         stale: stale
             .iter()
             .map(|(u, names)| api::StaleUser { user_id: u.as_str(), properties: names.clone() })
@@ -223,13 +248,80 @@ async fn read(app: &App, p: &Principal, raw_id: &str) -> Result<Reply, ApiError>
     Ok(Reply::json(200, &api::EndUser { user_id: uid.as_str(), integrations: groups, segments }))
 }
 
-async fn erase(app: &App, info: &RequestInfo, p: &Principal, raw_id: &str) -> Result<Reply, ApiError> {
+/// Erases `users` everywhere, suppresses them for the account's window, and leaves the
+/// call's audit record (counts only). Synchronous: 1,000 users fit well inside API Gateway's
+/// 30 s (docs/DECISIONS.md, "Erasure that sticks").
+async fn erase(
+    app: &App,
+    info: &RequestInfo,
+    p: &Principal,
+    users: &[UserId],
+) -> Result<api::EraseResponse, ApiError> {
+    let now = Timestamp::now();
+    let days = app.store.suppression_days(&p.account).await?;
+    let until = now.epoch_secs().saturating_add(days.saturating_mul(86_400));
+    let tally = app.store.erase_users(&p.account, users, until, now.epoch_ms()).await?;
+    let record = ErasureRecord {
+        at_ms: now.epoch_ms(),
+        client_id: p.client_id.clone(),
+        request_id: info.request_id.clone(),
+        users: tally.users as i64,
+        items: tally.items as i64,
+        memberships: tally.memberships as i64,
+        suppressed_until: until,
+    };
+    app.store.record_erasure(&p.account, &record).await?;
+    tracing::info!(request_id = %info.request_id, account = %p.account, users = tally.users,
+        items = tally.items, memberships = tally.memberships, "users erased");
+    Ok(api::EraseResponse {
+        erased: tally.users,
+        items: tally.items,
+        memberships: tally.memberships,
+        suppressed_until: domain::clock::rfc3339_of_epoch_secs(until),
+    })
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct EraseBody {
+    user_ids: Vec<serde_json::Value>,
+}
+
+async fn erase_batch(
+    app: &App,
+    info: &RequestInfo,
+    p: &Principal,
+    req: &lambda_http::Request,
+) -> Result<Reply, ApiError> {
+    let body: EraseBody = json_body(req, MAX_ERASE_BODY_BYTES)?;
+    if body.user_ids.is_empty() || body.user_ids.len() > MAX_ERASE_IDS {
+        return Err(ApiError::validation(
+            "the body is invalid",
+            vec![Problem::at("userIds", format!("1 to {MAX_ERASE_IDS} user ids"))],
+        ));
+    }
+    let mut users = Vec::with_capacity(body.user_ids.len());
+    let mut problems = Vec::new();
+    for (i, v) in body.user_ids.iter().enumerate() {
+        match UserId::from_json(v) {
+            Ok(u) => users.push(u),
+            Err(reason) => problems.push(Problem::at(format!("userIds[{i}]"), reason)),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::validation("some user ids are invalid; nothing was erased", problems));
+    }
+    let out = erase(app, info, p, &users).await?;
+    let usage = UsageReport { users_updated: out.erased as i64, segment_ids: 0 };
+    Ok(Reply::json(200, &out).usage(usage))
+}
+
+/// Lifts the user's suppression: writes are taken again at once.
+async fn lift(app: &App, info: &RequestInfo, p: &Principal, raw_id: &str) -> Result<Reply, ApiError> {
     let uid = user_id(raw_id)?;
-    // Memberships first: if the call fails between the two, a retry still finds the user.
-    let memberships =
-        app.store.remove_user_everywhere(&p.account, uid.as_str(), Timestamp::now().epoch_ms()).await?;
-    let deleted = app.store.delete_user(&p.account, uid.as_str()).await?;
-    tracing::info!(request_id = %info.request_id, account = %p.account, items = deleted, memberships,
-        "user erased");
-    Ok(Reply::no_content().usage(UsageReport { users_updated: 1, segment_ids: 0 }))
+    if !app.store.lift_suppression(&p.account, uid.as_str()).await? {
+        return Err(ApiError::NotFound("this user is not suppressed".into()));
+    }
+    tracing::info!(request_id = %info.request_id, account = %p.account, "suppression lifted");
+    Ok(Reply::no_content())
 }

@@ -21,7 +21,7 @@ use edge::http::request::{header, json_body};
 use edge::http::{ApiError, ErrorCode, Reply, RequestInfo};
 use protect::usage::UsageReport;
 use store::StoreError;
-use store::end_users::UserWrite;
+use store::end_users::{MergeOutcome, UserWrite};
 use store::integrations::{IntegrationRecord, IntegrationWriteError};
 
 use crate::App;
@@ -63,9 +63,13 @@ pub async fn track(
     req: &Request,
     account: &AccountId,
 ) -> Result<Reply, ApiError> {
-    let written = run(app, info, req, account).await?;
-    Ok(Reply::json(200, &MoEngageSuccess::accepted())
-        .usage(UsageReport { users_updated: i64::from(written), segment_ids: 0 }))
+    let (outcome, customer) = run(app, info, req, account).await?;
+    let mut body = MoEngageSuccess::accepted();
+    if outcome == MergeOutcome::Suppressed {
+        body.suppressed.push(customer);
+    }
+    let written = outcome == MergeOutcome::Written;
+    Ok(Reply::json(200, &body).usage(UsageReport { users_updated: i64::from(written), segment_ids: 0 }))
 }
 
 fn bad_request(details: Vec<domain::Problem>) -> ApiError {
@@ -76,8 +80,13 @@ fn attribute_limit(message: String) -> ApiError {
     ApiError::Conflict { code: ErrorCode::AttributeLimitExceeded, message }
 }
 
-/// Judges and writes the update; `Ok(true)` when the user was written.
-async fn run(app: &App, info: &RequestInfo, req: &Request, account: &AccountId) -> Result<bool, ApiError> {
+/// Judges and writes the update; answers what the write did, and to whom.
+async fn run(
+    app: &App,
+    info: &RequestInfo,
+    req: &Request,
+    account: &AccountId,
+) -> Result<(MergeOutcome, String), ApiError> {
     let account = account.clone();
     let body: serde_json::Value = json_body(req, rules::MAX_BODY_BYTES)?;
     let request = TrackUser::parse(body).map_err(bad_request)?;
@@ -111,8 +120,8 @@ async fn run(app: &App, info: &RequestInfo, req: &Request, account: &AccountId) 
                     .user_has_integration(&account, request.customer_id.as_str(), INTEGRATION_ID)
                     .await?
             {
-                log(info, &account, &request, 0, false);
-                return Ok(false);
+                log(info, &account, &request, 0, MergeOutcome::Skipped);
+                return Ok((MergeOutcome::Skipped, request.customer_id.as_str().to_string()));
             }
             let next = grown(&account, record.as_ref(), &resolved.new_attributes)?;
             match app.store.put_tokenless_integration(record.as_ref(), &next).await {
@@ -146,7 +155,7 @@ async fn run(app: &App, info: &RequestInfo, req: &Request, account: &AccountId) 
             )
             .await?;
         log(info, &account, &request, resolved.new_attributes.len(), written);
-        return Ok(written);
+        return Ok((written, request.customer_id.as_str().to_string()));
     }
     Err(StoreError::Busy {
         op: "moengage update",
@@ -155,10 +164,16 @@ async fn run(app: &App, info: &RequestInfo, req: &Request, account: &AccountId) 
     .into())
 }
 
-fn log(info: &RequestInfo, account: &AccountId, request: &TrackUser, new_attributes: usize, written: bool) {
+fn log(
+    info: &RequestInfo,
+    account: &AccountId,
+    request: &TrackUser,
+    new_attributes: usize,
+    outcome: MergeOutcome,
+) {
     tracing::info!(
         request_id = %info.request_id, %account, attributes = request.attributes.len(), new_attributes,
-        update_existing_only = request.update_existing_only, written, "moengage user tracked"
+        update_existing_only = request.update_existing_only, ?outcome, "moengage user tracked"
     );
 }
 

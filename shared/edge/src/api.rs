@@ -110,6 +110,9 @@ pub struct UserDataResponse<'a> {
     pub mode: &'static str,
     pub ignored_fields: &'a [String],
     pub skipped: Vec<&'a str>,
+    /// Erased users, refused for the account's suppression window (absent when none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub suppressed: Vec<&'a str>,
     /// Users whose attributes hold newer source times than this write's (absent when none).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub stale: Vec<StaleUser<'a>>,
@@ -117,6 +120,19 @@ pub struct UserDataResponse<'a> {
     /// (absent when none).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<RefusedUser<'a>>,
+}
+
+/// `EraseResponse`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EraseResponse {
+    /// Distinct users erased (each suppressed, whether it held data or not).
+    pub erased: usize,
+    /// End-user items that held attributes, deleted.
+    pub items: usize,
+    pub memberships: usize,
+    /// RFC 3339: when their suppression ends.
+    pub suppressed_until: String,
 }
 
 /// One user of a several-user call not written, and why; nothing of it was stored.
@@ -178,6 +194,9 @@ pub struct Segment<'a> {
     pub user_count: i64,
     pub created_at: String,
     pub updated_at: String,
+    /// Ids an add refused: erased users in their suppression window (absent when none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub suppressed: Vec<String>,
 }
 
 /// `SegmentList`.
@@ -202,13 +221,16 @@ pub struct SegmentMembers<'a> {
 pub struct MoEngageSuccess {
     pub status: &'static str,
     pub message: &'static str,
+    /// The customer, when erased and suppressed: nothing was stored (absent otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub suppressed: Vec<String>,
 }
 
 impl MoEngageSuccess {
     pub const MESSAGE: &'static str = "Your request has been accepted and will be processed soon.";
 
     pub fn accepted() -> Self {
-        Self { status: "success", message: Self::MESSAGE }
+        Self { status: "success", message: Self::MESSAGE, suppressed: Vec::new() }
     }
 }
 

@@ -4,9 +4,11 @@
 //! attributes as top-level attributes named `a:<attribute name>` (the prefix keeps customer
 //! names apart from ours), plus `integrationId`, `updatedAt` and, in the MoEngage item,
 //! `clientIp` (the address of the last update). A user's whole object is one
-//! Query; a merge is one UpdateItem; a replace is one PutItem per user, batched by 25, but
-//! one UpdateItem for a user with operations or a source time. With a source time, each
-//! value's stamp is `t:<attribute name>` beside it (domain::source_time).
+//! Query; a merge is one UpdateItem; a replace is one conditional PutItem per user, but one
+//! UpdateItem for a user with operations or a source time. With a source time, each value's
+//! stamp is `t:<attribute name>` beside it (domain::source_time). Every write carries
+//! [`not_suppressed_condition`]: an erased user's items are tombstones (`suppression.rs`), and
+//! a write that meets one fails its condition and writes nothing.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,12 +18,14 @@ use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
 use super::codec::{Item, get_s, key, s};
+use super::concurrent::for_each_bounded;
 use super::dynamo::{DynamoStore, is_conditional_failure, sdk_error};
+use super::suppression::{Condition, is_suppressed, is_tombstone, not_suppressed_condition};
 use super::{StoreError, batch};
-use domain::AccountId;
 use domain::integration::Definition;
 use domain::source_time;
 use domain::user_data::{AttrValue, UserId, UserUpdate};
+use domain::{AccountId, Timestamp};
 
 const ATTR_PREFIX: &str = "a:";
 /// The source-time stamp of attribute `a:<name>` is `t:<name>` (domain::source_time).
@@ -107,6 +111,39 @@ pub struct Replaced {
     pub stale: Vec<(UserId, Vec<String>)>,
     /// Users whose increments DynamoDB refused (nothing of theirs written).
     pub overflow: Vec<UserId>,
+    /// Erased and suppressed: nothing of theirs written.
+    pub suppressed: Vec<UserId>,
+}
+
+/// What a merge did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeOutcome {
+    Written,
+    /// `only_existing` was set and the user had no attributes of this integration.
+    Skipped,
+    /// The user is erased and suppressed: nothing was written.
+    Suppressed,
+}
+
+/// The epoch seconds of a write's `now` (RFC 3339, as every write path passes it; the clock's,
+/// should one ever not parse: never a time that would pass every tombstone).
+fn now_secs(now: &str) -> i64 {
+    Timestamp::parse_rfc3339(now).unwrap_or_else(Timestamp::now).epoch_secs()
+}
+
+/// The placeholders of `c` onto any builder with `expression_attribute_names/values`.
+macro_rules! with_condition {
+    ($req:expr, $c:expr) => {{
+        let c: Condition = $c;
+        let mut req = $req.condition_expression(c.expr);
+        for (k, v) in c.names {
+            req = req.expression_attribute_names(k, v);
+        }
+        for (k, v) in c.values {
+            req = req.expression_attribute_values(k, v);
+        }
+        req
+    }};
 }
 
 /// What a user's write did.
@@ -119,6 +156,8 @@ pub struct Written {
     /// DynamoDB refused an increment's result (past 38 significant digits or its range):
     /// nothing of this user's write was applied.
     pub overflow: bool,
+    /// The user is erased and suppressed: nothing was written.
+    pub suppressed: bool,
 }
 
 /// One user's UpdateItem, owned (it may be sent from a spawned task). Each stamped part
@@ -259,13 +298,15 @@ impl Plan {
         if !add.is_empty() {
             expr.push_str(&format!(" ADD {}", add.join(", ")));
         }
-        let existing = only_existing.then(|| "attribute_exists(pk)".to_string());
-        if let Some(condition) = and(existing.into_iter().chain(ordering_condition(&stamped))) {
-            req = req
-                .condition_expression(condition)
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        // Not `attribute_exists(pk)`: an ended tombstone has one, and holds no attributes.
+        let existing = only_existing.then(|| "attribute_exists(integrationId)".to_string());
+        let mut condition = not_suppressed_condition(now_secs(now));
+        if let Some(more) = and(existing.into_iter().chain(ordering_condition(&stamped))) {
+            condition = condition.and(&more);
         }
-        req.update_expression(expr)
+        with_condition!(req, condition)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .update_expression(expr)
     }
 }
 
@@ -309,7 +350,7 @@ fn from_av(v: &AttributeValue) -> Option<AttrValue> {
 
 impl DynamoStore {
     /// Sets the given attributes of one user, keeping the others. With `only_existing`, writes
-    /// nothing (and returns false) unless the user already has attributes of this integration.
+    /// nothing (`Skipped`) unless the user already has attributes of this integration.
     pub async fn merge_user(
         &self,
         account: &AccountId,
@@ -317,7 +358,7 @@ impl DynamoStore {
         user: &UserWrite<'_>,
         only_existing: bool,
         now: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<MergeOutcome, StoreError> {
         self.merge_user_from(account, integration_id, user, only_existing, now, None).await
     }
 
@@ -337,7 +378,7 @@ impl DynamoStore {
             users.iter().partition(|u| u.is_plain());
         let mut out = Replaced::default();
         let existing = if only_existing && !plain.is_empty() {
-            Some(self.existing_users(account, integration_id, &plain).await?)
+            Some(self.existing_users(account, integration_id, &plain, now_secs(now)).await?)
         } else {
             None
         };
@@ -352,17 +393,18 @@ impl DynamoStore {
                 known
             })
             .collect();
-        self.put_users(account, integration_id, &kept, now, WRITE_CONCURRENCY).await?;
+        out.suppressed = self.put_users(account, integration_id, &kept, now, WRITE_CONCURRENCY).await?;
         let jobs: Vec<(UserId, Plan)> =
             ordered.iter().map(|u| (u.user_id.clone(), Plan::of(account, integration_id, u))).collect();
-        let done =
-            crate::concurrent::for_each_bounded(jobs, ORDERED_CONCURRENCY, "UpdateItem", |(id, plan)| {
-                let (store, now) = (self.clone(), now.to_string());
-                async move { Ok((id, store.apply(plan, only_existing, &now, None).await?)) }
-            })
-            .await?;
+        let done = for_each_bounded(jobs, ORDERED_CONCURRENCY, "UpdateItem", |(id, plan)| {
+            let (store, now) = (self.clone(), now.to_string());
+            async move { Ok((id, store.apply(plan, only_existing, &now, None).await?)) }
+        })
+        .await?;
         for (id, w) in done {
-            if w.overflow {
+            if w.suppressed {
+                out.suppressed.push(id);
+            } else if w.overflow {
                 out.overflow.push(id);
             } else if !w.written {
                 out.skipped.push(id);
@@ -373,8 +415,10 @@ impl DynamoStore {
         Ok(out)
     }
 
-    /// Replaces each user's item of this integration (a `PutItem` each, 25 per
-    /// `BatchWriteItem`, `concurrency` batches at a time). Callers never pass one user twice.
+    /// Replaces each user's item of this integration: a conditional `PutItem` each (a
+    /// `BatchWriteItem` cannot carry the suppression condition; the units are the same),
+    /// `concurrency` × 25 at a time. Callers never pass one user twice. Returns the users
+    /// refused as suppressed.
     pub async fn put_users(
         &self,
         account: &AccountId,
@@ -382,7 +426,8 @@ impl DynamoStore {
         users: &[&UserWrite<'_>],
         now: &str,
         concurrency: usize,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<UserId>, StoreError> {
+        let now_secs = now_secs(now);
         let mut requests = Vec::with_capacity(users.len());
         for user in users {
             let mut item: Item = HashMap::with_capacity(user.values.len() + 4);
@@ -393,9 +438,23 @@ impl DynamoStore {
             for (name, value) in &user.values {
                 item.insert(format!("{ATTR_PREFIX}{name}"), to_av(value));
             }
-            requests.push(batch::put(item));
+            requests.push((user.user_id.clone(), item));
         }
-        batch::write_all(self.client(), &self.tables().end_users, requests, concurrency).await
+        let refused = for_each_bounded(requests, concurrency * batch::MAX_BATCH, "put", |(user, item)| {
+            let req = with_condition!(
+                self.client().put_item().table_name(&self.tables().end_users).set_item(Some(item)),
+                not_suppressed_condition(now_secs)
+            );
+            async move {
+                match req.send().await {
+                    Ok(_) => Ok(None),
+                    Err(e) if is_conditional_failure(&e) => Ok(Some(user)),
+                    Err(e) => Err(sdk_error("PutItem", e)),
+                }
+            }
+        })
+        .await?;
+        Ok(refused.into_iter().flatten().collect())
     }
 
     /// The user's attributes, per integration.
@@ -406,7 +465,7 @@ impl DynamoStore {
     ) -> Result<Vec<StoredAttributes>, StoreError> {
         let mut out = Vec::new();
         for item in self.user_items(account, user_id).await? {
-            if !get_s(&item, "sk")?.starts_with("A#") {
+            if !get_s(&item, "sk")?.starts_with("A#") || is_tombstone(&item) {
                 continue;
             }
             let values = item
@@ -422,23 +481,6 @@ impl DynamoStore {
         }
         Ok(out)
     }
-
-    /// Erases every item of the user. Returns how many were deleted (0 for an unknown user).
-    pub async fn delete_user(&self, account: &AccountId, user_id: &str) -> Result<usize, StoreError> {
-        let items = self.user_items(account, user_id).await?;
-        let count = items.len();
-        let requests = items
-            .into_iter()
-            .map(|item| {
-                batch::delete(HashMap::from([
-                    ("pk".to_string(), item["pk"].clone()),
-                    ("sk".to_string(), item["sk"].clone()),
-                ]))
-            })
-            .collect();
-        batch::write_all(self.client(), &self.tables().end_users, requests, WRITE_CONCURRENCY).await?;
-        Ok(count)
-    }
 }
 
 impl DynamoStore {
@@ -452,9 +494,16 @@ impl DynamoStore {
         only_existing: bool,
         now: &str,
         client_ip: Option<&str>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<MergeOutcome, StoreError> {
         let plan = Plan::of(account, integration_id, user);
-        Ok(self.apply(plan, only_existing, now, client_ip).await?.written)
+        let w = self.apply(plan, only_existing, now, client_ip).await?;
+        Ok(if w.suppressed {
+            MergeOutcome::Suppressed
+        } else if w.written {
+            MergeOutcome::Written
+        } else {
+            MergeOutcome::Skipped
+        })
     }
 
     /// One user's values and operations as one UpdateItem, ordered by the write's source time
@@ -483,17 +532,17 @@ impl DynamoStore {
         let mut stale = Vec::new();
         for _ in 0..MAX_ORDERING_ATTEMPTS {
             if plan.is_empty() {
-                return Ok(Written { written: true, stale, overflow: false });
+                return Ok(Written { written: true, stale, ..Written::default() });
             }
             let req = plan.request(self, only_existing, now, client_ip);
             let err = match req.send().await {
-                Ok(_) => return Ok(Written { written: true, stale, overflow: false }),
+                Ok(_) => return Ok(Written { written: true, stale, ..Written::default() }),
                 Err(e) if is_conditional_failure(&e) => e,
                 Err(e)
                     if !plan.increment.is_empty()
                         && e.as_service_error().and_then(|x| x.code()) == Some("ValidationException") =>
                 {
-                    return Ok(Written { written: false, stale, overflow: true });
+                    return Ok(Written { written: false, stale, overflow: true, suppressed: false });
                 }
                 Err(e) => return Err(sdk_error("UpdateItem", e)),
             };
@@ -502,8 +551,15 @@ impl DynamoStore {
                 UpdateItemError::ConditionalCheckFailedException(c) => c.item(),
                 _ => None,
             };
+            let now_secs = now_secs(now);
             match old {
-                None if only_existing => return Ok(Written { written: false, stale, overflow: false }),
+                Some(item) if is_suppressed(item, now_secs) => {
+                    return Ok(Written { written: false, stale, overflow: false, suppressed: true });
+                }
+                None if only_existing => return Ok(Written { written: false, stale, ..Written::default() }),
+                Some(item) if only_existing && !item.contains_key("integrationId") => {
+                    return Ok(Written { written: false, stale, ..Written::default() });
+                }
                 None => {}
                 Some(item) => stale.extend(plan.drop_stale(item)),
             }
@@ -527,14 +583,22 @@ impl DynamoStore {
         account: &AccountId,
         integration_id: &str,
         users: &[&UserWrite<'_>],
+        now_secs: i64,
     ) -> Result<HashMap<String, ()>, StoreError> {
         let keys: Vec<Item> = users
             .iter()
             .map(|u| key(user_pk(account, u.user_id.as_str()), attrs_sk(integration_id)))
             .collect();
+        let projection = ["pk", "integrationId", super::suppression::SUPPRESSED_UNTIL];
         let found =
-            batch::get_all(self.client(), &self.tables().end_users, keys, &["pk"], WRITE_CONCURRENCY).await?;
-        found.iter().map(|item| Ok((get_s(item, "pk")?.to_string(), ()))).collect()
+            batch::get_all(self.client(), &self.tables().end_users, keys, &projection, WRITE_CONCURRENCY)
+                .await?;
+        // A tombstone is no user: a live one is refused by the write itself, as suppressed.
+        found
+            .iter()
+            .filter(|item| item.contains_key("integrationId") || is_suppressed(item, now_secs))
+            .map(|item| Ok((get_s(item, "pk")?.to_string(), ())))
+            .collect()
     }
 
     /// Every item of a user's partition (strongly consistent: a read returns what the last

@@ -17,6 +17,7 @@ pub mod schema;
 pub mod secret_hash;
 pub mod segments;
 pub mod signing_keys;
+pub mod suppression;
 pub mod tables;
 pub(crate) mod transact;
 

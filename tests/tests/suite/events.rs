@@ -47,6 +47,8 @@ const ORDER: &[&str] = &[
     "segments-evaluate.json",
     "rule-segments-delete.json",
     "user-delete.json",
+    "user-erase.json",
+    "user-suppression-delete.json",
     "integrations-delete.json",
     "console-index.json",
     "console-asset.json",

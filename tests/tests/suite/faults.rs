@@ -169,7 +169,7 @@ async fn merge_of_one_user() {
 #[tokio::test]
 async fn replace_of_many_users() {
     let w = users().await;
-    let people = ids("p", 26); // two BatchWriteItem chunks: 25 + 1
+    let people = ids("p", 26);
     let data = |people: &[String], kind: &str| -> Value {
         people.iter().map(|p| json!({"Email": p, "Type": kind})).collect()
     };
@@ -177,43 +177,34 @@ async fn replace_of_many_users() {
     let seed: Value = people.iter().map(|p| json!({"Email": p, "Type": "Seed", "Status": "Old"})).collect();
     assert_eq!(w.send(seed, false).await.status, 200);
 
-    // UnprocessedItems six times, then two SDK faults: within the budgets, every user written.
-    w.stack.faults.arm(FaultPlan::new().fail("BatchWriteItem", 1..=6, Unprocessed).fail_each(
-        "BatchWriteItem",
-        7,
-        &[Throttled, ServerError],
-    ));
+    // One conditional PutItem per user (docs/DECISIONS.md, "Erasure that sticks"). Four SDK
+    // faults on the puts: within the budget, every user written.
+    w.stack.faults.arm(four_faults(FaultPlan::new(), "PutItem"));
     let a = w.send(data(&people, "A"), false).await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["accepted"], 26);
     assert_eq!(a.body["mode"], "replace");
-    injected(&w.stack, 8);
+    injected(&w.stack, 4);
     w.all_have(&people, json!({"Customer_Type": "A"})).await;
 
-    // Applied, answers lost: the SDK writes the same items again.
-    w.stack.faults.arm(FaultPlan::new().lose("BatchWriteItem", 1..=2, Timeout));
-    assert_eq!(w.send(data(&people, "B"), false).await.status, 200);
+    // Applied, answers lost: the SDK puts the same items again (their condition still holds).
+    w.stack.faults.arm(FaultPlan::new().lose("PutItem", 1..=2, Timeout));
+    let a = w.send(data(&people, "B"), false).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.body.get("suppressed").is_none(), "a retried put is not taken for a suppression");
     injected(&w.stack, 2);
     w.all_have(&people, json!({"Customer_Type": "B"})).await;
 
-    // Past the SDK budget after one chunk applied: 503; the retry completes every user.
-    w.stack.faults.arm(FaultPlan::new().lose("BatchWriteItem", 1..=1, ServerError).fail(
-        "BatchWriteItem",
-        2..=100,
+    // Past the SDK budget after one put applied: 503; the retry completes every user.
+    w.stack.faults.arm(FaultPlan::new().lose("PutItem", 1..=1, ServerError).fail(
+        "PutItem",
+        2..=100_000,
         ServerError,
     ));
     assert_unavailable(&w.send(data(&people, "C"), false).await);
     w.stack.faults.disarm();
     assert_eq!(w.send(data(&people, "C"), false).await.status, 200);
     w.all_have(&people, json!({"Customer_Type": "C"})).await;
-
-    // UnprocessedItems on every attempt: the batch loop gives up after its 10 (some items
-    // written, the last never); 503, and the retry completes it.
-    w.stack.faults.arm(FaultPlan::new().fail("BatchWriteItem", 1..=1000, Unprocessed));
-    assert_unavailable(&w.send(data(&people, "D"), false).await);
-    assert_eq!(w.stack.faults.disarm().len(), 20, "10 attempts per chunk");
-    assert_eq!(w.send(data(&people, "D"), false).await.status, 200);
-    w.all_have(&people, json!({"Customer_Type": "D"})).await;
 }
 
 #[tokio::test]

@@ -464,7 +464,7 @@ async fn the_callback_is_signed_with_the_secret_shown_once_and_retried() {
 }
 
 #[tokio::test]
-async fn a_replace_import_costs_one_write_unit_per_row_in_batches_of_25() {
+async fn a_replace_import_costs_one_write_unit_per_row_one_conditional_put_each() {
     let stack = Stack::new().await;
     let auth = stack.bearer(ALL_SCOPES).await;
     let (integration, _) = create_integration(&stack, &auth, CRM).await;
@@ -476,11 +476,12 @@ async fn a_replace_import_costs_one_write_unit_per_row_in_batches_of_25() {
     run_to_end(&stack.import_worker(600), &key(&stack, &integration, &import)).await;
     let units = stack.units() - before;
     let ops = stack.counter.take();
-    let batches = ops.iter().filter(|o| *o == "BatchWriteItem").count();
+    let batches = ops.iter().filter(|o| *o == "PutItem").count();
     // Items under 1 KB: one unit each; the record's lease, checkpoints and end are the rest.
     assert!(units.wcu <= 1.02 * n as f64, "{} WCU for {n} rows", units.wcu);
     assert!(units.wcu >= n as f64, "{} WCU for {n} rows", units.wcu);
-    assert_eq!(batches, n.div_ceil(25), "{ops:?}");
+    // One conditional put per row: a batch takes no suppression condition.
+    assert_eq!(batches, n, "{ops:?}");
     assert!(ops.len() - batches <= 8, "a small constant besides the batches: {ops:?}");
     assert!(units.rcu <= 5.0, "{} RCU", units.rcu);
     assert_eq!(status(&stack, &auth, &import).await["accepted"], n);
@@ -612,7 +613,8 @@ async fn a_leg_that_fails_after_taking_the_lease_is_resumed_by_its_message_at_on
     worker.page_rows = 10;
 
     // The second page's writes fail past every retry: the leg fails with the lease taken.
-    stack.faults.arm(FaultPlan::new().fail("BatchWriteItem", 2..=1000, Fault::ServerError));
+    // (10 rows a page, one conditional put per row.)
+    stack.faults.arm(FaultPlan::new().fail("PutItem", 11..=100_000, Fault::ServerError));
     let answer = import_worker::handle(&worker, upload_event("m-1", &k)).await;
     let failed: Vec<&str> = answer.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(failed, vec!["m-1"]);

@@ -5,6 +5,7 @@
 
 mod bearer;
 mod console;
+mod erase;
 mod events;
 mod faults;
 mod flood;

@@ -418,7 +418,9 @@ async fn dynamodb_requests_per_call() {
     let a = w.send(hundred).await;
     assert_eq!(a.status, 200);
     let ops = lookup(w.stack.counter.take());
-    assert_eq!(ops, ["BatchWriteItem"; 4], "replace: ceil(100/25) batches");
+    // One conditional PutItem per user (a batch takes no condition: docs/DECISIONS.md,
+    // "Erasure that sticks"); the same units.
+    assert_eq!(ops, ["PutItem"; 100], "replace: one conditional put per user");
     // In units, everything included (the protections too, usage written per call here): the
     // 100 items, ≤ 1 RCU (the integration, when this instance re-reads it), and the
     // protections' share of a lease and a usage sum.
@@ -429,7 +431,7 @@ async fn dynamodb_requests_per_call() {
     w.post(&json!({"token": w.token, "updateExistingOnly": true, "data": with_flag}).to_string()).await;
     let ops = lookup(w.stack.counter.take());
     assert_eq!(ops[..1], ["BatchGetItem"]);
-    assert_eq!(ops[1..], ["BatchWriteItem"; 4]);
+    assert_eq!(ops[1..], ["PutItem"; 100]);
 
     w.get("one@x.io").await;
     assert_eq!(
@@ -443,8 +445,21 @@ async fn dynamodb_requests_per_call() {
         ["Query", "Query"],
         "warm: the user's partition + its segment heads; the integrations are cached (≤ 1 s)"
     );
-    call_user_data(&w.app, &w.auth, "DELETE", "/public/v1/user/one@x.io", None).await;
-    assert_eq!(w.stack.counter.take(), ["Query", "Query", "BatchWriteItem"], "segment heads + the user");
+    // An erase: the integrations, the account's gates (8 Queries), marker and index, the
+    // user's items, their tombstones, its segment heads, the audit record (the window is a
+    // GetItem of the limits item, counted with the protections). The account's first erase
+    // of the day raises its 256 gates; the next ones only read them.
+    for (user, raised) in [("one@x.io", 256), ("two@x.io", 0)] {
+        call_user_data(&w.app, &w.auth, "DELETE", &format!("/public/v1/user/{user}"), None).await;
+        let ops = w.stack.counter.take();
+        let count = |op: &str| ops.iter().filter(|o| *o == op).count();
+        assert_eq!(
+            (count("Query"), count("UpdateItem"), count("BatchWriteItem"), count("PutItem")),
+            (11, raised, 2, 1),
+            "{ops:?}"
+        );
+        assert_eq!(ops.len(), 14 + raised, "{ops:?}");
+    }
     w.send(json!([{"Email": "x", "Type": null}])).await;
     assert!(lookup(w.stack.counter.take()).is_empty(), "invalid items cost the lookup only");
 }

@@ -19,6 +19,7 @@ use super::keys::{
     COUNTER_PARTITIONS, COUNTERS, counter_key, counter_pk, member_of, member_sk, random_u32, reverse_sk,
     shard_of, shard_pk, user_pk,
 };
+use super::suppressed::{gate_check, not_suppressed_check};
 use super::{READ_CONCURRENCY, SegmentHead, SegmentView};
 use crate::codec::{get_n, key, n, opt_n, s};
 use crate::concurrent::for_each_bounded;
@@ -111,41 +112,59 @@ impl DynamoStore {
     /// Applies membership changes (puts when `adding`, deletes otherwise) with their reverse
     /// entries and count deltas, in transactions of up to 100 actions; each member is
     /// conditioned on its current state, so that a change a concurrent call made first is not
-    /// counted twice. Returns how many changes this call applied.
+    /// counted twice, and each add on its user not being suppressed. Returns how many changes
+    /// this call applied, and the users of the adds refused as suppressed.
     pub(super) async fn apply_changes(
         &self,
         gens: &[Gen],
         mut changes: Vec<Change>,
         adding: bool,
         now_ms: i64,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<(usize, Vec<String>), StoreError> {
         // A random order: concurrent calls over the same ids then rarely hold the same member
         // at the same moment.
         shuffle(&mut changes);
-        let mut applied = 0;
+        let (mut applied, mut suppressed) = (0, Vec::new());
         let start = random_u32();
+        // Adds check the account's gate, once per transaction, until it says some user of the
+        // account is suppressed; from then on this call checks each user (docs/DECISIONS.md,
+        // "Erasure that sticks").
+        let mut check = if adding { Check::Gate } else { Check::None };
+        let mut regated = Vec::new();
         for round in 0..ROUNDS {
+            changes.append(&mut regated);
             if changes.is_empty() {
-                return Ok(applied);
+                return Ok((applied, suppressed));
             }
             if round > 0 {
                 tokio::time::sleep(batch::backoff(round + 2)).await;
             }
-            let groups = pack(std::mem::take(&mut changes));
-            let done = for_each_bounded(groups.into_iter().enumerate(), READ_CONCURRENCY, "transaction", |(i, group)| {
-                let (client, table) = (self.client().clone(), self.tables().segments.clone());
-                let gens = gens.to_vec();
-                let counter = start.wrapping_add(i as u32);
-                async move { transact_group(&client, &table, &gens, group, adding, counter, now_ms).await }
-            })
+            let groups = pack(std::mem::take(&mut changes), check);
+            let done = for_each_bounded(
+                groups.into_iter().enumerate(),
+                READ_CONCURRENCY,
+                "transaction",
+                |(i, group)| {
+                    let (client, table) = (self.client().clone(), self.tables().segments.clone());
+                    let gens = gens.to_vec();
+                    let counter = start.wrapping_add(i as u32);
+                    async move { transact_group(&client, &table, &gens, group, check, counter, now_ms).await }
+                },
+            )
             .await?;
-            for (n, held) in done {
-                applied += n;
-                changes.extend(held);
+            for out in done {
+                applied += out.applied;
+                changes.extend(out.held);
+                suppressed.extend(out.suppressed.into_iter().map(|c| c.user_id));
+                if !out.gated.is_empty() {
+                    check = Check::EachUser;
+                    regated.extend(out.gated);
+                }
             }
         }
+        changes.append(&mut regated);
         if changes.is_empty() {
-            Ok(applied)
+            Ok((applied, suppressed))
         } else {
             tracing::warn!(held = changes.len(), rounds = ROUNDS, "members still held by other transactions");
             Err(StoreError::Busy {
@@ -156,18 +175,53 @@ impl DynamoStore {
     }
 }
 
-/// Changes packed into transactions: grouped by generation, two actions per change plus one
-/// counter per generation in the transaction, at most 100 actions.
-fn pack(mut changes: Vec<Change>) -> Vec<Vec<Change>> {
+/// What an add checks against suppression: nothing (a remove), the account's gate (one
+/// ConditionCheck per transaction: 2 WCU per ≤ 49 members), or each user's marker (2 WCU per
+/// member, only while some user of the account is suppressed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    None,
+    Gate,
+    EachUser,
+}
+
+/// What one action of a transaction stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// The member item or reverse entry of change `u`.
+    Change(usize),
+    /// Change `u`'s user's suppression marker.
+    Marker(usize),
+    Gate,
+    Counter,
+}
+
+/// What one group's transaction did.
+struct GroupOutcome {
+    applied: usize,
+    /// Held by other transactions: for the next pass.
+    held: Vec<Change>,
+    /// Adds refused: their users are suppressed.
+    suppressed: Vec<Change>,
+    /// Not applied because the account's gate is up: to send again, checking each user.
+    gated: Vec<Change>,
+}
+
+/// Changes packed into transactions: grouped by generation, two actions per change (three
+/// when each user is checked), one counter per generation and the gate, at most 100 actions.
+fn pack(mut changes: Vec<Change>, check: Check) -> Vec<Vec<Change>> {
+    let per_change = if check == Check::EachUser { 3 } else { 2 };
+    let fixed = usize::from(check == Check::Gate);
     changes.sort_by_key(|c| c.slot);
     let mut groups: Vec<Vec<Change>> = Vec::new();
     let mut current: Vec<Change> = Vec::new();
-    let mut used = 0;
+    let mut used = fixed;
     for c in changes {
-        let cost = |current: &Vec<Change>| 2 + usize::from(current.last().is_none_or(|l| l.slot != c.slot));
+        let cost =
+            |current: &Vec<Change>| per_change + usize::from(current.last().is_none_or(|l| l.slot != c.slot));
         if used + cost(&current) > MAX_TRANSACT {
             groups.push(std::mem::take(&mut current));
-            used = 0;
+            used = fixed;
         }
         used += cost(&current);
         current.push(c);
@@ -189,46 +243,59 @@ fn shuffle<T>(v: &mut [T]) {
 /// re-sent until it commits. Members someone else already changed drop out; members another
 /// transaction holds at the moment (`TransactionConflict`) are taken out and returned, for the
 /// next pass; a conflict on the counter moves the transaction to another counter item.
-/// Returns (changes applied, changes held by others).
+/// An add whose user is suppressed drops out too, returned apart; a group stopped by the
+/// account's gate is returned whole, to be sent again checking each user.
 async fn transact_group(
     client: &Client,
     table: &str,
     gens: &[Gen],
     mut group: Vec<Change>,
-    adding: bool,
+    check: Check,
     mut counter: u32,
     now_ms: i64,
-) -> Result<(usize, Vec<Change>), StoreError> {
-    let mut held_out = Vec::new();
+) -> Result<GroupOutcome, StoreError> {
+    let (mut held_out, mut suppressed_out) = (Vec::new(), Vec::new());
     let mut attempt = 0;
+    let done_with = |applied, held, suppressed, gated| GroupOutcome { applied, held, suppressed, gated };
     while !group.is_empty() {
-        let (items, index) = transaction(table, gens, &group, adding, counter, now_ms);
+        let (items, index) = transaction(table, gens, &group, check, counter, now_ms);
         let e = match client.transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => return Ok((group.len(), held_out)),
+            Ok(_) => return Ok(done_with(group.len(), held_out, suppressed_out, Vec::new())),
             Err(e) => e,
         };
         let Some(reasons) = cancellation_reasons(&e) else {
             return Err(sdk_error("TransactWriteItems", e));
         };
         let reasons: Vec<String> = reasons.into_iter().map(str::to_string).collect();
-        let (mut done, mut held) = (BTreeSet::new(), BTreeSet::new());
+        let (mut done, mut held, mut suppressed) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
         let mut other = false;
+        let mut gate_up = false;
         for (i, code) in reasons.iter().enumerate() {
-            match (code.as_str(), index.get(i).copied().flatten()) {
+            match (code.as_str(), index.get(i).copied()) {
                 ("None", _) => {}
-                ("ConditionalCheckFailed", Some(u)) => {
+                ("ConditionalCheckFailed", Some(Slot::Gate)) => gate_up = true,
+                ("ConditionalCheckFailed", Some(Slot::Marker(u))) => {
+                    suppressed.insert(u);
+                }
+                ("ConditionalCheckFailed", Some(Slot::Change(u))) => {
                     done.insert(u);
                 }
-                ("TransactionConflict", Some(u)) => {
+                ("TransactionConflict", Some(Slot::Change(u) | Slot::Marker(u))) => {
                     held.insert(u);
                 }
                 _ => other = true,
             }
         }
-        let progressed = !done.is_empty() || !held.is_empty();
+        if gate_up {
+            // Some user of the account is suppressed: this group is sent again, per user.
+            return Ok(done_with(0, held_out, suppressed_out, group));
+        }
+        let progressed = !done.is_empty() || !held.is_empty() || !suppressed.is_empty();
         let mut rest = Vec::with_capacity(group.len());
         for (u, c) in group.drain(..).enumerate() {
-            if held.contains(&u) {
+            if suppressed.contains(&u) {
+                suppressed_out.push(c);
+            } else if held.contains(&u) {
                 held_out.push(c);
             } else if !done.contains(&u) {
                 rest.push(c);
@@ -250,21 +317,24 @@ async fn transact_group(
             tokio::time::sleep(batch::backoff(attempt)).await;
         }
     }
-    Ok((0, held_out))
+    Ok(done_with(0, held_out, suppressed_out, Vec::new()))
 }
 
 /// The actions of one transaction, and which change each action index stands for (the
-/// member and its reverse entry both name their change; counters `None`).
+/// member and its reverse entry both name their change, an add's suppression check too,
+/// flagged `true`; counters `None`).
 fn transaction(
     table: &str,
     gens: &[Gen],
     group: &[Change],
-    adding: bool,
+    check: Check,
     counter: u32,
     now_ms: i64,
-) -> (Vec<TransactWriteItem>, Vec<Option<usize>>) {
+) -> (Vec<TransactWriteItem>, Vec<Slot>) {
+    let adding = check != Check::None;
+    let now_secs = now_ms.div_euclid(1000);
     let mut items = Vec::with_capacity(MAX_TRANSACT);
-    let mut index: Vec<Option<usize>> = Vec::with_capacity(MAX_TRANSACT);
+    let mut index: Vec<Slot> = Vec::with_capacity(MAX_TRANSACT);
     let mut per_gen: Vec<(usize, i64)> = Vec::new();
     for (u, c) in group.iter().enumerate() {
         let g = &gens[c.slot];
@@ -300,9 +370,13 @@ fn transaction(
             )
         };
         items.push(m.build());
-        index.push(Some(u));
+        index.push(Slot::Change(u));
         items.push(r.build());
-        index.push(Some(u));
+        index.push(Slot::Change(u));
+        if check == Check::EachUser {
+            items.push(not_suppressed_check(table, &g.account, &c.user_id, now_secs));
+            index.push(Slot::Marker(u));
+        }
         match per_gen.last_mut() {
             Some((g, d)) if *g == c.slot => *d += 1,
             _ => per_gen.push((c.slot, 1)),
@@ -327,7 +401,13 @@ fn transaction(
                 )
                 .build(),
         );
-        index.push(None);
+        index.push(Slot::Counter);
+    }
+    if check == Check::Gate
+        && let Some(first) = group.first()
+    {
+        items.push(gate_check(table, &gens[first.slot].account, counter, now_secs));
+        index.push(Slot::Gate);
     }
     (items, index)
 }

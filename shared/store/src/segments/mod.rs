@@ -34,6 +34,7 @@ mod keys;
 mod membership;
 mod paging;
 mod statics;
+mod suppressed;
 mod users;
 
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
@@ -60,6 +61,7 @@ use keys::{
 };
 use membership::{Change, Gen};
 pub use paging::{MemberCursor, MemberPage};
+pub(crate) use suppressed::{suppressed_users, suppression_items};
 
 /// Concurrent BatchGetItem / TransactWriteItems calls of one request.
 const READ_CONCURRENCY: usize = 16;
@@ -329,13 +331,28 @@ impl DynamoStore {
     /// Applies add / remove / override; returns the segment afterwards.
     pub async fn change_members(
         &self,
-        mut head: SegmentHead,
+        head: SegmentHead,
         action: Action,
         user_ids: &[UserId],
         now_ms: i64,
     ) -> Result<SegmentView, SegmentError> {
+        Ok(self.change_members_reporting(head, action, user_ids, now_ms).await?.0)
+    }
+
+    /// [`DynamoStore::change_members`], also answering the ids an add refused because their
+    /// users are suppressed (sorted, once each).
+    pub async fn change_members_reporting(
+        &self,
+        mut head: SegmentHead,
+        action: Action,
+        user_ids: &[UserId],
+        now_ms: i64,
+    ) -> Result<(SegmentView, Vec<String>), SegmentError> {
+        let mut suppressed = std::collections::BTreeSet::new();
         let adding = match action {
-            Action::Override => return self.override_members(head, user_ids, now_ms).await,
+            Action::Override => {
+                return Ok((self.override_members(head, user_ids, now_ms).await?, Vec::new()));
+            }
             Action::Add => true,
             Action::Remove => false,
         };
@@ -346,7 +363,7 @@ impl DynamoStore {
                 .filter(|id| present.contains(id.as_str()) != adding)
                 .map(|id| Change { slot: 0, user_id: id.as_str().to_string() })
                 .collect();
-            self.apply_changes(&[Gen::of(&head)], changes, adding, now_ms).await?;
+            suppressed.extend(self.apply_changes(&[Gen::of(&head)], changes, adding, now_ms).await?.1);
             // An override that flipped the head meanwhile replaced the generation just written:
             // this call is then ordered after it and applies itself to the new generation, so
             // that what it answers is what stays.
@@ -355,7 +372,7 @@ impl DynamoStore {
                 .await?
                 .ok_or(SegmentError::NotFound)?;
             if current.generation == head.generation {
-                return Ok(self.view(current).await?);
+                return Ok((self.view(current).await?, suppressed.into_iter().collect()));
             }
             head = current;
         }

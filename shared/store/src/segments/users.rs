@@ -91,16 +91,33 @@ impl DynamoStore {
         Ok(out)
     }
 
-    /// Removes the user from every segment of the account; returns how many.
-    pub async fn remove_user_everywhere(
+    /// Removes each user from every segment of the account, in shared transactions (a
+    /// counter update per transaction, not per user); returns how many memberships.
+    pub async fn remove_users_everywhere(
         &self,
         account: &AccountId,
-        user_id: &str,
+        users: &[String],
         now_ms: i64,
     ) -> Result<usize, StoreError> {
-        let gens: Vec<Gen> = self.user_segments(account, user_id).await?.iter().map(Gen::of).collect();
-        let changes = (0..gens.len()).map(|slot| Change { slot, user_id: user_id.to_string() }).collect();
-        self.apply_changes(&gens, changes, false, now_ms).await
+        let found =
+            crate::concurrent::for_each_bounded(users.to_vec(), READ_CONCURRENCY, "user segments", |user| {
+                let (store, account) = (self.clone(), account.clone());
+                async move { Ok((store.user_segments(&account, &user).await?, user)) }
+            })
+            .await?;
+        let mut gens: Vec<Gen> = Vec::new();
+        let mut changes = Vec::new();
+        for (heads, user) in found {
+            for h in &heads {
+                let g = Gen::of(h);
+                let slot = gens.iter().position(|x| *x == g).unwrap_or_else(|| {
+                    gens.push(g);
+                    gens.len() - 1
+                });
+                changes.push(Change { slot, user_id: user.clone() });
+            }
+        }
+        Ok(self.apply_changes(&gens, changes, false, now_ms).await?.0)
     }
 }
 
