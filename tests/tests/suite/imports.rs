@@ -480,10 +480,12 @@ async fn a_replace_import_costs_one_write_unit_per_row_one_conditional_put_each(
     // Items under 1 KB: one unit each; the record's lease, checkpoints and end are the rest.
     assert!(units.wcu <= 1.02 * n as f64, "{} WCU for {n} rows", units.wcu);
     assert!(units.wcu >= n as f64, "{} WCU for {n} rows", units.wcu);
-    // One conditional put per row: a batch takes no suppression condition. (The counter sees
-    // each attempt: the SDK's retry of a put the loaded local server dropped counts again.)
-    assert!((n..=n + 4).contains(&batches), "{batches} puts for {n} rows");
-    assert!(ops.len() - batches <= 8, "a small constant besides the batches: {ops:?}");
+    // One conditional put per row: a batch takes no suppression condition. The counter sees
+    // each attempt, and the loaded local server drops some of 100 puts in flight, which the
+    // SDK sends again (2,002 and 2,007 in two CI runs): at least one per row, none batched.
+    assert!(!ops.iter().any(|o| o == "BatchWriteItem"), "{ops:?}");
+    assert!((n..=n + n / 50).contains(&batches), "{batches} puts for {n} rows");
+    assert!(ops.len() - batches <= 8, "a small constant besides the puts: {ops:?}");
     assert!(units.rcu <= 5.0, "{} RCU", units.rcu);
     assert_eq!(status(&stack, &auth, &import).await["accepted"], n);
 }
