@@ -816,6 +816,29 @@ async fn an_answer_past_an_items_400_kb_is_kept_in_parts_and_replayed_whole() {
         .collect();
     assert_eq!(parts.len(), 5, "1.5 MB in parts of 350 KiB");
 
+    // The edge of a part: 350 KiB stays in the record; one byte more is two parts.
+    for (len, expected_parts) in [(350 * 1024, 0), (350 * 1024 + 1, 2)] {
+        let key = idempotency::key_hash(&format!("edge-{len}"));
+        let response = StoredResponse { body: vec![7u8; len], ..response.clone() };
+        assert_eq!(stack.store.claim(&account, &key, fp, now).await.unwrap(), None);
+        stack.store.complete(&account, &key, &response, now).await.unwrap();
+        let replay = stack.store.claim(&account, &key, fp, now + 1).await.unwrap();
+        assert!(replay == Some(Record::Done { fingerprint: fp.into(), response }), "{len} bytes whole");
+        let pk = format!("IDEM#{}#{key}", account.as_str());
+        let stored = stack
+            .store
+            .client()
+            .query()
+            .table_name(&stack.store.tables().config)
+            .key_condition_expression("pk = :p AND begins_with(sk, :b)")
+            .expression_attribute_values(":p", aws_sdk_dynamodb::types::AttributeValue::S(pk))
+            .expression_attribute_values(":b", aws_sdk_dynamodb::types::AttributeValue::S("BODY#".into()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stored.count(), expected_parts, "{len} bytes");
+    }
+
     // Another account's same key sees none of it.
     let other = AccountId::parse("globex").unwrap();
     assert_eq!(stack.store.claim(&other, &key, fp, now + 1).await.unwrap(), None);
