@@ -139,10 +139,15 @@ async fn a_big_calls_debt_is_paid_on_every_instance() {
     let (heavy, auth) = stack.account_with_bearer("heavy", 100, 5).await;
     let system = SystemGuid::generate();
     stack.store.create_system(&heavy, system, domain::Timestamp::now().epoch_secs()).await.unwrap();
-    let (big_instance, cheap_instance) = (stack.segments_app(), stack.segments_app());
+    let big_instance = stack.segments_app();
     let path = format!("/public/v1/user/system/{system}/segment");
     let ids: Vec<String> = (0..2000).map(|i| format!("user-{i}")).collect();
     for round in 0..2 {
+        // A new cheap instance each round: one that served the previous round's last call
+        // holds units it leased then for the seconds after it, counted before this debt, and
+        // may spend them (DECISIONS "A big call's debt is charged ahead"); whether those
+        // seconds overlap this round's depended on where that call fell in its 4-second block.
+        let cheap_instance = stack.segments_app();
         tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
         let big = json!({"name": format!("big{round}"), "userIds": ids}).to_string();
         let a = call_segments(&big_instance, &auth, "POST", &path, Some(&big)).await;
