@@ -6,10 +6,17 @@ import { builder, catalog, ruleSegments, ruleTable } from './rules.js';
 
 export function segments(view) {
   const [wrap, sys] = field('System GUID', { id: 'seg-system', value: localStorage.getItem(SYS) || '', required: true, 'data-path': 'systemGuid' });
-  const out = h('div', { id: 'seg-out' });
+  // The list and an open members panel have slots of their own: a list loaded again (the page
+  // loads the remembered system by itself, and "Show segments" loads it again) must not close
+  // the panel opened from the list before it.
+  const listSlot = h('div');
+  const memberSlot = h('div');
+  const out = h('div', { id: 'seg-out' }, listSlot, memberSlot);
+  let latest = 0;
   const form = h('form', { class: 'card', 'aria-labelledby': 'seg-title' }, h('h1', { id: 'seg-title' }, 'Segments'), wrap,
     h('button', { type: 'submit', class: 'primary' }, 'Show segments'));
   const load = async () => {
+    const mine = ++latest;
     clearError(form);
     localStorage.setItem(SYS, sys.value.trim());
     try {
@@ -17,11 +24,13 @@ export function segments(view) {
       const base = `${system}/segment`;
       const [r, rules] = await Promise.all([api('GET', base), ruleSegments(system)]);
       const list = r.segments || r;
-      set(out, h('div', { class: 'scroll' }, h('table', {}, h('caption', {}, `${list.length} segment(s)`),
+      const section = await rulesSection(system, list, rules, load);
+      if (mine !== latest) return; // a later load owns the list
+      set(listSlot, h('div', { class: 'scroll' }, h('table', {}, h('caption', {}, `${list.length} segment(s)`),
         h('thead', {}, h('tr', {}, ['Name', 'External id', 'Members', 'Updated', ''].map((t) => h('th', { scope: 'col' }, t)))),
-        h('tbody', {}, list.map((s) => h('tr', {}, h('td', {}, s.name), h('td', {}, s.id || ''), h('td', { class: 'num' }, s.userCount), h('td', {}, s.updatedAt),
-          h('td', {}, h('button', { type: 'button', 'aria-label': `Open ${s.name}`, on: { click: (ev) => members(out, base, s, ev.target.closest('tr').querySelector('.num')) } }, 'Open'))))))),
-      await rulesSection(system, list, rules, load));
+        h('tbody', {}, list.map((s) => h('tr', { 'data-segment': s.segmentGuid }, h('td', {}, s.name), h('td', {}, s.id || ''), h('td', { class: 'num' }, s.userCount), h('td', {}, s.updatedAt),
+          h('td', {}, h('button', { type: 'button', 'aria-label': `Open ${s.name}`, on: { click: () => members(memberSlot, listSlot, base, s) } }, 'Open'))))))),
+      section);
     } catch (e) { showError(form, e); }
   };
   form.addEventListener('submit', (ev) => { ev.preventDefault(); load(); });
@@ -29,7 +38,7 @@ export function segments(view) {
   if (sys.value) load();
 }
 
-async function members(out, base, s, countCell) {
+async function members(slot, listSlot, base, s) {
   const path = `${base}/${encodeURIComponent(s.segmentGuid)}`;
   const list = h('ol', { id: 'seg-members' });
   const more = h('button', { type: 'button', hidden: true }, 'Next page');
@@ -47,13 +56,13 @@ async function members(out, base, s, countCell) {
     cursor = null;
     await page();
     const fresh = await api('GET', path);
-    countCell.textContent = fresh.userCount;
+    // The row as the list shows it now (the list may have been loaded again since).
+    const cell = listSlot.querySelector(`tr[data-segment="${CSS.escape(s.segmentGuid)}"] .num`);
+    if (cell) cell.textContent = fresh.userCount;
   };
   if (can('segments:write')) panel.append(editForm(path, refresh));
-  const old = out.querySelector('.members-panel');
-  if (old) old.remove();
   panel.classList.add('members-panel');
-  out.append(panel);
+  set(slot, panel);
   await page();
 }
 
