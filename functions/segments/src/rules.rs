@@ -46,6 +46,10 @@ pub struct Loaded {
     pub catalog: Catalog,
     pub set: RuleSet,
     pub definitions: Arc<Vec<IntegrationRecord>>,
+    /// The static segments the catalog knows.
+    statics: Vec<SegmentGuid>,
+    /// The rule set stamp read before `records` (`DynamoStore::rule_set_stamp`).
+    stamp: i64,
 }
 
 /// A system's set and when its read was sent.
@@ -60,7 +64,9 @@ pub struct RuleState {
 
 impl RuleState {
     /// The system's rule set as of at most [`RULES_STALENESS`] ago (counted from when its read
-    /// was sent).
+    /// was sent). Past that, the set's stamp is read (one unit) and the rule segments only
+    /// when it moved: a set of 200 large rules costs 83 read units to read again, and every
+    /// instance checks once a second (docs/DECISIONS.md "Rule segments: routes").
     pub async fn cached(
         &self,
         store: &DynamoStore,
@@ -68,19 +74,49 @@ impl RuleState {
         system: SystemGuid,
     ) -> Result<Arc<Loaded>, ApiError> {
         let key = (account.clone(), system);
-        if let Some((loaded, at)) = self.systems.lock().expect("not poisoned").get(&key)
+        let prior = self.systems.lock().expect("not poisoned").get(&key).cloned();
+        if let Some((loaded, at)) = &prior
             && at.elapsed() < RULES_STALENESS
         {
             return Ok(loaded.clone());
         }
         let asked = Instant::now();
-        let loaded = Arc::new(self.load(store, account, system, false).await?);
+        let loaded = match prior {
+            Some((old, _)) => self.refresh(store, account, system, old).await?,
+            None => Arc::new(self.load(store, account, system, false).await?),
+        };
         let mut systems = self.systems.lock().expect("not poisoned");
         if systems.len() >= SYSTEMS_MAX {
             systems.clear();
         }
         systems.insert(key, (loaded.clone(), asked));
         Ok(loaded)
+    }
+
+    /// `old` checked against the store: the same set when nothing it was built from moved,
+    /// recompiled from its records when only the system, its static segments or the
+    /// definitions did, read again when the rule set's stamp moved.
+    async fn refresh(
+        &self,
+        store: &DynamoStore,
+        account: &AccountId,
+        system: SystemGuid,
+        old: Arc<Loaded>,
+    ) -> Result<Arc<Loaded>, ApiError> {
+        let (stamp, exists, statics, definitions) = tokio::join!(
+            store.rule_set_stamp(account, system),
+            store.system_exists(account, system),
+            store.static_segment_guids(account, system),
+            self.definitions.get(store, account)
+        );
+        let (stamp, exists, statics, definitions) = (stamp?, exists?, statics?, definitions?);
+        if stamp != old.stamp {
+            return Ok(Arc::new(self.load(store, account, system, false).await?));
+        }
+        if exists == old.exists && statics == old.statics && definitions == old.definitions {
+            return Ok(old);
+        }
+        Ok(Arc::new(assemble(exists, statics, old.records.clone(), definitions, stamp)))
     }
 
     /// Reads the system afresh (`fresh`: the definitions too, as a save judges by them).
@@ -98,31 +134,48 @@ impl RuleState {
                 self.definitions.get(store, account).await
             }
         };
-        let (exists, statics, records, definitions) = tokio::join!(
+        // The stamp strictly before the set: a write between them is seen as a change later,
+        // never missed.
+        let stamped = async {
+            let stamp = store.rule_set_stamp(account, system).await?;
+            Ok::<_, store::StoreError>((stamp, store.rule_segments(account, system).await?))
+        };
+        let (exists, statics, stamped, definitions) = tokio::join!(
             store.system_exists(account, system),
             store.static_segment_guids(account, system),
-            store.rule_segments(account, system),
+            stamped,
             definitions
         );
-        let (exists, statics, records, definitions) = (exists?, statics?, records?, definitions?);
-        let mut catalog = Catalog::new();
-        for i in definitions.iter() {
-            catalog.add_integration(i.integration_id.clone(), &i.definition);
-        }
-        for g in statics {
-            catalog.add_static_segment(g);
-        }
-        for r in &records {
-            match stored_rule(r) {
-                Some((rule, tz)) => {
-                    catalog.add_rule_segment(r.segment, rule, tz);
-                }
-                None => tracing::error!(segment = %r.segment, "a stored rule no longer parses; skipped"),
-            }
-        }
-        let set = RuleSet::compile(&catalog);
-        Ok(Loaded { exists, records, catalog, set, definitions })
+        let (exists, statics, (stamp, records), definitions) = (exists?, statics?, stamped?, definitions?);
+        Ok(assemble(exists, statics, records, definitions, stamp))
     }
+}
+
+/// Compiles what a system's evaluations need from what was read.
+fn assemble(
+    exists: bool,
+    statics: Vec<SegmentGuid>,
+    records: Vec<RuleSegmentRecord>,
+    definitions: Arc<Vec<IntegrationRecord>>,
+    stamp: i64,
+) -> Loaded {
+    let mut catalog = Catalog::new();
+    for i in definitions.iter() {
+        catalog.add_integration(i.integration_id.clone(), &i.definition);
+    }
+    for g in &statics {
+        catalog.add_static_segment(*g);
+    }
+    for r in &records {
+        match stored_rule(r) {
+            Some((rule, tz)) => {
+                catalog.add_rule_segment(r.segment, rule, tz);
+            }
+            None => tracing::error!(segment = %r.segment, "a stored rule no longer parses; skipped"),
+        }
+    }
+    let set = RuleSet::compile(&catalog);
+    Loaded { exists, records, catalog, set, definitions, statics, stamp }
 }
 
 /// A stored rule parsed back (never judged again: what was deleted since compiles stale).

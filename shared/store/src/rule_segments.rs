@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 
 use crate::StoreError;
 use crate::codec::{Item, get_n, get_s, key, n, s};
-use crate::dynamo::{DynamoStore, is_conditional_failure, sdk_error};
+use crate::dynamo::{DynamoStore, sdk_error};
 use crate::segments::counts::{Capped, NotCounted, count_update};
 use crate::transact::{cancellation_reasons, condition_failed, transact_with_retry};
 use domain::{AccountId, SegmentGuid, SystemGuid};
@@ -172,6 +172,14 @@ impl DynamoStore {
         items.iter().map(from_item).collect()
     }
 
+    /// The system's rule set stamp: it moves with every create, replace and delete (each
+    /// adds 1 to the stamp of the count item it goes through), so a cached set is re-read
+    /// only when it moved. One read unit, whatever the set's size. Read it *before* the set
+    /// it stands for: a write between the two reads then shows as a change next time.
+    pub async fn rule_set_stamp(&self, account: &AccountId, system: SystemGuid) -> Result<i64, StoreError> {
+        self.count_stamp(&partition(account, system)).await
+    }
+
     /// A page of the system's rule segments in guid order, after `after`.
     pub async fn rule_segment_page(
         &self,
@@ -201,26 +209,30 @@ impl DynamoStore {
     }
 
     /// Replaces the rule segment if its stored version is still `expected`; `record.version`
-    /// is the new one.
+    /// is the new one. One transaction with the stamp of the count item it is counted in, so
+    /// that cached sets see the change ([`Self::rule_set_stamp`]).
     pub async fn replace_rule_segment(
         &self,
         account: &AccountId,
         record: &RuleSegmentRecord,
         expected: i64,
     ) -> Result<(), RuleSegmentError> {
-        let sent = self
-            .client()
-            .put_item()
-            .table_name(&self.tables().segments)
+        let table = &self.tables().segments;
+        let put = Put::builder()
+            .table_name(table)
             .set_item(Some(to_item(account, record)))
             .condition_expression("version = :v")
             .expression_attribute_values(":v", n(expected))
-            .send()
-            .await;
-        match sent {
-            Ok(_) => Ok(()),
-            Err(e) if is_conditional_failure(&e) => Err(RuleSegmentError::VersionMismatch(expected)),
-            Err(e) => Err(sdk_error("PutItem", e).into()),
+            .build()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let stamp = count_update(table, partition(account, record.system), record.count_shard, 0, None);
+        let items = vec![TransactWriteItem::builder().put(put).build(), stamp];
+        match transact_with_retry(self.client(), items).await {
+            Ok(()) => Ok(()),
+            Err(e) => match cancellation_reasons(&e) {
+                Some(r) if condition_failed(&r, 0) => Err(RuleSegmentError::VersionMismatch(expected)),
+                _ => Err(sdk_error("TransactWriteItems", e).into()),
+            },
         }
     }
 

@@ -415,3 +415,76 @@ async fn the_dry_runs_path_answers_405_to_other_methods() {
         assert_eq!(a.body["error"]["code"], "method_not_allowed");
     }
 }
+
+/// A warm instance checks the rule set's stamp once a second (one read unit) and reads the
+/// rule segments again only when another instance changed one: the refresh of a large set
+/// costs what checking costs, not what the set costs.
+#[tokio::test]
+async fn a_warm_instance_rereads_the_rule_set_only_when_it_changed() {
+    let c = Ctx::new().await;
+    c.user("w1", json!({"plan": "pro"})).await;
+    // Ten rule segments of 300 values each: a set of about 70 KB, about 17 read units.
+    let values =
+        |i: usize| -> Vec<String> { (0..300).map(|v| format!("plan-{i}-{v:04}-padding-padding")).collect() };
+    let mut guids = Vec::new();
+    for i in 0..10 {
+        guids.push(
+            c.create(
+                &format!("set {i}"),
+                json!({"any": [{"attribute": {"property": "plan"}, "op": "in", "values": values(i)}]}),
+            )
+            .await,
+        );
+    }
+    let segments = c.stack.store.tables().segments.clone();
+    let rcu = || units_of(&[segments.as_str()]).rcu;
+    let before = rcu();
+    let all = c.stack.store.rule_segments(&c.stack.account, c.stack.system).await.unwrap();
+    let full = rcu() - before;
+    assert_eq!(all.len(), 10);
+    assert!(full >= 10.0, "the set is large enough to tell a re-read: {full} RCU");
+
+    let (reader, writer) = (c.stack.segments_app(), &c.app);
+    let path = c.user_path("w1", "");
+    let evaluate = async |app: &Served<segments::App>| {
+        let a = call_segments(app, &c.auth, "GET", &path, None).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        a.body["segments"].as_array().unwrap().len()
+    };
+    assert_eq!(evaluate(&reader).await, 0);
+    let second = std::time::Duration::from_millis(1100);
+    tokio::time::sleep(second).await;
+    let before = rcu();
+    assert_eq!(evaluate(&reader).await, 0);
+    let unchanged = rcu() - before;
+    // The stamp (1), the static list (1), the user's memberships (1) and their heads.
+    assert!(unchanged <= 4.0, "nothing changed: no re-read of the set ({unchanged} RCU; the set is {full})");
+
+    // Another instance edits one: the reader sees it within a second, and pays for it once.
+    let put = json!({"name": "set 3", "rule": {"any": [cond("plan", "equals", json!("pro"))]}});
+    assert_eq!(
+        call_segments(
+            writer,
+            &c.auth,
+            "PUT",
+            &c.rules_path(&format!("/{}", guids[3])),
+            Some(&put.to_string())
+        )
+        .await
+        .status,
+        200
+    );
+    tokio::time::sleep(second).await;
+    let before = rcu();
+    assert_eq!(evaluate(&reader).await, 1, "the edit made on another instance is seen");
+    let changed = rcu() - before;
+    assert!(changed >= full, "the changed set is read again: {changed} RCU");
+    // A delete moves the stamp too.
+    assert_eq!(
+        call_segments(writer, &c.auth, "DELETE", &c.rules_path(&format!("/{}", guids[3])), None).await.status,
+        204
+    );
+    tokio::time::sleep(second).await;
+    assert_eq!(evaluate(&reader).await, 0, "the delete made on another instance is seen");
+    println!("rule set re-check: {unchanged} RCU unchanged, {changed} RCU changed; the set alone {full} RCU");
+}

@@ -36,8 +36,13 @@ fn count_sk(shard: Option<u32>) -> String {
     shard.map_or_else(|| COUNT_SK.to_string(), |k| format!("{COUNT_SK}#{k:02}"))
 }
 
-/// Adds `delta` to count item `shard` of the count in partition `pk`, only while it is under
-/// its share of `cap` when one is given.
+/// The attribute of a count item that every write through it adds 1 to: the partition's
+/// change stamp is the sum over its count items (`DynamoStore::count_stamp`), so a reader
+/// learns from one small read whether anything counted there changed.
+const STAMP: &str = "v";
+
+/// Adds `delta` to count item `shard` of the count in partition `pk` (0: only the stamp
+/// moves), only while it is under its share of `cap` when one is given.
 pub(crate) fn count_update(
     table: &str,
     pk: String,
@@ -48,9 +53,11 @@ pub(crate) fn count_update(
     let mut u = Update::builder()
         .table_name(table)
         .set_key(Some(key(pk, count_sk(shard))))
-        .update_expression("ADD #n :d")
+        .update_expression("ADD #n :d, #v :one")
         .expression_attribute_names("#n", "n")
-        .expression_attribute_values(":d", n(delta));
+        .expression_attribute_names("#v", STAMP)
+        .expression_attribute_values(":d", n(delta))
+        .expression_attribute_values(":one", n(1));
     if let Some(cap) = cap {
         u = u
             .condition_expression("attribute_not_exists(#n) OR #n < :cap")
@@ -138,6 +145,23 @@ impl DynamoStore {
             tokio::time::sleep(delay).await;
             attempt += 1;
         }
+    }
+
+    /// The change stamp of partition `pk`'s count: the sum of its items' stamps, which only
+    /// grows (one strongly consistent `Query` of at most 17 small items: one read unit).
+    pub(crate) async fn count_stamp(&self, pk: &str) -> Result<i64, StoreError> {
+        let out = self
+            .client()
+            .query()
+            .table_name(&self.tables().segments)
+            .key_condition_expression("pk = :p AND begins_with(sk, :s)")
+            .expression_attribute_values(":p", s(pk))
+            .expression_attribute_values(":s", s(COUNT_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("Query", e))?;
+        Ok(out.items().iter().filter_map(|item| get_n(item, STAMP).ok()).sum())
     }
 
     /// The items of the count that hold their share of its cap (one strongly consistent
