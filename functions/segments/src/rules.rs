@@ -113,7 +113,8 @@ impl RuleState {
         if stamp != old.stamp {
             return Ok(Arc::new(self.load(store, account, system, false).await?));
         }
-        if exists == old.exists && statics == old.statics && definitions == old.definitions {
+        let same_definitions = Arc::ptr_eq(&definitions, &old.definitions) || definitions == old.definitions;
+        if exists == old.exists && statics == old.statics && same_definitions {
             return Ok(old);
         }
         Ok(Arc::new(assemble(exists, statics, old.records.clone(), definitions, stamp)))

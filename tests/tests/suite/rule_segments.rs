@@ -321,6 +321,37 @@ async fn a_warm_user_read_does_not_grow_with_the_accounts_integrations() {
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(c.stack.counter.take(), ["Query", "Query"], "the user's items and its memberships only");
     assert_eq!(units_of(&[tables.config.as_str()]).rcu - before.rcu, 0.0, "no definitions read when warm");
+
+    // Past the second, the instance checks the definitions' stamp (one unit), not the
+    // definitions, while none changed.
+    let config = || units_of(&[tables.config.as_str()]).rcu;
+    let before = config();
+    let all = c.stack.store.list_integrations(&c.stack.account).await.unwrap();
+    let full = config() - before;
+    assert_eq!(all.len(), 21);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let before = config();
+    assert_eq!(read().await.status, 200);
+    let checked = config() - before;
+    assert_eq!(checked, 1.0, "the stamp only (the definitions alone cost {full} RCU)");
+    assert!(full >= 3.0 * checked, "{full}");
+    // An edit made on another instance: the next read past the second reads them again.
+    let patch =
+        json!({"properties": [{"path": "plan", "type": "String"}, {"path": "tier", "type": "String"}]});
+    let edited = call_integrations(
+        &c.stack.integrations_app(),
+        &c.auth,
+        "PATCH",
+        &format!("/public/v1/integrations/{}", c.crm),
+        Some(&patch.to_string()),
+    )
+    .await;
+    assert_eq!(edited.status, 200, "{}", edited.body);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let before = config();
+    assert_eq!(read().await.status, 200);
+    assert!(config() - before >= full, "the edited definitions are read again");
+    println!("definitions check: {checked} RCU unchanged; the definitions alone {full} RCU");
 }
 
 /// `creators` callers at once, each creating rule segments one after the other until it has

@@ -15,8 +15,9 @@ use domain::AccountId;
 /// Accounts an instance remembers before it forgets them all (a bound on memory).
 const ACCOUNTS_MAX: usize = 1024;
 
-/// An account's integrations and when their read was sent.
-type Entry = (Arc<Vec<IntegrationRecord>>, Instant);
+/// An account's integrations, when their read (or the last check) was sent, and the
+/// definitions stamp read before them.
+type Entry = (Arc<Vec<IntegrationRecord>>, Instant, i64);
 
 #[derive(Default)]
 pub struct DefinitionsCache {
@@ -25,18 +26,26 @@ pub struct DefinitionsCache {
 
 impl DefinitionsCache {
     /// Every integration of the account, as of at most [`DEFINITION_STALENESS`] ago (the age
-    /// counts from the moment the read was sent).
+    /// counts from the moment the read was sent). Past that, the account's definitions stamp
+    /// is read (1 RCU) and the definitions only when it moved: 41 definitions of 24 properties
+    /// cost 15 RCU to read, and every warm instance checks once a second.
     pub async fn get(
         &self,
         store: &DynamoStore,
         account: &AccountId,
     ) -> Result<Arc<Vec<IntegrationRecord>>, StoreError> {
-        if let Some((list, at)) = self.entries.lock().expect("not poisoned").get(account)
-            && at.elapsed() < DEFINITION_STALENESS
-        {
-            return Ok(list.clone());
+        let known = self.entries.lock().expect("not poisoned").get(account).cloned();
+        let Some((list, at, stamp)) = known else { return self.refresh(store, account).await };
+        if at.elapsed() < DEFINITION_STALENESS {
+            return Ok(list);
         }
-        self.refresh(store, account).await
+        let asked = Instant::now();
+        let now = store.definitions_stamp(account).await?;
+        if now != stamp {
+            return self.read(store, account, asked, now).await;
+        }
+        self.keep(account, (list.clone(), asked, stamp));
+        Ok(list)
     }
 
     /// Reads the account's integrations afresh and keeps them (for a caller that met a name
@@ -47,12 +56,29 @@ impl DefinitionsCache {
         account: &AccountId,
     ) -> Result<Arc<Vec<IntegrationRecord>>, StoreError> {
         let asked = Instant::now();
+        let stamp = store.definitions_stamp(account).await?;
+        self.read(store, account, asked, stamp).await
+    }
+
+    /// Reads the definitions that `stamp` (read before them, at `asked`) stands for: a write
+    /// between the two reads shows as a change at the next check, never as a missed one.
+    async fn read(
+        &self,
+        store: &DynamoStore,
+        account: &AccountId,
+        asked: Instant,
+        stamp: i64,
+    ) -> Result<Arc<Vec<IntegrationRecord>>, StoreError> {
         let list = Arc::new(store.list_integrations(account).await?);
+        self.keep(account, (list.clone(), asked, stamp));
+        Ok(list)
+    }
+
+    fn keep(&self, account: &AccountId, entry: Entry) {
         let mut entries = self.entries.lock().expect("not poisoned");
-        if entries.len() >= ACCOUNTS_MAX {
+        if entries.len() >= ACCOUNTS_MAX && !entries.contains_key(account) {
             entries.clear();
         }
-        entries.insert(account.clone(), (list.clone(), asked));
-        Ok(list)
+        entries.insert(account.clone(), entry);
     }
 }

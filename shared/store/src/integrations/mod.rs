@@ -132,11 +132,23 @@ impl DynamoStore {
         out.item.as_ref().map(record_from_item).transpose()
     }
 
+    /// The account's definitions stamp: every integration write adds 1 to it in its own
+    /// transaction (on the account item, with the attribute headroom). One strongly consistent
+    /// `GetItem` of the account item (1 RCU), whatever the number of definitions; read it
+    /// *before* the definitions it stands for.
+    pub async fn definitions_stamp(&self, account: &AccountId) -> Result<i64, StoreError> {
+        let item = self.account_item(account, Some(DEFINITIONS_STAMP)).await?;
+        Ok(item.and_then(|i| crate::codec::get_n(&i, DEFINITIONS_STAMP).ok()).unwrap_or(0))
+    }
+
     pub async fn list_integrations(&self, account: &AccountId) -> Result<Vec<IntegrationRecord>, StoreError> {
         let items = self.query_prefix(&self.tables().config, &account_pk(account), "INTEGRATION#").await?;
         items.iter().map(record_from_item).collect()
     }
 }
+
+/// The account item's attribute that every integration write adds 1 to.
+const DEFINITIONS_STAMP: &str = "definitionsStamp";
 
 /// How old a definition a warm instance may judge a user-data call with. Every write of an
 /// integration (`PATCH`, `DELETE`) waits this long after it committed before it answers, so a

@@ -5,7 +5,7 @@
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 
 use super::codec::definition_attrs;
-use super::{IntegrationRecord, IntegrationWriteError, integration_sk, token_pk};
+use super::{DEFINITIONS_STAMP, IntegrationRecord, IntegrationWriteError, integration_sk, token_pk};
 use crate::StoreError;
 use crate::accounts::account_pk;
 use crate::codec::{Item, get_n, n, s};
@@ -47,11 +47,16 @@ impl DynamoStore {
             .key("pk", s(account_pk(account)))
             .key("sk", s("ACCOUNT"))
             .expression_attribute_values(":d", n(-used));
+        // Every integration write passes here, so the same update moves the definitions'
+        // stamp, which the instances' caches check instead of reading every definition again.
+        update = update.expression_attribute_values(":one", n(1));
         update = if integrations == 0 {
-            update.update_expression("ADD attributeHeadroom :d")
+            update.update_expression(format!("ADD attributeHeadroom :d, {DEFINITIONS_STAMP} :one"))
         } else {
             update
-                .update_expression("ADD attributeHeadroom :d, integrationCount :c")
+                .update_expression(format!(
+                    "ADD attributeHeadroom :d, integrationCount :c, {DEFINITIONS_STAMP} :one"
+                ))
                 .expression_attribute_values(":c", n(integrations))
         };
         let mut conditions = vec!["attribute_exists(pk)"];
