@@ -24,8 +24,11 @@ echo "==> Python tests: the local DynamoDB server, make capacity's event loop (p
 PYTHONDONTWRITEBYTECODE=1 "$VENV/bin/python" -m pytest -q -p no:cacheprovider scripts/localdynamo
 
 mkdir -p target
-echo "==> cargo test: building every test target"
-cargo test --workspace --locked --no-run
+# Every test command below selects the whole workspace: the same packages resolve the same
+# features, so this one build serves them all (selecting fewer packages rebuilt ~60 s of
+# crates with other features).
+echo "==> cargo test: building every test target ($SECONDS s)"
+cargo test --workspace --locked --tests --test segments --no-run
 
 # Two local servers, one per core: the segments tests (the slowest binary, ~3.5 min of 25,000-id
 # calls) against their own, beside every other test against the first. Each test stacks its
@@ -44,29 +47,29 @@ export DEV_USAGE_FLUSH_SECONDS="${DEV_USAGE_FLUSH_SECONDS:-0}"
 # Import callbacks to the tests' own receivers on 127.0.0.1 (never set on AWS).
 export IMPORT_ALLOW_LOCAL_CALLBACKS=1
 
-(local_aws_env "$seg_port" && exec cargo test --locked -p integration-tests --test segments) \
+(local_aws_env "$seg_port" && exec cargo test --workspace --locked --test segments) \
   > target/test-segments.log 2>&1 &
 SEG_PID=$!
 
 local_aws_env "$port"
-echo "==> cargo test (local DynamoDB-compatible servers on 127.0.0.1:$port, and :$seg_port for tests/segments.rs)"
+echo "==> cargo test (local DynamoDB-compatible servers on 127.0.0.1:$port, and :$seg_port for tests/segments.rs) ($SECONDS s)"
 # Every integration test but the segments ones is a module of one binary, tests/tests/suite/:
 # a test file beside them would be built and never run.
 for f in tests/tests/*.rs; do
   [ "$(basename "$f")" = segments.rs ] || { echo "error: $f runs nowhere: make it a module of tests/tests/suite/" >&2; exit 1; }
 done
-others=(--test suite)
-# No crate has a doc test; collecting none still costs rustdoc a pass over every crate (~80 s).
-cargo test --workspace --locked --exclude integration-tests --lib --bins --tests
-cargo test --locked -p integration-tests --lib "${others[@]}"
+# Every unit test, every crate's tests/ (the conformance suite, the fuzz regressions) and the
+# suite; not tests/segments.rs (`test = false`: it runs above). `--tests` leaves out doc tests:
+# no crate has one, and collecting none still costs rustdoc a pass over every crate (~80 s).
+cargo test --workspace --locked --tests
 
 # The admin tool from the same build (every binary at once: `-p admin` alone resolves other
 # features and rebuilds half the dependencies), while the segments tests still run.
-echo "==> admin CLI smoke test"
+echo "==> admin CLI smoke test ($SECONDS s)"
 cargo build --workspace --bins --locked
 scripts/admin-smoke.sh
 
-echo "==> cargo test -p integration-tests --test segments (ran beside the others)"
+echo "==> cargo test --test segments (ran beside the others) ($SECONDS s)"
 seg_rc=0
 wait "$SEG_PID" || seg_rc=$?
 SEG_PID=""
