@@ -7,6 +7,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How long the walk waits for the page: generous, because it shares the local server with
+/// the whole suite, which a heavy test can hold for seconds (CI runs saw pages not yet shown
+/// after 10 s).
+const PATIENCE: Duration = Duration::from_secs(30);
+
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -280,16 +285,16 @@ impl Driver {
         v["value"][ELEMENT].as_str().map(str::to_string)
     }
 
-    /// The element matching `css`, waiting up to 10 s for it.
+    /// The element matching `css`, waiting up to [`PATIENCE`] for it.
     pub async fn find(&self, css: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(e) = self.try_find(css).await {
                 return e;
             }
             if Instant::now() > deadline {
                 panic!(
-                    "no element {css} within 10 s; page text: {}\nbrowser log: {:?}",
+                    "no element {css} within {PATIENCE:?}; page text: {}\nbrowser log: {:?}",
                     self.page_text().await,
                     self.logs().await
                 );
@@ -315,7 +320,7 @@ impl Driver {
         self.cmd("POST", &format!("/element/{e}/click"), json!({})).await;
     }
 
-    /// The rendered text of the first element matching `css` (waiting up to 10 s for one).
+    /// The rendered text of the first element matching `css` (waiting up to [`PATIENCE`] for one).
     pub async fn text(&self, css: &str) -> String {
         self.find(css).await;
         self.text_now(css).await.unwrap_or_default()
@@ -332,9 +337,9 @@ impl Driver {
         v.as_str().map(str::to_string)
     }
 
-    /// Waits up to 10 s until the text of `css` contains `want`; returns it.
+    /// Waits up to [`PATIENCE`] until the text of `css` contains `want`; returns it.
     pub async fn wait_text(&self, css: &str, want: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + PATIENCE;
         loop {
             let t = self.text_now(css).await.unwrap_or_default();
             if t.contains(want) {

@@ -77,7 +77,7 @@ function editForm(path, done) {
     try {
       await api('PUT', path, { action, userIds });
       ids.value = '';
-      done();
+      await done(); // a failed re-read is shown here too, not lost
     } catch (e) { showError(form, e); }
   };
   form.append(h('button', { type: 'button', id: 'seg-add', on: { click: send('add') } }, 'Add ids'), ' ',

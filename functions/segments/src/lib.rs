@@ -229,12 +229,15 @@ async fn create(
         name: &request.name,
         user_ids: &request.user_ids,
     };
-    let view =
-        app.store.create_segment(&new, app.caps, Timestamp::now().epoch_ms()).await.map_err(segment_error)?;
+    let (view, suppressed) = app
+        .store
+        .create_segment_reporting(&new, app.caps, Timestamp::now().epoch_ms())
+        .await
+        .map_err(segment_error)?;
     tracing::info!(request_id = %info.request_id, account = %p.account, segment = %view.head.segment,
-        users = view.user_count, "segment created");
+        users = view.user_count, suppressed = suppressed.len(), "segment created");
     let location = format!("/public/v1/user/system/{system}/segment/{}", view.head.segment);
-    Ok(Reply::json(201, &body(&view))
+    Ok(Reply::json(201, &api::Segment { suppressed, ..body(&view) })
         .header("location", &location)
         .usage(UsageReport { users_updated: 0, segment_ids: request.user_ids.len() as i64 }))
 }

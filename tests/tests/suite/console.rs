@@ -370,7 +370,9 @@ async fn console_walk() {
     // CI run lost when the remembered system's own load and "Show segments" overlapped): the
     // panel stays open.
     d.click("form[aria-labelledby=seg-title] button[type=submit]").await;
-    d.click("#seg-out table button").await;
+    // Found and clicked in one step in the page: the reload may replace the button between a
+    // WebDriver find and its click (a stale element).
+    d.script("document.querySelector('#seg-out table button').click()", json!([])).await;
     d.wait_text("#seg-members", "a@x.io").await;
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert!(d.text("#seg-members").await.contains("a@x.io"), "the reload left the members panel open");

@@ -66,6 +66,16 @@ impl World {
         let path = self.stack.segment_path(&format!("/{segment}"));
         call_segments(&self.stack.segments_app(), &self.auth, "PUT", &path, Some(&body)).await
     }
+    async fn put(&self, segment: &str, body: Value) -> Answer {
+        let path = self.stack.segment_path(&format!("/{segment}"));
+        call_segments(&self.stack.segments_app(), &self.auth, "PUT", &path, Some(&body.to_string())).await
+    }
+    async fn members(&self, segment: &str) -> Vec<String> {
+        let path = self.stack.segment_path(&format!("/{segment}/members?limit=1000"));
+        let a = call_segments(&self.stack.segments_app(), &self.auth, "GET", &path, None).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        strings(&a.body["userIds"])
+    }
     async fn moengage(&self, user: &str) -> Answer {
         let body =
             json!({"type": "customer", "customer_id": user, "attributes": {"plan": "gold"}}).to_string();
@@ -149,6 +159,24 @@ async fn an_erased_id_is_refused_by_every_write_path_and_reported_as_suppressed(
     assert_eq!(add.status, 200, "{}", add.body);
     assert_eq!(strings(&add.body["suppressed"]), vec![a.to_string(), c.to_string()]);
     assert_eq!(add.body["userCount"], 2, "b and d");
+
+    // Segment creates and overrides leave the suppressed ids out and list them.
+    let created = call_segments(
+        &w.stack.segments_app(),
+        &w.auth,
+        "POST",
+        &w.stack.segment_path(""),
+        Some(&json!({"name": "new", "userIds": [a, "e@x.com", c]}).to_string()),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(strings(&created.body["suppressed"]), vec![a.to_string(), c.to_string()]);
+    assert_eq!(created.body["userCount"], 1, "e only");
+    let over = w.put(&seg, json!({"action": "override", "userIds": [c, "f@x.com"]})).await;
+    assert_eq!(over.status, 200, "{}", over.body);
+    assert_eq!(over.body["suppressed"], json!([c]));
+    assert_eq!(over.body["userCount"], 1, "f only");
+    assert_eq!(w.members(&seg).await, ["f@x.com"]);
 
     // Imports: the row is reported, nothing stored.
     let (s, report) = w.import(&format!("Email,Type\n{b},I\n{a},I\n")).await;
@@ -346,6 +374,61 @@ async fn an_erase_racing_writes_and_an_import_leaves_nothing_behind() {
     let (s, report) = w.import(&csv).await;
     assert_eq!((s["accepted"].as_i64(), s["rejected"].as_i64()), (Some(0), Some(60)), "{s}");
     assert_eq!(report.lines().filter(|l| l.contains("suppressed")).count(), 60);
+}
+
+/// Creates and overrides racing an erase of their ids: whichever runs first, no segment
+/// holds an erased id once all have ended, and a create wholly after the erase lists every one
+/// as suppressed.
+#[tokio::test]
+async fn creates_and_overrides_racing_an_erase_keep_no_erased_member() {
+    let w = std::sync::Arc::new(world().await);
+    let people = ids("z", 40);
+    let mut with_keeper = people.clone();
+    with_keeper.push("keeper@x.com".into());
+    let target = w.segment(&["keeper@x.com"]).await;
+    let erased = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut racers = Vec::new();
+    for k in 0..3 {
+        let (w, ids, erased, target) = (w.clone(), with_keeper.clone(), erased.clone(), target.clone());
+        racers.push(tokio::spawn(async move {
+            let mut made = Vec::new();
+            loop {
+                let after = erased.load(std::sync::atomic::Ordering::SeqCst);
+                let a = if k == 0 {
+                    w.put(&target, json!({"action": "override", "userIds": ids})).await
+                } else {
+                    call_segments(
+                        &w.stack.segments_app(),
+                        &w.auth,
+                        "POST",
+                        &w.stack.segment_path(""),
+                        Some(&json!({"name": format!("race {k}"), "userIds": ids}).to_string()),
+                    )
+                    .await
+                };
+                assert!(a.status == 200 || a.status == 201, "{}", a.body);
+                if k != 0 {
+                    made.push(a.body["segmentGuid"].as_str().unwrap().to_string());
+                }
+                if after {
+                    assert_eq!(strings(&a.body["suppressed"]).len(), 40, "{}", a.body);
+                    assert_eq!(a.body["userCount"], 1, "{}", a.body);
+                    return made;
+                }
+            }
+        }));
+    }
+    let e = w.erase(json!(people)).await;
+    erased.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(e.status, 200, "{}", e.body);
+    let mut segments = vec![target];
+    for r in racers {
+        segments.extend(r.await.unwrap());
+    }
+    for seg in &segments {
+        assert_eq!(w.members(seg).await, ["keeper@x.com"], "segment {seg}");
+    }
+    println!("{} segments written around the erase; none holds an erased id", segments.len());
 }
 
 /// Show: an erase of 1,000 users, each with attributes and a membership, metered. Prints the

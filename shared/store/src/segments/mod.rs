@@ -146,6 +146,53 @@ pub struct NewSegment<'a> {
 }
 
 impl DynamoStore {
+    /// Creates the segment with the ids that are not suppressed; returns it and the ids left
+    /// out because their users are (sorted, once each).
+    ///
+    /// The members are a batch of a fresh generation, which takes no condition, so the ids are
+    /// screened before the write and again once the head points at them: an erase raises the
+    /// account's gate, writes its index, then removes the users' memberships, so a user it
+    /// suppressed is either screened out before, found by the screen after (and removed here),
+    /// or removed by the erase itself (docs/DECISIONS.md "Erasure that sticks").
+    pub async fn create_segment_reporting(
+        &self,
+        new: &NewSegment<'_>,
+        caps: SegmentCaps,
+        now_ms: i64,
+    ) -> Result<(SegmentView, Vec<String>), SegmentError> {
+        let now_secs = now_ms.div_euclid(1000);
+        let (up, mut suppressed) = self.screen(new.account, new.user_ids, now_secs).await?;
+        let kept = unsuppressed(new.user_ids, &suppressed);
+        let view = self.create_segment(&NewSegment { user_ids: &kept, ..*new }, caps, now_ms).await?;
+        let view = self.screen_after(view, up, &kept, &mut suppressed, now_ms).await?;
+        Ok((view, suppressed.into_iter().collect()))
+    }
+
+    /// The second screen of a create or override that wrote `kept`: the members suppressed
+    /// since the first are removed (into `suppressed`).
+    async fn screen_after(
+        &self,
+        view: SegmentView,
+        was_up: bool,
+        kept: &[UserId],
+        suppressed: &mut std::collections::BTreeSet<String>,
+        now_ms: i64,
+    ) -> Result<SegmentView, SegmentError> {
+        let (up, late) = self.screen(&view.head.account, kept, now_ms.div_euclid(1000)).await?;
+        if !(was_up || up) || late.is_empty() {
+            return Ok(view);
+        }
+        let late_ids: Vec<UserId> = kept.iter().filter(|id| late.contains(id.as_str())).cloned().collect();
+        // Boxed: an override reaches here through `change_members_reporting` (a remove does not
+        // come back, but the compiler cannot know).
+        let (view, _) =
+            Box::pin(self.change_members_reporting(view.head, Action::Remove, &late_ids, now_ms)).await?;
+        suppressed.extend(late);
+        Ok(view)
+    }
+
+    /// Creates the segment with every id given, unscreened (the operator's and the tests'
+    /// path; the API's is [`Self::create_segment_reporting`]).
     pub async fn create_segment(
         &self,
         new: &NewSegment<'_>,
@@ -351,7 +398,13 @@ impl DynamoStore {
         let mut suppressed = std::collections::BTreeSet::new();
         let adding = match action {
             Action::Override => {
-                return Ok((self.override_members(head, user_ids, now_ms).await?, Vec::new()));
+                // Screened as a create is (`create_segment_reporting`).
+                let (up, found) = self.screen(&head.account, user_ids, now_ms.div_euclid(1000)).await?;
+                suppressed = found;
+                let kept = unsuppressed(user_ids, &suppressed);
+                let view = self.override_members(head, &kept, now_ms).await?;
+                let view = self.screen_after(view, up, &kept, &mut suppressed, now_ms).await?;
+                return Ok((view, suppressed.into_iter().collect()));
             }
             Action::Add => true,
             Action::Remove => false,
@@ -431,4 +484,9 @@ impl DynamoStore {
             .map_err(|e| sdk_error("GetItem", e))?;
         Ok(out.item)
     }
+}
+
+/// `ids` without the `suppressed` ones, in their order.
+fn unsuppressed(ids: &[UserId], suppressed: &std::collections::BTreeSet<String>) -> Vec<UserId> {
+    ids.iter().filter(|id| !suppressed.contains(id.as_str())).cloned().collect()
 }

@@ -1,7 +1,7 @@
 //! The segments table's side of a suppression (`crate::suppression`): the marker each member
 //! add checks in its transaction, and the account's index of suppressed users.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use aws_sdk_dynamodb::types::{ConditionCheck, TransactWriteItem};
 
@@ -12,6 +12,7 @@ use crate::concurrent::for_each_bounded;
 use crate::dynamo::DynamoStore;
 use crate::suppression::SUPPRESSED_UNTIL;
 use domain::AccountId;
+use domain::user_data::UserId;
 
 /// The marker's sort key, beside the user's reverse entries (`M#…`).
 const MARKER_SK: &str = "SUPPRESSED";
@@ -80,6 +81,45 @@ impl DynamoStore {
         })
         .await?;
         Ok(())
+    }
+}
+
+impl DynamoStore {
+    /// Of `ids`, those suppressed at `now_secs`, and whether the account's gate was up. A
+    /// create or an override writes its members without a condition (a batch of a fresh
+    /// generation), so it screens its ids before it writes and again after its head points at
+    /// them ([`DynamoStore::create_segment_reporting`]). With the gate down (no erase in the
+    /// account's window): one strongly consistent `GetItem`. Up: the account's index too
+    /// (8 `Query`s), which an erase writes before it removes memberships.
+    pub(super) async fn screen(
+        &self,
+        account: &AccountId,
+        ids: &[UserId],
+        now_secs: i64,
+    ) -> Result<(bool, BTreeSet<String>), StoreError> {
+        let out = self
+            .client()
+            .get_item()
+            .table_name(&self.tables().segments)
+            .set_key(Some(gate_key(account, super::keys::random_u32())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| crate::dynamo::sdk_error("GetItem", e))?;
+        let up =
+            out.item.as_ref().and_then(|i| get_n(i, SUPPRESSED_UNTIL).ok()).is_some_and(|u| u > now_secs);
+        if !up {
+            return Ok((false, BTreeSet::new()));
+        }
+        let suppressed: HashSet<String> =
+            suppressed_users(self, account, now_secs).await?.into_iter().map(|(user, _)| user).collect();
+        Ok((
+            true,
+            ids.iter()
+                .filter(|id| suppressed.contains(id.as_str()))
+                .map(|id| id.as_str().to_string())
+                .collect(),
+        ))
     }
 }
 
