@@ -5,25 +5,29 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-ensure_venv
-export PATH="$VENV/bin:$PATH"
 ensure_chromium
-ensure_axe
+# The Python tools and axe-core install (first use: ~50 s, mostly pip) while fmt and clippy run.
+mkdir -p target
+(ensure_venv && ensure_axe) > target/tools-install.log 2>&1 &
+TOOLS_PID=$!
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 
-echo "==> cargo clippy"
+echo "==> cargo clippy ($SECONDS s)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-echo "==> template lint"
+wait "$TOOLS_PID" || { cat target/tools-install.log; echo "error: installing the test tools failed" >&2; exit 1; }
+cat target/tools-install.log
+export PATH="$VENV/bin:$PATH"
+
+echo "==> template lint ($SECONDS s)"
 cfn-lint template.yaml
 sam validate --lint --template-file template.yaml
 
 echo "==> Python tests: the local DynamoDB server, make capacity's event loop (pytest scripts/localdynamo)"
 PYTHONDONTWRITEBYTECODE=1 "$VENV/bin/python" -m pytest -q -p no:cacheprovider scripts/localdynamo
 
-mkdir -p target
 # Every test command below selects the whole workspace: the same packages resolve the same
 # features, so this one build serves them all (selecting fewer packages rebuilt ~60 s of
 # crates with other features).
