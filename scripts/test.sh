@@ -10,19 +10,13 @@ ensure_chromium
 mkdir -p target
 (ensure_venv && ensure_axe) > target/tools-install.log 2>&1 &
 TOOLS_PID=$!
-CLIPPY_PID=""
-trap 'kill "$TOOLS_PID" ${CLIPPY_PID:+"$CLIPPY_PID"} 2>/dev/null || true' EXIT
+trap 'kill "$TOOLS_PID" 2>/dev/null || true' EXIT
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 
-# Clippy checks in a target directory of its own beside the test build: each leaves a core idle
-# much of the time (one big crate compiling at a time), and neither can use the other's
-# artifacts (check metadata vs code), so together they take less than one after the other.
-echo "==> cargo clippy, beside the test build ($SECONDS s)"
-CARGO_TARGET_DIR=target/clippy cargo clippy --workspace --all-targets --locked -- -D warnings \
-  > target/clippy.log 2>&1 &
-CLIPPY_PID=$!
+echo "==> cargo clippy ($SECONDS s)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 wait "$TOOLS_PID" || { cat target/tools-install.log; echo "error: installing the test tools failed" >&2; exit 1; }
 cat target/tools-install.log
@@ -40,11 +34,6 @@ PYTHONDONTWRITEBYTECODE=1 "$VENV/bin/python" -m pytest -q -p no:cacheprovider sc
 # crates with other features).
 echo "==> cargo test: building every test target ($SECONDS s)"
 cargo test --workspace --locked --tests --test segments --no-run
-clippy_rc=0
-wait "$CLIPPY_PID" || clippy_rc=$?
-cat target/clippy.log
-[ "$clippy_rc" = 0 ] || { echo "error: cargo clippy found problems (above)" >&2; exit "$clippy_rc"; }
-echo "==> clippy clean ($SECONDS s)"
 
 # Two local servers, one per core: the segments tests (the slowest binary, ~3.5 min of 25,000-id
 # calls) against their own, beside every other test against the first. Each test stacks its
