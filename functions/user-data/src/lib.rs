@@ -277,7 +277,7 @@ async fn erase(
         erased: tally.users,
         items: tally.items,
         memberships: tally.memberships,
-        suppressed_until: domain::clock::rfc3339_of_epoch_secs(until),
+        suppressed_until: domain::clock::rfc3339_millis_of_epoch_ms(until.saturating_mul(1000)),
     })
 }
 

@@ -126,7 +126,9 @@ async fn an_erased_id_is_refused_by_every_write_path_and_reported_as_suppressed(
     assert_eq!(e.status, 200, "{}", e.body);
     assert_eq!((e.body["erased"].as_u64(), e.body["items"].as_u64()), (Some(2), Some(2)), "{}", e.body);
     assert_eq!(e.body["memberships"], 1);
-    assert!(e.body["suppressedUntil"].is_string());
+    // The API's Timestamp: UTC with milliseconds (a schema fuzzer caught it without them).
+    let until = e.body["suppressedUntil"].as_str().unwrap();
+    assert!(until.len() == 24 && until.ends_with('Z') && until.as_bytes()[19] == b'.', "{until}");
     assert_eq!(w.status_of(a).await, 404);
     assert_eq!(w.attrs(b).await, Some(json!({"Customer_Type": "T"})), "others untouched");
 
