@@ -110,8 +110,8 @@ def test_the_evaluation_section_reports_each_evaluation_against_its_floor_and_th
     sweep = {"account": "eval-x", "integrations": 41, "rules": 200, "conditions": 10,
              "rows": [{"integrations": n, "route": "GET /public/v1/user/{userId}", "calls": 3, "hits": 2,
                        "hit_rcu": 1.0, "rereads": 1, "reread_rcu": 3.0 * n} for n in (1, 10, 41)],
-             "cold": [{"table": "ingest-segments", "pk": "acc#RSYS#sys", "rcu": 40.0},
-                      {"table": "ingest-config", "pk": "ACCOUNT#acc", "rcu": 1.0}]}
+             "cold": [{"table": "ingest-segments", "pk": "acc#RSYS#sys", "rcu": 40.0, "check": 20.0},
+                      {"table": "ingest-config", "pk": "ACCOUNT#acc", "rcu": 3.0, "check": 1.0}]}
     args = types.SimpleNamespace(calls=3, steady_calls=3, before=None, out=str(tmp_path / "CAPACITY.md"))
     capacity.write_report(args, results, skipped, capacity.functions_memory(), capacity.key_patterns(), None, sweep)
     text = (tmp_path / "CAPACITY.md").read_text()
@@ -119,5 +119,7 @@ def test_the_evaluation_section_reports_each_evaluation_against_its_floor_and_th
         assert f"| {event} |" in text.split("## Rule segments: units per evaluation")[1], event
     # The batch is measured with BATCH_USERS users, and its floor is two reads per user.
     assert f"| batch of {capacity.BATCH_USERS} users | segments-evaluate | 0.5 | 0.5 | 0 | 0 | {2 * capacity.BATCH_USERS} |" in text
-    # 200 instances (20,000/s at 10 ms) re-reading a 40-RCU set is over the ceiling; 1 RCU is not.
-    assert "| `acc#RSYS#sys` |" in text and "8,000 **over**" in text and "200 ok" in text
+    # The loads come from the check between edits, not the re-read after a change: 200 instances
+    # (20,000/s at 10 ms) checking at 20 RCU are over the ceiling; at 1 RCU they are not.
+    assert "| `acc#RSYS#sys` |" in text and "| 40 | 20 | 4,000 **over**" in text, text
+    assert "| 3 | 1 | 200 ok" in text, text
