@@ -36,6 +36,7 @@ async fn an_account_over_its_limit_gets_429_and_others_do_not() {
 
     let mut slow_statuses = Vec::new();
     let mut fast_statuses = Vec::new();
+    let started = std::time::Instant::now();
     for _ in 0..8 {
         let (s, f) = tokio::join!(
             call_integrations(&app, &slow_auth, "GET", "/public/v1/integrations", None),
@@ -48,12 +49,15 @@ async fn an_account_over_its_limit_gets_429_and_others_do_not() {
         slow_statuses.push(s.status);
         fast_statuses.push(f.status);
     }
+    // At most three per one-second window over the windows the calls spanned (a loaded machine
+    // spreads them over more: a CI run beside a schema fuzzer admitted all eight).
+    let windows = started.elapsed().as_secs() as usize + 2;
     let ok = slow_statuses.iter().filter(|s| **s == 200).count();
     assert!(slow_statuses.iter().all(|s| *s == 200 || *s == 429), "{slow_statuses:?}");
-    assert!(slow_statuses.contains(&429), "8 quick calls against a limit of 3/s: {slow_statuses:?}");
-    // Calls may straddle a second boundary; three per window, and the loop spans a few.
-    let elapsed_windows = 1 + 8 / 3;
-    assert!(ok >= 3 && ok <= 3 * elapsed_windows, "{slow_statuses:?}");
+    assert!(ok >= 3 && ok <= 3 * windows, "{slow_statuses:?} over {windows} windows");
+    if 8 > 3 * windows {
+        assert!(slow_statuses.contains(&429), "8 calls in {windows} windows of 3: {slow_statuses:?}");
+    }
     assert!(fast_statuses.iter().all(|s| *s == 200), "the other account is unaffected: {fast_statuses:?}");
 
     // What the limiter costs: a conditional UpdateItem per lease, not per call (the slow
@@ -63,7 +67,7 @@ async fn an_account_over_its_limit_gets_429_and_others_do_not() {
     let rate = stack.counter.take_rate();
     let slow_admitted = ok;
     assert!(rate.iter().all(|o| o == "UpdateItem"), "{rate:?}");
-    assert!(rate.len() <= slow_admitted + elapsed_windows + 4, "{} window writes: {rate:?}", rate.len());
+    assert!(rate.len() <= slow_admitted + windows + 4, "{} window writes: {rate:?}", rate.len());
     let ops = stack.counter.take_protection();
     assert_eq!(ops.iter().filter(|o| *o == "GetItem").count(), 2, "{ops:?}");
 
