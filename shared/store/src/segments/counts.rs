@@ -150,17 +150,7 @@ impl DynamoStore {
     /// The change stamp of partition `pk`'s count: the sum of its items' stamps, which only
     /// grows (one strongly consistent `Query` of at most 17 small items: one read unit).
     pub(crate) async fn count_stamp(&self, pk: &str) -> Result<i64, StoreError> {
-        let out = self
-            .client()
-            .query()
-            .table_name(&self.tables().segments)
-            .key_condition_expression("pk = :p AND begins_with(sk, :s)")
-            .expression_attribute_values(":p", s(pk))
-            .expression_attribute_values(":s", s(COUNT_SK))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error("Query", e))?;
+        let out = self.prefix_query(pk, COUNT_SK).send().await.map_err(|e| sdk_error("Query", e))?;
         Ok(out.items().iter().filter_map(|item| get_n(item, STAMP).ok()).sum())
     }
 
