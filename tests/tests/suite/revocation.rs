@@ -36,7 +36,7 @@ async fn mint_until(
     stop: &AtomicBool,
 ) -> Vec<(String, i64)> {
     let reads = Recent::default();
-    let settings = TokenSettings { issuer: ISSUER.into(), audience: AUDIENCE.into(), ttl_secs: 600 };
+    let settings = settings();
     let mut minted = Vec::new();
     while !stop.load(Ordering::SeqCst) {
         let now = domain::Timestamp::now().epoch_secs();
@@ -48,6 +48,10 @@ async fn mint_until(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     minted
+}
+
+fn settings() -> TokenSettings {
+    TokenSettings { issuer: ISSUER.into(), audience: AUDIENCE.into(), ttl_secs: 600 }
 }
 
 async fn current_key(stack: &Stack) -> SigningKey {
@@ -119,14 +123,19 @@ async fn a_secret_rotation_refuses_every_old_secret_token_and_none_of_the_new() 
         operator
     );
     assert_eq!(version, 1);
-    assert!(old.len() >= 3 && !new.is_empty(), "old {} new {}", old.len(), new.len());
+    assert!(old.len() >= 3, "old {}", old.len());
     assert!(old.iter().any(|(_, iat)| *iat > stamped), "no old-secret token minted inside the gap");
-    // New-secret tokens minted in the same seconds as the rotation's stamp verify: no clock
-    // decides.
-    assert!(
-        new.iter().any(|(_, iat)| *iat <= stamped + 2),
-        "no new-secret token minted right after the rotation"
-    );
+    // New-secret tokens stamped in the seconds around the rotation's own stamp verify: no clock
+    // decides. They are minted at chosen instants, because a loaded machine may take seconds to
+    // mint the first racing one.
+    let reads = Recent::default();
+    let mut new = new;
+    for iat in stamped - 1..=stamped + 1 {
+        let issued = token_service::issue_token(&stack.store, &reads, &key, &settings(), &new_request, iat)
+            .await
+            .unwrap_or_else(|e| panic!("the new secret mints no token at {iat}: {e:?}"));
+        new.push((issued.access_token, iat));
+    }
     for (token, iat) in &old {
         assert!(
             revoked(verdict(&auth, token).await),
