@@ -799,6 +799,38 @@ pub fn sorted(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
+/// Asserts that a warm call made exactly the requests `expected` (in any order). A per-instance
+/// cache lives `staleness` from its read; when the call that filled it was sent (`warmed`)
+/// longer ago than that, as on a loaded machine, the call may also have made some of `checks`:
+/// the stamp reads of a cache past its staleness, a unit each whatever the data, which is what
+/// the exact-count tests judge. Returns whether the call was judged as fresh.
+pub fn assert_warm(
+    ops: &[String],
+    expected: &[&str],
+    warmed: std::time::Instant,
+    staleness: std::time::Duration,
+    checks: &[&str],
+) -> bool {
+    let mut extra: Vec<&str> = ops.iter().map(String::as_str).collect();
+    for e in expected {
+        let i = extra.iter().position(|o| o == e);
+        assert!(i.is_some(), "a warm call's requests {ops:?} lack {e} (expected {expected:?})");
+        extra.remove(i.unwrap());
+    }
+    let fresh = warmed.elapsed() < staleness;
+    if fresh {
+        assert!(extra.is_empty(), "a warm call's requests {ops:?}: expected {expected:?}");
+    } else {
+        let mut allowed = checks.to_vec();
+        for x in &extra {
+            let i = allowed.iter().position(|c| c == x);
+            assert!(i.is_some(), "{ops:?}: past the caches' staleness, {expected:?} and at most {checks:?}");
+            allowed.remove(i.unwrap());
+        }
+    }
+    fresh
+}
+
 /// Peak resident set of this process so far (VmHWM), in MB.
 pub fn peak_rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

@@ -284,7 +284,7 @@ impl<'a> Leg<'a> {
                 let (mut stale, mut suppressed) = (Vec::new(), Vec::new());
                 for (row, u) in &rows {
                     let w = store
-                        .update_user(&account, &id, &UserWrite::of(u, &def, replace), false, &now)
+                        .update_user(&account, &id, &UserWrite::of(u, &def, replace), false, &now, None)
                         .await?;
                     if w.suppressed {
                         suppressed.push(*row);

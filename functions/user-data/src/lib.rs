@@ -120,8 +120,10 @@ async fn update(
     let mut suppressed: Vec<UserId> = Vec::new();
     let (skipped, stale): (Vec<UserId>, Vec<(UserId, Vec<String>)>) = match validated.mode {
         Mode::Merge => {
-            let w =
-                app.store.update_user(&p.account, id, &writes[0], request.update_existing_only, &now).await?;
+            let w = app
+                .store
+                .update_user(&p.account, id, &writes[0], request.update_existing_only, &now, None)
+                .await?;
             let user = || writes[0].user_id.clone();
             if w.overflow {
                 return Err(overflow(&[user()]));

@@ -145,7 +145,7 @@ async fn run(
         );
         let written = app
             .store
-            .merge_user_from(
+            .update_user(
                 &account,
                 INTEGRATION_ID,
                 &write,
@@ -153,7 +153,8 @@ async fn run(
                 &now,
                 client_ip.as_deref(),
             )
-            .await?;
+            .await?
+            .outcome();
         log(info, &account, &request, resolved.new_attributes.len(), written);
         return Ok((written, request.customer_id.as_str().to_string()));
     }

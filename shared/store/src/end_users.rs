@@ -160,6 +160,19 @@ pub struct Written {
     pub suppressed: bool,
 }
 
+impl Written {
+    /// The write as a plain merge reports it (one with no increments: never an overflow).
+    pub fn outcome(&self) -> MergeOutcome {
+        if self.suppressed {
+            MergeOutcome::Suppressed
+        } else if self.written {
+            MergeOutcome::Written
+        } else {
+            MergeOutcome::Skipped
+        }
+    }
+}
+
 /// One user's UpdateItem, owned (it may be sent from a spawned task). Each stamped part
 /// carries the stamp it writes (values, removals) or must not be older than (increments).
 #[derive(Debug, Clone)]
@@ -349,22 +362,9 @@ fn from_av(v: &AttributeValue) -> Option<AttrValue> {
 }
 
 impl DynamoStore {
-    /// Sets the given attributes of one user, keeping the others. With `only_existing`, writes
-    /// nothing (`Skipped`) unless the user already has attributes of this integration.
-    pub async fn merge_user(
-        &self,
-        account: &AccountId,
-        integration_id: &str,
-        user: &UserWrite<'_>,
-        only_existing: bool,
-        now: &str,
-    ) -> Result<MergeOutcome, StoreError> {
-        self.merge_user_from(account, integration_id, user, only_existing, now, None).await
-    }
-
     /// Makes each user's attributes of this integration exactly those given. Returns the users
     /// skipped because `only_existing` was set and they had no attributes of this integration,
-    /// and those with stale attributes. A plain user is put whole (25 per BatchWriteItem);
+    /// and those with stale attributes. A plain user is put whole (a conditional PutItem);
     /// one with operations or a source time is one UpdateItem, which can be conditional.
     pub async fn replace_users(
         &self,
@@ -484,30 +484,11 @@ impl DynamoStore {
 }
 
 impl DynamoStore {
-    /// [`DynamoStore::merge_user`], also recording the client address the update came from
-    /// (`clientIp`, outside the attributes: reads show it apart from them).
-    pub async fn merge_user_from(
-        &self,
-        account: &AccountId,
-        integration_id: &str,
-        user: &UserWrite<'_>,
-        only_existing: bool,
-        now: &str,
-        client_ip: Option<&str>,
-    ) -> Result<MergeOutcome, StoreError> {
-        let plan = Plan::of(account, integration_id, user);
-        let w = self.apply(plan, only_existing, now, client_ip).await?;
-        Ok(if w.suppressed {
-            MergeOutcome::Suppressed
-        } else if w.written {
-            MergeOutcome::Written
-        } else {
-            MergeOutcome::Skipped
-        })
-    }
-
     /// One user's values and operations as one UpdateItem, ordered by the write's source time
-    /// when it has one (docs/DECISIONS.md, "Source-time ordering").
+    /// when it has one (docs/DECISIONS.md, "Source-time ordering"), keeping the attributes it
+    /// does not name. With `only_existing`, writes nothing unless the user already has
+    /// attributes of this integration. `client_ip` is recorded beside the attributes (MoEngage's
+    /// `ip`: reads show it apart from them).
     pub async fn update_user(
         &self,
         account: &AccountId,
@@ -515,8 +496,9 @@ impl DynamoStore {
         user: &UserWrite<'_>,
         only_existing: bool,
         now: &str,
+        client_ip: Option<&str>,
     ) -> Result<Written, StoreError> {
-        self.apply(Plan::of(account, integration_id, user), only_existing, now, None).await
+        self.apply(Plan::of(account, integration_id, user), only_existing, now, client_ip).await
     }
 
     /// In order, the write is one UpdateItem whose condition holds. Out of order, the failed

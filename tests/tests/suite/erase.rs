@@ -239,7 +239,7 @@ async fn the_window_ends_when_the_account_says() {
     let integration = w.integration.as_str();
     let merge = |secs| {
         let (write, now) = (&write, at(secs));
-        async move { store.merge_user(account, integration, write, false, &now).await.unwrap() }
+        async move { store.update_user(account, integration, write, false, &now, None).await.unwrap().outcome() }
     };
     assert_eq!(merge(until - 1).await, MergeOutcome::Suppressed);
     assert_eq!(

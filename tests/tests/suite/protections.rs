@@ -29,7 +29,7 @@ async fn integrations_call(
 #[tokio::test]
 async fn an_account_over_its_limit_gets_429_and_others_do_not() {
     let stack = Stack::new().await;
-    let (_, slow_auth) = stack.account_with_bearer("slow", 100, 3).await;
+    let (slow, slow_auth) = stack.account_with_bearer("slow", 100, 3).await;
     let fast_auth = stack.bearer(ALL_SCOPES).await;
     let app = stack.integrations_app();
     stack.counter.reset();
@@ -71,20 +71,21 @@ async fn an_account_over_its_limit_gets_429_and_others_do_not() {
     let ops = stack.counter.take_protection();
     assert_eq!(ops.iter().filter(|o| *o == "GetItem").count(), 2, "{ops:?}");
 
-    // The limit is shared by every instance: a second app (a second Lambda instance) sees
-    // the same windows.
-    let other_instance = stack.integrations_app();
-    let mut statuses = Vec::new();
-    for _ in 0..5 {
-        statuses.push(
-            call_integrations(&other_instance, &slow_auth, "GET", "/public/v1/integrations", None)
-                .await
-                .status,
-        );
-        statuses
-            .push(call_integrations(&app, &slow_auth, "GET", "/public/v1/integrations", None).await.status);
+    // The limit is shared by every instance: two limiters (two Lambda instances) asking
+    // alternately in one chosen second admit three between them, not three each. (A chosen
+    // instant: calls on the clock may land in as many seconds as a loaded machine takes.)
+    let (one, two) = (protect::rate::RateLimiter::default(), protect::rate::RateLimiter::default());
+    let ms = (domain::Timestamp::now().epoch_secs() + 60) * 1000;
+    let mut admitted = Vec::new();
+    for i in 0..10 {
+        let instance = if i % 2 == 0 { &one } else { &two };
+        admitted.push(instance.admit(&stack.store, &slow, 1, ms + i).await.is_ok());
     }
-    assert!(statuses.contains(&429), "{statuses:?}");
+    assert_eq!(admitted.iter().filter(|a| **a).count(), 3, "{admitted:?}");
+    assert!(
+        admitted[..2].iter().all(|a| *a),
+        "each instance is admitted while the window has room: {admitted:?}"
+    );
 }
 
 /// Limits count work: a 2,000-id segment call is worth 20 units, not one like a read, and the
@@ -134,13 +135,13 @@ async fn limits_count_work_and_a_heavy_account_never_refuses_another() {
 }
 
 /// A big call's debt outlives the call and the instance that served it: sequential big calls
-/// on one instance (a 2,000-id create: 20 units against 5 a second), each followed by cheap
+/// on one instance (a 2,000-id create: 20 units against 2 a second), each followed by cheap
 /// calls on another instance (its own limiter), which are refused until the seconds the debt
 /// bought have passed (docs/DECISIONS.md "A big call's debt is charged ahead").
 #[tokio::test]
 async fn a_big_calls_debt_is_paid_on_every_instance() {
     let stack = Stack::new().await;
-    let (heavy, auth) = stack.account_with_bearer("heavy", 100, 5).await;
+    let (heavy, auth) = stack.account_with_bearer("heavy", 100, 2).await;
     let system = SystemGuid::generate();
     stack.store.create_system(&heavy, system, domain::Timestamp::now().epoch_secs()).await.unwrap();
     let big_instance = stack.segments_app();
@@ -157,16 +158,19 @@ async fn a_big_calls_debt_is_paid_on_every_instance() {
         let a = call_segments(&big_instance, &auth, "POST", &path, Some(&big)).await;
         assert_eq!(a.status, 201, "{}", a.body);
         let done = std::time::Instant::now();
-        // 19 units owed at 5 a second: the next 3 whole seconds are charged full.
+        // 19 units owed at 2 a second: the next 9 whole seconds are charged full, from the
+        // second the call read its clock in (before `done`). The cheap calls start past that
+        // second and must end 8 s after it: room for a loaded machine.
         tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
         let mut cheap = Vec::new();
         for _ in 0..3 {
             cheap.push(call_segments(&cheap_instance, &auth, "GET", &path, None).await.status);
         }
-        assert!(done.elapsed().as_secs_f64() < 3.0, "the cheap calls fell inside the debt's seconds");
+        assert!(done.elapsed().as_secs_f64() < 8.0, "the cheap calls fell inside the debt's seconds");
         assert_eq!(cheap, [429, 429, 429], "round {round}: the debt is seen by another instance");
-        // Past the debt's seconds, the account is admitted again.
-        tokio::time::sleep(std::time::Duration::from_millis(3_500)).await;
+        // Past the debt's seconds (the tenth holds its last unit, and one of its own), the
+        // account is admitted again.
+        tokio::time::sleep(std::time::Duration::from_millis(11_500).saturating_sub(done.elapsed())).await;
         let a = call_segments(&cheap_instance, &auth, "GET", &path, None).await;
         assert_eq!(a.status, 200, "round {round}: the debt is paid: {}", a.body);
     }
@@ -197,6 +201,7 @@ async fn same_key_same_request_replays_the_first_response_and_applies_nothing() 
         "limit read (cold), rate window, claim, stored response, usage sums"
     );
     stack.counter.take();
+    assert_eq!(stack.counter.take_rate().len(), 1, "the first call's lease");
 
     let again =
         integrations_call(&app, &headers, "POST", "/public/v1/integrations", Some(SEED_INTEGRATION)).await;
@@ -205,11 +210,15 @@ async fn same_key_same_request_replays_the_first_response_and_applies_nothing() 
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(again.header("location"), first.header("location"));
     assert_eq!(stack.counter.take(), Vec::<String>::new(), "the route did not run: no request of its own");
-    assert_eq!(
-        stack.counter.take_protection(),
-        ["PutItem", "UpdateItem"],
-        "the failed claim + usage sums (the rate window's lease taken by the first call covers this one)"
-    );
+    // The rate window's lease taken by the first call covers this one, unless a loaded
+    // machine took past the lease's seconds (one more lease write, before the claim).
+    let mut ops = stack.counter.take_protection();
+    let leases = stack.counter.take_rate();
+    assert!(leases.len() <= 1, "{leases:?}");
+    if !leases.is_empty() {
+        assert_eq!(ops.remove(0), "UpdateItem", "the lease comes first");
+    }
+    assert_eq!(ops, ["PutItem", "UpdateItem"], "the failed claim + usage sums");
     let list = call_integrations(&app, &auth, "GET", "/public/v1/integrations", None).await;
     assert_eq!(list.body["integrations"].as_array().unwrap().len(), 1, "{}", list.body);
 
@@ -502,14 +511,20 @@ async fn the_moengage_route_is_protected_too() {
     stack.store.create_account(&slow, 100, 1, now).await.unwrap();
     let creds = stack.moengage_client(&slow).await;
     let h = [("authorization", creds.as_str()), ("content-type", "application/json")];
+    // Bursts of three at once until two share a second (a loaded machine may spread calls
+    // made one after another over as many seconds).
+    let call = || async {
+        answer(edge::front::serve(&app, req("POST", "/v1/customer/slowmo", &h, Some(body))).await)
+    };
     let mut limited = None;
-    for _ in 0..4 {
-        let a = answer(edge::front::serve(&app, req("POST", "/v1/customer/slowmo", &h, Some(body))).await);
-        if a.status == 429 {
-            limited = Some(a);
+    for _ in 0..10 {
+        let (a, b, c) = tokio::join!(call(), call(), call());
+        limited = [a, b, c].into_iter().find(|a| a.status == 429);
+        if limited.is_some() {
+            break;
         }
     }
-    let a = limited.expect("4 quick calls against 1 per second");
+    let a = limited.expect("ten bursts of three calls against 1 per second");
     assert_eq!(a.header("retry-after"), Some("1"));
     assert_eq!(a.body["status"], "fail");
     assert_eq!(a.body["error"]["type"], "Too Many Requests");
@@ -658,13 +673,14 @@ async fn the_limiter_fails_closed_when_its_storage_fails() {
     stack.faults.disarm();
 
     // A lease (four units at least in this second and each later one of its block) taken, then
-    // the store fails: the lease is spent first; ten calls at once outrun what it holds even
-    // across a second boundary (3 + 4).
+    // the store fails: the lease is spent first; twenty calls at once outrun what it holds
+    // even when a loaded machine spreads them over the two seconds a lease may be spent in
+    // (at most 4 + 8).
     let a = call_integrations(&app, &auth, "GET", "/public/v1/integrations", None).await;
     assert_eq!(a.status, 200);
     stack.faults.arm(FaultPlan::new().fail("UpdateItem", 1..=1000, Throttling).on_protections());
     let statuses: Vec<u16> = futures_join_all(
-        (0..10).map(|_| call_integrations(&app, &auth, "GET", "/public/v1/integrations", None)),
+        (0..20).map(|_| call_integrations(&app, &auth, "GET", "/public/v1/integrations", None)),
     )
     .await
     .iter()
@@ -693,6 +709,7 @@ async fn usage_sums_are_exact_without_a_write_per_call() {
     let before = stack.store.usage(&stack.account, std::slice::from_ref(&day)).await.unwrap();
     let calls_before: i64 = before.iter().map(|r| r.2.calls).sum();
     stack.counter.reset();
+    let started = std::time::Instant::now();
     let (mut calls, mut users) = (0, 0);
     for i in 0..30 {
         let n = 1 + i % 3;
@@ -703,8 +720,16 @@ async fn usage_sums_are_exact_without_a_write_per_call() {
         calls += 1;
         users += n as i64;
     }
-    let usage_writes = stack.counter.take_protection().len() - stack.counter.take_rate().len();
-    assert!(usage_writes <= 2 * 2, "at most one write per instance per 5 s: {usage_writes}");
+    // An instance writes its sums once 5 s have passed since they started: judged over the
+    // seconds the calls took (a loaded machine takes more than 5).
+    let periods = (started.elapsed().as_secs() / every.as_secs()) as usize;
+    let protection = stack.counter.take_protection();
+    let usage_writes =
+        protection.iter().filter(|o| *o == "UpdateItem").count() - stack.counter.take_rate().len();
+    assert!(
+        usage_writes <= 2 * periods.max(1),
+        "at most one write per instance per 5 s ({periods} periods): {usage_writes} of {protection:?}"
+    );
     for app in &instances {
         app.flush_usage().await;
     }

@@ -16,7 +16,7 @@ use integration_tests::*;
 /// How long the operator's tool takes between reading its clock and its write landing (with
 /// clock skew, a slow network): the window in which a token minted with the old credentials
 /// used to outlive the revocation.
-const TOOL_LAG: Duration = Duration::from_millis(1_300);
+const TOOL_LAG: Duration = Duration::from_millis(2_300);
 
 fn request(client_id: &str, secret: &ClientSecret) -> TokenRequest {
     token_request::parse(

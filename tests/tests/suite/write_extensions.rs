@@ -298,7 +298,7 @@ async fn ten_thousand_increments_from_32_writers() {
             while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < calls {
                 assert!(
                     store
-                        .update_user(&account, &id, &write, false, "2026-12-06T00:00:00Z")
+                        .update_user(&account, &id, &write, false, "2026-12-06T00:00:00Z", None)
                         .await
                         .unwrap()
                         .written
