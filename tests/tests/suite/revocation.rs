@@ -117,7 +117,7 @@ async fn a_secret_rotation_refuses_every_old_secret_token_and_none_of_the_new() 
     };
     let old_request = request(&stack.client_id, &stack.client_secret);
     let new_request = request(&stack.client_id, &new_secret);
-    let (old, new, (stamped, version)) = tokio::join!(
+    let (old, mut new, (stamped, version)) = tokio::join!(
         mint_until(&stack, &key, &old_request, &stop),
         mint_until(&stack, &key, &new_request, &stop),
         operator
@@ -129,7 +129,6 @@ async fn a_secret_rotation_refuses_every_old_secret_token_and_none_of_the_new() 
     // decides. They are minted at chosen instants, because a loaded machine may take seconds to
     // mint the first racing one.
     let reads = Recent::default();
-    let mut new = new;
     for iat in stamped - 1..=stamped + 1 {
         let issued = token_service::issue_token(&stack.store, &reads, &key, &settings(), &new_request, iat)
             .await
