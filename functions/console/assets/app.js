@@ -30,7 +30,7 @@ async function route() {
   if (!s) {
     nav.hidden = true;
     document.title = 'Sign in · Console';
-    signIn(view, () => { location.hash = firstAllowed() || '#/'; route(); });
+    signIn(view, () => go(firstAllowed() || '#/'));
     return;
   }
   nav.hidden = false;
@@ -59,9 +59,15 @@ async function route() {
 document.getElementById('signout').addEventListener('click', async () => {
   try { await fetch('/console/session', { method: 'DELETE', credentials: 'same-origin' }); } catch { /* signed out locally anyway */ }
   forgetSession();
-  location.hash = '#/signin';
-  route();
+  go('#/signin');
 });
+
+// A new hash routes through its hashchange event; only an unchanged one is routed here. Both
+// at once rendered a page twice: a sign-in form typed into was replaced by an empty one.
+function go(hash) {
+  if (location.hash === hash) route();
+  else location.hash = hash;
+}
 
 window.addEventListener('hashchange', route);
 route();
