@@ -3,14 +3,18 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 
 use super::StoreError;
 use super::codec::{Item, get_n, get_s, n, opt_n, s};
-use super::dynamo::{DynamoStore, is_conditional_failure, sdk_error};
+use super::dynamo::{DynamoStore, sdk_error};
 use super::signing_keys::Revoke;
+use super::transact::{cancellation_reasons, condition_failed, transact_with_retry};
 use crate::SecretHash;
 use domain::{AccountId, ClientId, ScopeSet};
+
+/// Reads of the client's version by one rotation that concurrent rotations keep outdating.
+const ROTATE_ATTEMPTS: u32 = 5;
 
 fn client_pk(id: &ClientId) -> String {
     format!("CLIENT#{id}")
@@ -100,9 +104,10 @@ impl DynamoStore {
     }
 
     /// Replaces an existing client's secret by the one `secret_hash` is the hash of (generated
-    /// and shown by the caller) and bumps the secret version in the same write: the old secret
-    /// stops working at once, and every token it minted carries a lower version, which the
-    /// revocation entry then refuses (within a verifier's refresh). Returns the new version.
+    /// and shown by the caller) and bumps the secret version: the old secret stops working at
+    /// once, and every token it minted carries a lower version, which the revocation entry
+    /// written in the same transaction refuses (within a verifier's refresh). Returns the new
+    /// version. A rotation that fails leaves the old secret and its tokens as they were.
     pub async fn rotate_client_secret(
         &self,
         id: &ClientId,
@@ -110,67 +115,72 @@ impl DynamoStore {
         now: i64,
         longest_token_secs: i64,
     ) -> Result<i64, StoreError> {
-        let res = self
-            .client()
-            .update_item()
-            .table_name(&self.tables().config)
-            .key("pk", s(client_pk(id)))
-            .key("sk", s("CLIENT"))
-            .update_expression("SET secretHash = :v ADD secretVersion :one")
-            .expression_attribute_values(":v", s(secret_hash.to_base64()))
-            .expression_attribute_values(":one", n(1))
-            .condition_expression("attribute_exists(pk)")
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
-            .send()
-            .await;
-        let version = match res {
-            Ok(out) => out
-                .attributes
-                .as_ref()
-                .map(|a| get_n(a, "secretVersion"))
-                .transpose()?
-                .ok_or_else(|| StoreError::Corrupt("client item: secretVersion".into()))?,
-            Err(e) if is_conditional_failure(&e) => return Err(StoreError::NotFound(format!("client {id}"))),
-            Err(e) => return Err(sdk_error("UpdateItem", e)),
-        };
-        self.revoke_client_tokens(id.as_str(), Revoke::SecretsBelow(version), now, longest_token_secs)
-            .await?;
-        Ok(version)
+        for attempt in 0..ROTATE_ATTEMPTS {
+            let Some(current) = self.client_record(id).await? else {
+                return Err(StoreError::NotFound(format!("client {id}")));
+            };
+            // The SDK resent a transaction whose first send committed (its answer lost), and
+            // the resend found its own version taken: the client holds this rotation's secret,
+            // which was generated for it alone.
+            if attempt > 0 && current.secret_hash == *secret_hash {
+                return Ok(current.secret_version);
+            }
+            let version = current.secret_version + 1;
+            // Only from the version read: a concurrent rotation makes this one read again, so
+            // versions, and the revocation entry with them, only rise.
+            let client = Update::builder()
+                .table_name(&self.tables().config)
+                .key("pk", s(client_pk(id)))
+                .key("sk", s("CLIENT"))
+                .update_expression("SET secretHash = :h, secretVersion = :v")
+                .condition_expression(
+                    "attribute_exists(pk) AND (attribute_not_exists(secretVersion) OR secretVersion = :read)",
+                )
+                .expression_attribute_values(":h", s(secret_hash.to_base64()))
+                .expression_attribute_values(":v", n(version))
+                .expression_attribute_values(":read", n(current.secret_version))
+                .build()
+                .expect("update is complete");
+            let revocation =
+                self.client_revocation(id.as_str(), Revoke::SecretsBelow(version), now, longest_token_secs);
+            let actions = vec![TransactWriteItem::builder().update(client).build(), revocation];
+            match transact_with_retry(self.client(), actions).await {
+                Ok(()) => return Ok(version),
+                Err(e) if cancellation_reasons(&e).is_some_and(|r| condition_failed(&r, 0)) => continue,
+                Err(e) => return Err(sdk_error("TransactWriteItems", e)),
+            }
+        }
+        Err(StoreError::Busy {
+            op: "TransactWriteItems",
+            reason: "concurrent rotations of the client kept winning",
+        })
     }
 
     /// The client gets no more tokens, and every token it holds stops verifying, whenever it
-    /// was minted.
+    /// was minted: the flag and the revocation entry are written in one transaction.
     pub async fn disable_client(
         &self,
         id: &ClientId,
         now: i64,
         longest_token_secs: i64,
     ) -> Result<(), StoreError> {
-        self.update_client(id, "SET disabled = :v", AttributeValue::Bool(true)).await?;
-        self.revoke_client_tokens(id.as_str(), Revoke::All, now, longest_token_secs).await
-    }
-
-    async fn update_client(
-        &self,
-        id: &ClientId,
-        expr: &str,
-        value: AttributeValue,
-    ) -> Result<(), StoreError> {
-        let res = self
-            .client()
-            .update_item()
+        let client = Update::builder()
             .table_name(&self.tables().config)
             .key("pk", s(client_pk(id)))
             .key("sk", s("CLIENT"))
-            .update_expression(expr)
-            .expression_attribute_values(":v", value)
+            .update_expression("SET disabled = :t")
             .condition_expression("attribute_exists(pk)")
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(e) if is_conditional_failure(&e) => Err(StoreError::NotFound(format!("client {id}"))),
-            Err(e) => Err(sdk_error("UpdateItem", e)),
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .build()
+            .expect("update is complete");
+        let revocation = self.client_revocation(id.as_str(), Revoke::All, now, longest_token_secs);
+        let actions = vec![TransactWriteItem::builder().update(client).build(), revocation];
+        match transact_with_retry(self.client(), actions).await {
+            Ok(()) => Ok(()),
+            Err(e) if cancellation_reasons(&e).is_some_and(|r| condition_failed(&r, 0)) => {
+                Err(StoreError::NotFound(format!("client {id}")))
+            }
+            Err(e) => Err(sdk_error("TransactWriteItems", e)),
         }
     }
 

@@ -24,7 +24,7 @@ pub(crate) mod transact;
 pub use clients::ClientRecord;
 pub use dynamo::DynamoStore;
 pub use secret_hash::SecretHash;
-pub use signing_keys::{ClientRevocation, Revoke, StoredSigningKey};
+pub use signing_keys::{ClientRevocation, StoredSigningKey};
 pub use tables::{Tables, dynamodb_client};
 
 use aws_sdk_dynamodb::error::DisplayErrorContext;

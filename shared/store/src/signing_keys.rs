@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use jsonwebtoken::jwk::Jwk;
 
 use super::StoreError;
@@ -226,22 +226,23 @@ impl DynamoStore {
         Ok(set)
     }
 
-    /// Refuses the tokens of `client_id` that `what` names, and those without a secret version
-    /// issued up to `now`. Entries only ever widen: a rotation's version never lowers a later
-    /// one's, and it never clears a disable. The entry outlives the longest token
+    /// The write that refuses the tokens of `client_id` that `what` names, and those without a
+    /// secret version issued up to `now`: one action of the transaction that also changes the
+    /// client (`clients.rs`), so a rotation or a disable is never stored without its revocation.
+    /// Entries only ever widen: a rotation's version is written in the transaction that raises
+    /// the client's version from the one it read, so a later rotation's is higher, and neither
+    /// touches a disable's `allTokens`. The entry outlives the longest token
     /// (`longest_token_secs`: its lifetime plus the verifiers' clock leeway, plus a margin for
     /// the operator's clock), then DynamoDB's TTL removes it, so the partition holds only the
     /// last day's revocations.
-    pub async fn revoke_client_tokens(
+    pub(crate) fn client_revocation(
         &self,
         client_id: &str,
         what: Revoke,
         now: i64,
         longest_token_secs: i64,
-    ) -> Result<(), StoreError> {
-        let update = self
-            .client()
-            .update_item()
+    ) -> TransactWriteItem {
+        let update = Update::builder()
             .table_name(&self.tables().config)
             .key("pk", s(JWKS_PK))
             .key("sk", s(format!("{REVOKED_SK}{client_id}")))
@@ -253,17 +254,9 @@ impl DynamoStore {
                 .expression_attribute_values(":t", AttributeValue::Bool(true)),
             Revoke::SecretsBelow(version) => update
                 .update_expression("SET revokedAt = :now, expiresAt = :exp, secretVersionsBelow = :v")
-                .expression_attribute_values(":v", n(version))
-                .condition_expression(
-                    "attribute_not_exists(secretVersionsBelow) OR secretVersionsBelow < :v",
-                ),
+                .expression_attribute_values(":v", n(version)),
         };
-        match update.send().await {
-            Ok(_) => Ok(()),
-            // A later rotation's entry already refuses more.
-            Err(e) if super::dynamo::is_conditional_failure(&e) => Ok(()),
-            Err(e) => Err(sdk_error("UpdateItem", e)),
-        }
+        TransactWriteItem::builder().update(update.build().expect("update is complete")).build()
     }
 
     /// Stops trusting the key `kid` at once: both halves are deleted, so verifiers drop it at

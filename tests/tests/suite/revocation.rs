@@ -12,6 +12,7 @@ use auth::token_service::{self, TokenSettings};
 use auth::{Authenticator, BearerError, ClientSecret, SigningKey, TokenError};
 use domain::{ClientId, Scope};
 use integration_tests::*;
+use store::ClientRevocation;
 
 /// How long the operator's tool takes between reading its clock and its write landing (with
 /// clock skew, a slow network): the window in which a token minted with the old credentials
@@ -147,15 +148,114 @@ async fn a_secret_rotation_refuses_every_old_secret_token_and_none_of_the_new() 
             .unwrap_or_else(|e| panic!("a new-secret token minted at {iat} is refused: {e:?}"));
     }
 
-    // A second rotation refuses the first rotation's tokens; an entry written late by a slower
-    // operator never lowers it back.
+    // A second rotation refuses the first rotation's tokens.
     let newest = ClientSecret::generate();
     let now = domain::Timestamp::now().epoch_secs();
     assert_eq!(stack.store.rotate_client_secret(&id, &newest.hash(), now, 3600).await.unwrap(), 2);
-    stack.store.revoke_client_tokens(id.as_str(), store::Revoke::SecretsBelow(1), now, 3600).await.unwrap();
     for (token, _) in &new {
         assert!(revoked(verdict(&auth, token).await));
     }
+}
+
+/// The client's secret and version, and its revocation entry, as stored.
+async fn stored(stack: &Stack, id: &ClientId) -> (store::SecretHash, i64, bool, Option<ClientRevocation>) {
+    let client = stack.store.client_record(id).await.unwrap().unwrap();
+    let now = domain::Timestamp::now().epoch_secs();
+    let entry = stack.store.verification_set(now).await.unwrap().revoked_clients.get(id.as_str()).copied();
+    (client.secret_hash, client.secret_version, client.disabled, entry)
+}
+
+#[tokio::test]
+async fn concurrent_rotations_each_take_a_version_and_only_the_last_secret_works() {
+    let stack = Stack::new().await;
+    let key = current_key(&stack).await;
+    let id = ClientId::parse(&stack.client_id).unwrap();
+    let now = domain::Timestamp::now().epoch_secs();
+    let secrets: Vec<ClientSecret> = (0..4).map(|_| ClientSecret::generate()).collect();
+    let mut rotations = tokio::task::JoinSet::new();
+    for (i, secret) in secrets.iter().enumerate() {
+        let (store, id, hash) = (stack.store.clone(), id.clone(), secret.hash());
+        rotations.spawn(async move { (i, store.rotate_client_secret(&id, &hash, now, 3600).await.unwrap()) });
+    }
+    let mut versions = vec![0; secrets.len()];
+    for (i, version) in rotations.join_all().await {
+        versions[i] = version;
+    }
+    let last = versions.iter().position(|v| *v == 4).expect("one rotation takes version 4");
+    versions.sort();
+    assert_eq!(versions, [1, 2, 3, 4], "each rotation its own version");
+    let (hash, version, _, entry) = stored(&stack, &id).await;
+    assert_eq!((hash, version), (secrets[last].hash(), 4));
+    assert_eq!(entry.and_then(|e| e.secret_versions_below), Some(4), "the entry is the last rotation's");
+    let reads = Recent::default();
+    for (i, secret) in secrets.iter().enumerate() {
+        let issued = token_service::issue_token(
+            &stack.store,
+            &reads,
+            &key,
+            &settings(),
+            &request(&stack.client_id, secret),
+            domain::Timestamp::now().epoch_secs(),
+        )
+        .await;
+        assert_eq!(issued.is_ok(), i == last, "secret {i} (the last rotation's: {last})");
+    }
+}
+
+#[tokio::test]
+async fn a_rotation_or_a_disable_is_stored_whole_or_not_at_all() {
+    let stack = Stack::with_faults(FaultPlan::new()).await;
+    let id = ClientId::parse(&stack.client_id).unwrap();
+    let before = stored(&stack, &id).await;
+    assert_eq!((before.1, before.2, before.3), (0, false, None));
+    let new_secret = ClientSecret::generate();
+    let now = domain::Timestamp::now().epoch_secs();
+
+    // Every attempt fails: nothing changes, the old secret and its tokens stay valid.
+    stack.faults.arm(FaultPlan::new().fail("TransactWriteItems", 1..=5, Fault::ServerError));
+    let e = stack.store.rotate_client_secret(&id, &new_secret.hash(), now, 3600).await.unwrap_err();
+    assert!(e.is_transient(), "{e}");
+    assert_eq!(stack.faults.disarm().len(), 5);
+    assert_eq!(stored(&stack, &id).await, before);
+
+    // Applied, its answer lost: the SDK's resend finds the version taken, and the rotation
+    // knows its own secret there: one version, not two.
+    stack.faults.arm(FaultPlan::new().lose("TransactWriteItems", 1..=1, Fault::Timeout));
+    assert_eq!(stack.store.rotate_client_secret(&id, &new_secret.hash(), now, 3600).await.unwrap(), 1);
+    assert_eq!(stack.faults.disarm().len(), 1);
+    let (hash, version, disabled, entry) = stored(&stack, &id).await;
+    assert_eq!((hash, version, disabled), (new_secret.hash(), 1, false));
+    assert_eq!(entry.map(|e| (e.all, e.secret_versions_below)), Some((false, Some(1))));
+
+    // A disable that fails leaves the client enabled and its tokens valid.
+    stack.faults.arm(FaultPlan::new().fail("TransactWriteItems", 1..=5, Fault::Throttling));
+    assert!(stack.store.disable_client(&id, now, 3600).await.unwrap_err().is_transient());
+    stack.faults.disarm();
+    let (_, _, disabled, entry) = stored(&stack, &id).await;
+    assert!(!disabled);
+    assert_eq!(entry.map(|e| e.all), Some(false));
+
+    stack.store.disable_client(&id, now, 3600).await.unwrap();
+    let (_, _, disabled, entry) = stored(&stack, &id).await;
+    assert!(disabled);
+    assert_eq!(
+        entry.map(|e| (e.all, e.secret_versions_below)),
+        Some((true, Some(1))),
+        "a disable keeps the rotation's"
+    );
+
+    // An unknown client: NotFound, and no entry written for it.
+    let ghost = ClientId::generate();
+    assert!(matches!(
+        stack.store.rotate_client_secret(&ghost, &new_secret.hash(), now, 3600).await,
+        Err(store::StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        stack.store.disable_client(&ghost, now, 3600).await,
+        Err(store::StoreError::NotFound(_))
+    ));
+    let set = stack.store.verification_set(domain::Timestamp::now().epoch_secs()).await.unwrap();
+    assert!(!set.revoked_clients.contains_key(ghost.as_str()));
 }
 
 #[tokio::test]
