@@ -89,16 +89,13 @@ export function explainList(entries, rule, names) {
     h('span', { class: 'cond' }, describe(at({ rule }, e.pointer), names) || e.pointer), ' — ', h('strong', {}, outcome(e, names)))));
 }
 
-/** A rule segment's stale conditions, as its GET says them (the list does not say them). */
+/** A rule segment's stale conditions, as the list says them. */
 function staleCell(ctx, s) {
-  const cell = h('td', { class: 'stale' }, '…');
-  api('GET', `${ctx.base}/rule-segment/${encodeURIComponent(s.segmentGuid)}`).then((g) => {
-    const stale = g.staleConditions || [];
-    set(cell, stale.length
-      ? h('strong', { class: 'outcome-stale' }, `${stale.length} stale: `, stale.map((p) => describe(at({ rule: g.rule }, p), ctx.names) || p).join('; '))
-      : 'none');
-  }, () => set(cell, '—'));
-  return cell;
+  const stale = s.staleConditions;
+  if (!stale) return h('td', { class: 'stale' }, '—');
+  return h('td', { class: 'stale' }, stale.length
+    ? h('strong', { class: 'outcome-stale' }, `${stale.length} stale: `, stale.map((p) => describe(at({ rule: s.rule }, p), ctx.names) || p).join('; '))
+    : 'none');
 }
 
 /** The rule segments table; `edit(segment)` opens one in the builder. */

@@ -121,14 +121,16 @@ impl Service for App {
         let p = call.principal()?;
         let (info, req, sys, seg) =
             (call.info, call.req, call.param("systemGuid"), call.param("segmentGuid"));
+        // Each route's future on the heap: awaited inline, every arm's state would share this
+        // function's frame (over 600 KB in a debug build, which overflowed a test thread's 2 MiB).
         match op {
-            Op::Create => create(self, info, p, sys, req).await,
-            Op::List => list(self, p, sys, req).await,
+            Op::Create => Box::pin(create(self, info, p, sys, req)).await,
+            Op::List => Box::pin(list(self, p, sys, req)).await,
             Op::Get => {
                 let head = find(self, p, sys, seg).await?;
                 Ok(Reply::json(200, &body(&self.store.view(head).await?)))
             }
-            Op::Update => update(self, info, p, sys, seg, req).await,
+            Op::Update => Box::pin(update(self, info, p, sys, seg, req)).await,
             Op::Delete => {
                 let head = find(self, p, sys, seg).await?;
                 self.store.delete_segment(&head).await.map_err(segment_error)?;
@@ -136,17 +138,20 @@ impl Service for App {
                     "segment deleted");
                 Ok(Reply::no_content())
             }
-            Op::Members => members(self, p, sys, seg, req).await,
-            Op::RuleCreate => rules::create(&self.rules, &self.store, info, p, sys, req).await,
-            Op::RuleList => rules::list(&self.store, p, sys, req).await,
-            Op::RuleGet => rules::get(&self.rules, &self.store, p, sys, seg, req).await,
-            Op::RuleReplace => rules::replace(&self.store, info, p, sys, seg, req, &self.rules).await,
-            Op::RuleDelete => rules::delete(&self.store, info, p, sys, seg, req).await,
-            Op::RuleDryRun => rules::dry_run(&self.rules, &self.store, p, sys, req).await,
-            Op::UserSegments => {
-                rules::user_segments(&self.rules, &self.store, p, sys, call.param("userId"), req).await
+            Op::Members => Box::pin(members(self, p, sys, seg, req)).await,
+            Op::RuleCreate => Box::pin(rules::create(&self.rules, &self.store, info, p, sys, req)).await,
+            Op::RuleList => Box::pin(rules::list(&self.rules, &self.store, p, sys, req)).await,
+            Op::RuleGet => Box::pin(rules::get(&self.rules, &self.store, p, sys, seg, req)).await,
+            Op::RuleReplace => {
+                Box::pin(rules::replace(&self.store, info, p, sys, seg, req, &self.rules)).await
             }
-            Op::BatchEvaluate => rules::batch(&self.rules, &self.store, p, sys, req).await,
+            Op::RuleDelete => Box::pin(rules::delete(&self.store, info, p, sys, seg, req)).await,
+            Op::RuleDryRun => Box::pin(rules::dry_run(&self.rules, &self.store, p, sys, req)).await,
+            Op::UserSegments => {
+                Box::pin(rules::user_segments(&self.rules, &self.store, p, sys, call.param("userId"), req))
+                    .await
+            }
+            Op::BatchEvaluate => Box::pin(rules::batch(&self.rules, &self.store, p, sys, req)).await,
         }
     }
 }

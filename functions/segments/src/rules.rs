@@ -344,7 +344,15 @@ struct RuleSegmentList {
     next_cursor: Option<String>,
 }
 
-pub async fn list(store: &DynamoStore, p: &Principal, sys: &str, req: &Request) -> Result<Reply, ApiError> {
+/// A page of the system's rule segments, each with its `staleConditions` (judged against the
+/// instance's cached definitions, as a GET judges one), so a list needs no GET per segment.
+pub async fn list(
+    state: &RuleState,
+    store: &DynamoStore,
+    p: &Principal,
+    sys: &str,
+    req: &Request,
+) -> Result<Reply, ApiError> {
     let (limit, cursor) = page_params(req, DEFAULT_LIST_PAGE, MAX_LIST_PAGE, |c| SegmentGuid::parse(c).ok())?;
     let system = system_guid(sys)?;
     let (exists, page) = tokio::join!(
@@ -355,7 +363,13 @@ pub async fn list(store: &DynamoStore, p: &Principal, sys: &str, req: &Request) 
         return Err(not_found_system());
     }
     let page = page?;
-    let segments = page.segments.iter().map(|r| out(r, None)).collect::<Result<Vec<_>, _>>()?;
+    let loaded = state.cached(store, &p.account, system).await?;
+    let segments = page
+        .segments
+        .iter()
+        // A rule that no longer parses (our bug) loses its `staleConditions`, not the page.
+        .map(|r| out(r, stored_rule(r).map(|(rule, _)| rules::stale_conditions(&rule, &loaded.catalog))))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Reply::json(200, &RuleSegmentList { segments, next_cursor: page.next.map(|g| g.to_string()) }))
 }
 

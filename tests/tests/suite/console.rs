@@ -402,8 +402,8 @@ async fn console_walk() {
 /// dry run with explain, save), the user lookup with the rule explain, edit and delete.
 async fn rule_segments(stack: &Stack, d: &Driver, base: &str, bearer: &str, pages: &mut Pages) {
     let seg_bearer = stack.bearer("segments:read segments:write").await;
-    // A rule segment on a property deleted since it was saved: its GET says the condition is
-    // stale, and the builder marks it.
+    // A rule segment on a property deleted since it was saved: the list and its GET say the
+    // condition is stale, and the builder marks it.
     let (legacy_id, _) = create_integration(
         stack,
         bearer,

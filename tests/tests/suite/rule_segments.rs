@@ -132,6 +132,54 @@ async fn crud_with_if_match_keeps_every_digit() {
 }
 
 #[tokio::test]
+async fn the_list_names_the_conditions_on_what_was_deleted_since_as_a_get_does() {
+    let c = Ctx::new().await;
+    let (legacy, _) = create_integration(
+        &c.stack,
+        &c.auth,
+        r#"{"name": "Legacy", "userIdentifierProperty": "email", "properties": [{"path": "tier", "type": "String"}]}"#,
+    )
+    .await;
+    let on_legacy = json!({"attribute": {"integration": legacy, "property": "tier"}, "op": "is_set"});
+    let mixed = c.create("mixed", json!({"any": [on_legacy, cond("plan", "equals", json!("pro"))]})).await;
+    let fresh = c.create("fresh", json!({"all": [cond("plan", "equals", json!("pro"))]})).await;
+    let stale_of = |list: &Answer| -> BTreeMap<String, Value> {
+        let segments = list.body["segments"].as_array().unwrap_or_else(|| panic!("{}", list.body));
+        segments
+            .iter()
+            .map(|s| (s["segmentGuid"].as_str().unwrap().to_string(), s["staleConditions"].clone()))
+            .collect()
+    };
+    let list = c.call("GET", &c.rules_path(""), None).await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert_eq!(stale_of(&list), BTreeMap::from([(mixed.clone(), json!([])), (fresh.clone(), json!([]))]));
+
+    let gone = call_integrations(
+        &c.stack.integrations_app(),
+        &c.auth,
+        "DELETE",
+        &format!("/public/v1/integrations/{legacy}"),
+        None,
+    )
+    .await;
+    assert_eq!(gone.status, 204, "{}", gone.body);
+    // Past the instance's cached definitions' staleness (1 s).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let list = c.call("GET", &c.rules_path(""), None).await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert_eq!(
+        stale_of(&list),
+        BTreeMap::from([(mixed.clone(), json!(["/rule/any/0"])), (fresh.clone(), json!([]))])
+    );
+    let got = c.call("GET", &c.rules_path(&format!("/{mixed}")), None).await;
+    assert_eq!(got.body["staleConditions"], json!(["/rule/any/0"]), "the list and the GET agree");
+    // A page of one says it too.
+    let page = c.call("GET", &c.rules_path("?limit=1"), None).await;
+    assert_eq!(page.body["segments"].as_array().map(Vec::len), Some(1), "{}", page.body);
+    assert!(page.body["segments"][0]["staleConditions"].is_array(), "{}", page.body);
+}
+
+#[tokio::test]
 async fn every_invalid_rule_names_its_pointer_and_a_cycle_is_refused() {
     let c = Ctx::new().await;
     let cases = [
