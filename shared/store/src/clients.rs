@@ -120,8 +120,9 @@ impl DynamoStore {
                 return Err(StoreError::NotFound(format!("client {id}")));
             };
             // The SDK resent a transaction whose first send committed (its answer lost), and
-            // the resend found its own version taken: the client holds this rotation's secret,
-            // which was generated for it alone.
+            // the resend found its own version taken (DynamoDB answers a resend within its
+            // ClientRequestToken's 10 minutes as done; other servers do not): the client holds
+            // this rotation's secret, which was generated for it alone.
             if attempt > 0 && current.secret_hash == *secret_hash {
                 return Ok(current.secret_version);
             }
