@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::types::builders::UpdateBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 
 use super::StoreError;
@@ -130,25 +131,17 @@ impl DynamoStore {
             // Only from the version read: a concurrent rotation makes this one read again, so
             // versions, and the revocation entry with them, only rise.
             let client = Update::builder()
-                .table_name(&self.tables().config)
-                .key("pk", s(client_pk(id)))
-                .key("sk", s("CLIENT"))
                 .update_expression("SET secretHash = :h, secretVersion = :v")
                 .condition_expression(
                     "attribute_exists(pk) AND (attribute_not_exists(secretVersion) OR secretVersion = :read)",
                 )
                 .expression_attribute_values(":h", s(secret_hash.to_base64()))
                 .expression_attribute_values(":v", n(version))
-                .expression_attribute_values(":read", n(current.secret_version))
-                .build()
-                .expect("update is complete");
+                .expression_attribute_values(":read", n(current.secret_version));
             let revocation =
                 self.client_revocation(id.as_str(), Revoke::SecretsBelow(version), now, longest_token_secs);
-            let actions = vec![TransactWriteItem::builder().update(client).build(), revocation];
-            match transact_with_retry(self.client(), actions).await {
-                Ok(()) => return Ok(version),
-                Err(e) if cancellation_reasons(&e).is_some_and(|r| condition_failed(&r, 0)) => continue,
-                Err(e) => return Err(sdk_error("TransactWriteItems", e)),
+            if self.update_client_and_revoke(id, client, revocation).await? {
+                return Ok(version);
             }
         }
         Err(StoreError::Busy {
@@ -166,21 +159,36 @@ impl DynamoStore {
         longest_token_secs: i64,
     ) -> Result<(), StoreError> {
         let client = Update::builder()
+            .update_expression("SET disabled = :t")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":t", AttributeValue::Bool(true));
+        let revocation = self.client_revocation(id.as_str(), Revoke::All, now, longest_token_secs);
+        if self.update_client_and_revoke(id, client, revocation).await? {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound(format!("client {id}")))
+        }
+    }
+
+    /// Applies `update` (its expressions and condition) to the client's item and writes
+    /// `revocation` in the same transaction. `false` when the update's condition failed:
+    /// nothing was written.
+    async fn update_client_and_revoke(
+        &self,
+        id: &ClientId,
+        update: UpdateBuilder,
+        revocation: TransactWriteItem,
+    ) -> Result<bool, StoreError> {
+        let client = update
             .table_name(&self.tables().config)
             .key("pk", s(client_pk(id)))
             .key("sk", s("CLIENT"))
-            .update_expression("SET disabled = :t")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":t", AttributeValue::Bool(true))
             .build()
             .expect("update is complete");
-        let revocation = self.client_revocation(id.as_str(), Revoke::All, now, longest_token_secs);
         let actions = vec![TransactWriteItem::builder().update(client).build(), revocation];
         match transact_with_retry(self.client(), actions).await {
-            Ok(()) => Ok(()),
-            Err(e) if cancellation_reasons(&e).is_some_and(|r| condition_failed(&r, 0)) => {
-                Err(StoreError::NotFound(format!("client {id}")))
-            }
+            Ok(()) => Ok(true),
+            Err(e) if cancellation_reasons(&e).is_some_and(|r| condition_failed(&r, 0)) => Ok(false),
             Err(e) => Err(sdk_error("TransactWriteItems", e)),
         }
     }
