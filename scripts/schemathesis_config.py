@@ -72,7 +72,7 @@ def main():
     # the attribute limit used up).
     users = ["schemathesis-user@walkme.example", "John@company.com", "Melissa@company.com"]
     erasable = [f"schemathesis-erase-{i}@walkme.example" for i in range(SPARE)]
-    call(
+    _, members = call(
         api,
         "POST",
         f"/public/v1/user/system/{system}/segment",
@@ -112,11 +112,11 @@ def main():
     # Never the demo integration: an id no integration has, if need be.
     spare_integrations = spare_integrations or ["00000000-0000-4000-8000-000000000000"]
 
-    # Rule segments on the demo integration's Customer_Type: some for the get and replace
-    # operations, throwaway ones for the delete operation.
+    # Rule segments on membership of the segment above: some for the get and replace
+    # operations, throwaway ones for the delete operation. Not on one of the demo
+    # integration's properties: an earlier run's PATCH may have removed them.
     def rule_segment(name):
-        rule = {"all": [{"attribute": {"integration": demo["integrationId"], "property": "Customer_Type"},
-                         "op": "is_set"}]}
+        rule = {"all": [{"segment": members["segmentGuid"], "op": "in"}]}
         _, made = call(api, "POST", f"/public/v1/user/system/{system}/rule-segment", token=token,
                        body={"name": name, "rule": rule})
         return made["segmentGuid"]
