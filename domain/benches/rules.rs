@@ -3,7 +3,7 @@
 //! datalogic-rs (the engine of OpenFeature flagd), also compiled once with the user's data
 //! parsed once. Both must agree on every segment; the ratio is printed at the end.
 //!
-//! `cargo bench -p domain --bench rules`
+//! `cargo bench -p domain --bench rules --features rules`
 
 use std::collections::HashSet;
 use std::hint::black_box;

@@ -92,7 +92,8 @@ impl Pages {
         self.violations.extend(found.into_iter().map(|v| format!("{name}: {v}")));
 
         let skipped: Vec<String> = serde_json::from_value(d.script(UNREACHABLE, json!([])).await).unwrap();
-        self.violations.extend(skipped.into_iter().map(|e| format!("{name}: not reachable by keyboard: {e}")));
+        self.violations
+            .extend(skipped.into_iter().map(|e| format!("{name}: not reachable by keyboard: {e}")));
 
         d.resize(PHONE.0, PHONE.1).await;
         let wide: Vec<String> = serde_json::from_value(d.script(TOO_WIDE, json!([])).await).unwrap();
