@@ -84,12 +84,17 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         raise AttributeError(name)
 
 
+class Server(http.server.ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a client opening many connections at once
+    # (a load or schema-fuzzing tool's workers) saw its connects dropped and timed out.
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 def main():
     listen, up = int(sys.argv[1]), int(sys.argv[2])
     Proxy.upstream_port = up
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", listen), Proxy)
-    server.daemon_threads = True
-    server.serve_forever()
+    Server(("127.0.0.1", listen), Proxy).serve_forever()
 
 
 if __name__ == "__main__":
