@@ -228,18 +228,26 @@ def function_of(path):
     return "?"
 
 
+TABLE_NAMES = {"config": "Config table", "end users": "End-users table", "segments": "Segments table",
+               "signing keys": "Signing keys table"}
+
+
 def key_patterns():
     """(regex, description) for every key pattern of docs/TABLES.md's tables."""
     pats, table = [], ""
     for line in open(os.path.join(ROOT, "docs", "TABLES.md")):
         if line.startswith("## "):
             table = line[3:].split("(")[0].strip()
-        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("| `") else []
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("| ") else []
+        # Rows of a table-wide listing (the erasure items) name their table in a first column.
+        of = table
+        if len(cells) >= 4 and cells[0] in TABLE_NAMES and cells[1].startswith("`"):
+            of, cells = TABLE_NAMES[cells[0]], cells[1:]
         if len(cells) >= 3 and cells[0].startswith("`"):
             pk = cells[0].strip("`")
             rx = "^" + re.sub(r"<[^>]+>", "[^#]+", re.escape(pk).replace(r"\<", "<").replace(r"\>", ">")) + "$"
             what = cells[2] if len(cells) >= 4 else f"sk {cells[1]}"
-            pats.append((rx, f"{table}: `{pk}` {re.sub(r'[*`]', '', what)[:70]}", len(re.sub(r"<[^>]+>", "", pk))))
+            pats.append((rx, f"{of}: `{pk}` {re.sub(r'[*`]', '', what)[:70]}", len(re.sub(r"<[^>]+>", "", pk))))
     # The most specific pattern first (`<acc>#SEGMENTS` before `<accountId>#<userId>`).
     return [(rx, what) for rx, what, _ in sorted(pats, key=lambda p: -p[2])]
 

@@ -86,7 +86,7 @@ class Proxy(http.server.BaseHTTPRequestHandler):
 
 class Server(http.server.ThreadingHTTPServer):
     # socketserver's default listen backlog is 5: a client opening many connections at once
-    # (a load or schema-fuzzing tool's workers) saw its connects dropped and timed out.
+    # (a load or schema-fuzzing tool's workers) saw its connects dropped: timeouts and resets.
     request_queue_size = 1024
     daemon_threads = True
 

@@ -123,3 +123,16 @@ def test_the_evaluation_section_reports_each_evaluation_against_its_floor_and_th
     # (20,000/s at 10 ms) checking at 20 RCU are over the ceiling; at 1 RCU they are not.
     assert "| `acc#RSYS#sys` |" in text and "| 40 | 20 | 4,000 **over**" in text, text
     assert "| 3 | 1 | 200 ok" in text, text
+
+
+@pytest.mark.parametrize("pk, kind", [
+    ("acc#SUPPGATE#3", "Segments table: `<acc>#SUPPGATE#<0..7>`"),
+    ("acc#SUPP#2", "Segments table: `<acc>#SUPP#<0..7>`"),
+    ("ERASURES#acc", "Config table: `ERASURES#<acc>`"),
+    ("acc#SEG#s#g#C4", "Segments table: `<acc>#SEG#<segmentGuid>#<generation>#C<p>`"),
+    ("RATE#acc#0", "Config table: `RATE#<accountId>#<shard>`"),
+])
+def test_every_key_kind_of_the_tables_page_is_described(pk, kind):
+    """The report names each key's kind from docs/TABLES.md, the erasure items' table-wide
+    listing included (its keys were reported as `?`)."""
+    assert capacity.describe(pk, capacity.key_patterns()).startswith(kind)

@@ -51,14 +51,18 @@ const UNREACHABLE: &str = "
       .filter(e => shown(e) && !e.matches(controls) && e.tabIndex < 0);
     return skipped.concat(fake).map(name);";
 
-/// Elements that stick out past the right edge of a phone's screen (the page scrolls sideways).
+/// Whether the page scrolls sideways on a phone's screen, named by the elements that stick out
+/// past its right edge (what a scrolling box holds may: only the box itself counts).
 const TOO_WIDE: &str = "
     const w = document.documentElement.clientWidth;
     if (document.documentElement.scrollWidth <= w + 1) return [];
-    return [...document.querySelectorAll('body *')]
-      .filter(e => e.getBoundingClientRect().right > w + 1 && !e.closest('.scroll, pre'))
+    const wide = [...document.querySelectorAll('body *')]
+      .filter(e => e.getBoundingClientRect().right > w + 1
+        && !(e.parentElement && e.parentElement.closest('.scroll, pre')))
       .slice(0, 5)
-      .map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (e.getAttribute('class') ? '.' + e.getAttribute('class') : ''));";
+      .map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '')
+        + (e.getAttribute('class') ? '.' + e.getAttribute('class') : ''));
+    return wide.length ? wide : ['the page, ' + document.documentElement.scrollWidth + ' px wide'];";
 
 impl Pages {
     async fn check(&mut self, d: &Driver, name: &str) {
